@@ -1,0 +1,191 @@
+//! `saltship backfill`: replay the jobs in the cache, in jid order, printing (`--dry-run`) each
+//! state result as one JSON line. A bad file is named in one warning and counted; the run goes on.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::thread::sleep;
+use std::time::Duration;
+
+use anyhow::Result;
+use log::{debug, warn};
+
+use crate::cache::{scan, JobDir};
+use crate::config::Config;
+use crate::event::write_json;
+use crate::extract::extract;
+use crate::job::Job;
+use crate::msgpack::{self, ReadError};
+use crate::{glob, progress, time};
+
+/// What a run did, for the summary line and the exit status.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub jobs: u64,
+    pub returns: u64,
+    pub events: u64,
+    /// Jobs with nothing to ship: not a state run, `nocache`, or filtered out.
+    pub skipped: u64,
+    pub failed_files: u64,
+}
+
+impl Totals {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} jobs, {} returns, {} events, {} skipped, {} failed files",
+            self.jobs, self.returns, self.events, self.skipped, self.failed_files
+        )
+    }
+}
+
+pub fn run(config: &Config) -> Result<Totals> {
+    let mut totals = Totals::default();
+    let found = progress::counter(config.quiet, "jobs found");
+    let (jobs, problems) = scan(&config.cache_dir, |n| found.set_position(n as u64));
+    found.finish_and_clear();
+    for p in &problems {
+        warn!("{}: {}", p.path.display(), p.why);
+    }
+    totals.failed_files += problems.len() as u64;
+
+    let (jobs, out_of_range): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .partition(|j| !j.nocache && config.in_range(time::jid_instant(&j.jid, config.jid_zone)));
+    totals.skipped += out_of_range.len() as u64;
+    let bar = progress::bar(
+        config.quiet,
+        jobs.iter().map(|j| j.minions.len() as u64).sum(),
+    );
+
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut buf = Vec::with_capacity(1 << 16);
+    for dir in &jobs {
+        let Some(job) = load_job(config, dir, &mut totals) else {
+            totals.skipped += 1;
+            bar.inc(dir.minions.len() as u64);
+            continue;
+        };
+        totals.jobs += 1;
+        for minion in &dir.minions {
+            buf.clear();
+            totals.events += ship_return(config, &job, dir, minion, &mut buf, &mut totals);
+            if let Err(e) = out.write_all(&buf) {
+                return stdout_closed(e, totals);
+            }
+            bar.inc(1);
+            bar.set_message(format!("{} events", totals.events));
+        }
+    }
+    if let Err(e) = out.flush() {
+        return stdout_closed(e, totals);
+    }
+    bar.finish_and_clear();
+    Ok(totals)
+}
+
+/// A reader that went away (`| head`) ends the run quietly; any other write error is fatal.
+fn stdout_closed(e: io::Error, totals: Totals) -> Result<Totals> {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Ok(totals)
+    } else {
+        Err(anyhow::Error::new(e).context("writing to stdout"))
+    }
+}
+
+/// The job from its `.load.p`, or `None` when it cannot hold state results we were asked for.
+fn load_job(config: &Config, dir: &JobDir, totals: &mut Totals) -> Option<Job> {
+    let publish = time::jid_instant(&dir.jid, config.jid_zone);
+    let path = dir.load_path();
+    let buf = match read_load(&path) {
+        Ok(buf) => Some(buf),
+        Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            warn!("{}: {e}", path.display());
+            totals.failed_files += 1;
+            None
+        }
+    };
+    let load = buf.as_deref().map(msgpack::decode).and_then(Result::ok);
+    let job = Job::from_load(
+        dir.jid.clone(),
+        load.as_ref(),
+        config.show_pillar_args,
+        publish,
+    );
+    // Jobs whose functions are known and none of them a state run are never decoded further.
+    let could_have_states = job.funs.is_empty()
+        || job
+            .funs
+            .iter()
+            .any(|f| f.starts_with("state.") || f.starts_with("runner.state."));
+    let wanted = config.funs.is_empty()
+        || job.funs.iter().any(|f| glob::any(&config.funs, f))
+        || job.funs.is_empty();
+    (could_have_states && wanted).then_some(job)
+}
+
+/// `.load.p` is written in place, not atomically: a truncated one may be mid-write, so retry.
+fn read_load(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let mut tries = 0;
+    loop {
+        let buf = msgpack::read_file(path)?;
+        match msgpack::decode(&buf) {
+            Ok(_) => return Ok(buf),
+            Err(ReadError::Truncated | ReadError::Empty) if tries < 3 => {
+                tries += 1;
+                sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Decodes one minion's return and appends its events to `buf`; the number of events.
+fn ship_return(
+    config: &Config,
+    job: &Job,
+    dir: &JobDir,
+    minion: &str,
+    buf: &mut Vec<u8>,
+    totals: &mut Totals,
+) -> u64 {
+    let path = dir.return_path(minion);
+    let bytes = match msgpack::read_file(&path) {
+        Ok(bytes) => bytes,
+        // The minion folder is made before return.p lands; nothing to read yet.
+        Err(e) if e.is_vanished() && path.parent().is_some_and(Path::exists) => {
+            debug!("{}: not written yet", path.display());
+            return 0;
+        }
+        Err(e) => {
+            warn!("{}: {e}", path.display());
+            totals.failed_files += 1;
+            return 0;
+        }
+    };
+    let value = match msgpack::decode(&bytes) {
+        Ok(value) => value,
+        Err(e) => {
+            warn!("{}: {e}", path.display());
+            totals.failed_files += 1;
+            return 0;
+        }
+    };
+    totals.returns += 1;
+    let mut n = 0;
+    for ev in extract(job, minion, &value) {
+        let fun_ok = config.funs.is_empty()
+            || ev
+                .fun
+                .as_deref()
+                .is_some_and(|f| glob::any(&config.funs, f));
+        if fun_ok
+            && glob::any(&config.minions, &ev.minion)
+            && (!config.only_failures || ev.failed())
+        {
+            write_json(buf, &config.master_id, job, &ev);
+            n += 1;
+        }
+    }
+    n
+}

@@ -1,0 +1,105 @@
+//! The command line, and nothing else: doc comments become `--help` and the man page.
+//! Every option has a `SALTSHIP_*` environment twin for systemd's `EnvironmentFile=`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  done
+  1  finished, but some cache files could not be read (each was named in a warning)
+  2  usage or configuration error (bad option, missing cache folder)
+  3  could not deliver the events";
+
+/// Ship every SaltStack state result from the master's job cache to your log aggregator.
+///
+/// saltship reads the Salt master's job cache (the local_cache returner's files), turns each
+/// state result (one per state, per minion, per run) into one JSON event, and prints or sends it.
+#[derive(Parser, Debug)]
+#[command(name = "saltship", version, after_help = EXIT_STATUS, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr: no warnings, no summary, no progress bars
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Replay the jobs in the cache (all, or a time range), printing or sending their events
+    #[command(after_help = EXIT_STATUS)]
+    Backfill(BackfillArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BackfillArgs {
+    /// Only jobs published at or after T: RFC 3339, a jid, or an age such as 24h or 7d
+    #[arg(long, value_name = "T", env = "SALTSHIP_SINCE")]
+    pub since: Option<String>,
+
+    /// Only jobs published before T: RFC 3339, a jid, or an age such as 24h or 7d
+    #[arg(long, value_name = "T", env = "SALTSHIP_UNTIL")]
+    pub until: Option<String>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options shared by every command.
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    /// The master's job cache folder
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "SALTSHIP_CACHE_DIR",
+        default_value = "/var/cache/salt/master/jobs"
+    )]
+    pub cache_dir: PathBuf,
+
+    /// Print the events to stdout, one JSON object per line, instead of sending them
+    #[arg(long, env = "SALTSHIP_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Only these minions (glob, repeatable; an orchestration's steps carry the master's id)
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "SALTSHIP_MINION",
+        value_delimiter = ','
+    )]
+    pub minion: Vec<String>,
+
+    /// Only jobs of these functions (glob, repeatable), e.g. 'state.apply' or 'runner.state.*'
+    #[arg(long, value_name = "GLOB", env = "SALTSHIP_FUN", value_delimiter = ',')]
+    pub fun: Vec<String>,
+
+    /// Only failed states (result false) and error returns; test=True pending states are not failures
+    #[arg(long, env = "SALTSHIP_ONLY_FAILURES")]
+    pub only_failures: bool,
+
+    /// Ship the values of a `pillar=` argument in fun_args instead of masking them
+    #[arg(long, env = "SALTSHIP_SHOW_PILLAR_ARGS")]
+    pub show_pillar_args: bool,
+
+    /// The `master` field of every event [default: this host's name]
+    #[arg(long, value_name = "ID", env = "SALTSHIP_MASTER_ID")]
+    pub master_id: Option<String>,
+
+    /// Zone of the jids: utc (Salt 3000 and later), local (the master's zone, Salt 2019.2 and
+    /// earlier), or a fixed offset like +02:00
+    #[arg(
+        long,
+        value_name = "ZONE",
+        env = "SALTSHIP_JID_TIMEZONE",
+        default_value = "utc"
+    )]
+    pub jid_timezone: String,
+}

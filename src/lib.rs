@@ -1,0 +1,123 @@
+//! saltship: ship every SaltStack state result from the master's job cache to a log aggregator.
+//!
+//! # Layout
+//! Data flows one way; only the command modules wire stages together.
+//! - [`cache`] discovers job folders; [`msgpack`] reads and decodes `.p` files;
+//! - [`job`] reads `.load.p`; [`extract`] (pure) turns a return into [`extract::StateEvent`]s;
+//! - [`event`] encodes an event as JSON ([`json`] renders msgpack values, [`time`] the clocks);
+//! - [`backfill`] is the command; [`cli`] and [`config`] are the command line, [`progress`] the bars.
+
+pub mod backfill;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod extract;
+pub mod glob;
+pub mod job;
+pub mod json;
+pub mod msgpack;
+pub mod progress;
+pub mod time;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use log::{error, info, LevelFilter};
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+
+/// How a run ended, as the process exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Done = 0,
+    FilesFailed = 1,
+    Usage = 2,
+    Undelivered = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit status.
+pub fn main() -> Exit {
+    let cli = Cli::parse();
+    log_init(cli.verbose, cli.quiet);
+    match cli.command {
+        Command::Backfill(args) => {
+            let config = match Config::backfill(&args, cli.quiet) {
+                Ok(config) => config,
+                Err(e) => {
+                    error!("{e:#}");
+                    return Exit::Usage;
+                }
+            };
+            match backfill::run(&config) {
+                Ok(totals) => {
+                    info!("{}", totals.summary());
+                    if totals.failed_files > 0 {
+                        Exit::FilesFailed
+                    } else {
+                        Exit::Done
+                    }
+                }
+                Err(e) => {
+                    error!("{e:#}");
+                    Exit::Undelivered
+                }
+            }
+        }
+    }
+}
+
+/// Warnings and the summary by default, `-v` more, `-q` errors only; `RUST_LOG` overrides.
+/// Lines read `saltship: <what>: <why>` and are printed around any progress bar.
+fn log_init(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => LevelFilter::Error,
+        (false, 0) => LevelFilter::Info,
+        (false, 1) => LevelFilter::Debug,
+        (false, _) => LevelFilter::Trace,
+    };
+    let inner = env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env("RUST_LOG")
+        .format(|f, record| {
+            use std::io::Write;
+            match record.level() {
+                log::Level::Info => writeln!(f, "saltship: {}", record.args()),
+                l => writeln!(
+                    f,
+                    "saltship: {}: {}",
+                    l.as_str().to_lowercase(),
+                    record.args()
+                ),
+            }
+        })
+        .build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(BarLogger(inner))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// Prints log lines with the progress bars suspended, so the two never mix.
+struct BarLogger(env_logger::Logger);
+
+impl log::Log for BarLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        self.0.enabled(m)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.0.matches(record) {
+            progress::bars().suspend(|| self.0.log(record));
+        }
+    }
+
+    fn flush(&self) {}
+}

@@ -1,0 +1,254 @@
+//! Time arithmetic, pure: jids to instants, a minion's local `start_time` to an absolute
+//! timestamp, and the `--since`/`--until` forms. Instants are microseconds since the Unix epoch.
+//!
+//! A state's `start_time` is the minion's local time of day with no date or zone. The jid says
+//! when the job was published (UTC since Salt 3000). Time zones are whole quarter hours, and a
+//! minion starts its first state moments after the publish, so the first state's time of day
+//! gives the minion's offset; every state then sits at the one instant in
+//! `[publish - 7.5 min, publish + 24 h - 7.5 min)` with its time of day, which also carries runs
+//! across midnight.
+
+use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone, Utc};
+
+pub const SECOND: i64 = 1_000_000;
+const DAY: i64 = 86_400 * SECOND;
+const QUARTER_HOUR: i64 = 900 * SECOND;
+
+/// How jids are read: UTC (Salt 3000 and later) or the master's zone (2019.2 and earlier).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JidZone {
+    Utc,
+    Local,
+    Fixed(FixedOffset),
+}
+
+impl JidZone {
+    pub fn parse(text: &str) -> Option<JidZone> {
+        match text {
+            "utc" | "UTC" | "Z" => Some(JidZone::Utc),
+            "local" => Some(JidZone::Local),
+            _ => DateTime::parse_from_rfc3339(&format!("2000-01-01T00:00:00{text}"))
+                .ok()
+                .map(|d| JidZone::Fixed(*d.offset())),
+        }
+    }
+}
+
+/// The instant a jid names, if it is a time-stamped jid (`YYYYMMDDhhmmssffffff[_pid]`).
+pub fn jid_instant(jid: &str, zone: JidZone) -> Option<i64> {
+    let digits = jid
+        .get(..20)
+        .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))?;
+    if jid.len() > 20 && !jid[20..].starts_with('_') {
+        return None;
+    }
+    let naive = NaiveDateTime::parse_from_str(digits, "%Y%m%d%H%M%S%6f").ok()?;
+    let utc = match zone {
+        JidZone::Utc => naive.and_utc(),
+        JidZone::Local => Local
+            .from_local_datetime(&naive)
+            .earliest()?
+            .with_timezone(&Utc),
+        JidZone::Fixed(off) => off
+            .from_local_datetime(&naive)
+            .single()?
+            .with_timezone(&Utc),
+    };
+    Some(utc.timestamp_micros())
+}
+
+/// `HH:MM:SS[.ffffff]` as microseconds since midnight.
+pub fn time_of_day(text: &str) -> Option<i64> {
+    let (hms, frac) = match text.split_once('.') {
+        Some((hms, frac)) => (hms, frac),
+        None => (text, ""),
+    };
+    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    if parts.next().is_some()
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&m)
+        || !(0..62).contains(&s)
+    {
+        return None;
+    }
+    let micros = if frac.is_empty() {
+        0
+    } else if frac.len() <= 6 && frac.bytes().all(|b| b.is_ascii_digit()) {
+        frac.parse::<i64>().ok()? * 10_i64.pow(6 - frac.len() as u32)
+    } else {
+        return None;
+    };
+    Some(((h * 60 + m) * 60 + s) * SECOND + micros)
+}
+
+/// A minion's clock for one return: turns its local times of day into instants.
+#[derive(Clone, Copy, Debug)]
+pub struct MinionClock {
+    publish: i64,
+    offset: i64,
+}
+
+impl MinionClock {
+    /// `first_start` is the time of day of the first state the minion ran in this job.
+    pub fn new(publish: i64, first_start: i64) -> MinionClock {
+        let drift = (first_start - publish).rem_euclid(DAY);
+        let offset = ((drift + QUARTER_HOUR / 2) / QUARTER_HOUR * QUARTER_HOUR) % DAY;
+        MinionClock { publish, offset }
+    }
+
+    /// The instant at which the minion's clock showed `start` (time of day) during this job.
+    pub fn instant(&self, start: i64) -> i64 {
+        let mut after = (start - self.offset - self.publish).rem_euclid(DAY);
+        if after >= DAY - QUARTER_HOUR / 2 {
+            after -= DAY;
+        }
+        self.publish + after
+    }
+
+    /// The minion's offset from UTC in minutes, as deduced.
+    pub fn offset_minutes(&self) -> i64 {
+        let off = self.offset / (60 * SECOND);
+        if off > 12 * 60 + 45 {
+            off - 24 * 60
+        } else {
+            off
+        }
+    }
+}
+
+/// RFC 3339 in UTC with microseconds, like `2026-11-23T18:57:50.440911Z`.
+pub fn rfc3339(instant: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_micros(instant) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        None => String::new(),
+    }
+}
+
+/// `--since`/`--until`: RFC 3339, a jid, or an age before `now` such as `90s`, `30m`, `24h`, `7d`, `2w`.
+pub fn parse_point(text: &str, now: i64, zone: JidZone) -> Result<i64, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_micros());
+    }
+    if let Some(t) = jid_instant(text, zone) {
+        return Ok(t);
+    }
+    let unit = text.chars().last().unwrap_or(' ');
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => 0,
+    };
+    match text[..text.len() - unit.len_utf8().min(text.len())].parse::<i64>() {
+        Ok(n) if scale > 0 && n >= 0 => Ok(now - n * scale * SECOND),
+        _ => Err(format!(
+            "'{text}' is not a time: use RFC 3339 (2026-11-23T18:00:00Z), a jid, or an age like 24h or 7d"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> i64 {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid")
+            .timestamp_micros()
+    }
+
+    #[test]
+    fn jid_forms() {
+        let t = at("2026-11-23T18:57:50.440911Z");
+        assert_eq!(jid_instant("20261123185750440911", JidZone::Utc), Some(t));
+        assert_eq!(
+            jid_instant("20261123185750440911_4242", JidZone::Utc),
+            Some(t)
+        );
+        let plus2 = JidZone::parse("+02:00").expect("offset");
+        assert_eq!(jid_instant("20261123205750440911", plus2), Some(t));
+        assert_eq!(jid_instant("req", JidZone::Utc), None);
+        assert_eq!(jid_instant("20261123185750440911x", JidZone::Utc), None);
+        assert_eq!(jid_instant("20261399185750440911", JidZone::Utc), None);
+    }
+
+    #[test]
+    fn time_of_day_forms() {
+        assert_eq!(time_of_day("00:00:01"), Some(SECOND));
+        assert_eq!(
+            time_of_day("18:57:50.440911"),
+            Some(at("1970-01-01T18:57:50.440911Z"))
+        );
+        assert_eq!(
+            time_of_day("18:57:50.5"),
+            Some(at("1970-01-01T18:57:50.5Z"))
+        );
+        assert_eq!(time_of_day("25:00:00"), None);
+        assert_eq!(time_of_day("garbage"), None);
+    }
+
+    #[test]
+    fn minion_in_another_zone_gets_the_absolute_time() {
+        // Published 18:57:50 UTC; a +05:45 minion starts at 00:42:51 local the next day.
+        let publish = at("2026-11-23T18:57:50.440911Z");
+        let first = time_of_day("00:42:51.100000").expect("tod");
+        let clock = MinionClock::new(publish, first);
+        assert_eq!(clock.offset_minutes(), 345);
+        assert_eq!(clock.instant(first), at("2026-11-23T18:57:51.1Z"));
+        let later = time_of_day("00:50:00").expect("tod");
+        assert_eq!(clock.instant(later), at("2026-11-23T19:05:00Z"));
+    }
+
+    #[test]
+    fn run_across_midnight_and_behind_utc() {
+        // Published 23:59:58 UTC from a UTC-08:00 minion whose run goes past its midnight too.
+        let publish = at("2026-11-23T23:59:58Z");
+        let clock = MinionClock::new(publish, time_of_day("15:59:59").expect("tod"));
+        assert_eq!(clock.offset_minutes(), -480);
+        assert_eq!(
+            clock.instant(time_of_day("16:00:03").expect("tod")),
+            at("2026-11-24T00:00:03Z")
+        );
+        // A minion clock a little behind the master still maps to just before the publish.
+        let utc = MinionClock::new(publish, time_of_day("23:59:57").expect("tod"));
+        assert_eq!(utc.offset_minutes(), 0);
+        assert_eq!(
+            utc.instant(time_of_day("23:59:57").expect("tod")),
+            at("2026-11-23T23:59:57Z")
+        );
+        assert_eq!(
+            utc.instant(time_of_day("00:10:00").expect("tod")),
+            at("2026-11-24T00:10:00Z")
+        );
+    }
+
+    #[test]
+    fn points_in_time() {
+        let now = at("2026-11-23T12:00:00Z");
+        assert_eq!(
+            parse_point("24h", now, JidZone::Utc),
+            Ok(at("2026-11-22T12:00:00Z"))
+        );
+        assert_eq!(
+            parse_point("7d", now, JidZone::Utc),
+            Ok(at("2026-11-16T12:00:00Z"))
+        );
+        assert_eq!(
+            parse_point("2026-11-01T00:00:00+01:00", now, JidZone::Utc),
+            Ok(at("2026-10-31T23:00:00Z"))
+        );
+        assert_eq!(
+            parse_point("20261123100000000000", now, JidZone::Utc),
+            Ok(at("2026-11-23T10:00:00Z"))
+        );
+        assert!(parse_point("yesterday", now, JidZone::Utc).is_err());
+        assert!(parse_point("", now, JidZone::Utc).is_err());
+        assert_eq!(
+            rfc3339(at("2026-11-23T18:57:50.440911Z")),
+            "2026-11-23T18:57:50.440911Z"
+        );
+    }
+}
