@@ -1,0 +1,74 @@
+//! Helpers shared by the integration tests: run the built binary on a copy of a cache and parse
+//! what it prints.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+pub fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(rel)
+}
+
+/// Copies a folder tree, so a test may damage its cache without touching `testdata/`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A private copy of a cache folder under `testdata/`.
+pub fn cache_copy(rel: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let jobs = tmp.path().join("jobs");
+    copy_tree(&testdata(rel), &jobs);
+    (tmp, jobs)
+}
+
+pub struct Run {
+    pub code: i32,
+    pub events: Vec<Value>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `saltship <args>` with a clean environment; every stdout line must be a JSON object.
+pub fn saltship(args: &[&str]) -> Run {
+    let out = Command::cargo_bin("saltship")
+        .expect("binary")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("TZ", "UTC")
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("run saltship");
+    let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+    let events = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .inspect(|v| assert!(v.is_object(), "not an object: {v}"))
+        .collect();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        events,
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `saltship backfill --dry-run --cache-dir <jobs> --master-id testmaster <extra>`.
+pub fn backfill(jobs: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["backfill", "--dry-run", "--master-id", "testmaster", "--cache-dir"];
+    let jobs = jobs.to_str().expect("UTF-8 path");
+    args.push(jobs);
+    args.extend_from_slice(extra);
+    saltship(&args)
+}
