@@ -37,7 +37,9 @@ impl Job {
                 publish,
             };
         };
-        let funs = match get(load, "fun") {
+        // Runner and `req` loads (3006.3+) are the whole return load: `fun` may sit in `return`.
+        let fun = get(load, "fun").or_else(|| get(load, "return").and_then(|r| get(r, "fun")));
+        let funs = match fun {
             Some(ValueRef::Array(items)) => items
                 .iter()
                 .filter_map(as_text)

@@ -7,7 +7,9 @@ use clap::CommandFactory;
 
 fn render(cmd: clap::Command) -> Vec<u8> {
     let mut buf = Vec::new();
-    clap_mangen::Man::new(cmd).render(&mut buf).expect("render man page");
+    clap_mangen::Man::new(cmd)
+        .render(&mut buf)
+        .expect("render man page");
     buf
 }
 

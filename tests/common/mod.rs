@@ -8,7 +8,9 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 pub fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(rel)
 }
 
 /// Copies a folder tree, so a test may damage its cache without touching `testdata/`.
@@ -66,7 +68,13 @@ pub fn saltship(args: &[&str]) -> Run {
 
 /// `saltship backfill --dry-run --cache-dir <jobs> --master-id testmaster <extra>`.
 pub fn backfill(jobs: &Path, extra: &[&str]) -> Run {
-    let mut args = vec!["backfill", "--dry-run", "--master-id", "testmaster", "--cache-dir"];
+    let mut args = vec![
+        "backfill",
+        "--dry-run",
+        "--master-id",
+        "testmaster",
+        "--cache-dir",
+    ];
     let jobs = jobs.to_str().expect("UTF-8 path");
     args.push(jobs);
     args.extend_from_slice(extra);
