@@ -91,25 +91,11 @@ impl Serialize for Changes<'_, '_> {
 pub fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_>) {
     let field = |name: &str| ev.state.and_then(|s| get(s, name));
     let key = ev.key.as_deref();
-    // The id and name may themselves contain `_|-`: module and function come from the ends.
-    let (module, function) = match key {
-        Some(k) => (k.split("_|-").next(), k.rsplit("_|-").next()),
-        None => (None, None),
-    };
-    let state_id = field("__id__").or(None);
-    let id_from_key = key.and_then(|k| {
-        let parts: Vec<&str> = k.split("_|-").collect();
-        (parts.len() == 4).then(|| parts[1].to_owned())
-    });
-    let id_value;
-    let state_id = match (state_id, &id_from_key) {
-        (Some(v), _) => Some(v),
-        (None, Some(id)) => {
-            id_value = ValueRef::from(id.as_str());
-            Some(&id_value)
-        }
-        (None, None) => None,
-    };
+    // The id and name may themselves contain `_|-`: module and function come from the ends,
+    // and the id from the key only when it splits cleanly (states older than `__id__`).
+    let parts: Vec<&str> = key.map(|k| k.split("_|-").collect()).unwrap_or_default();
+    let id_from_key = (parts.len() == 4).then(|| ValueRef::from(parts[1]));
+    let state_id = field("__id__").or(id_from_key.as_ref());
     let changes = field("changes");
     let wire = Wire {
         timestamp: ev.instant.map(crate::time::rfc3339),
@@ -126,8 +112,8 @@ pub fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_
         state_name: key,
         state_id: Opt(state_id),
         name: Opt(field("name")),
-        state: module,
-        function,
+        state: parts.first().copied(),
+        function: parts.last().copied(),
         sls: Opt(field("__sls__")),
         result: match (ev.state, field("result")) {
             (None, _) => false.into(),
