@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod extract;
+pub mod format;
 pub mod glob;
 pub mod job;
 pub mod json;

@@ -1,0 +1,1 @@
+//! Output formats and their framing (json, ecs, gelf, syslog) and oversize-event truncation.
