@@ -1,0 +1,1 @@
+ƒ¦return‘Ù8No matching sls found for 'does_not_exist' in env 'base'§retcode§successÂ

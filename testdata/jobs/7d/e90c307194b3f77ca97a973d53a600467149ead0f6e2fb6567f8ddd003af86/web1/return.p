@@ -1,0 +1,1 @@
+ƒ¦returnÙgERROR executing 'state.sls_id': No matches for ID 'no-such-id' found in SLS 'web' within saltenv 'base'§retcode§successÂ

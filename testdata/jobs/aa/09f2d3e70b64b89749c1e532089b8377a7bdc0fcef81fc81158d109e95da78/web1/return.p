@@ -1,0 +1,1 @@
+ƒ¦return‘Ù5Specified state 'file.no_such_function' was not found§retcode§successÂ

@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Regenerates the saltship job-cache fixtures from REAL Salt runs.
+#   bash testdata/regen.sh
+# Output (all under testdata/): jobs/, expected/, cases.json, legacy/.
+# Everything runs on 127.0.0.1 with non-default ports; states write only below
+# /tmp/saltship-fixture (wiped before and after).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SALT_VERSION=3008.5
+SALT_VENV=${SALT_VENV:-$HOME/.cache/saltship/salt-venv}
+PUB_PORT=${SALTSHIP_PUB_PORT:-45505}
+RET_PORT=${SALTSHIP_RET_PORT:-45506}
+FIXTURE_BASE=/tmp/saltship-fixture
+T0=$(date +%s)
+
+log() { printf '[regen %3ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
+
+# ---------------------------------------------------------------- venv
+# salt==3008.5 is pinned. Its sdist requires certifi>=2026.10.23, which the
+# package index reachable here does not have (newest: 2026.10.18), so a plain
+# `pip install salt==3008.5` fails on resolution. certifi is only a CA bundle
+# (irrelevant for a 127.0.0.1-only run), so in that case we install Salt's own
+# requirements/base.txt + zeromq.txt with the certifi floor dropped and then
+# salt==3008.5 itself with --no-deps. Salt is still exactly 3008.5.
+if ! "$SALT_VENV/bin/python" -c "import salt.version,sys; sys.exit(salt.version.__version__ != '$SALT_VERSION')" 2>/dev/null; then
+  log "creating venv $SALT_VENV with salt==$SALT_VERSION"
+  python3.11 -m venv "$SALT_VENV" 2>/dev/null || python3 -m venv "$SALT_VENV"
+  if ! "$SALT_VENV/bin/pip" install -q "salt==$SALT_VERSION"; then
+    log "plain install failed; installing Salt's requirements with the certifi floor relaxed"
+    dl=$(mktemp -d)
+    "$SALT_VENV/bin/pip" download -q --no-deps --no-binary=:all: "salt==$SALT_VERSION" -d "$dl"
+    tar -xzf "$dl"/salt-$SALT_VERSION.tar.gz -C "$dl"
+    sed -e 's/^certifi>=.*/certifi/' "$dl/salt-$SALT_VERSION/requirements/base.txt" > "$dl/reqs.txt"
+    cat "$dl/salt-$SALT_VERSION/requirements/zeromq.txt" >> "$dl/reqs.txt"
+    "$SALT_VENV/bin/pip" install -q -r "$dl/reqs.txt"
+    "$SALT_VENV/bin/pip" install -q --no-deps "salt==$SALT_VERSION"
+    rm -rf "$dl"
+  fi
+fi
+BIN=$SALT_VENV/bin
+PY=$BIN/python
+HELPER="$PY $HERE/regen_helper.py"
+
+# ---------------------------------------------------------------- temp root + configs
+ROOT=$(mktemp -d /tmp/saltship-regen.XXXXXX)
+PIDS=()
+stop_pid() { # stop one daemon (and its process group, it was started with setsid)
+  local pid=$1 i
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  rm -rf "$FIXTURE_BASE"
+  if [[ -z ${SALTSHIP_KEEP_ROOT:-} ]]; then rm -rf "$ROOT"; else echo "kept $ROOT"; fi
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+rm -rf "$FIXTURE_BASE"
+
+MCONF=$ROOT/master/conf
+mkdir -p "$MCONF"
+cat > "$MCONF/master" <<EOF
+id: testmaster
+root_dir: $ROOT/master
+user: root
+interface: 127.0.0.1
+publish_port: $PUB_PORT
+ret_port: $RET_PORT
+auto_accept: True
+keep_jobs_seconds: 315360000
+hash_type: sha256
+file_roots:
+  base:
+    - $HERE/salt/states
+pillar_roots:
+  base:
+    - $HERE/salt/pillar
+log_file: $ROOT/master/master.log
+log_level_logfile: info
+enable_fqdns_grains: False
+EOF
+CACHEDIR=$ROOT/master/var/cache/salt/master
+
+mkminion() { # id
+  mkdir -p "$ROOT/$1/conf"
+  cat > "$ROOT/$1/conf/minion" <<EOF
+id: $1
+root_dir: $ROOT/$1
+user: root
+master: 127.0.0.1
+master_port: $RET_PORT
+publish_port: $PUB_PORT
+log_file: $ROOT/$1/minion.log
+log_level_logfile: info
+enable_fqdns_grains: False
+acceptance_wait_time: 1
+random_reauth_delay: 0
+# Disabled schedule entries, triggered on demand with schedule.run_job force=True.
+schedule:
+  sched-return-job:
+    function: state.sls
+    args:
+      - twice
+    seconds: 86400
+    enabled: False
+  sched-no-return-job:
+    function: test.ping
+    seconds: 86400
+    enabled: False
+    return_job: False
+  sched-nocache-return-job:
+    function: test.ping
+    seconds: 86400
+    enabled: False
+    return_job: nocache
+EOF
+}
+for m in web1 db1 down1; do mkminion $m; done
+
+start_daemon() { # name env... -- cmd...   (sets LAST_PID)
+  local name=$1; shift
+  local envs=()
+  while [[ $1 != -- ]]; do envs+=("$1"); shift; done; shift
+  setsid env "${envs[@]}" "$@" > "$ROOT/$name.stdout" 2>&1 < /dev/null &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+  log "started $name pid $LAST_PID"
+}
+
+SALT=("$BIN/salt" -c "$MCONF")
+SALTRUN=("$BIN/salt-run" -c "$MCONF")
+
+wait_ping() { # minion... ; pings until all answer (warm-up only, jobs are wiped after)
+  local i
+  for i in $(seq 1 60); do
+    if out=$(timeout 30 "${SALT[@]}" -L "$(IFS=,; echo "$*")" test.ping -t 5 --out=json 2>/dev/null) &&
+       [[ $(grep -c '": true' <<<"$out") -eq $# ]]; then return 0; fi
+    sleep 1
+  done
+  echo "minions $* did not come up" >&2; exit 1
+}
+
+start_daemon master -- "$BIN/salt-master" -c "$MCONF" -l quiet
+MASTER_PID=$LAST_PID
+sleep 3
+start_daemon down1 -- "$BIN/salt-minion" -c "$ROOT/down1/conf" -l quiet
+DOWN1_PID=$LAST_PID
+start_daemon web1 -- "$BIN/salt-minion" -c "$ROOT/web1/conf" -l quiet
+start_daemon db1 "TZ=<+0545>-5:45" -- "$BIN/salt-minion" -c "$ROOT/db1/conf" -l quiet
+wait_ping web1 db1 down1
+log "all minions answer; stopping down1 (its key stays accepted)"
+stop_pid "$DOWN1_PID"
+"$BIN/salt-key" -c "$MCONF" -L
+# Drop the warm-up jobs so the fixture only holds the jobs below.
+rm -rf "$CACHEDIR/jobs"
+mkdir -p "$CACHEDIR/jobs"
+
+# ---------------------------------------------------------------- jobs
+JSONL=$ROOT/cases.jsonl
+: > "$JSONL"
+mkdir -p "$ROOT/out"
+N=0
+run_case() { # SPEC... -- cmd...   (SPEC = case|expect|fun-regex|note)
+  local specs=() cmdstr rc
+  while [[ $1 != -- ]]; do specs+=("$1"); shift; done; shift
+  N=$((N + 1))
+  $HELPER jids "$CACHEDIR" > "$ROOT/before.txt"
+  cmdstr=$(printf '%q ' "$@"); cmdstr=${cmdstr% }
+  cmdstr=${cmdstr//"$BIN/"/}; cmdstr=${cmdstr//"$ROOT"/'$ROOT'}
+  set +e
+  timeout 180 "$@" > "$ROOT/out/$N.out" 2>&1
+  rc=$?
+  set -e
+  $HELPER settle "$CACHEDIR"
+  $HELPER record "$CACHEDIR" "$ROOT/before.txt" "$JSONL" "$cmdstr" "$rc" "${specs[@]}"
+}
+last_jid() { tail -n 1 "$JSONL" | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.read())["jid"])'; }
+case_jid() { "$PY" -c 'import json,sys
+for l in open(sys.argv[1]):
+    r=json.loads(l)
+    if r["case"]==sys.argv[2]: print(r["jid"])' "$JSONL" "$1"; }
+
+W=(-L web1,db1)
+J=(--out=json -t 60)   # NOT --static: in 3008 --static switches the CLI to batch mode (extra test.ping job + .batch.p)
+
+log "running jobs"
+# --- non-state jobs
+run_case "test-ping|nothing|test.ping|non-state job, both minions return true" -- "${SALT[@]}" "${W[@]}" test.ping "${J[@]}"
+run_case "cmd-run|nothing|cmd.run|non-state job, string return" -- "${SALT[@]}" "${W[@]}" cmd.run 'echo hello from cmd.run' "${J[@]}"
+run_case "grains-items|nothing|grains.items|non-state job, big dict return" -- "${SALT[@]}" web1 grains.items "${J[@]}"
+run_case "module-exception|nothing|test.exception|module raised: string return, retcode 1, success false" -- "${SALT[@]}" web1 test.exception 'saltship boom' "${J[@]}"
+
+# --- state runs
+run_case "state-apply-highstate|states|state.apply|state.apply with no args = highstate via top.sls; first run, file changes; db1 start_time is in +05:45" -- "${SALT[@]}" "${W[@]}" state.apply "${J[@]}"
+run_case "state-apply-web|states|state.apply|state.apply web: arg [web], no changes except cmd.run" -- "${SALT[@]}" web1 state.apply web "${J[@]}"
+run_case "state-highstate|states|state.highstate|state.highstate; second run, files unchanged" -- "${SALT[@]}" "${W[@]}" state.highstate "${J[@]}"
+run_case "state-sls-multi|states|state.sls|state.sls web,common (two sls in one arg)" -- "${SALT[@]}" web1 state.sls web,common "${J[@]}"
+run_case "twice-first-changes|states|state.sls|state.sls twice, first run: results true with changes" -- "${SALT[@]}" "${W[@]}" state.sls twice "${J[@]}"
+run_case "twice-second-no-changes|states|state.sls|state.sls twice, second run: results true, changes {}" -- "${SALT[@]}" "${W[@]}" state.sls twice "${J[@]}"
+run_case "test-true-pending|states|state.sls|state.sls pending test=True: result null where changes are pending" -- "${SALT[@]}" "${W[@]}" state.sls pending test=True "${J[@]}"
+run_case "test-true-apply-web|states|state.apply|state.apply web test=True: mix of true (no changes) and null" -- "${SALT[@]}" web1 state.apply web test=True "${J[@]}"
+run_case "sls-id|states|state.sls_id|state.sls_id web-index web (existing id)" -- "${SALT[@]}" web1 state.sls_id web-index web "${J[@]}"
+run_case "sls-id-missing|error-event|state.sls_id|state.sls_id with an id that does not exist: return is a list of error strings" -- "${SALT[@]}" web1 state.sls_id no-such-id web "${J[@]}"
+run_case "state-single|states|state.single|state.single file.managed: one-key map, __sls__ null" -- "${SALT[@]}" web1 state.single file.managed name=$FIXTURE_BASE/web1/single.txt 'contents=written by state.single' "${J[@]}"
+run_case "state-single-invalid|error-event|state.single|state.single with a state function that does not exist" -- "${SALT[@]}" web1 state.single file.no_such_function name=$FIXTURE_BASE/web1/x "${J[@]}"
+run_case "template-str|states|state.template_str|state.template_str with an inline yaml template" -- "${SALT[@]}" web1 state.template_str "$(printf 'tmpl-ok:\n  test.succeed_with_changes:\n    - name: from template_str\n')" "${J[@]}"
+run_case "failures|states|state.sls|state.sls fail: cmd.run exit 3, file.managed bad source, requisite failed, onfail handler ran, onfail/onchanges skips (__state_ran__ false)" -- "${SALT[@]}" "${W[@]}" state.sls fail "${J[@]}"
+run_case "jinja-error|error-event|state.sls|state.sls jinja_error: render error list" -- "${SALT[@]}" "${W[@]}" state.sls jinja_error "${J[@]}"
+run_case "yaml-error|error-event|state.sls|state.sls yaml_error: render error list" -- "${SALT[@]}" "${W[@]}" state.sls yaml_error "${J[@]}"
+run_case "missing-sls|error-event|state.sls|state.sls does_not_exist: No matching sls found" -- "${SALT[@]}" "${W[@]}" state.sls does_not_exist "${J[@]}"
+run_case "unicode|states|state.sls|unicode ids/names/comments/changes (fichier-é, 日本語, emoji); one failure" -- "${SALT[@]}" "${W[@]}" state.sls unicode "${J[@]}"
+run_case "big-output|states|state.sls|cmd.run state with ~94 KB stdout in changes.stdout" -- "${SALT[@]}" web1 state.sls big "${J[@]}"
+run_case "multi-function|states|test.ping,state.sls|fun is a list: return/retcode/success are maps keyed by function" -- "${SALT[@]}" web1 test.ping,state.sls ,twice "${J[@]}"
+
+# --- batch mode (3008: the CLI first publishes a test.ping "gather" job, then the real job, and writes .batch.p into the real job's dir)
+run_case "batch|states|state.sls|salt -b 1 state.sls twice: jid dir also holds .batch.p (msgpack batch state incl. a copy of every return) - ignore it" \
+         "batch-gather-ping|nothing|test.ping|the test.ping job the batch CLI publishes first to gather minions" \
+         "?batch-second|states|state.sls|second sub-batch (-b 1), if Salt gave it its own jid" \
+  -- "${SALT[@]}" -b 1 "${W[@]}" state.sls twice "${J[@]}"
+
+# --- state run refused because another one is running (async job + immediate second run)
+run_case "slow-async|states|state.sls|state.sls slow started with --async; the CLI returns at once, the return arrives ~6 s later" -- "${SALT[@]}" web1 state.sls slow --async
+SLOW_JID=$(last_jid)
+run_case "already-running|error-event|state.sls|second state run while slow-async runs: list error 'The function \"state.sls\" is running as PID ...'" -- "${SALT[@]}" web1 state.sls common "${J[@]}"
+$HELPER waitret "$CACHEDIR" "$SLOW_JID" web1 60
+$HELPER settle "$CACHEDIR"
+
+# --- minion down
+run_case "minion-down|states|state.sls|targets web1,db1,down1 while down1 is stopped: .minions.p lists 3, only 2 return.p" \
+         "minion-down-find-job|nothing|saltutil.find_job|after the -t timeout the CLI publishes saltutil.find_job to the minions that did not return (a real extra job)" \
+         "?minion-down-find-job-2|nothing|saltutil.find_job|a second find_job round, if any" -- "${SALT[@]}" -L web1,db1,down1 state.sls common --out=json -t 15
+
+# --- orchestrate
+run_case "orchestrate|states|runner.state.orchestrate|salt-run state.orchestrate orch.deploy: testmaster/return.p (runner id = master id as set; no _master suffix when id is configured) = {return: {fun, fun_args, jid, user, _stamp, return: {data: {testmaster: <state map>}, outputter, retcode}, success}}" \
+         "orchestrate-child-state|states|state.sls|child job of the salt.state step (web1,db1)" \
+         "orchestrate-child-ping|nothing|test.ping|child job of a salt.function step" \
+         "orchestrate-child-cmd|nothing|cmd.run|child job of a salt.function step" \
+  -- "${SALTRUN[@]}" state.orchestrate orch.deploy --out=json
+
+# --- nocache (no CLI flag exists; LocalClient kwargs nocache=True -> payload kwargs -> master _prep_jid)
+run_case "nocache|nothing|state.sls|LocalClient.cmd(..., nocache=True): jid dir has a 'nocache' marker and .load.p, no return.p" \
+  -- "$PY" -c "import salt.client,sys; c=salt.client.LocalClient(sys.argv[1]); print(c.cmd('web1','state.sls',['twice'],timeout=60,nocache=True))" "$MCONF/master"
+
+# --- salt-call (non-local): returns with jid 'req', master allocates a jid and saves the whole load as .load.p
+run_case "salt-call-req|states|state.sls|salt-call state.sls twice on web1 (not --local): jid 'req' -> master-allocated jid, .load.p = whole return load" \
+  -- "$BIN/salt-call" -c "$ROOT/web1/conf" state.sls twice --out=json
+
+# --- minion schedule
+run_case "schedule-run-return-job|nothing|schedule.run_job|schedule.run_job for a job with default return_job" \
+         "schedule-req-return|states|state.sls|scheduled state.sls twice returned with jid 'req' (no returner): master-allocated jid, .load.p = whole return load incl. schedule, pid" \
+  -- bash -c '"$0" "$@"; sleep 8' "${SALT[@]}" web1 schedule.run_job sched-return-job force=True "${J[@]}"
+run_case "schedule-run-no-return-job|nothing|schedule.run_job|schedule.run_job for return_job: False: the scheduled job itself leaves nothing in the master cache" \
+  -- bash -c '"$0" "$@"; sleep 5' "${SALT[@]}" web1 schedule.run_job sched-no-return-job force=True "${J[@]}"
+run_case "schedule-run-nocache|nothing|schedule.run_job|schedule.run_job for return_job: nocache: minion sends jid 'nocache', master stores nothing for it" \
+  -- bash -c '"$0" "$@"; sleep 5' "${SALT[@]}" web1 schedule.run_job sched-nocache-return-job force=True "${J[@]}"
+
+# --- one non-state runner job whose return holds state-shaped data (negative case)
+LOOKUP_TARGET=$(case_jid state-sls-multi)
+run_case "runner-lookup-jid|nothing|runner.jobs.lookup_jid|salt-run jobs.lookup_jid of the state-sls-multi job: a runner job whose return is state-shaped but is NOT a state run" \
+  -- "${SALTRUN[@]}" jobs.lookup_jid "$LOOKUP_TARGET" --out=json
+
+# ---------------------------------------------------------------- copy the cache
+log "copying jobs/ into testdata"
+rm -rf "$HERE/jobs" "$HERE/expected" "$HERE/legacy"
+cp -a "$CACHEDIR/jobs" "$HERE/jobs"
+find "$HERE/jobs" -name '.___atomic_write*' -delete
+$HELPER cases "$JSONL" "$HERE/cases.json"
+
+log "writing expected/ (jobs.list_job for every jid)"
+$HELPER expected "$MCONF" "$HERE/jobs" "$HERE/expected" 2> "$ROOT/expected.stderr"
+# Cross-check one file against the real CLI.
+CHECK_JID=$(case_jid state-sls-multi)
+"${SALTRUN[@]}" jobs.list_job "$CHECK_JID" --out=json > "$ROOT/check.json"
+if ! cmp -s "$ROOT/check.json" "$HERE/expected/$CHECK_JID.json"; then
+  echo "expected/ output differs from salt-run jobs.list_job --out=json" >&2
+  diff "$ROOT/check.json" "$HERE/expected/$CHECK_JID.json" | head -20 >&2
+  exit 1
+fi
+
+log "stopping salt"
+for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+PIDS=()
+
+log "deriving legacy variants"
+"$PY" "$HERE/derive-legacy.py" "$HERE"
+
+# ---------------------------------------------------------------- summary
+"$PY" - "$HERE" <<'EOF'
+import json, os, sys
+here = sys.argv[1]
+cases = json.load(open(os.path.join(here, "cases.json"), encoding="utf-8"))
+for c in cases:
+    print("%-30s %-24s %-12s %-26s" % (c["case"], c["jid"], c["expect"], c["fun"]))
+jids = sum(1 for top in os.listdir(os.path.join(here, "jobs")) for _ in os.listdir(os.path.join(here, "jobs", top)))
+size = 0
+for root, _, files in os.walk(here):
+    size += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+print("%d cases, %d jid dirs in jobs/, testdata is %.1f KB" % (len(cases), jids, size / 1024))
+EOF
+log "done"

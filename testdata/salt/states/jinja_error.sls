@@ -1,0 +1,3 @@
+jinja-error:
+  test.nop:
+    - name: {{ this_variable_does_not_exist.attribute }}

@@ -1,0 +1,3 @@
+slow-sleep:
+  cmd.run:
+    - name: sleep 6; echo slept

@@ -1,0 +1,7 @@
+base:
+  '*':
+    - common
+  'web1':
+    - web
+  'db1':
+    - db

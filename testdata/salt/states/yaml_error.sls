@@ -1,0 +1,5 @@
+yaml-error:
+  test.nop:
+    - name: ok
+   - bad: indentation
+  : [unclosed
