@@ -1,12 +1,11 @@
 //! `saltship backfill`: replay the jobs in the cache, in jid order, printing (`--dry-run`) each
 //! state result as one JSON line. A bad file is named in one warning and counted; the run goes on.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::thread::sleep;
 use std::time::Duration;
 
-use anyhow::Result;
 use log::{debug, warn};
 
 use crate::cache::{scan, JobDir};
@@ -15,6 +14,9 @@ use crate::event::write_json;
 use crate::extract::extract;
 use crate::job::Job;
 use crate::msgpack::{self, ReadError};
+use crate::sink::stdout::StdoutSink;
+use crate::sink::tcp::TcpSink;
+use crate::sink::{Sink, SinkError};
 use crate::{glob, progress, time};
 
 /// What a run did, for the summary line and the exit status.
@@ -26,18 +28,23 @@ pub struct Totals {
     /// Jobs with nothing to ship: not a state run, `nocache`, or filtered out.
     pub skipped: u64,
     pub failed_files: u64,
+    pub reconnects: u64,
 }
 
 impl Totals {
     pub fn summary(&self) -> String {
         format!(
-            "{} jobs, {} returns, {} events, {} skipped, {} failed files",
-            self.jobs, self.returns, self.events, self.skipped, self.failed_files
+            "{} jobs, {} returns, {} events, {} skipped, {} failed files, {} reconnects",
+            self.jobs, self.returns, self.events, self.skipped, self.failed_files, self.reconnects
         )
     }
 }
 
-pub fn run(config: &Config) -> Result<Totals> {
+/// Confirm delivery whenever this much is unconfirmed: bounds memory and what a failure resends.
+const CONFIRM_BYTES: usize = 1 << 20;
+
+/// Runs a backfill. `Err` carries what was done and why delivery stopped (exit status 3).
+pub fn run(config: &Config) -> Result<Totals, (Totals, String)> {
     let mut totals = Totals::default();
     let found = progress::counter(config.quiet, "jobs found");
     let (jobs, problems) = scan(&config.cache_dir, |n| found.set_position(n as u64));
@@ -51,44 +58,56 @@ pub fn run(config: &Config) -> Result<Totals> {
         .into_iter()
         .partition(|j| !j.nocache && config.in_range(time::jid_instant(&j.jid, config.jid_zone)));
     totals.skipped += out_of_range.len() as u64;
-    let bar = progress::bar(
-        config.quiet,
-        jobs.iter().map(|j| j.minions.len() as u64).sum(),
-    );
+    let all_returns: u64 = jobs.iter().map(|j| j.minions.len() as u64).sum();
+    let bar = progress::bar(config.quiet, all_returns);
 
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut sink: Box<dyn Sink> = match &config.tcp {
+        Some(opts) => Box::new(TcpSink::new(opts.clone())),
+        None => Box::new(StdoutSink::new()),
+    };
+    // The first jid whose events are not confirmed yet, to say where a failed delivery stopped.
+    let mut unconfirmed_from: Option<&str> = None;
     let mut buf = Vec::with_capacity(1 << 16);
-    for dir in &jobs {
-        let Some(job) = load_job(config, dir, &mut totals) else {
-            totals.skipped += 1;
-            bar.inc(dir.minions.len() as u64);
-            continue;
-        };
-        totals.jobs += 1;
-        for minion in &dir.minions {
-            buf.clear();
-            totals.events += ship_return(config, &job, dir, minion, &mut buf, &mut totals);
-            if let Err(e) = out.write_all(&buf) {
-                return stdout_closed(e, totals);
+    let result = (|| {
+        for dir in &jobs {
+            let Some(job) = load_job(config, dir, &mut totals) else {
+                totals.skipped += 1;
+                bar.inc(dir.minions.len() as u64);
+                continue;
+            };
+            totals.jobs += 1;
+            for minion in &dir.minions {
+                buf.clear();
+                let n = ship_return(config, &job, dir, minion, &mut buf, &mut totals);
+                if n > 0 {
+                    unconfirmed_from.get_or_insert(&dir.jid);
+                    sink.send(&buf, n)?;
+                    totals.events += n;
+                }
+                if sink.unconfirmed() >= CONFIRM_BYTES {
+                    sink.confirm()?;
+                    unconfirmed_from = None;
+                }
+                bar.inc(1);
+                let stats = sink.stats();
+                bar.set_message(format!(
+                    "{} events sent, {} reconnects",
+                    stats.events_sent, stats.reconnects
+                ));
             }
-            bar.inc(1);
-            bar.set_message(format!("{} events", totals.events));
         }
-    }
-    if let Err(e) = out.flush() {
-        return stdout_closed(e, totals);
-    }
+        sink.confirm()
+    })();
     bar.finish_and_clear();
-    Ok(totals)
-}
-
-/// A reader that went away (`| head`) ends the run quietly; any other write error is fatal.
-fn stdout_closed(e: io::Error, totals: Totals) -> Result<Totals> {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        Ok(totals)
-    } else {
-        Err(anyhow::Error::new(e).context("writing to stdout"))
+    totals.reconnects = sink.stats().reconnects;
+    match result {
+        Ok(()) | Err(SinkError::Closed) => Ok(totals),
+        Err(e) => {
+            let from = unconfirmed_from.map_or(String::new(), |j| {
+                format!("; not delivered: every event from job {j} on")
+            });
+            Err((totals, format!("{e}{from}")))
+        }
     }
 }
 

@@ -64,9 +64,31 @@ pub struct CommonArgs {
     )]
     pub cache_dir: PathBuf,
 
-    /// Print the events to stdout, one JSON object per line, instead of sending them
+    /// Send the events to this receiver (HOST:PORT); repeat for failover, tried in order
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "SALTSHIP_TARGET",
+        value_delimiter = ','
+    )]
+    pub target: Vec<String>,
+
+    /// Print the events to stdout instead of sending them (nothing is sent or recorded)
     #[arg(long, env = "SALTSHIP_DRY_RUN")]
     pub dry_run: bool,
+
+    /// Give up (exit 3) when no receiver confirmed delivery for this long, e.g. 90s, 5m
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_DELIVER_TIMEOUT",
+        default_value = "5m"
+    )]
+    pub deliver_timeout: String,
+
+    /// Send at most this many events per second, so a large backfill does not flood the receiver
+    #[arg(long, value_name = "EVENTS_PER_S", env = "SALTSHIP_MAX_RATE")]
+    pub max_rate: Option<f64>,
 
     /// Only these minions (glob, repeatable; an orchestration's steps carry the master's id)
     #[arg(

@@ -6,13 +6,18 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{BackfillArgs, CommonArgs};
-use crate::time::{parse_point, JidZone};
+use std::time::Duration;
+
+use crate::sink::tcp::TcpOptions;
+use crate::time::{parse_duration, parse_point, JidZone};
 
 /// What every command needs, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub cache_dir: PathBuf,
     pub dry_run: bool,
+    /// Where to send, unless `dry_run`; never empty then.
+    pub tcp: Option<TcpOptions>,
     pub minions: Vec<String>,
     pub funs: Vec<String>,
     pub only_failures: bool,
@@ -42,9 +47,6 @@ impl Config {
                 bail!("--since must be before --until");
             }
         }
-        if !config.dry_run {
-            bail!("no receiver to send to: use --dry-run to print the events");
-        }
         Ok(config)
     }
 
@@ -60,9 +62,15 @@ impl Config {
         if !meta.is_dir() {
             bail!("cache folder {}: not a directory", args.cache_dir.display());
         }
+        let tcp = if args.dry_run {
+            None
+        } else {
+            Some(tcp_options(args)?)
+        };
         Ok(Config {
             cache_dir: args.cache_dir.clone(),
             dry_run: args.dry_run,
+            tcp,
             minions: args.minion.clone(),
             funs: args.fun.clone(),
             only_failures: args.only_failures,
@@ -83,6 +91,34 @@ impl Config {
             None => self.since.is_none() && self.until.is_none(),
         }
     }
+}
+
+fn tcp_options(args: &CommonArgs) -> Result<TcpOptions> {
+    if args.target.is_empty() {
+        bail!("no receiver to send to: give --target HOST:PORT, or --dry-run to print the events");
+    }
+    for t in &args.target {
+        let port = t
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p > 0) {
+            bail!("bad --target '{t}': use HOST:PORT, like logs.example.com:6514 or [::1]:6000");
+        }
+    }
+    let deliver = parse_duration(&args.deliver_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("bad --deliver-timeout")?;
+    if let Some(rate) = args.max_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+        bail!("bad --max-rate {rate}: give a positive number of events per second");
+    }
+    Ok(TcpOptions {
+        targets: args.target.clone(),
+        connect_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(30),
+        close_timeout: Duration::from_secs(10),
+        deliver_timeout: Duration::from_micros(deliver.max(0) as u64),
+        max_rate: args.max_rate,
+    })
 }
 
 /// This host's name, the master's default `id`.

@@ -19,6 +19,7 @@ pub mod job;
 pub mod json;
 pub mod msgpack;
 pub mod progress;
+pub mod sink;
 pub mod time;
 
 use std::process::ExitCode;
@@ -66,8 +67,9 @@ pub fn main() -> Exit {
                         Exit::Done
                     }
                 }
-                Err(e) => {
-                    error!("{e:#}");
+                Err((totals, why)) => {
+                    error!("{why}");
+                    info!("{}", totals.summary());
                     Exit::Undelivered
                 }
             }
@@ -89,15 +91,14 @@ fn log_init(verbose: u8, quiet: bool) {
         .parse_env("RUST_LOG")
         .format(|f, record| {
             use std::io::Write;
-            match record.level() {
-                log::Level::Info => writeln!(f, "saltship: {}", record.args()),
-                l => writeln!(
-                    f,
-                    "saltship: {}: {}",
-                    l.as_str().to_lowercase(),
-                    record.args()
-                ),
-            }
+            let level = match record.level() {
+                log::Level::Info => return writeln!(f, "saltship: {}", record.args()),
+                log::Level::Warn => "warning",
+                log::Level::Error => "error",
+                log::Level::Debug => "debug",
+                log::Level::Trace => "trace",
+            };
+            writeln!(f, "saltship: {level}: {}", record.args())
         })
         .build();
     let max = inner.filter();

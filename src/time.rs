@@ -133,19 +133,32 @@ pub fn parse_point(text: &str, now: i64, zone: JidZone) -> Result<i64, String> {
     if let Some(t) = jid_instant(text, zone) {
         return Ok(t);
     }
-    let unit = text.chars().last().unwrap_or(' ');
+    parse_duration(text).map(|age| now - age).map_err(|_| {
+        format!("'{text}' is not a time: use RFC 3339 (2026-11-23T18:00:00Z), a jid, or an age like 24h or 7d")
+    })
+}
+
+/// A span such as `500ms`, `90s`, `30m`, `24h`, `7d` or `2w`, in microseconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
     let scale = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        'w' => 7 * 86_400,
+        "ms" => 1_000,
+        "s" => SECOND,
+        "m" => 60 * SECOND,
+        "h" => 3600 * SECOND,
+        "d" => 86_400 * SECOND,
+        "w" => 7 * 86_400 * SECOND,
         _ => 0,
     };
-    match text[..text.len() - unit.len_utf8().min(text.len())].parse::<i64>() {
-        Ok(n) if scale > 0 && n >= 0 => Ok(now - n * scale * SECOND),
+    match number.parse::<i64>() {
+        Ok(n) if scale > 0 => n
+            .checked_mul(scale)
+            .ok_or_else(|| format!("'{text}' is too long")),
         _ => Err(format!(
-            "'{text}' is not a time: use RFC 3339 (2026-11-23T18:00:00Z), a jid, or an age like 24h or 7d"
+            "'{text}' is not a duration: use a number and ms, s, m, h, d or w, like 90s or 5m"
         )),
     }
 }
@@ -246,6 +259,14 @@ mod tests {
         );
         assert!(parse_point("yesterday", now, JidZone::Utc).is_err());
         assert!(parse_point("", now, JidZone::Utc).is_err());
+        assert!(parse_point("-3h", now, JidZone::Utc).is_err());
+        assert_eq!(parse_duration("500ms"), Ok(500_000));
+        assert_eq!(parse_duration("5m"), Ok(300 * SECOND));
+        assert!(
+            parse_duration("5").is_err()
+                && parse_duration("m").is_err()
+                && parse_duration("5 m").is_err()
+        );
         assert_eq!(
             rfc3339(at("2026-11-23T18:57:50.440911Z")),
             "2026-11-23T18:57:50.440911Z"

@@ -80,3 +80,36 @@ pub fn backfill(jobs: &Path, extra: &[&str]) -> Run {
     args.extend_from_slice(extra);
     saltship(&args)
 }
+
+/// A bigger cache made from the real one: the folders of the jobs that hold state results
+/// (but the 100 KB output) are copied `copies` times under new jids, in Salt's `unique_jid`
+/// form `<jid>_<n>` (jobs are found by their `jid` file, not by the folder name).
+pub fn multiplied_cache(copies: usize) -> (tempfile::TempDir, PathBuf) {
+    let cases: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(testdata("cases.json")).expect("cases"))
+            .expect("JSON");
+    let wanted: Vec<String> = cases
+        .iter()
+        .filter(|c| c["expect"] == "states" && c["case"] != "big-output")
+        .map(|c| c["jid"].as_str().expect("jid").to_owned())
+        .collect();
+    let (tmp, jobs) = cache_copy("jobs");
+    let big = tmp.path().join("big");
+    for prefix in std::fs::read_dir(&jobs).expect("jobs") {
+        for job in std::fs::read_dir(prefix.expect("entry").path()).expect("prefix") {
+            let job = job.expect("entry").path();
+            let jid = std::fs::read_to_string(job.join("jid")).expect("jid");
+            if !wanted.contains(&jid) {
+                continue;
+            }
+            for i in 0..copies {
+                let dest = big
+                    .join(format!("{:02x}", i % 256))
+                    .join(format!("{jid}_{i}"));
+                copy_tree(&job, &dest);
+                std::fs::write(dest.join("jid"), format!("{jid}_{i}")).expect("jid");
+            }
+        }
+    }
+    (tmp, big)
+}

@@ -1,0 +1,50 @@
+//! Where encoded events go: stdout for `--dry-run`, TCP receivers otherwise.
+//!
+//! A sink keeps what it was given until [`Sink::confirm`] proves delivery; the caller records a
+//! return as shipped only after the confirm that covers it returned `Ok`.
+
+pub mod stdout;
+pub mod tcp;
+
+use std::fmt;
+
+/// Why a sink stopped.
+#[derive(Debug)]
+pub enum SinkError {
+    /// No receiver took the data within `--deliver-timeout`.
+    Undelivered(String),
+    /// stdout's reader went away (`| head`): stop quietly.
+    Closed,
+    /// Writing to stdout failed for another reason.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkError::Undelivered(why) => write!(f, "could not deliver: {why}"),
+            SinkError::Closed => f.write_str("stdout closed"),
+            SinkError::Io(e) => write!(f, "writing to stdout: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SinkError {}
+
+/// Counters for the progress bar and the summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SinkStats {
+    pub events_sent: u64,
+    pub reconnects: u64,
+}
+
+pub trait Sink {
+    /// Sends the framed events of one return (`events` of them). Blocks while the receiver is
+    /// slow or away; everything stays queued for resending until the next confirm.
+    fn send(&mut self, bytes: &[u8], events: u64) -> Result<(), SinkError>;
+    /// Returns once everything sent so far is proven received.
+    fn confirm(&mut self) -> Result<(), SinkError>;
+    /// Bytes sent but not yet confirmed.
+    fn unconfirmed(&self) -> usize;
+    fn stats(&self) -> SinkStats;
+}

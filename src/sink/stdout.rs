@@ -1,0 +1,53 @@
+//! `--dry-run`: events go to stdout through one buffered writer; confirming is flushing.
+
+use std::io::{self, BufWriter, Stdout, Write};
+
+use super::{Sink, SinkError, SinkStats};
+
+pub struct StdoutSink {
+    out: BufWriter<Stdout>,
+    stats: SinkStats,
+}
+
+impl StdoutSink {
+    pub fn new() -> StdoutSink {
+        StdoutSink {
+            out: BufWriter::with_capacity(1 << 16, io::stdout()),
+            stats: SinkStats::default(),
+        }
+    }
+}
+
+impl Default for StdoutSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn error(e: io::Error) -> SinkError {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        SinkError::Closed
+    } else {
+        SinkError::Io(e)
+    }
+}
+
+impl Sink for StdoutSink {
+    fn send(&mut self, bytes: &[u8], events: u64) -> Result<(), SinkError> {
+        self.out.write_all(bytes).map_err(error)?;
+        self.stats.events_sent += events;
+        Ok(())
+    }
+
+    fn confirm(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(error)
+    }
+
+    fn unconfirmed(&self) -> usize {
+        self.out.buffer().len()
+    }
+
+    fn stats(&self) -> SinkStats {
+        self.stats
+    }
+}
