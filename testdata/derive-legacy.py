@@ -214,12 +214,13 @@ def main():
         "when": {"old": msgpack.ExtType(78, b"20200101T00:00:00.000000"), "new": msgpack.ExtType(78, payload)},
     }
     write_job(d, j)
-    iso = stamp.isoformat()
+    # The payload's own precision is kept (always six fraction digits), unlike isoformat().
+    iso = stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")
     j.expected["Result"]["web1"]["return"][key]["changes"] = {
-        "modified": iso, "when": {"old": "2020-01-01T00:00:00", "new": iso}}
+        "modified": iso, "when": {"old": "2020-01-01T00:00:00.000000", "new": iso}}
     write_expected(d, "ext78-datetimes",
                    "one state's changes holds msgpack ext 78 values (Salt's datetime encoding, payload b'%Y%m%dT%H:%M:%S.%f'). "
-                   "In expected they are shown as naive ISO-8601 strings (salt-run would print repr(datetime)).",
+                   "In expected they are shown as ISO-8601 strings with six fraction digits, as saltship renders them (salt-run would print repr(datetime)).",
                    "sha256", [j], ext78={"minion": "web1", "state": key, "payloads": [payload.decode(), "20200101T00:00:00.000000"]})
 
     # --- no-load-p: jid dir without .load.p (minion-generated jid, 2018.3.4-3006.2)

@@ -2,6 +2,8 @@
 //! what it prints.
 #![allow(dead_code)]
 
+pub mod view;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
