@@ -199,6 +199,7 @@ run_case "state-apply-highstate|states|state.apply|state.apply with no args = hi
 run_case "state-apply-web|states|state.apply|state.apply web: arg [web], no changes except cmd.run" -- "${SALT[@]}" web1 state.apply web "${J[@]}"
 run_case "state-highstate|states|state.highstate|state.highstate; second run, files unchanged" -- "${SALT[@]}" "${W[@]}" state.highstate "${J[@]}"
 run_case "state-sls-multi|states|state.sls|state.sls web,common (two sls in one arg)" -- "${SALT[@]}" web1 state.sls web,common "${J[@]}"
+run_case "pillar-arg|states|state.sls|state.sls web with a pillar= kwarg: .load.p arg holds {pillar: {...}, __kwarg__: true}; the values must not be shipped" -- "${SALT[@]}" web1 state.sls web 'pillar={"db_password": "hunter2-secret", "api": {"token": "tok-secret"}}' "${J[@]}"
 run_case "twice-first-changes|states|state.sls|state.sls twice, first run: results true with changes" -- "${SALT[@]}" "${W[@]}" state.sls twice "${J[@]}"
 run_case "twice-second-no-changes|states|state.sls|state.sls twice, second run: results true, changes {}" -- "${SALT[@]}" "${W[@]}" state.sls twice "${J[@]}"
 run_case "test-true-pending|states|state.sls|state.sls pending test=True: result null where changes are pending" -- "${SALT[@]}" "${W[@]}" state.sls pending test=True "${J[@]}"

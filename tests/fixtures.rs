@@ -172,3 +172,41 @@ fn orchestration_steps_carry_the_master_id_and_children_ship_once() {
         .iter()
         .all(|s| !child_keys.contains(s["state_name"].as_str().expect("key"))));
 }
+
+/// `state.sls web pillar='{...}'`: Salt stores the pillar in `.load.p` `arg`; its values never
+/// leave the machine unless asked for, and `kwargs` never does.
+#[test]
+fn pillar_argument_values_are_masked() {
+    let jid = cases()
+        .into_iter()
+        .find(|c| c["case"] == "pillar-arg")
+        .expect("pillar-arg case")["jid"]
+        .as_str()
+        .expect("jid")
+        .to_owned();
+    let (_tmp, jobs) = cache_copy("jobs");
+    let masked = backfill(&jobs, &[]);
+    assert!(!masked.stdout.contains("hunter2-secret") && !masked.stdout.contains("tok-secret"));
+    let of_job: Vec<&Value> = masked
+        .events
+        .iter()
+        .filter(|e| e["jid"] == jid.as_str())
+        .collect();
+    assert!(!of_job.is_empty());
+    for ev in &of_job {
+        assert_eq!(ev["fun_args"][0], "web");
+        assert_eq!(ev["fun_args"][1]["pillar"]["db_password"], "********");
+        assert_eq!(ev["fun_args"][1]["pillar"]["api"], "********");
+    }
+    let shown = backfill(&jobs, &["--show-pillar-args"]);
+    let ev = shown
+        .events
+        .iter()
+        .find(|e| e["jid"] == jid.as_str())
+        .expect("event");
+    assert_eq!(ev["fun_args"][1]["pillar"]["db_password"], "hunter2-secret");
+    assert!(
+        !shown.stdout.contains("gather_job_timeout"),
+        "kwargs shipped"
+    );
+}

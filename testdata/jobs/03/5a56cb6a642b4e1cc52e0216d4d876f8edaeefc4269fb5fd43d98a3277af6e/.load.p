@@ -1,1 +1,0 @@
-â£cmdßpublish£tgtë•down1£fun±saltutil.find_job£argë¥20261123202110163769®tgt_type§list£ret†£jid¥20261123202125207156¶kwargsÅ©delimiter°:§user§root

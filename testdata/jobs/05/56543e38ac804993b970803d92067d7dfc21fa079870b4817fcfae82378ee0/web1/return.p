@@ -1,1 +1,0 @@
-ƒ¦return‘Ù~The function "state.sls" is running as PID 26670 and was started at 2026, Nov 23 20:21:01.723805 with jid 20261123202101723805§retcode§successÂ

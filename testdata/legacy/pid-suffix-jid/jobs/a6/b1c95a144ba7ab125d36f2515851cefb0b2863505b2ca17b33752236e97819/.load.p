@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun©state.sls£arg‘ªweb,common¨tgt_type¤glob£ret £jidº20261123202822840725_12345¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root
