@@ -10,8 +10,9 @@ use log::{debug, warn};
 
 use crate::cache::{scan, JobDir};
 use crate::config::Config;
-use crate::event::write_json;
+use crate::event::{to_map, write_json};
 use crate::extract::extract;
+use crate::format::{self, Format};
 use crate::job::Job;
 use crate::msgpack::{self, ReadError};
 use crate::sink::stdout::StdoutSink;
@@ -202,9 +203,28 @@ fn ship_return(
             && glob::any(&config.minions, &ev.minion)
             && (!config.only_failures || ev.failed())
         {
-            write_json(buf, &config.master_id, job, &ev);
+            encode(config, job, &ev, buf);
             n += 1;
         }
     }
     n
+}
+
+/// Appends one event in the configured format. JSON is written straight from the borrowed
+/// values; only an oversize event or another format goes through an ordered map.
+fn encode(config: &Config, job: &Job, ev: &crate::extract::StateEvent<'_>, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    if config.format == Format::Json {
+        write_json(buf, &config.master_id, job, ev);
+        if buf.len() - start - 1 <= config.max_event_bytes {
+            return;
+        }
+        buf.truncate(start);
+    }
+    format::encode(
+        config.format,
+        &to_map(&config.master_id, job, ev),
+        config.max_event_bytes,
+        buf,
+    );
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::format::Format;
+
 const EXIT_STATUS: &str = "\
 Exit status:
   0  done
@@ -76,6 +78,16 @@ pub struct CommonArgs {
     /// Print the events to stdout instead of sending them (nothing is sent or recorded)
     #[arg(long, env = "SALTSHIP_DRY_RUN")]
     pub dry_run: bool,
+
+    /// Wire format: json (one object per line), ecs (Elastic Common Schema, one per line),
+    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted)
+    #[arg(long, value_enum, env = "SALTSHIP_FORMAT", default_value = "json")]
+    pub format: Format,
+
+    /// Cut events longer than N bytes (biggest strings first, marked "truncated": true) [default:
+    /// 10000 when sending, which a stock Splunk TCP input keeps whole; no limit with --dry-run]
+    #[arg(long, value_name = "N", env = "SALTSHIP_MAX_EVENT_BYTES")]
+    pub max_event_bytes: Option<usize>,
 
     /// Give up (exit 3) when no receiver confirmed delivery for this long, e.g. 90s, 5m
     #[arg(

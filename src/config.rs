@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::{BackfillArgs, CommonArgs};
 use std::time::Duration;
 
+use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
 use crate::sink::tcp::TcpOptions;
 use crate::time::{parse_duration, parse_point, JidZone};
 
@@ -18,6 +19,9 @@ pub struct Config {
     pub dry_run: bool,
     /// Where to send, unless `dry_run`; never empty then.
     pub tcp: Option<TcpOptions>,
+    pub format: Format,
+    /// Events are cut to this many bytes; `usize::MAX` when not asked for under `--dry-run`.
+    pub max_event_bytes: usize,
     pub minions: Vec<String>,
     pub funs: Vec<String>,
     pub only_failures: bool,
@@ -67,10 +71,22 @@ impl Config {
         } else {
             Some(tcp_options(args)?)
         };
+        // A dry run shows everything Salt recorded unless a limit is asked for.
+        let default_max = if args.dry_run {
+            usize::MAX
+        } else {
+            DEFAULT_MAX_EVENT_BYTES
+        };
+        let max_event_bytes = args.max_event_bytes.unwrap_or(default_max);
+        if max_event_bytes < MIN_MAX_EVENT_BYTES {
+            bail!("bad --max-event-bytes {max_event_bytes}: at least {MIN_MAX_EVENT_BYTES}");
+        }
         Ok(Config {
             cache_dir: args.cache_dir.clone(),
             dry_run: args.dry_run,
             tcp,
+            format: args.format,
+            max_event_bytes,
             minions: args.minion.clone(),
             funs: args.fun.clone(),
             only_failures: args.only_failures,

@@ -45,7 +45,7 @@ struct Wire<'e, 'a> {
     fun: Option<&'e str>,
     fun_args: &'e serde_json::Value,
     state_name: Option<&'e str>,
-    state_id: Opt<'e, 'a>,
+    state_id: Option<std::borrow::Cow<'e, str>>,
     name: Opt<'e, 'a>,
     state: Option<&'e str>,
     function: Option<&'e str>,
@@ -89,15 +89,35 @@ impl Serialize for Changes<'_, '_> {
 
 /// Appends one event as a JSON line to `out`.
 pub fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_>) {
+    // Serializing into a Vec cannot fail: every map key is a string.
+    serde_json::to_writer(&mut *out, &wire(master, job, ev)).expect("event serializes");
+    out.push(b'\n');
+}
+
+/// The event as an ordered JSON map, for the other formats and for truncation.
+pub fn to_map(
+    master: &str,
+    job: &Job,
+    ev: &StateEvent<'_>,
+) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(wire(master, job, ev)) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => unreachable!("an event is a JSON object"),
+    }
+}
+
+fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wire<'e, 'a> {
     let field = |name: &str| ev.state.and_then(|s| get(s, name));
     let key = ev.key.as_deref();
     // The id and name may themselves contain `_|-`: module and function come from the ends,
     // and the id from the key only when it splits cleanly (states older than `__id__`).
     let parts: Vec<&str> = key.map(|k| k.split("_|-").collect()).unwrap_or_default();
-    let id_from_key = (parts.len() == 4).then(|| ValueRef::from(parts[1]));
-    let state_id = field("__id__").or(id_from_key.as_ref());
+    let state_id = match field("__id__").and_then(crate::msgpack::as_text) {
+        Some(id) => Some(id),
+        None => (parts.len() == 4).then(|| std::borrow::Cow::Borrowed(parts[1])),
+    };
     let changes = field("changes");
-    let wire = Wire {
+    Wire {
         timestamp: ev.instant.map(crate::time::rfc3339),
         event_id: event_id(
             &job.jid,
@@ -110,7 +130,7 @@ pub fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_
         fun: ev.fun.as_deref(),
         fun_args: job.args_of(ev.fun_index),
         state_name: key,
-        state_id: Opt(state_id),
+        state_id,
         name: Opt(field("name")),
         state: parts.first().copied(),
         function: parts.last().copied(),
@@ -130,10 +150,7 @@ pub fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_
         __run_num__: ev.run_num,
         retcode: Opt(ev.retcode),
         success: Opt(ev.success),
-    };
-    // Serializing into a Vec cannot fail: every map key is a string.
-    serde_json::to_writer(&mut *out, &wire).expect("event serializes");
-    out.push(b'\n');
+    }
 }
 
 fn non_empty(v: &ValueRef<'_>) -> bool {

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Every bar lives here, so the logger can suspend them while it prints.
 pub fn bars() -> &'static MultiProgress {
@@ -37,7 +37,15 @@ pub fn bar(quiet: bool, total: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = bars().add(ProgressBar::new(total));
-    let template = "{wide_bar} {human_pos}/{human_len} returns, {msg} [{per_sec}, ETA {eta}]";
-    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+    let template = "{wide_bar} {human_pos}/{human_len} returns, {msg} [{rate}, ETA {eta}]";
+    let style = ProgressStyle::with_template(template)
+        .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} returns/s", state.per_sec());
+            },
+        );
+    bar.set_style(style);
     bar
 }

@@ -1,0 +1,183 @@
+//! What the formats read from a `json` event alike: its outcome and severity, a one-line
+//! summary, the comment as text and the instant.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+static NULL: Value = Value::Null;
+
+/// How much of the comment's first line a summary shows: summaries are meant to fit a list view.
+const SUMMARY_COMMENT_BYTES: usize = 200;
+
+/// A field of the event, `null` when absent.
+pub(super) fn field<'e>(event: &'e Map<String, Value>, name: &str) -> &'e Value {
+    event.get(name).unwrap_or(&NULL)
+}
+
+/// How a state ended, from `result`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Succeeded,
+    Failed,
+    /// `result: null`: test=True with changes pending.
+    Pending,
+}
+
+impl Outcome {
+    pub(super) fn of(event: &Map<String, Value>) -> Outcome {
+        match field(event, "result") {
+            Value::Bool(true) => Outcome::Succeeded,
+            Value::Null => Outcome::Pending,
+            _ => Outcome::Failed,
+        }
+    }
+
+    pub(super) fn word(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Pending => "pending",
+        }
+    }
+
+    /// The syslog severity, also GELF's `level`: err, warning or info.
+    pub(super) fn severity(self) -> u8 {
+        match self {
+            Outcome::Failed => 3,
+            Outcome::Pending => 4,
+            Outcome::Succeeded => 6,
+        }
+    }
+}
+
+/// `<state_name>: <outcome>: <first line of comment>`; an error return (no state) names `fun`.
+pub(super) fn summary(event: &Map<String, Value>) -> String {
+    let what = [field(event, "state_name"), field(event, "fun")]
+        .into_iter()
+        .find_map(Value::as_str)
+        .unwrap_or("salt");
+    let mut line = format!("{what}: {}", Outcome::of(event).word());
+    let comment = comment_text(event);
+    let first = comment
+        .as_deref()
+        .and_then(|c| c.lines().next())
+        .unwrap_or("");
+    if !first.trim().is_empty() {
+        line.push_str(": ");
+        if first.len() > SUMMARY_COMMENT_BYTES {
+            line.push_str(&first[..floor_char_boundary(first, SUMMARY_COMMENT_BYTES)]);
+            line.push('…');
+        } else {
+            line.push_str(first);
+        }
+    }
+    line
+}
+
+/// The comment as text: a list (Salt's or an error return's) is joined one item a line.
+pub(super) fn comment_text(event: &Map<String, Value>) -> Option<Cow<'_, str>> {
+    match field(event, "comment") {
+        Value::Null => None,
+        Value::String(text) => Some(Cow::Borrowed(text)),
+        Value::Array(items) => Some(Cow::Owned(
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::String(text) => Cow::Borrowed(text.as_str()),
+                    other => Cow::Owned(other.to_string()),
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )),
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+/// The event's `timestamp`, if it is one.
+pub(super) fn instant(event: &Map<String, Value>) -> Option<DateTime<Utc>> {
+    let text = field(event, "timestamp").as_str()?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The largest char boundary of `text` at or below `index` (`str::floor_char_boundary` is newer
+/// than our minimum Rust).
+pub(super) fn floor_char_boundary(text: &str, index: usize) -> usize {
+    if index >= text.len() {
+        return text.len();
+    }
+    (0..=index)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::sample;
+
+    #[test]
+    fn outcome_follows_result() {
+        let mut ev = sample::event();
+        assert_eq!(Outcome::of(&ev), Outcome::Succeeded);
+        ev["result"] = Value::Bool(false);
+        assert_eq!(Outcome::of(&ev).severity(), 3);
+        ev["result"] = Value::Null;
+        assert_eq!(Outcome::of(&ev), Outcome::Pending);
+        assert_eq!(Outcome::of(&ev).severity(), 4);
+    }
+
+    #[test]
+    fn summary_names_state_outcome_and_first_comment_line() {
+        let mut ev = sample::event();
+        ev["comment"] = "first line\nsecond".into();
+        assert_eq!(
+            summary(&ev),
+            "service_|-nginx_|-nginx_|-running: succeeded: first line"
+        );
+        let err = sample::error_return();
+        assert_eq!(
+            summary(&err),
+            "state.apply: failed: Rendering SLS 'base:web' failed: Jinja variable 'x' is undefined"
+        );
+        ev["comment"] = "é".repeat(150).into();
+        let line = summary(&ev);
+        assert!(line.ends_with('…') && line.len() < 260, "{line}");
+        ev["comment"] = "".into();
+        assert_eq!(summary(&ev), "service_|-nginx_|-nginx_|-running: succeeded");
+    }
+
+    #[test]
+    fn comment_lists_are_joined() {
+        let err = sample::error_return();
+        assert_eq!(
+            comment_text(&err).as_deref(),
+            Some("Rendering SLS 'base:web' failed: Jinja variable 'x' is undefined\nline 3")
+        );
+    }
+
+    #[test]
+    fn instant_reads_rfc3339_and_tolerates_null() {
+        let mut ev = sample::event();
+        assert_eq!(
+            instant(&ev).map(|t| t.timestamp_micros()),
+            Some(1_795_460_271_100_000)
+        );
+        ev["timestamp"] = Value::Null;
+        assert_eq!(instant(&ev), None);
+    }
+
+    #[test]
+    fn floor_char_boundary_never_splits_a_char() {
+        let text = "aé€😀";
+        for i in 0..=text.len() + 2 {
+            let b = floor_char_boundary(text, i);
+            assert!(b <= i && text.is_char_boundary(b));
+        }
+        assert_eq!(floor_char_boundary(text, 2), 1);
+    }
+}
