@@ -290,3 +290,35 @@ fn no_receiver_exits_3_and_says_what_was_not_delivered() {
     assert!(run.stderr.contains("not delivered"), "{}", run.stderr);
     assert!(run.stdout.is_empty());
 }
+
+#[test]
+fn fails_over_to_the_next_target_in_order() {
+    let (_tmp, jobs) = common::cache_copy("jobs");
+    let want = backfill(&jobs, &[]);
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let receiver = Receiver::start(Faults::default());
+    let targets = format!("127.0.0.1:{dead},{}", receiver.target());
+    let cache = jobs.to_str().expect("UTF-8");
+    // Comma-separated, as SALTSHIP_TARGET takes them.
+    let run = saltship(&[
+        "backfill",
+        "--cache-dir",
+        cache,
+        "--master-id",
+        "testmaster",
+        "--target",
+        &targets,
+    ]);
+    let got = event_ids(&receiver.finish());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(want
+        .events
+        .iter()
+        .all(|e| got.contains(e["event_id"].as_str().expect("id"))));
+    // The second target answered at once: no outage was declared.
+    assert!(!run.stderr.contains("cannot reach"), "{}", run.stderr);
+}

@@ -43,7 +43,7 @@ struct Rsyslog {
 }
 
 impl Rsyslog {
-    /// `template` is an rsyslog string template for each received message.
+    /// `template` is an rsyslog template named `out`, applied to each received message.
     fn start(bin: &Path, dir: &Path, template: &str) -> Rsyslog {
         let port = free_port();
         let out = dir.join("received.log");
@@ -53,7 +53,7 @@ impl Rsyslog {
             format!(
                 r#"global(workDirectory="{dir}" maxMessageSize="64k")
 module(load="imtcp")
-template(name="out" type="string" string="{template}")
+{template}
 input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="saltship")
 ruleset(name="saltship") {{ action(type="omfile" file="{out}" template="out") }}
 "#,
@@ -82,14 +82,14 @@ ruleset(name="saltship") {{ action(type="omfile" file="{out}" template="out") }}
         Rsyslog { child, port, out }
     }
 
-    /// The lines written, once there are `want` of them (bounded wait: omfile writes async).
-    fn lines(&self, want: usize) -> Vec<String> {
+    /// What rsyslog wrote, once `done` says it is all there (bounded wait: omfile writes
+    /// asynchronously).
+    fn output(&self, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-            if lines.len() >= want || Instant::now() > deadline {
-                return lines;
+            if done(&text) || Instant::now() > deadline {
+                return text;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -120,7 +120,11 @@ fn rsyslog_receives_every_json_line_intact() {
         want.events.iter().any(|e| e["truncated"] == true),
         "no event big enough to be cut"
     );
-    let rsyslog = Rsyslog::start(&bin, tmp.path(), "%rawmsg%\\n");
+    let rsyslog = Rsyslog::start(
+        &bin,
+        tmp.path(),
+        r#"template(name="out" type="string" string="%rawmsg%\n")"#,
+    );
     let target = format!("127.0.0.1:{}", rsyslog.port);
     let run = saltship(&[
         "backfill",
@@ -132,14 +136,85 @@ fn rsyslog_receives_every_json_line_intact() {
         &target,
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let lines = rsyslog.lines(want.events.len());
-    let got: Vec<Value> = lines
-        .iter()
+    let text = rsyslog.output(|t| t.lines().count() >= want.events.len());
+    let got: Vec<Value> = text
+        .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     // Intact: the same objects as the dry-run, byte for byte once parsed.
     assert_eq!(ids(&got), ids(&want.events));
     for ev in &want.events {
         assert!(got.contains(ev), "changed in transit: {ev}");
+    }
+}
+
+/// RFC 5424 frames with octet counting, parsed by rsyslog itself: its view of each message's
+/// header, structured data and MSG is written back as JSON.
+#[test]
+fn rsyslog_parses_octet_counted_rfc5424() {
+    let Some(bin) = rsyslogd() else { return };
+    let (tmp, jobs) = cache_copy("jobs");
+    let want = backfill(&jobs, &["--max-event-bytes", "10000"]);
+    let template = r#"template(name="out" type="list" option.jsonf="on") {
+  property(outname="host" name="hostname" format="jsonf")
+  property(outname="app" name="app-name" format="jsonf")
+  property(outname="msgid" name="msgid" format="jsonf")
+  property(outname="sd" name="structured-data" format="jsonf")
+  property(outname="pri" name="syslogseverity" format="jsonf")
+  property(outname="msg" name="msg" format="jsonf")
+}"#;
+    let rsyslog = Rsyslog::start(&bin, tmp.path(), template);
+    let target = format!("127.0.0.1:{}", rsyslog.port);
+    let cache = jobs.to_str().expect("UTF-8");
+    let run = saltship(&[
+        "backfill",
+        "--cache-dir",
+        cache,
+        "--master-id",
+        "testmaster",
+        "--target",
+        &target,
+        "--format",
+        "syslog",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // jsonf writes one object per message, with nothing between them.
+    let text = rsyslog.output(|t| t.matches(r#""msgid":"#).count() >= want.events.len());
+    let records: Vec<Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("rsyslog wrote bad JSON ({e}): {text}"));
+    assert_eq!(records.len(), want.events.len(), "one message per event");
+    let mut got = std::collections::HashMap::new();
+    for rec in &records {
+        let msg: Value = serde_json::from_str(rec["msg"].as_str().expect("msg").trim_start())
+            .unwrap_or_else(|e| panic!("MSG is not the JSON event ({e}): {rec}"));
+        assert_eq!(rec["host"], msg["minion_id"], "{rec}");
+        assert_eq!(rec["app"], "saltship");
+        assert_eq!(rec["msgid"], "state");
+        let sd = rec["sd"].as_str().expect("sd");
+        assert!(
+            sd.starts_with("[saltship@32473 ")
+                && sd.contains(&format!("jid=\"{}\"", msg["jid"].as_str().expect("jid"))),
+            "{sd}"
+        );
+        let severity = match &msg["result"] {
+            Value::Bool(true) => "6",
+            Value::Bool(false) => "3",
+            _ => "4",
+        };
+        assert_eq!(rec["pri"], severity, "{rec}");
+        got.insert(msg["event_id"].as_str().expect("id").to_owned(), msg);
+    }
+    for ev in &want.events {
+        let msg = got
+            .get(ev["event_id"].as_str().expect("id"))
+            .unwrap_or_else(|| panic!("lost: {ev}"));
+        // The size limit covers the syslog header too, so a cut event is cut a little more.
+        if ev["truncated"] == true {
+            assert_eq!(msg["truncated"], true);
+        } else {
+            assert_eq!(msg, ev, "changed in transit");
+        }
     }
 }

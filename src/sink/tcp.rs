@@ -345,3 +345,42 @@ fn close_gracefully(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(targets: usize) -> TcpSink {
+        TcpSink::new(TcpOptions {
+            targets: (0..targets)
+                .map(|i| format!("127.0.0.1:{}", 1000 + i))
+                .collect(),
+            connect_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
+            close_timeout: Duration::from_secs(1),
+            deliver_timeout: Duration::from_secs(1),
+            max_rate: None,
+        })
+    }
+
+    #[test]
+    fn failed_targets_go_last_until_failback() {
+        let mut s = sink(3);
+        assert_eq!(s.order(), [0, 1, 2]);
+        s.failed_at[0] = Some(Instant::now());
+        assert_eq!(s.order(), [1, 2, 0]);
+        // After FAILBACK the first target is first again.
+        s.failed_at[0] = Instant::now().checked_sub(FAILBACK + Duration::from_secs(1));
+        assert_eq!(s.order(), [0, 1, 2]);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let mut s = sink(1);
+        let waits: Vec<Duration> = (0..12).map(|_| s.next_backoff()).collect();
+        assert!(waits[0] >= BACKOFF_MIN / 2 && waits[0] < BACKOFF_MIN);
+        assert!(waits[3] >= BACKOFF_MIN * 4 && waits[3] < BACKOFF_MIN * 8);
+        assert!(waits.iter().all(|w| *w < BACKOFF_MAX));
+        assert!(waits[11] >= BACKOFF_MAX / 2);
+    }
+}
