@@ -47,24 +47,28 @@ impl Rsyslog {
     fn start(bin: &Path, dir: &Path, template: &str) -> Rsyslog {
         let port = free_port();
         let out = dir.join("received.log");
-        let conf = dir.join("rsyslog.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"global(workDirectory="{dir}" maxMessageSize="64k")
+        let conf = format!(
+            r#"global(maxMessageSize="64k")
 module(load="imtcp")
 {template}
 input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="saltship")
 ruleset(name="saltship") {{ action(type="omfile" file="{out}" template="out") }}
 "#,
-                dir = dir.display(),
-                out = out.display(),
-            ),
-        )
-        .expect("write rsyslog.conf");
+            out = out.display(),
+        );
+        let mut rsyslog = Rsyslog::start_with(bin, dir, &conf, port);
+        rsyslog.out = out;
+        rsyslog
+    }
+
+    /// Runs rsyslogd on `conf` (plus a work directory in `dir`) until it listens on `port`.
+    fn start_with(bin: &Path, dir: &Path, conf: &str, port: u16) -> Rsyslog {
+        let path = dir.join("rsyslog.conf");
+        let conf = format!("global(workDirectory=\"{}\")\n{conf}", dir.display());
+        std::fs::write(&path, conf).expect("write rsyslog.conf");
         let child = Command::new(bin)
             .args(["-n", "-f"])
-            .arg(&conf)
+            .arg(&path)
             .arg("-i")
             .arg(dir.join("rsyslogd.pid"))
             .stdout(Stdio::null())
@@ -79,15 +83,23 @@ ruleset(name="saltship") {{ action(type="omfile" file="{out}" template="out") }}
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Rsyslog { child, port, out }
+        Rsyslog {
+            child,
+            port,
+            out: dir.join("received.log"),
+        }
     }
 
-    /// What rsyslog wrote, once `done` says it is all there (bounded wait: omfile writes
-    /// asynchronously).
     fn output(&self, done: impl Fn(&str) -> bool) -> String {
+        self.output_of(&self.out, done)
+    }
+
+    /// What rsyslog wrote to `out`, once `done` says it is all there (bounded wait: omfile
+    /// writes asynchronously).
+    fn output_of(&self, out: &Path, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+            let text = std::fs::read_to_string(out).unwrap_or_default();
             if done(&text) || Instant::now() > deadline {
                 return text;
             }
@@ -110,8 +122,10 @@ fn ids(events: &[Value]) -> HashSet<String> {
         .collect()
 }
 
+/// `contrib/rsyslog/saltship.conf`, the config the README gives, with this test's ports and
+/// folder: both of its inputs, json lines and RFC 5424 syslog, deliver every event intact.
 #[test]
-fn rsyslog_receives_every_json_line_intact() {
+fn the_contrib_rsyslog_config_receives_json_and_syslog() {
     let Some(bin) = rsyslogd() else { return };
     let (tmp, jobs) = cache_copy("jobs");
     // What is sent: events cut to the default 10,000 bytes (the dry-run prints them whole).
@@ -120,31 +134,47 @@ fn rsyslog_receives_every_json_line_intact() {
         want.events.iter().any(|e| e["truncated"] == true),
         "no event big enough to be cut"
     );
-    let rsyslog = Rsyslog::start(
-        &bin,
-        tmp.path(),
-        r#"template(name="out" type="string" string="%rawmsg%\n")"#,
-    );
-    let target = format!("127.0.0.1:{}", rsyslog.port);
-    let run = saltship(&[
-        "backfill",
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8"),
-        "--master-id",
-        "testmaster",
-        "--target",
-        &target,
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let text = rsyslog.output(|t| t.lines().count() >= want.events.len());
-    let got: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    // Intact: the same objects as the dry-run, byte for byte once parsed.
-    assert_eq!(ids(&got), ids(&want.events));
-    for ev in &want.events {
-        assert!(got.contains(ev), "changed in transit: {ev}");
+    let (json_port, syslog_port) = (free_port(), free_port());
+    let conf = std::fs::read_to_string(common::testdata("../contrib/rsyslog/saltship.conf"))
+        .expect("contrib config");
+    let conf = conf
+        .replace(
+            r#"port="6000""#,
+            &format!(r#"port="{json_port}" address="127.0.0.1""#),
+        )
+        .replace(
+            r#"port="6514""#,
+            &format!(r#"port="{syslog_port}" address="127.0.0.1""#),
+        )
+        .replace("/var/log/saltship", tmp.path().to_str().expect("UTF-8"));
+    let rsyslog = Rsyslog::start_with(&bin, tmp.path(), &conf, json_port);
+    let cache = jobs.to_str().expect("UTF-8");
+    for (port, format) in [(json_port, "json"), (syslog_port, "syslog")] {
+        let target = format!("127.0.0.1:{port}");
+        let run = saltship(&[
+            "backfill",
+            "--cache-dir",
+            cache,
+            "--master-id",
+            "testmaster",
+            "--target",
+            &target,
+            "--format",
+            format,
+        ]);
+        assert_eq!(run.code, 0, "{format}: {}", run.stderr);
+    }
+    for file in ["events.json", "events-syslog.json"] {
+        let out = tmp.path().join(file);
+        let text = rsyslog.output_of(&out, |t| t.lines().count() >= want.events.len());
+        let got: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: {e}: {l}")))
+            .collect();
+        assert_eq!(ids(&got), ids(&want.events), "{file}");
+        for ev in want.events.iter().filter(|e| e["truncated"] != true) {
+            assert!(got.contains(ev), "{file}: changed in transit: {ev}");
+        }
     }
 }
 
