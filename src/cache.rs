@@ -11,6 +11,9 @@ use crate::msgpack;
 #[derive(Debug, Clone)]
 pub struct JobDir {
     pub dir: PathBuf,
+    /// The folder's path under the cache (`ab/cdef…`): the job's key in the checkpoint.
+    pub key: String,
+    /// Read from the `jid` file by [`JobDir::read_jid`], only for jobs with work to do.
     pub jid: String,
     /// A `nocache` marker: the master stores no returns for this job.
     pub nocache: bool,
@@ -26,6 +29,22 @@ impl JobDir {
     pub fn return_path(&self, minion: &str) -> PathBuf {
         self.dir.join(minion).join("return.p")
     }
+
+    /// The jid from the `jid` file, or from `.load.p` when the file is empty (it is rewritten
+    /// at every return, so it can be caught empty).
+    pub fn read_jid(&self) -> Option<String> {
+        let from_file = std::fs::read(self.dir.join("jid"))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+            .filter(|j| !j.is_empty());
+        from_file.or_else(|| {
+            let buf = msgpack::read_file(&self.load_path()).ok()?;
+            let load = msgpack::decode(&buf).ok()?;
+            msgpack::get(&load, "jid")
+                .and_then(msgpack::as_text)
+                .map(|j| j.into_owned())
+        })
+    }
 }
 
 /// A file or folder that could not be used, and why, for a one-line warning.
@@ -35,7 +54,8 @@ pub struct Problem {
     pub why: String,
 }
 
-/// Every job folder under `root`, sorted by jid. `found` is told the count as it grows.
+/// Every job folder under `root`, in folder order, without reading anything in them.
+/// `found` is told the count as it grows.
 pub fn scan(root: &Path, mut found: impl FnMut(usize)) -> (Vec<JobDir>, Vec<Problem>) {
     let mut jobs: Vec<JobDir> = Vec::new();
     let mut problems = Vec::new();
@@ -67,7 +87,14 @@ pub fn scan(root: &Path, mut found: impl FnMut(usize)) -> (Vec<JobDir>, Vec<Prob
         let name = entry.file_name().to_string_lossy();
         match entry.depth() {
             2 if entry.file_type().is_dir() => {
+                let key = entry
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap_or(entry.path())
+                    .to_string_lossy()
+                    .into_owned();
                 jobs.push(JobDir {
+                    key,
                     dir: entry.into_path(),
                     jid: String::new(),
                     nocache: false,
@@ -91,43 +118,9 @@ pub fn scan(root: &Path, mut found: impl FnMut(usize)) -> (Vec<JobDir>, Vec<Prob
             _ => {}
         }
     }
-    jobs.retain_mut(|job| match read_jid(&job.dir) {
-        Some(jid) => {
-            job.jid = jid;
-            true
-        }
-        None => {
-            // Salt's cleanup deletes a folder without a `jid` file at once; one that still has
-            // a `.load.p` may be being created, or half deleted. Either way there is no job yet.
-            if job.load_path().exists() {
-                problems.push(Problem {
-                    path: job.dir.join("jid"),
-                    why: "missing or empty".into(),
-                });
-            }
-            false
-        }
-    });
-    jobs.sort_by(|a, b| a.jid.cmp(&b.jid).then_with(|| a.dir.cmp(&b.dir)));
     (jobs, problems)
 }
 
 fn is_hex_pair(name: Option<&str>) -> bool {
     name.is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// The jid from the `jid` file, or from `.load.p` when the file is empty (it is rewritten at
-/// every return, so it can be caught empty).
-fn read_jid(dir: &Path) -> Option<String> {
-    let from_file = std::fs::read(dir.join("jid"))
-        .ok()
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-        .filter(|j| !j.is_empty());
-    from_file.or_else(|| {
-        let buf = msgpack::read_file(&dir.join(".load.p")).ok()?;
-        let load = msgpack::decode(&buf).ok()?;
-        msgpack::get(&load, "jid")
-            .and_then(msgpack::as_text)
-            .map(|j| j.into_owned())
-    })
 }

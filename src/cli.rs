@@ -10,6 +10,7 @@ use crate::format::Format;
 const EXIT_STATUS: &str = "\
 Exit status:
   0  done
+  0  also: another saltship holds the state file's lock (it says so; -q silences it)
   1  finished, but some cache files could not be read (each was named in a warning)
   2  usage or configuration error (bad option, missing cache folder)
   3  could not deliver the events";
@@ -35,9 +36,54 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Replay the jobs in the cache (all, or a time range), printing or sending their events
+    /// Ship every return the checkpoint does not hold yet, confirm delivery, record it, exit:
+    /// for cron, a systemd timer or a path unit
+    #[command(after_help = EXIT_STATUS)]
+    Sync(SyncArgs),
+    /// Replay the jobs in the cache (all, or a time range), printing or sending their events,
+    /// and record them in the checkpoint so sync and watch do not ship them again
     #[command(after_help = EXIT_STATUS)]
     Backfill(BackfillArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Without a state file: ship the whole cache (beginning) or only what arrives from now on
+    #[arg(long, value_name = "WHEN", env = "SALTSHIP_START_AT", default_value = "beginning", value_parser = ["beginning", "now"])]
+    pub start_at: String,
+
+    /// The master's keep_jobs: warn when unshipped returns get close to this age, at which the
+    /// master deletes them
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_KEEP_JOBS",
+        default_value = "24h"
+    )]
+    pub keep_jobs: String,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Where shipped returns are recorded.
+#[derive(Args, Debug)]
+pub struct StateArgs {
+    /// The checkpoint: which returns were shipped (a lock file sits beside it)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SALTSHIP_STATE_FILE",
+        default_value = "/var/lib/saltship/state"
+    )]
+    pub state_file: PathBuf,
+
+    /// Start over with an empty checkpoint when the state file cannot be read
+    #[arg(long, env = "SALTSHIP_RESET_STATE")]
+    pub reset_state: bool,
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +95,13 @@ pub struct BackfillArgs {
     /// Only jobs published before T: RFC 3339, a jid, or an age such as 24h or 7d
     #[arg(long, value_name = "T", env = "SALTSHIP_UNTIL")]
     pub until: Option<String>,
+
+    /// Do not record what is shipped in the checkpoint (a --dry-run never does)
+    #[arg(long, env = "SALTSHIP_NO_CHECKPOINT")]
+    pub no_checkpoint: bool,
+
+    #[command(flatten)]
+    pub state: StateArgs,
 
     #[command(flatten)]
     pub common: CommonArgs,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{BackfillArgs, CommonArgs};
+use crate::cli::{BackfillArgs, CommonArgs, SyncArgs};
 use std::time::Duration;
 
 use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
@@ -32,11 +32,31 @@ pub struct Config {
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub quiet: bool,
+    /// The checkpoint to record into; `None` for `backfill --no-checkpoint`.
+    pub state_file: Option<PathBuf>,
+    pub reset_state: bool,
+    /// `sync` without a state file starts at now instead of shipping the whole cache.
+    pub start_at_now: bool,
+    /// The master's keep_jobs, in microseconds.
+    pub keep_jobs: i64,
 }
 
 impl Config {
+    pub fn sync(args: &SyncArgs, quiet: bool) -> Result<Config> {
+        let mut config = Config::common(&args.common, quiet)?;
+        config.state_file = Some(args.state.state_file.clone());
+        config.reset_state = args.state.reset_state;
+        config.start_at_now = args.start_at == "now";
+        config.keep_jobs = parse_duration(&args.keep_jobs)
+            .map_err(anyhow::Error::msg)
+            .context("bad --keep-jobs")?;
+        Ok(config)
+    }
+
     pub fn backfill(args: &BackfillArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
+        config.state_file = (!args.no_checkpoint).then(|| args.state.state_file.clone());
+        config.reset_state = args.state.reset_state;
         let now = chrono::Utc::now().timestamp_micros();
         let point = |t: &Option<String>, what: &str| -> Result<Option<i64>> {
             t.as_deref()
@@ -96,6 +116,10 @@ impl Config {
             since: None,
             until: None,
             quiet,
+            state_file: None,
+            reset_state: false,
+            start_at_now: false,
+            keep_jobs: 86_400 * crate::time::SECOND,
         })
     }
 

@@ -5,10 +5,13 @@
 //! - [`cache`] discovers job folders; [`msgpack`] reads and decodes `.p` files;
 //! - [`job`] reads `.load.p`; [`extract`] (pure) turns a return into [`extract::StateEvent`]s;
 //! - [`event`] encodes an event as JSON ([`json`] renders msgpack values, [`time`] the clocks);
-//! - [`backfill`] is the command; [`cli`] and [`config`] are the command line, [`progress`] the bars.
+//! - [`format`] renders events for the wire; [`sink`] delivers them and confirms delivery;
+//! - [`checkpoint`] records which returns are done;
+//! - [`ship`] wires it all for `backfill` and `sync`; [`cli`] and [`config`] are the command
+//!   line, [`progress`] the bars.
 
-pub mod backfill;
 pub mod cache;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod event;
@@ -19,6 +22,7 @@ pub mod job;
 pub mod json;
 pub mod msgpack;
 pub mod progress;
+pub mod ship;
 pub mod sink;
 pub mod time;
 
@@ -27,8 +31,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use log::{error, info, LevelFilter};
 
+use crate::checkpoint::{Busy, Checkpoint};
 use crate::cli::{Cli, Command};
 use crate::config::Config;
+use crate::ship::Mode;
 
 /// How a run ended, as the process exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,31 +55,67 @@ impl From<Exit> for ExitCode {
 pub fn main() -> Exit {
     let cli = Cli::parse();
     log_init(cli.verbose, cli.quiet);
-    match cli.command {
-        Command::Backfill(args) => {
-            let config = match Config::backfill(&args, cli.quiet) {
-                Ok(config) => config,
-                Err(e) => {
-                    error!("{e:#}");
-                    return Exit::Usage;
-                }
-            };
-            match backfill::run(&config) {
-                Ok(totals) => {
-                    info!("{}", totals.summary());
-                    if totals.failed_files > 0 {
-                        Exit::FilesFailed
-                    } else {
-                        Exit::Done
-                    }
-                }
-                Err((totals, why)) => {
-                    error!("{why}");
-                    info!("{}", totals.summary());
-                    Exit::Undelivered
-                }
+    let (config, mode) = match &cli.command {
+        Command::Sync(args) => (Config::sync(args, cli.quiet), Mode::Sync),
+        Command::Backfill(args) => (Config::backfill(args, cli.quiet), Mode::Backfill),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            error!("{e:#}");
+            return Exit::Usage;
+        }
+    };
+    let mut checkpoint = match open_checkpoint(&config, mode) {
+        Ok(cp) => cp,
+        // Another instance is shipping this cache: not an error (cron must not mail noise).
+        Err(e) if e.is::<Busy>() => {
+            info!("{e}");
+            return Exit::Done;
+        }
+        Err(e) => {
+            error!("{e:#}");
+            return Exit::Usage;
+        }
+    };
+    if let Some(cp) = checkpoint
+        .as_mut()
+        .filter(|cp| mode == Mode::Sync && config.start_at_now && !cp.existed() && !config.dry_run)
+    {
+        return match ship::start_at_now(&config, cp) {
+            Ok(_) => Exit::Done,
+            Err(e) => {
+                error!("{e:#}");
+                Exit::Usage
+            }
+        };
+    }
+    match ship::run(&config, mode, checkpoint) {
+        Ok(totals) => {
+            info!("{}", totals.summary());
+            if totals.failed_files > 0 {
+                Exit::FilesFailed
+            } else {
+                Exit::Done
             }
         }
+        Err((totals, why)) => {
+            error!("{why}");
+            info!("{}", totals.summary());
+            Exit::Undelivered
+        }
+    }
+}
+
+/// The checkpoint a run records into: locked, or for `sync --dry-run` only read.
+fn open_checkpoint(config: &Config, mode: Mode) -> anyhow::Result<Option<Checkpoint>> {
+    let Some(path) = &config.state_file else {
+        return Ok(None);
+    };
+    match (config.dry_run, mode) {
+        (false, _) => Checkpoint::open(path, config.reset_state).map(Some),
+        (true, Mode::Sync) => Checkpoint::peek(path).map(Some),
+        (true, Mode::Backfill) => Ok(None),
     }
 }
 

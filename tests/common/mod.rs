@@ -2,6 +2,7 @@
 //! what it prints.
 #![allow(dead_code)]
 
+pub mod receiver;
 pub mod view;
 
 use std::path::{Path, PathBuf};
@@ -44,12 +45,15 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// `saltship <args>` with a clean environment; every stdout line must be a JSON object.
+/// `saltship <args>` with a clean environment; every stdout line must be a JSON object. Each
+/// run gets a state file of its own unless `args` name one.
 pub fn saltship(args: &[&str]) -> Run {
+    let state = tempfile::tempdir().expect("tempdir");
     let out = Command::cargo_bin("saltship")
         .expect("binary")
         .args(args)
         .env_remove("RUST_LOG")
+        .env("SALTSHIP_STATE_FILE", state.path().join("state"))
         .env("TZ", "UTC")
         .timeout(std::time::Duration::from_secs(60))
         .output()

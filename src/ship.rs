@@ -1,0 +1,412 @@
+//! The shipping pipeline behind `backfill` and `sync`: find the returns to ship, decode and
+//! extract them in jid order, send their events, and record each return in the checkpoint only
+//! after the confirmation that covers it. A bad file is named in one warning and counted; the
+//! run goes on.
+
+use std::io;
+use std::path::Path;
+use std::thread::sleep;
+use std::time::{Duration, SystemTime};
+
+use log::{debug, info, warn};
+
+use crate::cache::{scan, JobDir};
+use crate::checkpoint::Checkpoint;
+use crate::config::Config;
+use crate::event::{to_map, write_json};
+use crate::extract::{extract, StateEvent};
+use crate::format::{self, Format};
+use crate::job::Job;
+use crate::msgpack::{self, ReadError};
+use crate::sink::stdout::StdoutSink;
+use crate::sink::tcp::TcpSink;
+use crate::sink::{Sink, SinkError};
+use crate::{glob, progress, time};
+
+/// Confirm delivery whenever this much is unconfirmed: bounds memory and what a failure resends.
+const CONFIRM_BYTES: usize = 4 << 20;
+/// A job folder younger than this whose `.load.p` is missing or cut is still being written.
+const SETTLING: Duration = Duration::from_secs(60);
+
+/// Which returns a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every return in the time range, shipped or not.
+    Backfill,
+    /// Every return the checkpoint does not hold.
+    Sync,
+}
+
+/// What a run did, for the summary line and the exit status.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub jobs: u64,
+    pub returns: u64,
+    pub events: u64,
+    /// Jobs with nothing to ship: not a state run, `nocache`, out of range, or filtered out.
+    pub skipped: u64,
+    pub failed_files: u64,
+    pub reconnects: u64,
+}
+
+impl Totals {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} jobs, {} returns, {} events, {} skipped, {} failed files, {} reconnects",
+            self.jobs, self.returns, self.events, self.skipped, self.failed_files, self.reconnects
+        )
+    }
+}
+
+/// A return whose events were sent, waiting for the confirmation that makes it done.
+struct Pending {
+    key: String,
+    jid: String,
+    minion: String,
+}
+
+/// Runs the pipeline. `checkpoint` is recorded into and saved unless `None` or a dry run.
+/// `Err` carries what was done and why delivery stopped (exit status 3).
+pub fn run(
+    config: &Config,
+    mode: Mode,
+    mut checkpoint: Option<Checkpoint>,
+) -> Result<Totals, (Totals, String)> {
+    let mut totals = Totals::default();
+    let found = progress::counter(config.quiet, "jobs found");
+    let (dirs, problems) = scan(&config.cache_dir, |n| found.set_position(n as u64));
+    found.finish_and_clear();
+    for p in &problems {
+        warn!("{}: {}", p.path.display(), p.why);
+    }
+    totals.failed_files += problems.len() as u64;
+    let record = !config.dry_run;
+    if let Some(cp) = checkpoint
+        .as_mut()
+        .filter(|_| record && problems.is_empty())
+    {
+        let present = dirs.iter().map(|d| d.key.as_str()).collect();
+        let pruned = cp.prune(&present);
+        if pruned > 0 {
+            debug!("forgot {pruned} jobs the master cleaned up");
+        }
+    }
+
+    let jobs = plan(config, mode, checkpoint.as_ref(), dirs, &mut totals);
+    let bar = progress::bar(config.quiet, jobs.iter().map(|(_, m)| m.len() as u64).sum());
+    let mut sink: Box<dyn Sink> = match &config.tcp {
+        Some(opts) => Box::new(TcpSink::new(opts.clone())),
+        None => Box::new(StdoutSink::new()),
+    };
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut buf = Vec::with_capacity(1 << 16);
+    let result = (|| -> Result<(), SinkError> {
+        for (dir, minions) in &jobs {
+            let job = match load_job(config, mode, dir, &mut totals) {
+                Loaded::Job(job) => job,
+                Loaded::NonState => {
+                    if let Some(cp) = checkpoint.as_mut().filter(|_| record) {
+                        cp.record_non_state(&dir.key, &dir.jid);
+                    }
+                    totals.skipped += 1;
+                    bar.inc(minions.len() as u64);
+                    continue;
+                }
+                Loaded::NotYet => {
+                    bar.inc(minions.len() as u64);
+                    continue;
+                }
+            };
+            totals.jobs += 1;
+            for minion in minions {
+                buf.clear();
+                let Some(n) = ship_return(config, &job, dir, minion, &mut buf, &mut totals) else {
+                    bar.inc(1);
+                    continue;
+                };
+                // Pending before sending: a failed send ends the run unconfirmed, unrecorded.
+                pending.push(Pending {
+                    key: dir.key.clone(),
+                    jid: dir.jid.clone(),
+                    minion: minion.clone(),
+                });
+                if n > 0 {
+                    sink.send(&buf, n)?;
+                    totals.events += n;
+                }
+                if sink.unconfirmed() >= CONFIRM_BYTES {
+                    confirm(
+                        sink.as_mut(),
+                        &mut pending,
+                        checkpoint.as_mut().filter(|_| record),
+                    )?;
+                }
+                bar.inc(1);
+                let stats = sink.stats();
+                bar.set_message(format!(
+                    "{} events sent, {} reconnects",
+                    stats.events_sent, stats.reconnects
+                ));
+            }
+        }
+        confirm(
+            sink.as_mut(),
+            &mut pending,
+            checkpoint.as_mut().filter(|_| record),
+        )
+    })();
+    bar.finish_and_clear();
+    totals.reconnects = sink.stats().reconnects;
+    match result {
+        Ok(()) | Err(SinkError::Closed) => Ok(totals),
+        Err(e) => {
+            let from = pending.first().map_or(String::new(), |p| {
+                format!("; not delivered: every event from job {} on", p.jid)
+            });
+            Err((totals, format!("{e}{from}")))
+        }
+    }
+}
+
+/// Confirms delivery, then records and saves every return sent before it.
+fn confirm(
+    sink: &mut dyn Sink,
+    pending: &mut Vec<Pending>,
+    checkpoint: Option<&mut Checkpoint>,
+) -> Result<(), SinkError> {
+    sink.confirm()?;
+    if let Some(cp) = checkpoint {
+        for p in pending.iter() {
+            cp.record(&p.key, &p.jid, &p.minion);
+        }
+        // Not saving only means shipping these again next time: say so, but go on.
+        if let Err(e) = cp.save() {
+            warn!("{e:#}");
+        }
+    }
+    pending.clear();
+    Ok(())
+}
+
+/// The jobs with returns to take, in jid order, each with those returns' minions.
+fn plan(
+    config: &Config,
+    mode: Mode,
+    checkpoint: Option<&Checkpoint>,
+    dirs: Vec<JobDir>,
+    totals: &mut Totals,
+) -> Vec<(JobDir, Vec<String>)> {
+    let mut jobs = Vec::new();
+    for mut dir in dirs {
+        if dir.nocache {
+            totals.skipped += 1;
+            continue;
+        }
+        let known = checkpoint.and_then(|cp| cp.job(&dir.key));
+        let minions: Vec<String> = match (mode, known) {
+            (Mode::Sync, Some(state)) if state.non_state => continue,
+            (Mode::Sync, Some(state)) => dir
+                .minions
+                .iter()
+                .filter(|m| !state.done.contains(*m))
+                .cloned()
+                .collect(),
+            _ => dir.minions.clone(),
+        };
+        if minions.is_empty() {
+            continue;
+        }
+        match known
+            .map(|s| s.jid.clone())
+            .filter(|j| !j.is_empty())
+            .or_else(|| dir.read_jid())
+        {
+            Some(jid) => dir.jid = jid,
+            None => {
+                // Salt's cleanup deletes a folder without a `jid` file at once; one that still
+                // has a `.load.p` is being created or half deleted: no job yet either way.
+                if dir.load_path().exists() {
+                    warn!("{}: missing or empty", dir.dir.join("jid").display());
+                    totals.failed_files += 1;
+                }
+                continue;
+            }
+        }
+        if mode == Mode::Backfill && !config.in_range(time::jid_instant(&dir.jid, config.jid_zone))
+        {
+            totals.skipped += 1;
+            continue;
+        }
+        jobs.push((dir, minions));
+    }
+    jobs.sort_by(|(a, _), (b, _)| a.jid.cmp(&b.jid).then_with(|| a.dir.cmp(&b.dir)));
+    jobs
+}
+
+enum Loaded {
+    Job(Job),
+    /// Its functions are known and none is a state run (or none was asked for).
+    NonState,
+    /// `.load.p` is still being written: try again next run.
+    NotYet,
+}
+
+/// The job from its `.load.p`.
+fn load_job(config: &Config, mode: Mode, dir: &JobDir, totals: &mut Totals) -> Loaded {
+    let publish = time::jid_instant(&dir.jid, config.jid_zone);
+    let path = dir.load_path();
+    let buf = match read_load(&path) {
+        Ok(buf) => Some(buf),
+        Err(e)
+            if mode == Mode::Sync
+                && settling(dir)
+                && matches!(
+                    e,
+                    ReadError::Truncated | ReadError::Empty | ReadError::Io(_)
+                ) =>
+        {
+            debug!("{}: {e}; the job is new, next run", path.display());
+            return Loaded::NotYet;
+        }
+        Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            warn!("{}: {e}", path.display());
+            totals.failed_files += 1;
+            None
+        }
+    };
+    let load = buf.as_deref().map(msgpack::decode).and_then(Result::ok);
+    let job = Job::from_load(
+        dir.jid.clone(),
+        load.as_ref(),
+        config.show_pillar_args,
+        publish,
+    );
+    // Jobs whose functions are known and none of them a state run are never decoded further.
+    let could_have_states = job.funs.is_empty()
+        || job
+            .funs
+            .iter()
+            .any(|f| f.starts_with("state.") || f.starts_with("runner.state."));
+    let wanted = config.funs.is_empty()
+        || job.funs.is_empty()
+        || job.funs.iter().any(|f| glob::any(&config.funs, f));
+    if could_have_states && wanted {
+        Loaded::Job(job)
+    } else {
+        Loaded::NonState
+    }
+}
+
+/// Whether the job folder changed within [`SETTLING`]: its files may still be being written.
+fn settling(dir: &JobDir) -> bool {
+    let modified = std::fs::metadata(&dir.dir).and_then(|m| m.modified());
+    modified.is_ok_and(|t| {
+        SystemTime::now()
+            .duration_since(t)
+            .map_or(true, |age| age < SETTLING)
+    })
+}
+
+/// `.load.p` is written in place, not atomically: a truncated one may be mid-write, so retry.
+fn read_load(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let mut tries = 0;
+    loop {
+        let buf = msgpack::read_file(path)?;
+        match msgpack::decode(&buf) {
+            Ok(_) => return Ok(buf),
+            Err(ReadError::Truncated | ReadError::Empty) if tries < 3 => {
+                tries += 1;
+                sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Decodes one minion's return and appends its events to `buf`: how many, or `None` when the
+/// return has not landed yet (and is not done). A broken file is warned about, counted, and
+/// done: it will not mend, and warning again every run would be noise.
+fn ship_return(
+    config: &Config,
+    job: &Job,
+    dir: &JobDir,
+    minion: &str,
+    buf: &mut Vec<u8>,
+    totals: &mut Totals,
+) -> Option<u64> {
+    let path = dir.return_path(minion);
+    let bytes = match msgpack::read_file(&path) {
+        Ok(bytes) => bytes,
+        // The minion folder is made before return.p lands; nothing to read yet.
+        Err(e) if e.is_vanished() && path.parent().is_some_and(Path::exists) => {
+            debug!("{}: not written yet", path.display());
+            return None;
+        }
+        Err(e) => {
+            warn!("{}: {e}", path.display());
+            totals.failed_files += 1;
+            return Some(0);
+        }
+    };
+    let value = match msgpack::decode(&bytes) {
+        Ok(value) => value,
+        Err(e) => {
+            warn!("{}: {e}", path.display());
+            totals.failed_files += 1;
+            return Some(0);
+        }
+    };
+    totals.returns += 1;
+    let mut n = 0;
+    for ev in extract(job, minion, &value) {
+        let fun_ok = config.funs.is_empty()
+            || ev
+                .fun
+                .as_deref()
+                .is_some_and(|f| glob::any(&config.funs, f));
+        if fun_ok
+            && glob::any(&config.minions, &ev.minion)
+            && (!config.only_failures || ev.failed())
+        {
+            encode(config, job, &ev, buf);
+            n += 1;
+        }
+    }
+    Some(n)
+}
+
+/// Appends one event in the configured format. JSON is written straight from the borrowed
+/// values; only an oversize event or another format goes through an ordered map.
+fn encode(config: &Config, job: &Job, ev: &StateEvent<'_>, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    if config.format == Format::Json {
+        write_json(buf, &config.master_id, job, ev);
+        if buf.len() - start - 1 <= config.max_event_bytes {
+            return;
+        }
+        buf.truncate(start);
+    }
+    format::encode(
+        config.format,
+        &to_map(&config.master_id, job, ev),
+        config.max_event_bytes,
+        buf,
+    );
+}
+
+/// After a first run with `--start-at now`: every return already in the cache counts as done.
+pub fn start_at_now(config: &Config, checkpoint: &mut Checkpoint) -> anyhow::Result<u64> {
+    let (dirs, _) = scan(&config.cache_dir, |_| {});
+    let mut returns = 0;
+    for dir in dirs {
+        let Some(jid) = dir.read_jid() else { continue };
+        for minion in &dir.minions {
+            checkpoint.record(&dir.key, &jid, minion);
+            returns += 1;
+        }
+    }
+    checkpoint.save()?;
+    info!("starting at now: {returns} returns already in the cache will not be shipped");
+    Ok(returns)
+}
