@@ -99,6 +99,8 @@ pub fn run(
         None => Box::new(StdoutSink::new()),
     };
     let mut pending: Vec<Pending> = Vec::new();
+    // The oldest job whose returns this run leaves unshipped (jobs go in jid order).
+    let mut left_behind: Option<String> = None;
     let mut buf = Vec::with_capacity(1 << 16);
     let result = (|| -> Result<(), SinkError> {
         for (dir, minions) in &jobs {
@@ -113,6 +115,7 @@ pub fn run(
                     continue;
                 }
                 Loaded::NotYet => {
+                    left_behind.get_or_insert(dir.jid.clone());
                     bar.inc(minions.len() as u64);
                     continue;
                 }
@@ -157,6 +160,9 @@ pub fn run(
     })();
     bar.finish_and_clear();
     totals.reconnects = sink.stats().reconnects;
+    if let Some(jid) = pending.first().map(|p| &p.jid).into_iter().chain(left_behind.as_ref()).min() {
+        warn_before_cleanup(config, jid);
+    }
     match result {
         Ok(()) | Err(SinkError::Closed) => Ok(totals),
         Err(e) => {
@@ -165,6 +171,21 @@ pub fn run(
             });
             Err((totals, format!("{e}{from}")))
         }
+    }
+}
+
+/// Unshipped returns are lost when the master's cleanup (keep_jobs) deletes their job: warn
+/// once they are three quarters of the way there.
+fn warn_before_cleanup(config: &Config, jid: &str) {
+    let Some(publish) = time::jid_instant(jid, config.jid_zone) else { return };
+    let age = chrono::Utc::now().timestamp_micros() - publish;
+    if age > config.keep_jobs / 4 * 3 {
+        let hours = |t: i64| t as f64 / 3600.0 / time::SECOND as f64;
+        warn!(
+            "returns of job {jid} are still unshipped after {:.1} h; the master deletes jobs after {:.1} h (keep_jobs)",
+            hours(age),
+            hours(config.keep_jobs)
+        );
     }
 }
 
