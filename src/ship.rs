@@ -160,7 +160,13 @@ pub fn run(
     })();
     bar.finish_and_clear();
     totals.reconnects = sink.stats().reconnects;
-    if let Some(jid) = pending.first().map(|p| &p.jid).into_iter().chain(left_behind.as_ref()).min() {
+    if let Some(jid) = pending
+        .first()
+        .map(|p| &p.jid)
+        .into_iter()
+        .chain(left_behind.as_ref())
+        .min()
+    {
         warn_before_cleanup(config, jid);
     }
     match result {
@@ -177,7 +183,9 @@ pub fn run(
 /// Unshipped returns are lost when the master's cleanup (keep_jobs) deletes their job: warn
 /// once they are three quarters of the way there.
 fn warn_before_cleanup(config: &Config, jid: &str) {
-    let Some(publish) = time::jid_instant(jid, config.jid_zone) else { return };
+    let Some(publish) = time::jid_instant(jid, config.jid_zone) else {
+        return;
+    };
     let age = chrono::Utc::now().timestamp_micros() - publish;
     if age > config.keep_jobs / 4 * 3 {
         let hours = |t: i64| t as f64 / 3600.0 / time::SECOND as f64;
