@@ -176,6 +176,11 @@ pub struct CommonArgs {
     #[arg(long, env = "SALTSHIP_SHOW_PILLAR_ARGS")]
     pub show_pillar_args: bool,
 
+    /// Threads that decode and encode returns [default: one per core]; events still go out in
+    /// jid order
+    #[arg(long, value_name = "N", env = "SALTSHIP_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+
     /// The `master` field of every event [default: this host's name]
     #[arg(long, value_name = "ID", env = "SALTSHIP_MASTER_ID")]
     pub master_id: Option<String>,

@@ -20,6 +20,7 @@ pub struct Config {
     /// Where to send, unless `dry_run`; never empty then.
     pub tcp: Option<TcpOptions>,
     pub format: Format,
+    pub threads: usize,
     /// Events are cut to this many bytes; `usize::MAX` when not asked for under `--dry-run`.
     pub max_event_bytes: usize,
     pub minions: Vec<String>,
@@ -106,6 +107,10 @@ impl Config {
             dry_run: args.dry_run,
             tcp,
             format: args.format,
+            threads: args.threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                usize::from,
+            ),
             max_event_bytes,
             minions: args.minion.clone(),
             funs: args.fun.clone(),

@@ -13,15 +13,41 @@ use crate::msgpack::get;
 /// return), as 32 lowercase hex digits. The same state of the same run always gets the same id,
 /// so a receiver can drop the duplicates that at-least-once delivery may send.
 pub fn event_id(jid: &str, minion: &str, key: &str) -> String {
-    let mut buf = Vec::with_capacity(jid.len() + minion.len() + key.len() + 2);
-    for (i, part) in [jid, minion, key].iter().enumerate() {
-        if i > 0 {
-            buf.push(0);
-        }
-        buf.extend_from_slice(part.as_bytes());
-    }
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&buf))
+    EventId::new(jid, minion, key).as_str().to_owned()
 }
+
+/// An event id on the stack: it is made for every event.
+#[derive(Clone, Copy)]
+pub struct EventId([u8; 32]);
+
+impl EventId {
+    pub fn new(jid: &str, minion: &str, key: &str) -> EventId {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(jid.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(minion.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(key.as_bytes());
+        let mut hex = [0u8; 32];
+        for (i, b) in hasher.digest128().to_be_bytes().into_iter().enumerate() {
+            hex[2 * i] = HEX[usize::from(b >> 4)];
+            hex[2 * i + 1] = HEX[usize::from(b & 15)];
+        }
+        EventId(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits")
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A borrowed optional msgpack value that serializes as JSON or `null`.
 struct Opt<'v, 'a>(Option<&'v ValueRef<'a>>);
@@ -37,8 +63,8 @@ impl Serialize for Opt<'_, '_> {
 
 #[derive(Serialize)]
 struct Wire<'e, 'a> {
-    timestamp: Option<String>,
-    event_id: String,
+    timestamp: Option<crate::time::Rfc3339>,
+    event_id: EventId,
     master: &'e str,
     minion_id: &'e str,
     jid: &'e str,
@@ -111,15 +137,15 @@ fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wi
     let key = ev.key.as_deref();
     // The id and name may themselves contain `_|-`: module and function come from the ends,
     // and the id from the key only when it splits cleanly (states older than `__id__`).
-    let parts: Vec<&str> = key.map(|k| k.split("_|-").collect()).unwrap_or_default();
+    let parts: Vec<&str> = key.map(split_key).unwrap_or_default();
     let state_id = match field("__id__").and_then(crate::msgpack::as_text) {
         Some(id) => Some(id),
         None => (parts.len() == 4).then(|| std::borrow::Cow::Borrowed(parts[1])),
     };
     let changes = field("changes");
     Wire {
-        timestamp: ev.instant.map(crate::time::rfc3339),
-        event_id: event_id(
+        timestamp: ev.instant.map(crate::time::Rfc3339::new),
+        event_id: EventId::new(
             &job.jid,
             &ev.minion,
             key.or(ev.fun.as_deref()).unwrap_or(""),
@@ -153,6 +179,24 @@ fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wi
     }
 }
 
+/// `module_|-id_|-name_|-function` split at every `_|-`, in one pass over the bytes.
+fn split_key(key: &str) -> Vec<&str> {
+    let bytes = key.as_bytes();
+    let mut parts = Vec::with_capacity(4);
+    let (mut start, mut i) = (0, 0);
+    while i + 3 <= bytes.len() {
+        if &bytes[i..i + 3] == b"_|-" {
+            parts.push(&key[start..i]);
+            i += 3;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    parts.push(&key[start..]);
+    parts
+}
+
 fn non_empty(v: &ValueRef<'_>) -> bool {
     match v {
         ValueRef::Nil => false,
@@ -177,10 +221,23 @@ mod tests {
             event_id("20261123185750440911", "web1", "cmd_|-a_|-echo_|-run")
         );
         assert_eq!(a.len(), 32);
+        assert_eq!(
+            a,
+            format!(
+                "{:032x}",
+                xxhash_rust::xxh3::xxh3_128(b"20261123185750440911\0web1\0cmd_|-a_|-echo_|-run")
+            )
+        );
         assert_ne!(
             a,
             event_id("20261123185750440911", "web2", "cmd_|-a_|-echo_|-run")
         );
+        assert_eq!(
+            split_key("file_|-a_|-b_|-c_|-managed"),
+            ["file", "a", "b", "c", "managed"]
+        );
+        assert_eq!(split_key("no separator"), ["no separator"]);
+        assert_eq!(split_key("x_|-"), ["x", ""]);
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(event_id("j", "ab", "c"), event_id("j", "a", "bc"));
     }

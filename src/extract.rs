@@ -273,7 +273,8 @@ fn runner_fun<'a>(value: &'a ValueRef<'a>) -> Option<Cow<'a, str>> {
 
 /// `module_|-id_|-name_|-function` mapping to a map with `result`.
 fn is_state(key: &ValueRef<'_>, state: &ValueRef<'_>) -> bool {
-    let key_ok = as_text(key).is_some_and(|k| k.split("_|-").count() >= 4);
+    let key_ok = crate::msgpack::as_bytes(key)
+        .is_some_and(|k| k.windows(3).filter(|w| w == b"_|-").nth(2).is_some());
     key_ok && matches!(state, ValueRef::Map(_)) && get(state, "result").is_some()
 }
 

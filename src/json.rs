@@ -21,7 +21,11 @@ impl Serialize for Json<'_, '_> {
             },
             ValueRef::F32(f) => float(s, f64::from(*f)),
             ValueRef::F64(f) => float(s, *f),
-            ValueRef::String(text) => s.serialize_str(&String::from_utf8_lossy(text.as_bytes())),
+            // rmpv validated the UTF-8 already; only invalid text (Python 2 masters) is fixed up.
+            ValueRef::String(text) => match text.as_str() {
+                Some(valid) => s.serialize_str(valid),
+                None => s.serialize_str(&String::from_utf8_lossy(text.as_bytes())),
+            },
             ValueRef::Binary(bytes) => s.serialize_str(&bin_text(bytes)),
             ValueRef::Array(items) => {
                 let mut seq = s.serialize_seq(Some(items.len()))?;

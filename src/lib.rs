@@ -21,6 +21,7 @@ pub mod glob;
 pub mod job;
 pub mod json;
 pub mod msgpack;
+pub mod pipeline;
 pub mod progress;
 pub mod ship;
 pub mod sink;

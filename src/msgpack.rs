@@ -83,7 +83,14 @@ pub fn as_bytes<'v>(v: &'v ValueRef<'_>) -> Option<&'v [u8]> {
 
 /// A str or bin value as text; invalid UTF-8 is replaced (Python 2 masters wrote any bytes).
 pub fn as_text<'v>(v: &'v ValueRef<'_>) -> Option<std::borrow::Cow<'v, str>> {
-    as_bytes(v).map(String::from_utf8_lossy)
+    match v {
+        // rmpv validated the UTF-8 already.
+        ValueRef::String(s) => Some(s.as_str().map_or_else(
+            || String::from_utf8_lossy(s.as_bytes()),
+            std::borrow::Cow::Borrowed,
+        )),
+        _ => as_bytes(v).map(String::from_utf8_lossy),
+    }
 }
 
 #[cfg(test)]

@@ -21,10 +21,12 @@ use crate::msgpack::{self, ReadError};
 use crate::sink::stdout::StdoutSink;
 use crate::sink::tcp::TcpSink;
 use crate::sink::{Sink, SinkError};
-use crate::{glob, progress, time};
+use crate::{glob, pipeline, progress, time};
 
 /// Confirm delivery whenever this much is unconfirmed: bounds memory and what a failure resends.
 const CONFIRM_BYTES: usize = 4 << 20;
+/// Returns per hand-off to a worker thread.
+const CHUNK: usize = 8;
 /// A job folder younger than this whose `.load.p` is missing or cut is still being written.
 const SETTLING: Duration = Duration::from_secs(60);
 
@@ -55,6 +57,69 @@ impl Totals {
             "{} jobs, {} returns, {} events, {} skipped, {} failed files, {} reconnects",
             self.jobs, self.returns, self.events, self.skipped, self.failed_files, self.reconnects
         )
+    }
+}
+
+/// What the producer hands the workers, in jid order.
+enum Step<'j> {
+    /// A job's load, before its returns: (folder, how many returns, what the load said, whether
+    /// `.load.p` was broken).
+    Job(&'j JobDir, usize, Loaded, bool),
+    /// Up to [`CHUNK`] returns of one job: fewer hand-offs between threads.
+    Returns(&'j JobDir, std::sync::Arc<Job>, &'j [String]),
+}
+
+/// What the workers hand back, in the same order.
+enum Done<'j> {
+    Job(&'j JobDir, usize, Loaded, bool),
+    /// Per return: the minion, its encoded events, how many (`None` when the return has not
+    /// landed yet), and what reading it counted.
+    Returns(&'j JobDir, Vec<(&'j str, Vec<u8>, Option<u64>, Totals)>),
+}
+
+/// The part of the pipeline that runs on every core: a return read, decoded, extracted and
+/// encoded into bytes.
+fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Done<'j> {
+    match step {
+        Step::Job(dir, n, loaded, failed) => Done::Job(dir, n, loaded, failed),
+        Step::Returns(dir, job, minions) => Done::Returns(
+            dir,
+            minions
+                .iter()
+                .map(|minion| {
+                    let mut part = Totals::default();
+                    let mut buf = pool.take();
+                    let events = ship_return(config, &job, dir, minion, &mut buf, &mut part);
+                    (minion.as_str(), buf, events, part)
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Output buffers go back and forth between the workers and the consumer instead of being
+/// allocated per return: a return's events are often over the size at which the allocator
+/// maps fresh pages, and faulting those in costs more than writing the events.
+#[derive(Default)]
+struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl BufferPool {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_else(|| Vec::with_capacity(1 << 16))
+    }
+
+    fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut pool) = self.0.lock() {
+            // As many as can be in flight; a huge one is let go.
+            if pool.len() < 64 && buf.capacity() <= 4 << 20 {
+                pool.push(buf);
+            }
+        }
     }
 }
 
@@ -101,63 +166,89 @@ pub fn run(
     let mut pending: Vec<Pending> = Vec::new();
     // The oldest job whose returns this run leaves unshipped (jobs go in jid order).
     let mut left_behind: Option<String> = None;
-    let mut buf = Vec::with_capacity(1 << 16);
-    let result = (|| -> Result<(), SinkError> {
-        for (dir, minions) in &jobs {
-            let job = match load_job(config, mode, dir, &mut totals) {
-                Loaded::Job(job) => job,
-                Loaded::NonState => {
-                    if let Some(cp) = checkpoint.as_mut().filter(|_| record) {
-                        cp.record_non_state(&dir.key, &dir.jid);
+    let threads = config.threads;
+    // Jobs are loaded in order on one thread, their returns decoded and encoded on all cores.
+    let steps = jobs.iter().flat_map(|(dir, minions)| {
+        let (loaded, load_failed) = load_job(config, mode, dir);
+        let job = match &loaded {
+            Loaded::Job(job) => Some(std::sync::Arc::new(job.clone())),
+            _ => None,
+        };
+        let returns = job.into_iter().flat_map(move |job| {
+            minions
+                .chunks(CHUNK)
+                .map(move |m| Step::Returns(dir, job.clone(), m))
+        });
+        std::iter::once(Step::Job(dir, minions.len(), loaded, load_failed)).chain(returns)
+    });
+    let pool = BufferPool::default();
+    let result = pipeline::ordered(
+        threads,
+        4 * threads,
+        steps,
+        |step| work(config, &pool, step),
+        |done| {
+            match done {
+                Done::Job(dir, n, loaded, failed) => {
+                    totals.failed_files += u64::from(failed);
+                    match loaded {
+                        Loaded::Job(_) => totals.jobs += 1,
+                        Loaded::NonState => {
+                            if let Some(cp) = checkpoint.as_mut().filter(|_| record) {
+                                cp.record_non_state(&dir.key, &dir.jid);
+                            }
+                            totals.skipped += 1;
+                            bar.inc(n as u64);
+                        }
+                        Loaded::NotYet => {
+                            left_behind.get_or_insert(dir.jid.clone());
+                            bar.inc(n as u64);
+                        }
                     }
-                    totals.skipped += 1;
-                    bar.inc(minions.len() as u64);
-                    continue;
                 }
-                Loaded::NotYet => {
-                    left_behind.get_or_insert(dir.jid.clone());
-                    bar.inc(minions.len() as u64);
-                    continue;
+                Done::Returns(dir, returns) => {
+                    for (minion, buf, events, part) in returns {
+                        totals.returns += part.returns;
+                        totals.failed_files += part.failed_files;
+                        bar.inc(1);
+                        // Not landed yet: not done either.
+                        let Some(n) = events else { continue };
+                        // Pending before sending: a failed send ends the run unconfirmed, unrecorded.
+                        pending.push(Pending {
+                            key: dir.key.clone(),
+                            jid: dir.jid.clone(),
+                            minion: minion.to_owned(),
+                        });
+                        if n > 0 {
+                            sink.send(&buf, n)?;
+                            totals.events += n;
+                        }
+                        pool.give(buf);
+                        if sink.unconfirmed() >= CONFIRM_BYTES {
+                            confirm(
+                                sink.as_mut(),
+                                &mut pending,
+                                checkpoint.as_mut().filter(|_| record),
+                            )?;
+                        }
+                    }
+                    let stats = sink.stats();
+                    bar.set_message(format!(
+                        "{} events sent, {} reconnects",
+                        stats.events_sent, stats.reconnects
+                    ));
                 }
-            };
-            totals.jobs += 1;
-            for minion in minions {
-                buf.clear();
-                let Some(n) = ship_return(config, &job, dir, minion, &mut buf, &mut totals) else {
-                    bar.inc(1);
-                    continue;
-                };
-                // Pending before sending: a failed send ends the run unconfirmed, unrecorded.
-                pending.push(Pending {
-                    key: dir.key.clone(),
-                    jid: dir.jid.clone(),
-                    minion: minion.clone(),
-                });
-                if n > 0 {
-                    sink.send(&buf, n)?;
-                    totals.events += n;
-                }
-                if sink.unconfirmed() >= CONFIRM_BYTES {
-                    confirm(
-                        sink.as_mut(),
-                        &mut pending,
-                        checkpoint.as_mut().filter(|_| record),
-                    )?;
-                }
-                bar.inc(1);
-                let stats = sink.stats();
-                bar.set_message(format!(
-                    "{} events sent, {} reconnects",
-                    stats.events_sent, stats.reconnects
-                ));
             }
-        }
+            Ok(())
+        },
+    )
+    .and_then(|()| {
         confirm(
             sink.as_mut(),
             &mut pending,
             checkpoint.as_mut().filter(|_| record),
         )
-    })();
+    });
     bar.finish_and_clear();
     totals.reconnects = sink.stats().reconnects;
     if let Some(jid) = pending
@@ -280,10 +371,11 @@ enum Loaded {
     NotYet,
 }
 
-/// The job from its `.load.p`.
-fn load_job(config: &Config, mode: Mode, dir: &JobDir, totals: &mut Totals) -> Loaded {
+/// The job from its `.load.p`, and whether that file was broken (warned about).
+fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bool) {
     let publish = time::jid_instant(&dir.jid, config.jid_zone);
     let path = dir.load_path();
+    let mut failed = false;
     let buf = match read_load(&path) {
         Ok(buf) => Some(buf),
         Err(e)
@@ -295,12 +387,12 @@ fn load_job(config: &Config, mode: Mode, dir: &JobDir, totals: &mut Totals) -> L
                 ) =>
         {
             debug!("{}: {e}; the job is new, next run", path.display());
-            return Loaded::NotYet;
+            return (Loaded::NotYet, false);
         }
         Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => {
             warn!("{}: {e}", path.display());
-            totals.failed_files += 1;
+            failed = true;
             None
         }
     };
@@ -320,11 +412,12 @@ fn load_job(config: &Config, mode: Mode, dir: &JobDir, totals: &mut Totals) -> L
     let wanted = config.funs.is_empty()
         || job.funs.is_empty()
         || job.funs.iter().any(|f| glob::any(&config.funs, f));
-    if could_have_states && wanted {
+    let loaded = if could_have_states && wanted {
         Loaded::Job(job)
     } else {
         Loaded::NonState
-    }
+    };
+    (loaded, failed)
 }
 
 /// Whether the job folder changed within [`SETTLING`]: its files may still be being written.

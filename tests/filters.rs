@@ -90,3 +90,17 @@ fn since_and_until_take_jids_and_times() {
     assert!(run(&["--since", "1m"]).events.is_empty());
     assert_eq!(run(&["--since", "5200w"]).events, all.events);
 }
+
+/// Decoding on several threads changes nothing: the same bytes in the same order as one thread.
+#[test]
+fn output_is_the_same_bytes_on_one_thread_and_many() {
+    let (_tmp, jobs) = common::multiplied_cache(12);
+    let one = backfill(&jobs, &["--threads", "1"]);
+    let many = backfill(&jobs, &["--threads", "4"]);
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    assert!(one.events.len() > 1000);
+    assert!(
+        one.stdout == many.stdout,
+        "the output differs between 1 and 4 threads"
+    );
+}
