@@ -163,6 +163,7 @@ fn tcp_options(args: &CommonArgs) -> Result<TcpOptions> {
         close_timeout: Duration::from_secs(10),
         deliver_timeout: Duration::from_micros(deliver.max(0) as u64),
         max_rate: args.max_rate,
+        stop: None,
     })
 }
 

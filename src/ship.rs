@@ -5,8 +5,12 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::thread::sleep;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use indicatif::ProgressBar;
 
 use log::{debug, info, warn};
 
@@ -19,7 +23,7 @@ use crate::format::{self, Format};
 use crate::job::Job;
 use crate::msgpack::{self, ReadError};
 use crate::sink::stdout::StdoutSink;
-use crate::sink::tcp::TcpSink;
+use crate::sink::tcp::{TcpOptions, TcpSink};
 use crate::sink::{Sink, SinkError};
 use crate::{glob, pipeline, progress, time};
 
@@ -128,145 +132,243 @@ struct Pending {
     key: String,
     jid: String,
     minion: String,
+    /// When it was read: the lag `watch` reports.
+    seen: Instant,
 }
 
-/// Runs the pipeline. `checkpoint` is recorded into and saved unless `None` or a dry run.
+/// Runs one pass of `mode` over the whole cache and confirms it: `backfill` and `sync`.
 /// `Err` carries what was done and why delivery stopped (exit status 3).
 pub fn run(
     config: &Config,
     mode: Mode,
-    mut checkpoint: Option<Checkpoint>,
+    checkpoint: Option<Checkpoint>,
 ) -> Result<Totals, (Totals, String)> {
-    let mut totals = Totals::default();
-    let found = progress::counter(config.quiet, "jobs found");
-    let (dirs, problems) = scan(&config.cache_dir, |n| found.set_position(n as u64));
-    found.finish_and_clear();
-    for p in &problems {
-        warn!("{}: {}", p.path.display(), p.why);
-    }
-    totals.failed_files += problems.len() as u64;
-    let record = !config.dry_run;
-    if let Some(cp) = checkpoint
-        .as_mut()
-        .filter(|_| record && problems.is_empty())
-    {
-        let present = dirs.iter().map(|d| d.key.as_str()).collect();
-        let pruned = cp.prune(&present);
-        if pruned > 0 {
-            debug!("forgot {pruned} jobs the master cleaned up");
+    let mut shipper = Shipper::new(config, checkpoint, None);
+    let result = shipper.pass(mode, None).and_then(|()| shipper.confirm());
+    shipper.finish(result)
+}
+
+/// The sink, the checkpoint and the returns sent but not confirmed yet, kept across passes
+/// (`watch` makes many passes on one connection).
+pub struct Shipper<'c> {
+    config: &'c Config,
+    sink: Box<dyn Sink>,
+    checkpoint: Option<Checkpoint>,
+    pending: Vec<Pending>,
+    /// The oldest job whose returns a pass left unshipped (jobs go in jid order).
+    left_behind: Option<String>,
+    pub totals: Totals,
+    pool: BufferPool,
+    /// Progress bars on a terminal: for a run, not for a daemon's small passes.
+    pub bars: bool,
+}
+
+impl<'c> Shipper<'c> {
+    /// `stop`, when set, makes a sink waiting for a receiver give up at once.
+    pub fn new(
+        config: &'c Config,
+        checkpoint: Option<Checkpoint>,
+        stop: Option<Arc<AtomicBool>>,
+    ) -> Shipper<'c> {
+        let sink: Box<dyn Sink> = match &config.tcp {
+            Some(opts) => Box::new(TcpSink::new(TcpOptions {
+                stop,
+                ..opts.clone()
+            })),
+            None => Box::new(StdoutSink::new()),
+        };
+        Shipper {
+            config,
+            sink,
+            checkpoint,
+            pending: Vec::new(),
+            left_behind: None,
+            totals: Totals::default(),
+            pool: BufferPool::default(),
+            bars: !config.quiet,
         }
     }
 
-    let jobs = plan(config, mode, checkpoint.as_ref(), dirs, &mut totals);
-    let bar = progress::bar(config.quiet, jobs.iter().map(|(_, m)| m.len() as u64).sum());
-    let mut sink: Box<dyn Sink> = match &config.tcp {
-        Some(opts) => Box::new(TcpSink::new(opts.clone())),
-        None => Box::new(StdoutSink::new()),
-    };
-    let mut pending: Vec<Pending> = Vec::new();
-    // The oldest job whose returns this run leaves unshipped (jobs go in jid order).
-    let mut left_behind: Option<String> = None;
-    let threads = config.threads;
-    // Jobs are loaded in order on one thread, their returns decoded and encoded on all cores.
-    let steps = jobs.iter().flat_map(|(dir, minions)| {
-        let (loaded, load_failed) = load_job(config, mode, dir);
-        let job = match &loaded {
-            Loaded::Job(job) => Some(std::sync::Arc::new(job.clone())),
-            _ => None,
+    /// The checkpoint to record into: none on a dry run.
+    fn recording(&mut self) -> Option<&mut Checkpoint> {
+        self.checkpoint.as_mut().filter(|_| !self.config.dry_run)
+    }
+
+    /// Ships what `mode` takes from `dirs`, or from a scan of the whole cache (which also
+    /// prunes the checkpoint). Confirms whenever enough is unconfirmed, not at the end.
+    pub fn pass(&mut self, mode: Mode, dirs: Option<Vec<JobDir>>) -> Result<(), SinkError> {
+        let config = self.config;
+        let dirs = match dirs {
+            Some(dirs) => dirs,
+            None => self.scan_all(),
         };
-        let returns = job.into_iter().flat_map(move |job| {
-            minions
-                .chunks(CHUNK)
-                .map(move |m| Step::Returns(dir, job.clone(), m))
+        let jobs = plan(
+            config,
+            mode,
+            self.checkpoint.as_ref(),
+            dirs,
+            &mut self.totals,
+        );
+        let bar = progress::bar(
+            !self.bars || jobs.is_empty(),
+            jobs.iter().map(|(_, m)| m.len() as u64).sum(),
+        );
+        // Jobs are loaded in order on one thread, their returns decoded and encoded on all cores.
+        let steps = jobs.iter().flat_map(|(dir, minions)| {
+            let (loaded, load_failed) = load_job(config, mode, dir);
+            let job = match &loaded {
+                Loaded::Job(job) => Some(Arc::new(job.clone())),
+                _ => None,
+            };
+            let returns = job.into_iter().flat_map(move |job| {
+                minions
+                    .chunks(CHUNK)
+                    .map(move |m| Step::Returns(dir, job.clone(), m))
+            });
+            std::iter::once(Step::Job(dir, minions.len(), loaded, load_failed)).chain(returns)
         });
-        std::iter::once(Step::Job(dir, minions.len(), loaded, load_failed)).chain(returns)
-    });
-    let pool = BufferPool::default();
-    let result = pipeline::ordered(
-        threads,
-        4 * threads,
-        steps,
-        |step| work(config, &pool, step),
-        |done| {
-            match done {
-                Done::Job(dir, n, loaded, failed) => {
-                    totals.failed_files += u64::from(failed);
-                    match loaded {
-                        Loaded::Job(_) => totals.jobs += 1,
-                        Loaded::NonState => {
-                            if let Some(cp) = checkpoint.as_mut().filter(|_| record) {
-                                cp.record_non_state(&dir.key, &dir.jid);
-                            }
-                            totals.skipped += 1;
-                            bar.inc(n as u64);
+        let pool = std::mem::take(&mut self.pool);
+        let threads = config.threads;
+        let result = pipeline::ordered(
+            threads,
+            4 * threads,
+            steps,
+            |step| work(config, &pool, step),
+            |done| self.take(done, &bar, &pool),
+        );
+        self.pool = pool;
+        bar.finish_and_clear();
+        result
+    }
+
+    fn scan_all(&mut self) -> Vec<JobDir> {
+        let found = progress::counter(!self.bars, "jobs found");
+        let (dirs, problems) = scan(&self.config.cache_dir, |n| found.set_position(n as u64));
+        found.finish_and_clear();
+        for p in &problems {
+            warn!("{}: {}", p.path.display(), p.why);
+        }
+        self.totals.failed_files += problems.len() as u64;
+        // A folder that could not be read may still hold jobs: prune only after a clean scan.
+        if let Some(cp) = self.recording().filter(|_| problems.is_empty()) {
+            let pruned = cp.prune(&dirs.iter().map(|d| d.key.as_str()).collect());
+            if pruned > 0 {
+                debug!("forgot {pruned} jobs the master cleaned up");
+            }
+        }
+        dirs
+    }
+
+    /// One result of the pipeline, in jid order: count it, send it, confirm when due.
+    fn take(
+        &mut self,
+        done: Done<'_>,
+        bar: &ProgressBar,
+        pool: &BufferPool,
+    ) -> Result<(), SinkError> {
+        match done {
+            Done::Job(dir, n, loaded, failed) => {
+                self.totals.failed_files += u64::from(failed);
+                match loaded {
+                    Loaded::Job(_) => self.totals.jobs += 1,
+                    Loaded::NonState => {
+                        if let Some(cp) = self.recording() {
+                            cp.record_non_state(&dir.key, &dir.jid);
                         }
-                        Loaded::NotYet => {
-                            left_behind.get_or_insert(dir.jid.clone());
-                            bar.inc(n as u64);
-                        }
+                        self.totals.skipped += 1;
+                        bar.inc(n as u64);
                     }
-                }
-                Done::Returns(dir, returns) => {
-                    for (minion, buf, events, part) in returns {
-                        totals.returns += part.returns;
-                        totals.failed_files += part.failed_files;
-                        bar.inc(1);
-                        // Not landed yet: not done either.
-                        let Some(n) = events else { continue };
-                        // Pending before sending: a failed send ends the run unconfirmed, unrecorded.
-                        pending.push(Pending {
-                            key: dir.key.clone(),
-                            jid: dir.jid.clone(),
-                            minion: minion.to_owned(),
-                        });
-                        if n > 0 {
-                            sink.send(&buf, n)?;
-                            totals.events += n;
-                        }
-                        pool.give(buf);
-                        if sink.unconfirmed() >= CONFIRM_BYTES {
-                            confirm(
-                                sink.as_mut(),
-                                &mut pending,
-                                checkpoint.as_mut().filter(|_| record),
-                            )?;
-                        }
+                    Loaded::NotYet => {
+                        self.left_behind.get_or_insert(dir.jid.clone());
+                        bar.inc(n as u64);
                     }
-                    let stats = sink.stats();
-                    bar.set_message(format!(
-                        "{} events sent, {} reconnects",
-                        stats.events_sent, stats.reconnects
-                    ));
                 }
             }
-            Ok(())
-        },
-    )
-    .and_then(|()| {
-        confirm(
-            sink.as_mut(),
-            &mut pending,
-            checkpoint.as_mut().filter(|_| record),
-        )
-    });
-    bar.finish_and_clear();
-    totals.reconnects = sink.stats().reconnects;
-    if let Some(jid) = pending
-        .first()
-        .map(|p| &p.jid)
-        .into_iter()
-        .chain(left_behind.as_ref())
-        .min()
-    {
-        warn_before_cleanup(config, jid);
+            Done::Returns(dir, returns) => {
+                for (minion, buf, events, part) in returns {
+                    self.totals.returns += part.returns;
+                    self.totals.failed_files += part.failed_files;
+                    bar.inc(1);
+                    // Not landed yet: not done either.
+                    let Some(n) = events else { continue };
+                    // Pending before sending: a failed send ends the run unconfirmed, unrecorded.
+                    self.pending.push(Pending {
+                        key: dir.key.clone(),
+                        jid: dir.jid.clone(),
+                        minion: minion.to_owned(),
+                        seen: Instant::now(),
+                    });
+                    if n > 0 {
+                        self.sink.send(&buf, n)?;
+                        self.totals.events += n;
+                    }
+                    pool.give(buf);
+                    if self.sink.unconfirmed() >= CONFIRM_BYTES {
+                        self.confirm()?;
+                    }
+                }
+                let stats = self.sink.stats();
+                bar.set_message(format!(
+                    "{} events sent, {} reconnects",
+                    stats.events_sent, stats.reconnects
+                ));
+            }
+        }
+        Ok(())
     }
-    match result {
-        Ok(()) | Err(SinkError::Closed) => Ok(totals),
-        Err(e) => {
-            let from = pending.first().map_or(String::new(), |p| {
-                format!("; not delivered: every event from job {} on", p.jid)
-            });
-            Err((totals, format!("{e}{from}")))
+
+    /// Confirms delivery, then records and saves every return sent before it.
+    pub fn confirm(&mut self) -> Result<(), SinkError> {
+        self.sink.confirm()?;
+        let pending = std::mem::take(&mut self.pending);
+        if let Some(cp) = self.recording() {
+            for p in &pending {
+                cp.record(&p.key, &p.jid, &p.minion);
+            }
+            // Not saving only means shipping these again next time: say so, but go on.
+            if let Err(e) = cp.save() {
+                warn!("{e:#}");
+            }
+        }
+        Ok(())
+    }
+
+    /// When the oldest return sent but not confirmed was read, if any.
+    pub fn oldest_unconfirmed(&self) -> Option<Instant> {
+        self.pending.first().map(|p| p.seen)
+    }
+
+    /// Forgets what was sent but not confirmed: after a failed delivery those returns are not
+    /// recorded, so the next full pass ships them again.
+    pub fn drop_unconfirmed(&mut self) {
+        self.pending.clear();
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.sink.stats().reconnects
+    }
+
+    /// Warns about returns near cleanup and turns the outcome into the run's result.
+    pub fn finish(mut self, result: Result<(), SinkError>) -> Result<Totals, (Totals, String)> {
+        self.totals.reconnects = self.sink.stats().reconnects;
+        if let Some(jid) = self
+            .pending
+            .first()
+            .map(|p| &p.jid)
+            .into_iter()
+            .chain(self.left_behind.as_ref())
+            .min()
+        {
+            warn_before_cleanup(self.config, jid);
+        }
+        match result {
+            Ok(()) | Err(SinkError::Closed | SinkError::Stopped) => Ok(self.totals),
+            Err(e) => {
+                let from = self.pending.first().map_or(String::new(), |p| {
+                    format!("; not delivered: every event from job {} on", p.jid)
+                });
+                Err((self.totals, format!("{e}{from}")))
+            }
         }
     }
 }
@@ -286,26 +388,6 @@ fn warn_before_cleanup(config: &Config, jid: &str) {
             hours(config.keep_jobs)
         );
     }
-}
-
-/// Confirms delivery, then records and saves every return sent before it.
-fn confirm(
-    sink: &mut dyn Sink,
-    pending: &mut Vec<Pending>,
-    checkpoint: Option<&mut Checkpoint>,
-) -> Result<(), SinkError> {
-    sink.confirm()?;
-    if let Some(cp) = checkpoint {
-        for p in pending.iter() {
-            cp.record(&p.key, &p.jid, &p.minion);
-        }
-        // Not saving only means shipping these again next time: say so, but go on.
-        if let Err(e) = cp.save() {
-            warn!("{e:#}");
-        }
-    }
-    pending.clear();
-    Ok(())
 }
 
 /// The jobs with returns to take, in jid order, each with those returns' minions.

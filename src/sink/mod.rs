@@ -15,6 +15,8 @@ pub enum SinkError {
     Undelivered(String),
     /// stdout's reader went away (`| head`): stop quietly.
     Closed,
+    /// We were asked to stop (SIGTERM) while waiting for a receiver.
+    Stopped,
     /// Writing to stdout failed for another reason.
     Io(std::io::Error),
 }
@@ -24,6 +26,7 @@ impl fmt::Display for SinkError {
         match self {
             SinkError::Undelivered(why) => write!(f, "could not deliver: {why}"),
             SinkError::Closed => f.write_str("stdout closed"),
+            SinkError::Stopped => f.write_str("stopped while waiting for a receiver"),
             SinkError::Io(e) => write!(f, "writing to stdout: {e}"),
         }
     }

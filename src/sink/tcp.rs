@@ -12,6 +12,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,8 @@ pub struct TcpOptions {
     pub deliver_timeout: Duration,
     /// At most this many events per second, on average.
     pub max_rate: Option<f64>,
+    /// Set by a signal handler: stop waiting for receivers.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 struct Conn {
@@ -121,7 +125,19 @@ impl TcpSink {
     fn retry_later(&mut self) -> Result<(), SinkError> {
         let since = *self.trouble_since.get_or_insert_with(Instant::now);
         self.give_up_after(since)?;
-        sleep(self.next_backoff());
+        // Sleep in short steps so that a stop request is seen at once.
+        let until = Instant::now() + self.next_backoff();
+        while Instant::now() < until {
+            if self
+                .opts
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::SeqCst))
+            {
+                return Err(SinkError::Stopped);
+            }
+            sleep((until - Instant::now()).min(Duration::from_millis(50)));
+        }
         Ok(())
     }
 
@@ -360,6 +376,7 @@ mod tests {
             close_timeout: Duration::from_secs(1),
             deliver_timeout: Duration::from_secs(1),
             max_rate: None,
+            stop: None,
         })
     }
 
