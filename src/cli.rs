@@ -36,6 +36,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Catch up like sync, then follow the cache (inotify) and ship each state result as it
+    /// lands: the daemon for systemd (Type=notify) or any supervisor; stops cleanly on SIGTERM
+    #[command(after_help = EXIT_STATUS)]
+    Watch(WatchArgs),
     /// Ship every return the checkpoint does not hold yet, confirm delivery, record it, exit:
     /// for cron, a systemd timer or a path unit
     #[command(after_help = EXIT_STATUS)]
@@ -44,6 +48,46 @@ pub enum Command {
     /// and record them in the checkpoint so sync and watch do not ship them again
     #[command(after_help = EXIT_STATUS)]
     Backfill(BackfillArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Scan the whole cache this often, for anything inotify missed
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_RESCAN_INTERVAL",
+        default_value = "60s"
+    )]
+    pub rescan_interval: String,
+
+    /// Log a one-line summary (returns, events, failures, reconnects, lag) this often
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_STATS_INTERVAL",
+        default_value = "5m"
+    )]
+    pub stats_interval: String,
+
+    /// Write Prometheus metrics here every 10 s (node_exporter textfile collector), atomically
+    #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// The master's keep_jobs: warn when unshipped returns get close to this age
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_KEEP_JOBS",
+        default_value = "24h"
+    )]
+    pub keep_jobs: String,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{BackfillArgs, CommonArgs, SyncArgs};
+use crate::cli::{BackfillArgs, CommonArgs, SyncArgs, WatchArgs};
 use std::time::Duration;
 
 use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
@@ -40,9 +40,47 @@ pub struct Config {
     pub start_at_now: bool,
     /// The master's keep_jobs, in microseconds.
     pub keep_jobs: i64,
+    /// `watch`: full rescans, stats lines, the metrics file.
+    pub rescan_interval: Duration,
+    pub stats_interval: Duration,
+    pub metrics_file: Option<PathBuf>,
+    /// systemd's `$NOTIFY_SOCKET` and watchdog period (`$WATCHDOG_USEC`), when it set them.
+    pub notify_socket: Option<PathBuf>,
+    pub watchdog: Option<Duration>,
 }
 
 impl Config {
+    pub fn watch(args: &WatchArgs, quiet: bool) -> Result<Config> {
+        let mut config = Config::common(&args.common, quiet)?;
+        config.state_file = Some(args.state.state_file.clone());
+        config.reset_state = args.state.reset_state;
+        let span = |text: &str, what: &str| -> Result<Duration> {
+            let micros = parse_duration(text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("bad {what}"))?;
+            if micros <= 0 {
+                bail!("bad {what}: must be more than zero");
+            }
+            Ok(Duration::from_micros(micros as u64))
+        };
+        config.keep_jobs = parse_duration(&args.keep_jobs)
+            .map_err(anyhow::Error::msg)
+            .context("bad --keep-jobs")?;
+        config.rescan_interval = span(&args.rescan_interval, "--rescan-interval")?;
+        config.stats_interval = span(&args.stats_interval, "--stats-interval")?;
+        config.metrics_file = args.metrics_file.clone();
+        config.notify_socket = std::env::var_os("NOTIFY_SOCKET").map(PathBuf::from);
+        // WATCHDOG_PID, when set, names the process systemd means.
+        let ours =
+            std::env::var("WATCHDOG_PID").map_or(true, |pid| pid == std::process::id().to_string());
+        config.watchdog = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|u| u.parse::<u64>().ok())
+            .filter(|u| *u > 0 && ours)
+            .map(Duration::from_micros);
+        Ok(config)
+    }
+
     pub fn sync(args: &SyncArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
         config.state_file = Some(args.state.state_file.clone());
@@ -125,6 +163,11 @@ impl Config {
             reset_state: false,
             start_at_now: false,
             keep_jobs: 86_400 * crate::time::SECOND,
+            rescan_interval: Duration::from_secs(60),
+            stats_interval: Duration::from_secs(300),
+            metrics_file: None,
+            notify_socket: None,
+            watchdog: None,
         })
     }
 

@@ -7,7 +7,7 @@
 //! - [`event`] encodes an event as JSON ([`json`] renders msgpack values, [`time`] the clocks);
 //! - [`format`] renders events for the wire; [`sink`] delivers them and confirms delivery;
 //! - [`checkpoint`] records which returns are done;
-//! - [`ship`] wires it all for `backfill` and `sync`; [`cli`] and [`config`] are the command
+//! - [`ship`] wires it all for `backfill` and `sync`, [`watch`] follows the cache with it; [`cli`] and [`config`] are the command
 //!   line, [`progress`] the bars.
 
 pub mod cache;
@@ -26,6 +26,7 @@ pub mod progress;
 pub mod ship;
 pub mod sink;
 pub mod time;
+pub mod watch;
 
 use std::process::ExitCode;
 
@@ -57,6 +58,7 @@ pub fn main() -> Exit {
     let cli = Cli::parse();
     log_init(cli.verbose, cli.quiet);
     let (config, mode) = match &cli.command {
+        Command::Watch(args) => (Config::watch(args, cli.quiet), Mode::Sync),
         Command::Sync(args) => (Config::sync(args, cli.quiet), Mode::Sync),
         Command::Backfill(args) => (Config::backfill(args, cli.quiet), Mode::Backfill),
     };
@@ -91,7 +93,11 @@ pub fn main() -> Exit {
             }
         };
     }
-    match ship::run(&config, mode, checkpoint) {
+    let outcome = match (&cli.command, checkpoint) {
+        (Command::Watch(_), Some(cp)) if !config.dry_run => watch::run(&config, cp),
+        (_, checkpoint) => ship::run(&config, mode, checkpoint),
+    };
+    match outcome {
         Ok(totals) => {
             info!("{}", totals.summary());
             if totals.failed_files > 0 {

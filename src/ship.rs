@@ -3,6 +3,7 @@
 //! after the confirmation that covers it. A bad file is named in one warning and counted; the
 //! run goes on.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -202,13 +203,20 @@ impl<'c> Shipper<'c> {
             Some(dirs) => dirs,
             None => self.scan_all(),
         };
+        let in_flight: HashSet<(&str, &str)> = self
+            .pending
+            .iter()
+            .map(|p| (p.key.as_str(), p.minion.as_str()))
+            .collect();
         let jobs = plan(
             config,
             mode,
             self.checkpoint.as_ref(),
+            &in_flight,
             dirs,
             &mut self.totals,
         );
+        drop(in_flight);
         let bar = progress::bar(
             !self.bars || jobs.is_empty(),
             jobs.iter().map(|(_, m)| m.len() as u64).sum(),
@@ -391,10 +399,12 @@ fn warn_before_cleanup(config: &Config, jid: &str) {
 }
 
 /// The jobs with returns to take, in jid order, each with those returns' minions.
+/// `in_flight` holds the returns sent but not confirmed yet: a sync pass does not send them again.
 fn plan(
     config: &Config,
     mode: Mode,
     checkpoint: Option<&Checkpoint>,
+    in_flight: &HashSet<(&str, &str)>,
     dirs: Vec<JobDir>,
     totals: &mut Totals,
 ) -> Vec<(JobDir, Vec<String>)> {
@@ -407,13 +417,16 @@ fn plan(
         let known = checkpoint.and_then(|cp| cp.job(&dir.key));
         let minions: Vec<String> = match (mode, known) {
             (Mode::Sync, Some(state)) if state.non_state => continue,
-            (Mode::Sync, Some(state)) => dir
+            (Mode::Sync, known) => dir
                 .minions
                 .iter()
-                .filter(|m| !state.done.contains(*m))
+                .filter(|m| {
+                    !known.is_some_and(|s| s.done.contains(*m))
+                        && !in_flight.contains(&(dir.key.as_str(), m.as_str()))
+                })
                 .cloned()
                 .collect(),
-            _ => dir.minions.clone(),
+            (Mode::Backfill, _) => dir.minions.clone(),
         };
         if minions.is_empty() {
             continue;

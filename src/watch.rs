@@ -1,0 +1,493 @@
+//! `saltship watch`: catch up like `sync`, then follow the cache with inotify and ship each
+//! return as it lands.
+//!
+//! Every change notify reports marks its job folder (or a new two-hex folder) for a pass that
+//! lists the folder afresh, so a file made before its folder's watch was added is not missed.
+//! Events are sent at once; delivery is confirmed (and the checkpoint saved) when the stream
+//! has been idle for a second or every few MiB, so confirming adds no latency. A full rescan
+//! every `--rescan-interval`, and whenever the kernel's event queue overflowed, catches
+//! anything inotify missed, and keeps shipping even when no watch can be added at all.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use notify::event::{AccessKind, AccessMode, CreateKind};
+use notify::{EventKind, RecursiveMode, Watcher};
+
+use crate::cache::JobDir;
+use crate::checkpoint::Checkpoint;
+use crate::config::Config;
+use crate::ship::{Mode, Shipper, Totals};
+use crate::sink::SinkError;
+
+/// Confirm once nothing was sent for this long.
+const IDLE: Duration = Duration::from_secs(1);
+/// After the first event, wait this long for its siblings (a return is several files).
+const SETTLE: Duration = Duration::from_millis(2);
+/// When to list a new folder again: notify adds its watch right after handing us the event.
+const RELIST: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(500)];
+
+/// Runs until SIGTERM or SIGINT; then confirms what was sent, saves the checkpoint and
+/// returns. `Err` only when the daemon cannot start.
+pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, String)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            return Err((
+                Totals::default(),
+                format!("cannot handle signal {signal}: {e}"),
+            ));
+        }
+    }
+    let (tx, events) = channel();
+    // Watches first, then the catch-up scan: nothing lands unseen in between.
+    let watcher = notify::recommended_watcher(move |e| {
+        let _ = tx.send(e);
+    })
+    .and_then(|mut w| {
+        w.watch(&config.cache_dir, RecursiveMode::Recursive)
+            .map(|()| w)
+    });
+    let mut follow = Follow {
+        watcher_ok: watcher.is_ok(),
+        limit_warned: false,
+        dirty: BTreeSet::new(),
+        rescan: false,
+        later: Vec::new(),
+    };
+    if let Err(e) = &watcher {
+        follow.warn_watch(config, e);
+    }
+    let mut shipper = Shipper::new(config, Some(checkpoint), Some(stop.clone()));
+    let catch_up = shipper
+        .pass(Mode::Sync, None)
+        .and_then(|()| shipper.confirm());
+    shipper.bars = false;
+    let mut daemon = Daemon::new(config);
+    if let Err(e) = catch_up {
+        daemon.delivery_failed(&mut shipper, e);
+    }
+    daemon.notify("READY=1");
+    info!(
+        "following {} ({} events shipped catching up)",
+        config.cache_dir.display(),
+        shipper.totals.events
+    );
+    while !stop.load(Ordering::SeqCst) {
+        let deadline = follow
+            .next_relist()
+            .map_or(daemon.next_deadline(&shipper), |r| {
+                r.min(daemon.next_deadline(&shipper))
+            });
+        let wait = deadline.saturating_duration_since(Instant::now());
+        follow.collect(config, &events, wait.min(Duration::from_millis(200)));
+        follow.due();
+        let now = Instant::now();
+        let result = if follow.rescan || now >= daemon.next_rescan {
+            debug!("full rescan (overflow: {})", follow.rescan);
+            follow.rescan = false;
+            follow.dirty.clear();
+            daemon.next_rescan = now + config.rescan_interval;
+            shipper.pass(Mode::Sync, None)
+        } else if !follow.dirty.is_empty() {
+            debug!("pass over {} folders", follow.dirty.len());
+            let dirs = job_dirs(config, std::mem::take(&mut follow.dirty));
+            shipper.pass(Mode::Sync, Some(dirs))
+        } else if shipper.oldest_unconfirmed().is_some()
+            && now.duration_since(daemon.last_pass) >= IDLE
+        {
+            shipper.confirm()
+        } else {
+            Ok(())
+        };
+        if shipper.totals.events != daemon.events_seen {
+            daemon.events_seen = shipper.totals.events;
+            daemon.last_pass = Instant::now();
+        }
+        if let Err(e) = result {
+            daemon.delivery_failed(&mut shipper, e);
+        }
+        daemon.tick(&shipper);
+    }
+    daemon.notify("STOPPING=1");
+    info!("stopping: confirming what was sent");
+    // A stop during an outage must not wait for the receiver: the checkpoint holds what was
+    // confirmed, and the rest is shipped again on the next start.
+    let result = shipper.confirm();
+    daemon.next_metrics = Instant::now();
+    daemon.tick(&shipper);
+    shipper.finish(result)
+}
+
+/// What inotify told us, waiting to be shipped.
+struct Follow {
+    watcher_ok: bool,
+    limit_warned: bool,
+    /// Job folders (and new two-hex folders) to list afresh.
+    dirty: BTreeSet<PathBuf>,
+    /// The kernel dropped events: only a full scan is sure.
+    rescan: bool,
+    /// New folders to list again once notify has surely added their watches.
+    later: Vec<(Instant, PathBuf)>,
+}
+
+impl Follow {
+    /// Waits up to `wait` for a first event, then takes what follows it closely.
+    fn collect(
+        &mut self,
+        config: &Config,
+        events: &Receiver<notify::Result<notify::Event>>,
+        wait: Duration,
+    ) {
+        let first = match events.recv_timeout(wait) {
+            Ok(e) => e,
+            Err(RecvTimeoutError::Timeout) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                if self.watcher_ok {
+                    self.watcher_ok = false;
+                    warn!(
+                        "inotify stopped; following the cache by rescans every {} s",
+                        config.rescan_interval.as_secs()
+                    );
+                }
+                std::thread::sleep(wait);
+                return;
+            }
+        };
+        self.absorb(config, first);
+        let until = Instant::now() + SETTLE;
+        while let Ok(e) = events.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            self.absorb(config, e);
+        }
+    }
+
+    fn absorb(&mut self, config: &Config, event: notify::Result<notify::Event>) {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                debug!("notify: {e}");
+                self.warn_watch(config, &e);
+                self.rescan = true;
+                return;
+            }
+        };
+        if event.need_rescan() {
+            debug!("inotify queue overflowed: rescanning");
+            self.rescan = true;
+        }
+        // Opening or reading changes nothing; closing after a write (`.load.p`, `jid`) does.
+        if matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write))
+        {
+            return;
+        }
+        let new_folder = matches!(event.kind, EventKind::Create(CreateKind::Folder));
+        for path in &event.paths {
+            if let Some(dir) = affected(&config.cache_dir, path) {
+                if new_folder {
+                    // notify watches a new folder only after handing us its creation: what
+                    // lands in it before then makes no event, so list it again once watched.
+                    let now = Instant::now();
+                    self.later
+                        .extend(RELIST.iter().map(|d| (now + *d, dir.clone())));
+                }
+                self.dirty.insert(dir);
+            }
+        }
+    }
+
+    /// Moves the re-listings that are due into `dirty`.
+    fn due(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = self.later.drain(..).partition(|(at, _)| *at <= now);
+        self.later = later;
+        self.dirty.extend(due.into_iter().map(|(_, dir)| dir));
+    }
+
+    fn next_relist(&self) -> Option<Instant> {
+        self.later.iter().map(|(at, _)| *at).min()
+    }
+
+    /// One warning for a watch limit, whatever number of folders hit it.
+    fn warn_watch(&mut self, config: &Config, e: &notify::Error) {
+        let every = config.rescan_interval.as_secs();
+        if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
+            if !self.limit_warned {
+                self.limit_warned = true;
+                warn!("inotify watch limit reached (sysctl fs.inotify.max_user_watches): new returns may wait for the rescan every {every} s");
+            }
+        } else {
+            warn!(
+                "cannot follow {}: {e}; rescanning every {every} s",
+                config.cache_dir.display()
+            );
+        }
+    }
+}
+
+/// The folder to list again for a change at `path`: its job folder (`jobs/ab/cdef…`), or a
+/// two-hex folder that just appeared (`jobs/ab`). Temp files of Salt's atomic writes are
+/// not returns yet: their rename is.
+fn affected(root: &Path, path: &Path) -> Option<PathBuf> {
+    let rel = path.strip_prefix(root).ok()?;
+    if rel
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(".___atomic_write"))
+    {
+        return None;
+    }
+    let parts: Vec<_> = rel
+        .components()
+        .take(2)
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let prefix = parts
+        .first()?
+        .to_str()
+        .filter(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    Some(match parts.get(1) {
+        Some(job) => root.join(prefix).join(job),
+        None => root.join(prefix),
+    })
+}
+
+/// The job folders under `paths` (job folders, or two-hex folders holding them), listed now.
+/// Folders that vanished (the master's cleanup) are simply not there.
+fn job_dirs(config: &Config, paths: BTreeSet<PathBuf>) -> Vec<JobDir> {
+    // A job folder can be named twice (itself, and by its new two-hex folder): list it once.
+    let mut folders = BTreeSet::new();
+    for path in paths {
+        let depth = path
+            .strip_prefix(&config.cache_dir)
+            .map_or(0, |r| r.components().count());
+        if depth == 1 {
+            folders.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else {
+            folders.insert(path);
+        }
+    }
+    folders
+        .into_iter()
+        .filter_map(|dir| job_dir(&config.cache_dir, dir))
+        .collect()
+}
+
+fn job_dir(root: &Path, dir: PathBuf) -> Option<JobDir> {
+    let key = dir.strip_prefix(root).ok()?.to_string_lossy().into_owned();
+    let mut job = JobDir {
+        dir,
+        key,
+        jid: String::new(),
+        nocache: false,
+        minions: Vec::new(),
+    };
+    for entry in std::fs::read_dir(&job.dir).ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => job.minions.push(name),
+            _ if name == "nocache" => job.nocache = true,
+            _ => {}
+        }
+    }
+    job.minions.sort();
+    Some(job)
+}
+
+/// The daemon's clocks: rescans, stats, metrics, the systemd watchdog.
+struct Daemon<'c> {
+    config: &'c Config,
+    next_rescan: Instant,
+    next_stats: Instant,
+    next_metrics: Instant,
+    next_watchdog: Option<Instant>,
+    last_pass: Instant,
+    events_seen: u64,
+    last_confirm: Option<std::time::SystemTime>,
+}
+
+impl<'c> Daemon<'c> {
+    fn new(config: &'c Config) -> Daemon<'c> {
+        let now = Instant::now();
+        Daemon {
+            config,
+            next_rescan: now + config.rescan_interval,
+            next_stats: now + config.stats_interval,
+            next_metrics: now,
+            next_watchdog: config.watchdog.map(|_| now),
+            last_pass: now,
+            events_seen: 0,
+            last_confirm: None,
+        }
+    }
+
+    fn next_deadline(&self, shipper: &Shipper<'_>) -> Instant {
+        let confirm = shipper.oldest_unconfirmed().map(|_| self.last_pass + IDLE);
+        [
+            Some(self.next_rescan),
+            Some(self.next_stats),
+            confirm,
+            self.next_watchdog,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.next_rescan)
+    }
+
+    /// A receiver stayed away past `--deliver-timeout`: the returns sent but not confirmed are
+    /// not recorded, so a later pass ships them again; the daemon goes on.
+    fn delivery_failed(&mut self, shipper: &mut Shipper<'_>, e: SinkError) {
+        if !matches!(e, SinkError::Stopped) {
+            error!("{e}; trying again at the next rescan");
+            shipper.drop_unconfirmed();
+            self.next_rescan = self.next_rescan.min(Instant::now() + IDLE);
+        }
+    }
+
+    fn tick(&mut self, shipper: &Shipper<'_>) {
+        let now = Instant::now();
+        if shipper.oldest_unconfirmed().is_none() && self.events_seen > 0 {
+            self.last_confirm
+                .get_or_insert_with(std::time::SystemTime::now);
+        }
+        if let (Some(at), Some(every)) = (self.next_watchdog, self.config.watchdog) {
+            if now >= at {
+                self.notify("WATCHDOG=1");
+                self.next_watchdog = Some(now + every / 2);
+            }
+        }
+        let lag = shipper
+            .oldest_unconfirmed()
+            .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
+        let t = &shipper.totals;
+        if now >= self.next_stats {
+            self.next_stats = now + self.config.stats_interval;
+            info!(
+                "stats: {} returns, {} events, {} failed files, {} reconnects, lag {lag:.1} s",
+                t.returns,
+                t.events,
+                t.failed_files,
+                shipper.reconnects()
+            );
+        }
+        if let Some(path) = &self.config.metrics_file {
+            if now >= self.next_metrics {
+                self.next_metrics = now + Duration::from_secs(10);
+                if let Err(e) = write_metrics(path, t, shipper.reconnects(), lag) {
+                    warn!("metrics file {}: {e}", path.display());
+                }
+            }
+        }
+    }
+
+    /// Tells systemd (Type=notify) how we are, through `$NOTIFY_SOCKET`, without libsystemd.
+    fn notify(&self, state: &str) {
+        let Some(socket) = &self.config.notify_socket else {
+            return;
+        };
+        if let Err(e) = sd_notify(socket, state) {
+            debug!("sd_notify {state}: {e}");
+        }
+    }
+}
+
+fn sd_notify(socket: &Path, state: &str) -> std::io::Result<()> {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let text = socket.to_string_lossy();
+    let addr = match text.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(name.as_bytes())?
+        }
+        None => SocketAddr::from_pathname(socket)?,
+    };
+    UnixDatagram::unbound()?
+        .send_to_addr(state.as_bytes(), &addr)
+        .map(|_| ())
+}
+
+/// The Prometheus text format, for node_exporter's textfile collector; written to a temp file
+/// and renamed, so the collector never reads half a file.
+fn write_metrics(path: &Path, t: &Totals, reconnects: u64, lag: f64) -> std::io::Result<()> {
+    let mut text = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        text.push_str(&format!("# HELP saltship_{name} {help}\n# TYPE saltship_{name} {kind}\nsaltship_{name} {value}\n"));
+    };
+    metric(
+        "returns_total",
+        "counter",
+        "Minion returns read.",
+        t.returns.to_string(),
+    );
+    metric(
+        "events_total",
+        "counter",
+        "State result events shipped.",
+        t.events.to_string(),
+    );
+    metric(
+        "failed_files_total",
+        "counter",
+        "Cache files that could not be read.",
+        t.failed_files.to_string(),
+    );
+    metric(
+        "reconnects_total",
+        "counter",
+        "Reconnections to a receiver after a failure.",
+        reconnects.to_string(),
+    );
+    metric(
+        "lag_seconds",
+        "gauge",
+        "Age of the oldest return sent but not confirmed yet.",
+        format!("{lag:.3}"),
+    );
+    let tmp = path.with_extension("prom.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_map_to_the_folder_to_list_again() {
+        let root = Path::new("/c/jobs");
+        assert_eq!(
+            affected(root, Path::new("/c/jobs/ab/cdef/web1/return.p")),
+            Some(PathBuf::from("/c/jobs/ab/cdef"))
+        );
+        assert_eq!(
+            affected(root, Path::new("/c/jobs/ab/cdef/.load.p")),
+            Some(PathBuf::from("/c/jobs/ab/cdef"))
+        );
+        assert_eq!(
+            affected(root, Path::new("/c/jobs/ab")),
+            Some(PathBuf::from("/c/jobs/ab"))
+        );
+        assert_eq!(
+            affected(root, Path::new("/c/jobs/ab/cdef/web1/.___atomic_write12")),
+            None
+        );
+        assert_eq!(affected(root, Path::new("/c/jobs/loads/x")), None);
+        assert_eq!(affected(root, Path::new("/elsewhere/ab/cd")), None);
+    }
+}
