@@ -162,10 +162,13 @@ pub struct Shipper<'c> {
     pool: BufferPool,
     /// Progress bars on a terminal: for a run, not for a daemon's small passes.
     pub bars: bool,
+    /// Set by a signal handler: end the pass after the return at hand.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl<'c> Shipper<'c> {
-    /// `stop`, when set, makes a sink waiting for a receiver give up at once.
+    /// `stop`, when set, ends a pass after the return at hand and makes a sink waiting for a
+    /// receiver give up at once.
     pub fn new(
         config: &'c Config,
         checkpoint: Option<Checkpoint>,
@@ -173,7 +176,7 @@ impl<'c> Shipper<'c> {
     ) -> Shipper<'c> {
         let sink: Box<dyn Sink> = match &config.tcp {
             Some(opts) => Box::new(TcpSink::new(TcpOptions {
-                stop,
+                stop: stop.clone(),
                 ..opts.clone()
             })),
             None => Box::new(StdoutSink::new()),
@@ -187,6 +190,7 @@ impl<'c> Shipper<'c> {
             totals: Totals::default(),
             pool: BufferPool::default(),
             bars: !config.quiet,
+            stop,
         }
     }
 
@@ -274,6 +278,13 @@ impl<'c> Shipper<'c> {
         bar: &ProgressBar,
         pool: &BufferPool,
     ) -> Result<(), SinkError> {
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return Err(SinkError::Stopped);
+        }
         match done {
             Done::Job(dir, n, loaded, failed) => {
                 self.totals.failed_files += u64::from(failed);

@@ -38,6 +38,11 @@ impl Receiver {
             .local_addr()
             .expect("addr")
             .port();
+        Receiver::start_on(port, faults)
+    }
+
+    /// A receiver on a given port (one that was used before, say).
+    pub fn start_on(port: u16, faults: Faults) -> Receiver {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (l, s) = (lines.clone(), stop.clone());

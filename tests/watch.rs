@@ -1,0 +1,345 @@
+//! `saltship watch` against a cache that changes while it runs: jobs landed the way a master
+//! writes them, SIGTERM and restart, a job folder removed, a receiver that is down.
+
+mod common;
+
+use std::collections::HashSet;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::receiver::{event_ids, Faults, Receiver};
+use common::{backfill, cache_copy, multiplied_cache};
+use serde_json::Value;
+
+/// A running `saltship watch`, stopped with SIGTERM.
+struct Watch {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Watch {
+    fn start(jobs: &Path, state: &Path, target: &str, env: &[(&str, &str)]) -> Watch {
+        let log = state.with_extension("log");
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("saltship"));
+        cmd.args([
+            "watch",
+            "--cache-dir",
+            p(jobs),
+            "--state-file",
+            p(state),
+            "--target",
+            target,
+            "--master-id",
+            "testmaster",
+            "--rescan-interval",
+            "60s",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Watch {
+            child: cmd.spawn().expect("spawn watch"),
+            log,
+        }
+    }
+
+    /// SIGTERM; the exit status and how long it took to exit.
+    fn stop(mut self) -> (i32, Duration, String) {
+        let t = Instant::now();
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = t + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "watch did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (
+            status.code().unwrap_or(-1),
+            t.elapsed(),
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+fn cases() -> Vec<Value> {
+    serde_json::from_slice(&std::fs::read(common::testdata("cases.json")).expect("cases"))
+        .expect("JSON")
+}
+
+/// The folder of the real job `case` in the fixture cache.
+fn source_job(case: &str) -> PathBuf {
+    let jid = cases()
+        .into_iter()
+        .find(|c| c["case"] == case)
+        .expect("case")["jid"]
+        .as_str()
+        .expect("jid")
+        .to_owned();
+    let jobs = common::testdata("jobs");
+    for prefix in std::fs::read_dir(&jobs).expect("jobs") {
+        for job in std::fs::read_dir(prefix.expect("entry").path()).expect("prefix") {
+            let job = job.expect("entry").path();
+            if std::fs::read_to_string(job.join("jid")).is_ok_and(|j| j == jid) {
+                return job;
+            }
+        }
+    }
+    panic!("no job {jid}");
+}
+
+/// Lands a copy of the real job `source` under `jid` the way a master writes a job: folder,
+/// `jid`, `.load.p` in place (in two writes, as a slow writer would), then each minion's
+/// `return.p` by a temp file and a rename, a little apart.
+fn land_job(jobs: &Path, source: &Path, jid: &str, gap: Duration) {
+    let dir = jobs.join(&jid[jid.len() - 2..]).join(format!("job{jid}"));
+    std::fs::create_dir_all(&dir).expect("job folder");
+    std::fs::write(dir.join("jid"), jid).expect("jid");
+    let load = std::fs::read(source.join(".load.p")).expect("load");
+    let (head, tail) = load.split_at(load.len() / 2);
+    std::fs::write(dir.join(".load.p"), head).expect("load head");
+    std::thread::sleep(gap);
+    let mut all = head.to_vec();
+    all.extend_from_slice(tail);
+    std::fs::write(dir.join(".load.p"), all).expect("load");
+    for minion in std::fs::read_dir(source).expect("source") {
+        let minion = minion.expect("entry");
+        if !minion.file_type().expect("type").is_dir() {
+            continue;
+        }
+        let to = dir.join(minion.file_name());
+        std::fs::create_dir_all(&to).expect("minion folder");
+        let tmp = to.join(".___atomic_write_return");
+        std::fs::copy(minion.path().join("return.p"), &tmp).expect("temp");
+        std::fs::rename(&tmp, to.join("return.p")).expect("rename");
+        std::thread::sleep(gap);
+    }
+}
+
+/// The event ids a dry-run of the same cache gives.
+fn wanted(jobs: &Path) -> HashSet<String> {
+    backfill(jobs, &[])
+        .events
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// Waits (bounded) until `receiver` has every id of `want`.
+fn wait_for(receiver: &Receiver, want: &HashSet<String>, within: Duration) -> HashSet<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = event_ids(&receiver.lines_so_far());
+        if want.is_subset(&got) || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn live_jobs_ship_as_they_land_and_sigterm_exits_cleanly() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let metrics = tmp.path().join("saltship.prom");
+    let receiver = Receiver::start(Faults::default());
+    let watch = Watch::start(
+        &jobs,
+        &state,
+        &receiver.target(),
+        &[("SALTSHIP_METRICS_FILE", p(&metrics))],
+    );
+    let before = wanted(&jobs);
+    assert_eq!(
+        wait_for(&receiver, &before, Duration::from_secs(20)).len(),
+        before.len(),
+        "catch-up"
+    );
+    for (i, case) in ["failures", "state-apply-highstate", "unicode"]
+        .iter()
+        .enumerate()
+    {
+        land_job(
+            &jobs,
+            &source_job(case),
+            &format!("2099010100000000000{i}"),
+            Duration::from_millis(30),
+        );
+    }
+    let all = wanted(&jobs);
+    assert!(all.len() > before.len());
+    let got = wait_for(&receiver, &all, Duration::from_secs(20));
+    let (code, took, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+    assert!(
+        all.is_subset(&got),
+        "{} events of the live jobs missing; log: {log}",
+        all.difference(&got).count()
+    );
+    let lines = receiver.finish();
+    assert_eq!(
+        lines.len(),
+        all.len(),
+        "each event once when nothing failed"
+    );
+    let prom = std::fs::read_to_string(&metrics).expect("metrics file");
+    assert!(
+        prom.contains(&format!("saltship_events_total {}", all.len())),
+        "{prom}"
+    );
+    assert!(prom.contains("# TYPE saltship_lag_seconds gauge"));
+}
+
+#[test]
+fn sigterm_mid_stream_then_restart_loses_nothing() {
+    let (tmp, jobs) = multiplied_cache(120);
+    let state = tmp.path().join("state");
+    let want = wanted(&jobs);
+    let receiver = Receiver::start(Faults {
+        slow: Duration::from_micros(100),
+        ..Faults::default()
+    });
+    let first = Watch::start(&jobs, &state, &receiver.target(), &[]);
+    std::thread::sleep(Duration::from_millis(800));
+    let (code, took, log) = first.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM took {took:?}: {log}"
+    );
+    let partial = event_ids(&receiver.lines_so_far()).len();
+    assert!(partial < want.len(), "the stop did not land mid-stream");
+    let second = Watch::start(&jobs, &state, &receiver.target(), &[]);
+    let got = wait_for(&receiver, &want, Duration::from_secs(60));
+    let (code, _, log) = second.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        want.is_subset(&got),
+        "{} events lost",
+        want.difference(&got).count()
+    );
+}
+
+#[test]
+fn a_job_folder_removed_while_watching_is_no_error() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let receiver = Receiver::start(Faults::default());
+    let watch = Watch::start(&jobs, &state, &receiver.target(), &[]);
+    let before = wanted(&jobs);
+    wait_for(&receiver, &before, Duration::from_secs(20));
+    // The master's cleanup removes a job; another lands after it.
+    let gone = source_job("state-highstate");
+    let gone = jobs.join(
+        gone.strip_prefix(common::testdata("jobs"))
+            .expect("under testdata"),
+    );
+    std::fs::remove_dir_all(&gone).expect("cleanup");
+    land_job(
+        &jobs,
+        &source_job("twice-first-changes"),
+        "20990101000000000042",
+        Duration::ZERO,
+    );
+    let all = wanted(&jobs);
+    let got = wait_for(&receiver, &all, Duration::from_secs(20));
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(all.is_subset(&got));
+    assert!(!log.contains("warning") && !log.contains("error"), "{log}");
+}
+
+#[test]
+fn a_return_landing_while_the_receiver_is_down_arrives_later() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    // Catch up first, then take the receiver away.
+    let receiver = Receiver::start(Faults::default());
+    let port = receiver.port;
+    let watch = Watch::start(&jobs, &state, &receiver.target(), &[]);
+    wait_for(&receiver, &wanted(&jobs), Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(receiver.finish());
+    land_job(
+        &jobs,
+        &source_job("failures"),
+        "20990101000000000077",
+        Duration::ZERO,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let back = Receiver::start_on(port, Faults::default());
+    let new: HashSet<String> = backfill(&jobs, &["--since", "20990101000000000000"])
+        .events
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert!(!new.is_empty());
+    let got = wait_for(&back, &new, Duration::from_secs(30));
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(new.is_subset(&got), "{log}");
+}
+
+/// systemd's Type=notify: READY=1 once caught up, WATCHDOG=1 while running, STOPPING=1.
+#[test]
+fn tells_systemd_through_notify_socket() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let socket_path = tmp.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let receiver = Receiver::start(Faults::default());
+    let watch = Watch::start(
+        &jobs,
+        &state,
+        &receiver.target(),
+        &[
+            ("NOTIFY_SOCKET", p(&socket_path)),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let mut said = Vec::new();
+    let mut buf = [0u8; 256];
+    while !(said.contains(&"READY=1".to_owned())
+        && said.iter().filter(|s| *s == "WATCHDOG=1").count() >= 2)
+    {
+        let n = socket.recv(&mut buf).expect("a message from watch");
+        said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    loop {
+        let n = socket.recv(&mut buf).expect("STOPPING=1");
+        if &buf[..n] == b"STOPPING=1" {
+            break;
+        }
+    }
+    drop(receiver.finish());
+}
