@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Latency of `saltship watch`: from a return's rename into the cache to the first byte of its
+events at a receiver on 127.0.0.1.
+
+A writer lands returns the way a Salt master does (job folder, `jid` and `.load.p` written in
+place, then `<minion>/return.p` by a temp file and a rename), RATE per second, one per job,
+copying real returns from testdata/jobs. The receiver runs in this process, so the rename and
+the arrival are timed on one clock. Prints p50/p90/p99/max. Needs only the Python stdlib.
+
+    python3 bench/watch-latency.py [--rate 50] [--seconds 20] [--bin target/release/saltship]
+
+The soak run, bounded in time: `--seconds 600 --rss --keep 60` also prints watch's resident
+memory every minute while old jobs are cleaned up as a master does; the last sample should
+equal the first within noise.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def state_returns():
+    """(load bytes, minion, return bytes) of the real state jobs in testdata."""
+    cases = json.load(open(os.path.join(REPO, "testdata", "cases.json")))
+    wanted = {c["jid"] for c in cases if c["expect"] == "states" and c["case"] != "big-output"}
+    jobs = os.path.join(REPO, "testdata", "jobs")
+    out = []
+    for prefix in sorted(os.listdir(jobs)):
+        for job in sorted(os.listdir(os.path.join(jobs, prefix))):
+            d = os.path.join(jobs, prefix, job)
+            if open(os.path.join(d, "jid")).read() not in wanted or not os.path.exists(os.path.join(d, ".load.p")):
+                continue
+            load = open(os.path.join(d, ".load.p"), "rb").read()
+            for minion in sorted(os.listdir(d)):
+                ret = os.path.join(d, minion, "return.p")
+                if os.path.isfile(ret):
+                    out.append((load, minion, open(ret, "rb").read()))
+    return out
+
+
+class Receiver(threading.Thread):
+    """Reads newline-delimited events; notes when the first event of each jid arrived."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.first = {}
+
+    def run(self):
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        buf = b""
+        while True:
+            data = conn.recv(65536)
+            now = time.monotonic()
+            if not data:
+                conn.close()
+                return
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                jid = json.loads(line)["jid"]
+                self.first.setdefault(jid, now)
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def land(cache, n, load, minion, ret):
+    """One job with one return, as a master writes it; the time of the return's rename."""
+    jid = "2099%016d" % n
+    d = os.path.join(cache, "%02x" % (n % 256), "bench%016d" % n)
+    os.makedirs(os.path.join(d, minion))
+    with open(os.path.join(d, "jid"), "w") as f:
+        f.write(jid)
+    with open(os.path.join(d, ".load.p"), "wb") as f:
+        f.write(load)
+    tmp = os.path.join(d, minion, ".___atomic_writeXYZ")
+    with open(tmp, "wb") as f:
+        f.write(ret)
+    renamed = time.monotonic()
+    os.rename(tmp, os.path.join(d, minion, "return.p"))
+    return jid, renamed
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=float, default=50.0, help="returns per second")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--bin", default=os.path.join(REPO, "target", "release", "saltship"))
+    ap.add_argument("--rss", action="store_true", help="print watch's RSS every minute")
+    ap.add_argument("--keep", type=float, default=0, help="delete jobs older than this many seconds, as the master's cleanup does")
+    a = ap.parse_args()
+    sources = state_returns()
+    work = tempfile.mkdtemp(prefix="saltship-latency-")
+    cache = os.path.join(work, "jobs")
+    os.makedirs(cache)
+    receiver = Receiver()
+    receiver.start()
+    watch = subprocess.Popen(
+        [a.bin, "watch", "--cache-dir", cache, "--state-file", os.path.join(work, "state"),
+         "--target", "127.0.0.1:%d" % receiver.port, "--master-id", "bench", "-q"],
+        env={k: v for k, v in os.environ.items() if not k.startswith("SALTSHIP_")})
+    try:
+        time.sleep(1.0)
+        landed = {}
+        total = int(a.rate * a.seconds)
+        start = time.monotonic()
+        for n in range(total):
+            # Paced against the start, so a slow write does not slow the rate down.
+            time.sleep(max(0.0, start + n / a.rate - time.monotonic()))
+            load, minion, ret = sources[n % len(sources)]
+            jid, at = land(cache, n, load, minion, ret)
+            landed[jid] = at
+            old = n - int(a.keep * a.rate)
+            if a.keep and old >= 0:
+                shutil.rmtree(os.path.join(cache, "%02x" % (old % 256), "bench%016d" % old), ignore_errors=True)
+            if a.rss and n % int(a.rate * 60) == int(a.rate * 60) - 1:
+                print(f"  after {(n + 1) / a.rate / 60:.0f} min: RSS {rss_kib(watch.pid)} KiB", flush=True)
+        deadline = time.monotonic() + 10
+        while len(receiver.first) < len(landed) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        watch.terminate()
+        watch.wait(timeout=20)
+        shutil.rmtree(work, ignore_errors=True)
+    lat = sorted((receiver.first[j] - t) * 1000 for j, t in landed.items() if j in receiver.first)
+    missing = len(landed) - len(lat)
+    q = statistics.quantiles(lat, n=100)
+    print(f"saltship watch latency, rename -> first byte at the receiver, {len(lat)} returns at {a.rate:g}/s"
+          f" (missing: {missing}):")
+    print(f"  p50 {q[49]:.1f} ms   p90 {q[89]:.1f} ms   p99 {q[98]:.1f} ms   max {lat[-1]:.1f} ms")
+    print(f"  watch exit status {watch.returncode}")
+
+
+if __name__ == "__main__":
+    main()
