@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::extract::StateEvent;
 use crate::job::Job;
-use crate::json::Json;
+use crate::json::{write_str, write_value, Json};
 use crate::msgpack::get;
 
 /// `event_id`: the XXH3-128 of `jid NUL minion NUL state key` (the function name for an error
@@ -76,7 +76,7 @@ struct Wire<'e, 'a> {
     state: Option<&'e str>,
     function: Option<&'e str>,
     sls: Opt<'e, 'a>,
-    result: serde_json::Value,
+    result: Res<'e, 'a>,
     changed: bool,
     comment: Comment<'e, 'a>,
     changes: Changes<'e, 'a>,
@@ -85,6 +85,96 @@ struct Wire<'e, 'a> {
     __run_num__: Option<i64>,
     retcode: Opt<'e, 'a>,
     success: Opt<'e, 'a>,
+}
+
+/// `result`: the state's own, or `false` for an error return.
+enum Res<'e, 'a> {
+    State(Option<&'e ValueRef<'a>>),
+    Error,
+}
+
+impl Serialize for Res<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Res::State(v) => Opt(*v).serialize(s),
+            Res::Error => s.serialize_bool(false),
+        }
+    }
+}
+
+impl Wire<'_, '_> {
+    /// Writes the same bytes as serde_json writes for the derived `Serialize` (a test holds
+    /// the two together), without serde's per-field overhead: this runs for every event.
+    fn write(&self, out: &mut Vec<u8>) {
+        let opt_str = |out: &mut Vec<u8>, v: Option<&str>| match v {
+            Some(text) => write_str(out, text),
+            None => out.extend_from_slice(b"null"),
+        };
+        let opt = |out: &mut Vec<u8>, v: Option<&ValueRef<'_>>| match v {
+            Some(v) => write_value(out, v),
+            None => out.extend_from_slice(b"null"),
+        };
+        out.extend_from_slice(b"{\"timestamp\":");
+        opt_str(out, self.timestamp.as_ref().map(|t| t.as_str()));
+        out.extend_from_slice(b",\"event_id\":");
+        write_str(out, self.event_id.as_str());
+        out.extend_from_slice(b",\"master\":");
+        write_str(out, self.master);
+        out.extend_from_slice(b",\"minion_id\":");
+        write_str(out, self.minion_id);
+        out.extend_from_slice(b",\"jid\":");
+        write_str(out, self.jid);
+        out.extend_from_slice(b",\"fun\":");
+        opt_str(out, self.fun);
+        out.extend_from_slice(b",\"fun_args\":");
+        serde_json::to_writer(&mut *out, self.fun_args).expect("a JSON value serializes");
+        out.extend_from_slice(b",\"state_name\":");
+        opt_str(out, self.state_name);
+        out.extend_from_slice(b",\"state_id\":");
+        opt_str(out, self.state_id.as_deref());
+        out.extend_from_slice(b",\"name\":");
+        opt(out, self.name.0);
+        out.extend_from_slice(b",\"state\":");
+        opt_str(out, self.state);
+        out.extend_from_slice(b",\"function\":");
+        opt_str(out, self.function);
+        out.extend_from_slice(b",\"sls\":");
+        opt(out, self.sls.0);
+        out.extend_from_slice(b",\"result\":");
+        match self.result {
+            Res::State(v) => opt(out, v),
+            Res::Error => out.extend_from_slice(b"false"),
+        }
+        out.extend_from_slice(if self.changed {
+            b",\"changed\":true"
+        } else {
+            b",\"changed\":false"
+        });
+        out.extend_from_slice(b",\"comment\":");
+        match self.comment {
+            Comment::State(v) => opt(out, v),
+            Comment::Error(text) => write_str(out, text),
+        }
+        out.extend_from_slice(b",\"changes\":");
+        match self.changes.0 {
+            Some(v) => write_value(out, v),
+            None => out.extend_from_slice(b"{}"),
+        }
+        out.extend_from_slice(b",\"start_time\":");
+        opt(out, self.start_time.0);
+        out.extend_from_slice(b",\"duration\":");
+        opt(out, self.duration.0);
+        out.extend_from_slice(b",\"__run_num__\":");
+        match self.__run_num__ {
+            Some(n) => serde_json::to_writer(&mut *out, &n).expect("an integer serializes"),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"retcode\":");
+        opt(out, self.retcode.0);
+        out.extend_from_slice(b",\"success\":");
+        opt(out, self.success.0);
+        out.push(b'}');
+    }
 }
 
 enum Comment<'e, 'a> {
@@ -115,8 +205,7 @@ impl Serialize for Changes<'_, '_> {
 
 /// Appends one event as a JSON line to `out`.
 pub fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_>) {
-    // Serializing into a Vec cannot fail: every map key is a string.
-    serde_json::to_writer(&mut *out, &wire(master, job, ev)).expect("event serializes");
+    wire(master, job, ev).write(out);
     out.push(b'\n');
 }
 
@@ -161,9 +250,9 @@ fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wi
         state: parts.first().copied(),
         function: parts.last().copied(),
         sls: Opt(field("__sls__")),
-        result: match (ev.state, field("result")) {
-            (None, _) => false.into(),
-            (Some(_), r) => serde_json::to_value(Opt(r)).unwrap_or_default(),
+        result: match ev.state {
+            None => Res::Error,
+            Some(_) => Res::State(field("result")),
         },
         changed: changes.is_some_and(non_empty),
         comment: match &ev.error {
@@ -212,6 +301,47 @@ fn non_empty(v: &ValueRef<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-written writer and the derived Serialize (used for the other formats) give
+    /// the same bytes, for a state result and for an error return.
+    #[test]
+    fn hand_written_json_matches_the_derived_serialize() {
+        let fixture = crate::cache::scan(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/jobs")),
+            |_| {},
+        )
+        .0;
+        let mut compared = 0;
+        for dir in fixture {
+            let Some(jid) = dir.read_jid() else { continue };
+            let load_buf = std::fs::read(dir.load_path()).unwrap_or_default();
+            let load = crate::msgpack::decode(&load_buf).ok();
+            let job = Job::from_load(
+                jid.clone(),
+                load.as_ref(),
+                false,
+                crate::time::jid_instant(&jid, crate::time::JidZone::Utc),
+            );
+            for minion in &dir.minions {
+                let Ok(bytes) = std::fs::read(dir.return_path(minion)) else {
+                    continue;
+                };
+                let value = crate::msgpack::decode(&bytes).expect("fixture decodes");
+                for ev in crate::extract::extract(&job, minion, &value) {
+                    let mut ours = Vec::new();
+                    write_json(&mut ours, "m", &job, &ev);
+                    let mut theirs = serde_json::to_vec(&wire("m", &job, &ev)).expect("serde");
+                    theirs.push(b'\n');
+                    assert_eq!(
+                        String::from_utf8_lossy(&ours),
+                        String::from_utf8_lossy(&theirs)
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 100, "{compared}");
+    }
 
     #[test]
     fn event_ids_are_stable_and_distinct() {

@@ -46,6 +46,113 @@ impl Serialize for Json<'_, '_> {
     }
 }
 
+/// Appends `v` as JSON to `out`: the same bytes as serializing [`Json`] with serde_json, on
+/// the hot path without serde's per-value overhead.
+pub fn write_value(out: &mut Vec<u8>, v: &ValueRef<'_>) {
+    match v {
+        ValueRef::Nil => out.extend_from_slice(b"null"),
+        ValueRef::Boolean(true) => out.extend_from_slice(b"true"),
+        ValueRef::Boolean(false) => out.extend_from_slice(b"false"),
+        ValueRef::String(text) => match text.as_str() {
+            Some(valid) => write_str(out, valid),
+            None => write_str(out, &String::from_utf8_lossy(text.as_bytes())),
+        },
+        ValueRef::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        ValueRef::Map(entries) => {
+            out.push(b'{');
+            for (i, (k, v)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match k {
+                    ValueRef::String(text) if text.as_str().is_some() => {
+                        write_str(out, text.as_str().unwrap_or_default())
+                    }
+                    other => write_str(out, &key_text(other)),
+                }
+                out.push(b':');
+                write_value(out, v);
+            }
+            out.push(b'}');
+        }
+        // Numbers and the rare rest through serde_json itself: its number formatting is the
+        // reference, and these are a small part of the bytes.
+        other => serde_json::to_writer(&mut *out, &Json(other)).expect("a scalar serializes"),
+    }
+}
+
+/// Appends `s` as a JSON string, escaped as serde_json does (`"`, `\\`, and control bytes:
+/// `\b \t \n \f \r`, others `\u00XX`). Clean runs are found 8 bytes at a time and copied whole.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            if !needs_escape(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if short.is_empty() {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Whether any of the 8 bytes in `v` is `"`, `\\` or below 0x20 (a false "yes" only costs a
+/// byte-by-byte look at the chunk).
+fn needs_escape(v: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = v.wrapping_sub(ONES * 0x20) & !v & HIGH;
+    (below_space
+        | zero_byte(v ^ (ONES * u64::from(b'"')))
+        | zero_byte(v ^ (ONES * u64::from(b'\\'))))
+        != 0
+}
+
 /// JSON has no NaN or infinity; keep what Python would print, as a string.
 fn float<S: Serializer>(s: S, f: f64) -> Result<S::Ok, S::Error> {
     if f.is_finite() {
@@ -124,6 +231,55 @@ mod tests {
     fn json(buf: &[u8]) -> String {
         let v = crate::msgpack::decode(buf).expect("valid msgpack");
         serde_json::to_string(&Json(&v)).expect("serializable")
+    }
+
+    #[test]
+    fn write_str_escapes_exactly_as_serde_json() {
+        let mut tricky: Vec<String> = (0u8..0x80)
+            .map(|b| format!("a{}b", char::from(b)))
+            .collect();
+        tricky.extend(
+            [
+                "",
+                "plain text longer than eight bytes",
+                "quote\" in the middle of a long enough string",
+                "back\\slash",
+                "tab\tnew\nline\rret",
+                "日本語 fichier-é 🎉 with \u{7f} and \u{1f}",
+                "12345678\"",
+                "1234567\\",
+            ]
+            .map(str::to_owned),
+        );
+        for s in tricky {
+            let mut ours = Vec::new();
+            write_str(&mut ours, &s);
+            assert_eq!(
+                String::from_utf8(ours).expect("UTF-8"),
+                serde_json::to_string(&s).expect("serde"),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn write_value_is_the_same_bytes_as_serde() {
+        // {"k": [1, -2, 1.5, null, true, "x\n"], 3: {"": NaN}, bin: "ok", ext78}
+        let mut buf = vec![0x84, 0xa1, b'k', 0x96, 0x01, 0xfe, 0xcb];
+        buf.extend_from_slice(&1.5f64.to_be_bytes());
+        buf.extend_from_slice(&[0xc0, 0xc3, 0xa2, b'x', b'\n', 0x03, 0x81, 0xa0, 0xcb]);
+        buf.extend_from_slice(&f64::NAN.to_be_bytes());
+        buf.extend_from_slice(&[0xa3, b'b', b'i', b'n', 0xc4, 2, b'o', b'k', 0xa1, b'e']);
+        let payload = b"20261123T18:57:50.440911";
+        buf.extend_from_slice(&[0xc7, payload.len() as u8, 78]);
+        buf.extend_from_slice(payload);
+        let v = crate::msgpack::decode(&buf).expect("valid msgpack");
+        let mut ours = Vec::new();
+        write_value(&mut ours, &v);
+        assert_eq!(
+            String::from_utf8(ours).expect("UTF-8"),
+            serde_json::to_string(&Json(&v)).expect("serde")
+        );
     }
 
     #[test]
