@@ -22,6 +22,10 @@ where
     T: Send,
     U: Send,
 {
+    if threads <= 1 {
+        // Nothing to share: no threads, no channels (a daemon's passes are mostly one return).
+        return produce.map(work).try_for_each(consume);
+    }
     let window = window.max(1);
     let (work_tx, work_rx) = sync_channel::<(usize, T)>(window);
     // Shared by the workers: whoever is free takes the next item.
@@ -98,6 +102,17 @@ mod tests {
         );
         assert!(r.is_ok());
         assert_eq!(got, (0..200).map(|i| i * 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn one_thread_works_in_place() {
+        let mut got = Vec::new();
+        let r: Result<(), ()> = ordered(1, 4, 0..5u64, |i| i + 1, |v| {
+            got.push(v);
+            Ok(())
+        });
+        assert!(r.is_ok());
+        assert_eq!(got, [1, 2, 3, 4, 5]);
     }
 
     #[test]

@@ -240,7 +240,9 @@ impl<'c> Shipper<'c> {
             std::iter::once(Step::Job(dir, minions.len(), loaded, load_failed)).chain(returns)
         });
         let pool = std::mem::take(&mut self.pool);
-        let threads = config.threads;
+        // A pass of a chunk or less (most of watch's) is not worth starting threads for.
+        let returns: usize = jobs.iter().map(|(_, m)| m.len()).sum();
+        let threads = if returns <= CHUNK { 1 } else { config.threads };
         let result = pipeline::ordered(
             threads,
             4 * threads,
