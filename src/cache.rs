@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use walkdir::WalkDir;
-
 use crate::msgpack;
 
 /// One job folder.
@@ -17,8 +15,10 @@ pub struct JobDir {
     pub jid: String,
     /// A `nocache` marker: the master stores no returns for this job.
     pub nocache: bool,
-    /// Minion folders (each should hold a `return.p`), sorted.
+    /// Minion folders (each should hold a `return.p`), sorted; empty when not listed.
     pub minions: Vec<String>,
+    /// The folder's mtime when scanned: unchanged means no minion folder came or went.
+    pub mtime: Option<i64>,
 }
 
 impl JobDir {
@@ -54,71 +54,118 @@ pub struct Problem {
     pub why: String,
 }
 
-/// Every job folder under `root`, in folder order, without reading anything in them.
-/// `found` is told the count as it grows.
-pub fn scan(root: &Path, mut found: impl FnMut(usize)) -> (Vec<JobDir>, Vec<Problem>) {
+/// Every job folder under `root`, sorted by folder, each listed (its minion folders found)
+/// only when `list(key, mtime)` says so: a job whose returns are all done, and whose folder
+/// has not changed since, needs no listing. `found` is told the count as it grows.
+pub fn scan(
+    root: &Path,
+    mut found: impl FnMut(usize),
+    list: impl Fn(&str, Option<i64>) -> bool,
+) -> (Vec<JobDir>, Vec<Problem>) {
     let mut jobs: Vec<JobDir> = Vec::new();
     let mut problems = Vec::new();
-    let walker = WalkDir::new(root)
-        .min_depth(1)
-        .max_depth(3)
-        .sort_by_file_name()
+    // Other returners keep `jobs/loads` and the like beside the hashed folders.
+    for prefix in folders(root, &mut problems)
         .into_iter()
-        // Other returners keep `jobs/loads` and the like beside the hashed folders.
-        .filter_entry(|e| e.depth() != 1 || is_hex_pair(e.file_name().to_str()));
-    for entry in walker {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                // Removed by the master's cleanup while we walked: not a problem.
-                if e.io_error()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
-                {
-                    continue;
-                }
-                let path = e.path().unwrap_or(root).to_path_buf();
-                problems.push(Problem {
-                    path,
-                    why: e.to_string(),
-                });
-                continue;
+        .filter(|p| is_hex_pair(p.file_name().and_then(|n| n.to_str())))
+    {
+        for dir in folders(&prefix, &mut problems) {
+            let key = dir
+                .strip_prefix(root)
+                .unwrap_or(&dir)
+                .to_string_lossy()
+                .into_owned();
+            let mtime = mtime_nanos(&dir);
+            let mut job = JobDir {
+                dir,
+                key,
+                jid: String::new(),
+                nocache: false,
+                minions: Vec::new(),
+                mtime,
+            };
+            if list(&job.key, mtime) {
+                job.list(&mut problems);
             }
-        };
-        let name = entry.file_name().to_string_lossy();
-        match entry.depth() {
-            2 if entry.file_type().is_dir() => {
-                let key = entry
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap_or(entry.path())
-                    .to_string_lossy()
-                    .into_owned();
-                jobs.push(JobDir {
-                    key,
-                    dir: entry.into_path(),
-                    jid: String::new(),
-                    nocache: false,
-                    minions: Vec::new(),
-                });
-                found(jobs.len());
-            }
-            // Depth first: a depth-3 entry belongs to the job folder pushed last.
-            3 => {
-                if let Some(job) = jobs
-                    .last_mut()
-                    .filter(|j| entry.path().parent() == Some(&j.dir))
-                {
-                    if entry.file_type().is_dir() {
-                        job.minions.push(name.into_owned());
-                    } else if name == "nocache" {
-                        job.nocache = true;
-                    }
-                }
-            }
-            _ => {}
+            jobs.push(job);
+            found(jobs.len());
         }
     }
     (jobs, problems)
+}
+
+impl JobDir {
+    /// The job folder `dir` under `root`, listed now; `None` if it is not there (any more).
+    pub fn listed(root: &Path, dir: PathBuf) -> Option<JobDir> {
+        let key = dir.strip_prefix(root).ok()?.to_string_lossy().into_owned();
+        let mtime = mtime_nanos(&dir)?;
+        let mut job = JobDir {
+            dir,
+            key,
+            jid: String::new(),
+            nocache: false,
+            minions: Vec::new(),
+            mtime: Some(mtime),
+        };
+        job.list(&mut Vec::new());
+        Some(job)
+    }
+
+    /// Finds the minion folders and the `nocache` marker.
+    fn list(&mut self, problems: &mut Vec<Problem>) {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                // Removed by the master's cleanup meanwhile: not a problem.
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    problems.push(Problem {
+                        path: self.dir.clone(),
+                        why: e.to_string(),
+                    });
+                }
+                return;
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => self.minions.push(name),
+                _ if name == "nocache" => self.nocache = true,
+                _ => {}
+            }
+        }
+        self.minions.sort();
+    }
+}
+
+/// The folders in `dir`, sorted; a folder that vanished is simply empty.
+fn folders(dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            let mut out: Vec<PathBuf> = entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect();
+            out.sort();
+            out
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            problems.push(Problem {
+                path: dir.to_owned(),
+                why: e.to_string(),
+            });
+            Vec::new()
+        }
+    }
+}
+
+/// A folder's modification time in nanoseconds: it changes when an entry is added or removed.
+pub fn mtime_nanos(dir: &Path) -> Option<i64> {
+    let t = std::fs::metadata(dir).and_then(|m| m.modified()).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_nanos()).ok()
 }
 
 fn is_hex_pair(name: Option<&str>) -> bool {

@@ -25,6 +25,10 @@ pub struct JobState {
     /// Minions whose return is done: shipped and confirmed, or holding nothing to ship.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub done: BTreeSet<String>,
+    /// The job folder's mtime (ns) when every return in it was done: while it stays the same,
+    /// no minion folder came, and the folder need not be listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -157,10 +161,28 @@ impl Checkpoint {
         let job = JobState {
             jid: jid.to_owned(),
             non_state: true,
-            done: BTreeSet::new(),
+            ..JobState::default()
         };
         if self.jobs.insert(key.to_owned(), job.clone()).as_ref() != Some(&job) {
             self.dirty = true;
+        }
+    }
+
+    /// Records that every return of job `key` is done while its folder's mtime is `mtime`.
+    pub fn settle(&mut self, key: &str, mtime: i64) {
+        if let Some(job) = self.jobs.get_mut(key).filter(|j| j.settled != Some(mtime)) {
+            job.settled = Some(mtime);
+            self.dirty = true;
+        }
+    }
+
+    /// Whether the job folder `key` must be listed to find what is new in it: not when its
+    /// job runs no state function, nor when it settled at this very mtime.
+    pub fn needs_listing(&self, key: &str, mtime: Option<i64>) -> bool {
+        match self.jobs.get(key) {
+            Some(job) if job.non_state => false,
+            Some(job) => job.settled.is_none() || job.settled != mtime,
+            None => true,
         }
     }
 

@@ -309,6 +309,7 @@ mod tests {
         let fixture = crate::cache::scan(
             std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/jobs")),
             |_| {},
+            |_, _| true,
         )
         .0;
         let mut compared = 0;

@@ -30,6 +30,9 @@ use crate::{glob, pipeline, progress, time};
 
 /// Confirm delivery whenever this much is unconfirmed: bounds memory and what a failure resends.
 const CONFIRM_BYTES: usize = 4 << 20;
+/// A folder's mtime is trusted to show a new entry only when older than this (the clock
+/// behind mtimes is coarse).
+const SETTLED_AFTER: Duration = Duration::from_secs(2);
 /// Returns per hand-off to a worker thread.
 const CHUNK: usize = 8;
 /// A job folder younger than this whose `.load.p` is missing or cut is still being written.
@@ -205,14 +208,14 @@ impl<'c> Shipper<'c> {
         let config = self.config;
         let dirs = match dirs {
             Some(dirs) => dirs,
-            None => self.scan_all(),
+            None => self.scan_all(mode),
         };
         let in_flight: HashSet<(&str, &str)> = self
             .pending
             .iter()
             .map(|p| (p.key.as_str(), p.minion.as_str()))
             .collect();
-        let jobs = plan(
+        let (jobs, settled) = plan(
             config,
             mode,
             self.checkpoint.as_ref(),
@@ -221,6 +224,11 @@ impl<'c> Shipper<'c> {
             &mut self.totals,
         );
         drop(in_flight);
+        if let Some(cp) = self.recording() {
+            for (key, mtime) in settled {
+                cp.settle(&key, mtime);
+            }
+        }
         let bar = progress::bar(
             !self.bars || jobs.is_empty(),
             jobs.iter().map(|(_, m)| m.len() as u64).sum(),
@@ -255,9 +263,15 @@ impl<'c> Shipper<'c> {
         result
     }
 
-    fn scan_all(&mut self) -> Vec<JobDir> {
+    fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
         let found = progress::counter(!self.bars, "jobs found");
-        let (dirs, problems) = scan(&self.config.cache_dir, |n| found.set_position(n as u64));
+        let checkpoint = self.checkpoint.as_ref().filter(|_| mode == Mode::Sync);
+        let list = |key: &str, mtime| checkpoint.is_none_or(|cp| cp.needs_listing(key, mtime));
+        let (dirs, problems) = scan(
+            &self.config.cache_dir,
+            |n| found.set_position(n as u64),
+            list,
+        );
         found.finish_and_clear();
         for p in &problems {
             warn!("{}: {}", p.path.display(), p.why);
@@ -420,8 +434,16 @@ fn plan(
     in_flight: &HashSet<(&str, &str)>,
     dirs: Vec<JobDir>,
     totals: &mut Totals,
-) -> Vec<(JobDir, Vec<String>)> {
+) -> (Vec<(JobDir, Vec<String>)>, Vec<(String, i64)>) {
     let mut jobs = Vec::new();
+    // Jobs whose every return is recorded done, with a folder older than the clock's grain:
+    // the next scan need not list them while the folder's mtime stays the same. A job settles
+    // on the pass after its last return was confirmed, never before: settled means done.
+    let mut settled = Vec::new();
+    let old_enough = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+        - SETTLED_AFTER.as_nanos() as i64;
     for mut dir in dirs {
         if dir.nocache {
             totals.skipped += 1;
@@ -442,6 +464,17 @@ fn plan(
             (Mode::Backfill, _) => dir.minions.clone(),
         };
         if minions.is_empty() {
+            if let (Some(state), Some(mtime)) = (known, dir.mtime) {
+                let all_done =
+                    !dir.minions.is_empty() && dir.minions.iter().all(|m| state.done.contains(m));
+                if mode == Mode::Sync
+                    && all_done
+                    && mtime < old_enough
+                    && state.settled != Some(mtime)
+                {
+                    settled.push((dir.key.clone(), mtime));
+                }
+            }
             continue;
         }
         match known
@@ -468,7 +501,7 @@ fn plan(
         jobs.push((dir, minions));
     }
     jobs.sort_by(|(a, _), (b, _)| a.jid.cmp(&b.jid).then_with(|| a.dir.cmp(&b.dir)));
-    jobs
+    (jobs, settled)
 }
 
 enum Loaded {
@@ -627,7 +660,7 @@ fn encode(config: &Config, job: &Job, ev: &StateEvent<'_>, buf: &mut Vec<u8>) {
 
 /// After a first run with `--start-at now`: every return already in the cache counts as done.
 pub fn start_at_now(config: &Config, checkpoint: &mut Checkpoint) -> anyhow::Result<u64> {
-    let (dirs, _) = scan(&config.cache_dir, |_| {});
+    let (dirs, _) = scan(&config.cache_dir, |_| {}, |_, _| true);
     let mut returns = 0;
     for dir in dirs {
         let Some(jid) = dir.read_jid() else { continue };

@@ -282,29 +282,8 @@ fn job_dirs(config: &Config, paths: BTreeSet<PathBuf>) -> Vec<JobDir> {
     }
     folders
         .into_iter()
-        .filter_map(|dir| job_dir(&config.cache_dir, dir))
+        .filter_map(|dir| JobDir::listed(&config.cache_dir, dir))
         .collect()
-}
-
-fn job_dir(root: &Path, dir: PathBuf) -> Option<JobDir> {
-    let key = dir.strip_prefix(root).ok()?.to_string_lossy().into_owned();
-    let mut job = JobDir {
-        dir,
-        key,
-        jid: String::new(),
-        nocache: false,
-        minions: Vec::new(),
-    };
-    for entry in std::fs::read_dir(&job.dir).ok()?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => job.minions.push(name),
-            _ if name == "nocache" => job.nocache = true,
-            _ => {}
-        }
-    }
-    job.minions.sort();
-    Some(job)
 }
 
 /// The daemon's clocks: rescans, stats, metrics, the systemd watchdog.

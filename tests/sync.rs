@@ -364,3 +364,69 @@ fn warns_when_unshipped_returns_near_the_masters_cleanup() {
     );
     assert!(!run.stderr.contains("keep_jobs"), "{}", run.stderr);
 }
+
+/// Sets the mtime of every folder under `dir` an hour back, as in a cache that has been sitting.
+fn age_folders(dir: &Path) {
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            age_folders(&path);
+        }
+    }
+    File::open(dir)
+        .expect("open folder")
+        .set_modified(old)
+        .expect("set mtime");
+}
+
+/// Settled jobs are not listed again, yet a late minion folder, or a return landing in a
+/// folder that was there without one, still ships.
+#[test]
+fn settled_jobs_still_see_late_returns() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    // db1's return of one job is not there yet: its folder is, empty (the master makes the
+    // folder, then renames return.p into it).
+    let pending_job = job_dir(&jobs, &case_jid("unicode"));
+    let held_return = tmp.path().join("held-return.p");
+    std::fs::rename(pending_job.join("db1/return.p"), &held_return).expect("hold return");
+    // web1's return of another job comes later, folder and all.
+    let late_job = job_dir(&jobs, &case_jid("twice-first-changes"));
+    let held_minion = tmp.path().join("held-web1");
+    std::fs::rename(late_job.join("web1"), &held_minion).expect("hold minion");
+    age_folders(&jobs);
+    let receiver = Receiver::start(Faults::default());
+    assert_eq!(sync(&jobs, &state, &receiver.target(), &[]).code, 0);
+    // The next sync finds every return of a job recorded, and settles the job.
+    let second = sync(&jobs, &state, &receiver.target(), &[]);
+    assert!(second.stderr.contains(" 0 events"), "{}", second.stderr);
+    assert!(
+        std::fs::read_to_string(&state)
+            .expect("state")
+            .contains("\"settled\""),
+        "no job settled"
+    );
+    let third = sync(&jobs, &state, &receiver.target(), &[]);
+    assert!(third.stderr.contains(" 0 events"), "{}", third.stderr);
+    let before = receiver.lines_so_far().len();
+    std::fs::rename(&held_return, pending_job.join("db1/return.p")).expect("return lands");
+    std::fs::rename(&held_minion, late_job.join("web1")).expect("late minion lands");
+    assert_eq!(sync(&jobs, &state, &receiver.target(), &[]).code, 0);
+    let lines = receiver.finish();
+    let new: Vec<Value> = lines[before..]
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let want = |jid: &str, minion: &str| {
+        backfill(&jobs, &["--minion", minion])
+            .events
+            .into_iter()
+            .filter(|e| e["jid"] == jid)
+            .count()
+    };
+    let expected =
+        want(&case_jid("unicode"), "db1") + want(&case_jid("twice-first-changes"), "web1");
+    assert!(expected > 0);
+    assert_eq!(new.len(), expected, "exactly the two late returns' events");
+}
