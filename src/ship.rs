@@ -426,6 +426,9 @@ fn warn_before_cleanup(config: &Config, jid: &str) {
 }
 
 /// The jobs with returns to take, in jid order, each with those returns' minions.
+/// Job folders with the minions whose returns a pass takes, in jid order.
+type Planned = Vec<(JobDir, Vec<String>)>;
+
 /// `in_flight` holds the returns sent but not confirmed yet: a sync pass does not send them again.
 fn plan(
     config: &Config,
@@ -434,7 +437,7 @@ fn plan(
     in_flight: &HashSet<(&str, &str)>,
     dirs: Vec<JobDir>,
     totals: &mut Totals,
-) -> (Vec<(JobDir, Vec<String>)>, Vec<(String, i64)>) {
+) -> (Planned, Vec<(String, i64)>) {
     let mut jobs = Vec::new();
     // Jobs whose every return is recorded done, with a folder older than the clock's grain:
     // the next scan need not list them while the folder's mtime stays the same. A job settles
