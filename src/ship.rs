@@ -34,7 +34,7 @@ const CONFIRM_BYTES: usize = 4 << 20;
 /// behind mtimes is coarse).
 const SETTLED_AFTER: Duration = Duration::from_secs(2);
 /// Returns per hand-off to a worker thread.
-const CHUNK: usize = 8;
+const CHUNK: usize = 16;
 /// A job folder younger than this whose `.load.p` is missing or cut is still being written.
 const SETTLING: Duration = Duration::from_secs(60);
 
@@ -251,9 +251,11 @@ impl<'c> Shipper<'c> {
         // A pass of a chunk or less (most of watch's) is not worth starting threads for.
         let returns: usize = jobs.iter().map(|(_, m)| m.len()).sum();
         let threads = if returns <= CHUNK { 1 } else { config.threads };
+        // Two chunks per worker plus one in order: enough to keep the cores busy, and what bounds
+        // memory (each chunk holds CHUNK returns' events).
         let result = pipeline::ordered(
             threads,
-            4 * threads,
+            2 * threads + 1,
             steps,
             |step| work(config, &pool, step),
             |done| self.take(done, &bar, &pool),
