@@ -12,13 +12,13 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 use notify::event::{AccessKind, AccessMode, CreateKind};
-use notify::{EventKind, RecursiveMode, Watcher};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::cache::JobDir;
 use crate::checkpoint::Checkpoint;
@@ -47,13 +47,7 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
     }
     let (tx, events) = channel();
     // Watches first, then the catch-up scan: nothing lands unseen in between.
-    let watcher = notify::recommended_watcher(move |e| {
-        let _ = tx.send(e);
-    })
-    .and_then(|mut w| {
-        w.watch(&config.cache_dir, RecursiveMode::Recursive)
-            .map(|()| w)
-    });
+    let mut watcher = follow_cache(config, &tx);
     let mut follow = Follow {
         watcher_ok: watcher.is_ok(),
         limit_warned: false,
@@ -91,7 +85,15 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
         let now = Instant::now();
         let result = if follow.rescan || now >= daemon.next_rescan {
             debug!("full rescan (overflow: {})", follow.rescan);
-            follow.rescan = false;
+            // A fresh watcher, then the scan: notify (6.1) keeps an entry for every folder
+            // deleted under it (the kernel drops the watch first, and notify's removal stops at
+            // that error), so memory would grow with every job the master cleans up. The new
+            // one watches before the old one goes, so nothing lands unseen.
+            let fresh = follow_cache(config, &tx);
+            if let (Err(e), true) = (&fresh, watcher.is_ok()) {
+                follow.warn_watch(config, e);
+            }
+            watcher = fresh;
             follow.dirty.clear();
             daemon.next_rescan = now + config.rescan_interval;
             shipper.pass(Mode::Sync, None)
@@ -123,6 +125,19 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
     daemon.next_metrics = Instant::now();
     daemon.tick(&shipper);
     shipper.finish(result)
+}
+
+/// A watcher on the whole cache, sending its events to `tx`.
+fn follow_cache(
+    config: &Config,
+    tx: &Sender<notify::Result<notify::Event>>,
+) -> notify::Result<RecommendedWatcher> {
+    let tx = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |e| {
+        let _ = tx.send(e);
+    })?;
+    watcher.watch(&config.cache_dir, RecursiveMode::Recursive)?;
+    Ok(watcher)
 }
 
 /// What inotify told us, waiting to be shipped.
