@@ -107,10 +107,16 @@ mod tests {
     #[test]
     fn one_thread_works_in_place() {
         let mut got = Vec::new();
-        let r: Result<(), ()> = ordered(1, 4, 0..5u64, |i| i + 1, |v| {
-            got.push(v);
-            Ok(())
-        });
+        let r: Result<(), ()> = ordered(
+            1,
+            4,
+            0..5u64,
+            |i| i + 1,
+            |v| {
+                got.push(v);
+                Ok(())
+            },
+        );
         assert!(r.is_ok());
         assert_eq!(got, [1, 2, 3, 4, 5]);
     }
