@@ -238,4 +238,61 @@ pub struct CommonArgs {
         default_value = "utc"
     )]
     pub jid_timezone: String,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS to the receivers.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsArgs {
+    /// Speak TLS to the receivers, checking their certificate against the system's CAs (or
+    /// --tls-ca) and their name against the --target host; a TLS failure is never retried as
+    /// plain text, and a certificate problem ends the run at once (exit 3)
+    #[arg(long, env = "SALTSHIP_TLS")]
+    pub tls: bool,
+
+    /// Trust only the CA certificates in this PEM file, instead of the system's
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_TLS_CA", requires = "tls")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// The name the receiver's certificate must carry [default: the host of --target], e.g. for
+    /// a target given as an IP address that its certificate does not list
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SALTSHIP_TLS_SERVER_NAME",
+        requires = "tls"
+    )]
+    pub tls_server_name: Option<String>,
+
+    /// Our client certificate (PEM, the chain after it if needed), for receivers that require
+    /// one (mutual TLS); goes with --tls-key
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SALTSHIP_TLS_CERT",
+        requires_all = ["tls", "tls_key"]
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SALTSHIP_TLS_KEY",
+        requires_all = ["tls", "tls_cert"]
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Do not check the receiver's certificate at all: anyone on the network path could pose as
+    /// the receiver and read the events. For tests only; warned about at start
+    #[arg(
+        long,
+        env = "SALTSHIP_TLS_INSECURE_SKIP_VERIFY",
+        requires = "tls",
+        conflicts_with = "tls_ca"
+    )]
+    pub tls_insecure_skip_verify: bool,
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
 use crate::sink::tcp::TcpOptions;
+use crate::sink::tls::{Tls, TlsOptions};
 use crate::time::{parse_duration, parse_point, JidZone};
 
 /// What every command needs, checked.
@@ -207,7 +208,25 @@ fn tcp_options(args: &CommonArgs) -> Result<TcpOptions> {
         deliver_timeout: Duration::from_micros(deliver.max(0) as u64),
         max_rate: args.max_rate,
         stop: None,
+        tls: tls(args)?,
     })
+}
+
+/// The TLS set-up, loaded now so that a bad file is a usage error (exit 2) before anything is
+/// read.
+fn tls(args: &CommonArgs) -> Result<Option<Tls>> {
+    let t = &args.tls;
+    if !t.tls {
+        return Ok(None);
+    }
+    Tls::load(&TlsOptions {
+        ca: t.tls_ca.clone(),
+        server_name: t.tls_server_name.clone(),
+        cert: t.tls_cert.clone(),
+        key: t.tls_key.clone(),
+        insecure_skip_verify: t.tls_insecure_skip_verify,
+    })
+    .map(Some)
 }
 
 /// This host's name, the master's default `id`.

@@ -1,10 +1,11 @@
-//! Where encoded events go: stdout for `--dry-run`, TCP receivers otherwise.
+//! Where encoded events go: stdout for `--dry-run`, TCP (or TLS) receivers otherwise.
 //!
 //! A sink keeps what it was given until [`Sink::confirm`] proves delivery; the caller records a
 //! return as shipped only after the confirm that covers it returned `Ok`.
 
 pub mod stdout;
 pub mod tcp;
+pub mod tls;
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Delivery over plain TCP that loses nothing.
+//! Delivery over TCP (plain or TLS) that loses nothing.
 //!
 //! A successful `write()` only means the local kernel took the bytes; a receiver that crashes
 //! loses what it had not read. So bytes count as delivered only after a graceful close: we shut
@@ -8,7 +8,9 @@
 //! new connection (duplicates are possible; `event_id` lets receivers drop them).
 //!
 //! Targets are tried in order (failover); one that failed is tried first again once
-//! [`FAILBACK`] has passed. Reconnects back off exponentially with jitter.
+//! [`FAILBACK`] has passed. Reconnects back off exponentially with jitter. With TLS
+//! ([`super::tls`]) the same proof runs one layer up; a certificate problem is not retried: once
+//! every target has one, the sink gives up at once.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 
+use super::tls::{self, Tls, TlsStream};
 use super::{Sink, SinkError, SinkStats};
 
 /// How long a failed target is passed over before it is tried first again.
@@ -42,10 +45,49 @@ pub struct TcpOptions {
     pub max_rate: Option<f64>,
     /// Set by a signal handler: stop waiting for receivers.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Speak TLS to every target, with this set-up; the handshake is bounded by
+    /// `connect_timeout`.
+    pub tls: Option<Tls>,
+}
+
+/// A connection to a receiver, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(bytes),
+            Stream::Tls(s) => s.write_all(bytes),
+        }
+    }
+
+    /// Why the receiver is gone, if it closed its side or broke the connection since we
+    /// last looked; anything it sent us is read and dropped.
+    fn peer_closed(&mut self) -> Option<io::Error> {
+        match self {
+            Stream::Plain(s) => peer_closed(s).then(|| {
+                io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "receiver closed the connection",
+                )
+            }),
+            Stream::Tls(s) => s.peer_closed(),
+        }
+    }
+
+    fn close_gracefully(&mut self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => close_gracefully(s, timeout),
+            Stream::Tls(s) => s.close_gracefully(timeout),
+        }
+    }
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     target: usize,
     /// How much of `pending` this connection has been given.
     written: usize,
@@ -59,6 +101,8 @@ pub struct TcpSink {
     pending_events: u64,
     /// When each target last failed, for failback.
     failed_at: Vec<Option<Instant>>,
+    /// Each target's last failure, when retrying cannot fix it (a TLS certificate problem).
+    permanent: Vec<Option<String>>,
     /// Since when nothing could be confirmed, if something failed.
     trouble_since: Option<Instant>,
     /// The outage warning was printed (all targets unreachable).
@@ -78,6 +122,7 @@ impl TcpSink {
             ^ u64::from(std::process::id());
         TcpSink {
             failed_at: vec![None; opts.targets.len()],
+            permanent: vec![None; opts.targets.len()],
             opts,
             conn: None,
             pending: Vec::new(),
@@ -99,13 +144,9 @@ impl TcpSink {
                 self.connect()?;
             }
             let conn = self.conn.as_mut().expect("connected above");
-            let result = if peer_closed(&conn.stream) {
-                Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "receiver closed the connection",
-                ))
-            } else {
-                (&conn.stream).write_all(&self.pending[conn.written..])
+            let result = match conn.stream.peer_closed() {
+                Some(e) => Err(e),
+                None => conn.stream.write_all(&self.pending[conn.written..]),
             };
             match result {
                 Ok(()) => {
@@ -113,7 +154,7 @@ impl TcpSink {
                     return Ok(());
                 }
                 Err(e) => {
-                    self.lost(e);
+                    self.lost(e)?;
                     self.retry_later()?;
                 }
             }
@@ -125,7 +166,11 @@ impl TcpSink {
     fn retry_later(&mut self) -> Result<(), SinkError> {
         let since = *self.trouble_since.get_or_insert_with(Instant::now);
         self.give_up_after(since)?;
-        // Sleep in short steps so that a stop request is seen at once.
+        self.back_off()
+    }
+
+    /// Waits out the next backoff, in short steps so that a stop request is seen at once.
+    fn back_off(&mut self) -> Result<(), SinkError> {
         let until = Instant::now() + self.next_backoff();
         while Instant::now() < until {
             if self
@@ -141,27 +186,51 @@ impl TcpSink {
         Ok(())
     }
 
-    /// A connection failed: drop it; the next one starts from the last confirmation.
-    fn lost(&mut self, e: io::Error) {
+    /// A connection failed: drop it; the next one starts from the last confirmation. Gives up
+    /// at once when every target has a failure that retrying cannot fix.
+    fn lost(&mut self, e: io::Error) -> Result<(), SinkError> {
         if let Some(conn) = self.conn.take() {
-            let target = &self.opts.targets[conn.target];
+            self.failed(conn.target, &e);
+            self.give_up_if_permanent()?;
             warn!(
-                "connection to {target} lost ({e}); sending {} unconfirmed events again",
-                self.pending_events
+                "connection to {} lost ({e}); sending {} unconfirmed events again",
+                self.opts.targets[conn.target], self.pending_events
             );
-            self.failed_at[conn.target] = Some(Instant::now());
-            self.last_error = format!("{target}: {e}");
         }
         self.trouble_since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    /// Records that target `i` failed with `e`.
+    fn failed(&mut self, i: usize, e: &io::Error) {
+        self.failed_at[i] = Some(Instant::now());
+        self.last_error = format!("{}: {e}", self.opts.targets[i]);
+        self.permanent[i] = tls::is_permanent(e).then(|| self.last_error.clone());
+    }
+
+    /// Every target failed in a way retrying cannot fix (a TLS certificate problem): no use
+    /// waiting out `--deliver-timeout`.
+    fn give_up_if_permanent(&self) -> Result<(), SinkError> {
+        let why: Option<Vec<&str>> = self.permanent.iter().map(Option::as_deref).collect();
+        match why {
+            Some(why) => Err(SinkError::Undelivered(why.join("; "))),
+            None => Ok(()),
+        }
     }
 
     /// Connects to the first target that answers, backing off while none does.
     fn connect(&mut self) -> Result<(), SinkError> {
+        if self.permanent.iter().all(Option::is_some) {
+            // Asked again after giving up on a certificate problem (watch goes on): back off
+            // first, so that it is not retried, and reported, in a tight loop.
+            self.back_off()?;
+        }
         loop {
             for i in self.order() {
                 let target = &self.opts.targets[i];
                 match dial(target, &self.opts) {
                     Ok(stream) => {
+                        self.permanent[i] = None;
                         if let Some(since) = self.trouble_since {
                             self.stats.reconnects += 1;
                             if self.outage_warned {
@@ -181,12 +250,12 @@ impl TcpSink {
                         return Ok(());
                     }
                     Err(e) => {
-                        self.failed_at[i] = Some(Instant::now());
-                        self.last_error = format!("{target}: {e}");
+                        self.failed(i, &e);
                         debug!("{}", self.last_error);
                     }
                 }
             }
+            self.give_up_if_permanent()?;
             if !self.outage_warned {
                 warn!(
                     "cannot reach {} ({}); retrying",
@@ -255,8 +324,8 @@ impl Sink for TcpSink {
     fn confirm(&mut self) -> Result<(), SinkError> {
         while !self.pending.is_empty() {
             self.flush_pending()?;
-            let conn = self.conn.take().expect("flushed on a connection");
-            match close_gracefully(&conn.stream, self.opts.close_timeout) {
+            let mut conn = self.conn.take().expect("flushed on a connection");
+            match conn.stream.close_gracefully(self.opts.close_timeout) {
                 Ok(()) => {
                     self.pending.clear();
                     self.pending_events = 0;
@@ -265,7 +334,7 @@ impl Sink for TcpSink {
                 }
                 Err(e) => {
                     self.conn = Some(conn);
-                    self.lost(e);
+                    self.lost(e)?;
                     self.retry_later()?;
                 }
             }
@@ -282,8 +351,19 @@ impl Sink for TcpSink {
     }
 }
 
-/// One connection attempt to `target`, with the socket options we want.
-fn dial(target: &str, opts: &TcpOptions) -> io::Result<TcpStream> {
+/// One connection attempt to `target`, with its TLS handshake when asked for.
+fn dial(target: &str, opts: &TcpOptions) -> io::Result<Stream> {
+    let sock = dial_tcp(target, opts)?;
+    match &opts.tls {
+        None => Ok(Stream::Plain(sock)),
+        Some(tls) => tls
+            .connect(target, sock, opts.connect_timeout)
+            .map(|s| Stream::Tls(Box::new(s))),
+    }
+}
+
+/// One TCP connection attempt to `target`, with the socket options we want.
+fn dial_tcp(target: &str, opts: &TcpOptions) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "name resolves to no address");
     for addr in target.to_socket_addrs()? {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -377,6 +457,7 @@ mod tests {
             deliver_timeout: Duration::from_secs(1),
             max_rate: None,
             stop: None,
+            tls: None,
         })
     }
 
@@ -389,6 +470,26 @@ mod tests {
         // After FAILBACK the first target is first again.
         s.failed_at[0] = Instant::now().checked_sub(FAILBACK + Duration::from_secs(1));
         assert_eq!(s.order(), [0, 1, 2]);
+    }
+
+    #[test]
+    fn gives_up_at_once_only_when_every_target_has_a_certificate_problem() {
+        let mut s = sink(2);
+        let certificate = || {
+            io::Error::other(tls::TlsFailure {
+                why: "unknown issuer".into(),
+                permanent: true,
+            })
+        };
+        s.failed(0, &certificate());
+        assert!(s.give_up_if_permanent().is_ok());
+        s.failed(1, &certificate());
+        assert!(matches!(
+            s.give_up_if_permanent(),
+            Err(SinkError::Undelivered(why)) if why.matches("unknown issuer").count() == 2
+        ));
+        s.failed(1, &io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(s.give_up_if_permanent().is_ok());
     }
 
     #[test]

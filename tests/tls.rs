@@ -1,0 +1,638 @@
+//! TLS to real peers started by the test on 127.0.0.1: `openssl s_server`, which writes what it
+//! decrypts to a file, and rsyslog with its gtls driver (RFC 5425). The certificates are made
+//! with the `openssl` command line in a temp dir. Without openssl (or rsyslog-gnutls) the tests
+//! skip with a notice, unless SALTSHIP_REQUIRE_RECEIVERS is set (CI sets it).
+
+mod common;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{backfill, cache_copy};
+use serde_json::Value;
+
+/// Whether a tool is installed; a missing one fails under SALTSHIP_REQUIRE_RECEIVERS.
+fn have(what: &str, found: bool, install: &str) -> bool {
+    if !found {
+        assert!(
+            std::env::var_os("SALTSHIP_REQUIRE_RECEIVERS").is_none(),
+            "{what} is not installed"
+        );
+        eprintln!("SKIPPED: {what} is not installed (apt-get install {install})");
+    }
+    found
+}
+
+fn have_openssl() -> bool {
+    let found = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    have("openssl", found, "openssl")
+}
+
+/// rsyslogd and its gtls network stream driver.
+fn rsyslogd_gtls() -> Option<PathBuf> {
+    let bin = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    let driver = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("rsyslog/lmnsd_gtls.so"))
+        .chain([PathBuf::from("/usr/lib/rsyslog/lmnsd_gtls.so")])
+        .any(|p| p.exists());
+    let found = bin.filter(|_| driver);
+    have("rsyslogd with gtls", found.is_some(), "rsyslog-gnutls");
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Test certificates, made by the openssl command line in `dir`: a CA, and signed by it a
+/// server certificate for localhost and 127.0.0.1, one for another name, an expired one and a
+/// client certificate; plus a second, untrusted CA.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn make(dir: &Path) -> Pki {
+        let pki = Pki {
+            dir: dir.join("pki"),
+        };
+        std::fs::create_dir_all(pki.dir.join("issued")).expect("mkdir pki");
+        std::fs::write(pki.dir.join("index.txt"), "").expect("index");
+        std::fs::write(pki.dir.join("serial"), "01\n").expect("serial");
+        // `openssl ca`, unlike `x509 -req` in OpenSSL 3.0, can set any validity period.
+        let conf = "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\n\
+                    new_certs_dir = issued\nserial = serial\ndefault_md = sha256\n\
+                    policy = any\ncopy_extensions = copy\nunique_subject = no\n\
+                    x509_extensions = leaf\n[any]\ncommonName = supplied\n\
+                    [leaf]\nbasicConstraints = CA:FALSE\n";
+        std::fs::write(pki.dir.join("ca.cnf"), conf).expect("ca.cnf");
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        for ca in ["ca", "other-ca"] {
+            pki.openssl(&format!(
+                "req -x509 {ec} -keyout {ca}.key -out {ca}.pem -days 2 -subj /CN=test-{ca}"
+            ));
+        }
+        // Each leaf: a key and request, then signed by ca.pem for a validity period.
+        let both = "-addext subjectAltName=DNS:localhost,IP:127.0.0.1";
+        let other = "-addext subjectAltName=DNS:other.example";
+        let (valid, past) = (
+            "-days 2",
+            "-startdate 20200101000000Z -enddate 20200201000000Z",
+        );
+        for (name, cn, san, validity) in [
+            ("server", "localhost", both, valid),
+            ("wrong-name", "other.example", other, valid),
+            ("expired", "localhost", both, past),
+            ("client", "saltship", "", valid),
+        ] {
+            pki.openssl(&format!(
+                "req {ec} -keyout {name}.key -out {name}.csr -subj /CN={cn} {san}"
+            ));
+            pki.openssl(&format!(
+                "ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in {name}.csr \
+                 -out {name}.pem {validity}"
+            ));
+        }
+        pki
+    }
+
+    /// `openssl <command>` in the pki folder (no argument has a space).
+    fn openssl(&self, command: &str) {
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_str().expect("UTF-8").to_owned()
+    }
+}
+
+/// `openssl s_server` of the test's own, writing what it decrypts to a file; stopped (by its
+/// PID) when dropped.
+struct SServer {
+    child: Child,
+    /// s_server ends a connection when its stdin closes, so it stays open.
+    _stdin: ChildStdin,
+    port: u16,
+    out: PathBuf,
+}
+
+impl SServer {
+    fn start(pki: &Pki, cert: &str, extra: &[&str]) -> SServer {
+        let port = free_port();
+        let out = pki.dir.join(format!("s_server-{port}.out"));
+        let err = File::create(pki.dir.join(format!("s_server-{port}.err"))).expect("err file");
+        let mut child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-cert", &pki.path(&format!("{cert}.pem"))])
+            .args(["-key", &pki.path(&format!("{cert}.key"))])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(File::create(&out).expect("out file"))
+            .stderr(err)
+            .spawn()
+            .expect("start openssl s_server");
+        let stdin = child.stdin.take().expect("stdin");
+        let server = SServer {
+            child,
+            _stdin: stdin,
+            port,
+            out,
+        };
+        wait_for_port(port, "openssl s_server");
+        server
+    }
+
+    fn target(&self, host: &str) -> String {
+        format!("{host}:{}", self.port)
+    }
+
+    /// The plaintext it received so far.
+    fn received(&self) -> Vec<u8> {
+        std::fs::read(&self.out).expect("s_server output")
+    }
+}
+
+impl Drop for SServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Shipped {
+    code: i32,
+    stderr: String,
+    took: Duration,
+}
+
+/// `saltship backfill --tls --target <target> <extra>` of `jobs`, with `env` added; the
+/// deliver timeout is 60 s unless `extra` says otherwise.
+fn ship(jobs: &Path, target: &str, extra: &[&str], env: &[(&str, String)]) -> Shipped {
+    let state = tempfile::tempdir().expect("tempdir");
+    let start = Instant::now();
+    let out = assert_cmd::Command::cargo_bin("saltship")
+        .expect("binary")
+        .args([
+            "backfill",
+            "--master-id",
+            "testmaster",
+            "--tls",
+            "--cache-dir",
+        ])
+        .arg(jobs)
+        .args(["--target", target])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .env("SALTSHIP_DELIVER_TIMEOUT", "60s")
+        .env("SALTSHIP_STATE_FILE", state.path().join("state"))
+        .env("TZ", "UTC")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .timeout(Duration::from_secs(90))
+        .output()
+        .expect("run saltship");
+    assert!(out.stdout.is_empty(), "stdout when sending");
+    Shipped {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: start.elapsed(),
+    }
+}
+
+/// The bytes `--dry-run` prints for `format`: exactly what goes on the wire.
+fn dry_run(jobs: &Path, format: &str) -> Vec<u8> {
+    let out = assert_cmd::Command::cargo_bin("saltship")
+        .expect("binary")
+        .args([
+            "backfill",
+            "--dry-run",
+            "--master-id",
+            "testmaster",
+            "--cache-dir",
+        ])
+        .arg(jobs)
+        .args(["--format", format, "--max-event-bytes", "10000"])
+        .env("TZ", "UTC")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run saltship");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Refused at once, in one error line saying `why`, before any event was sent.
+fn assert_refused(run: &Shipped, server: &SServer, why: &str) {
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("saltship: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    assert!(errors[0].contains(why), "wanted {why:?}: {}", run.stderr);
+    assert!(!run.stderr.contains("retrying"), "retried: {}", run.stderr);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.received().is_empty(),
+        "event bytes reached the server"
+    );
+}
+
+#[test]
+fn every_format_arrives_intact_over_tls() {
+    if !have_openssl() {
+        return;
+    }
+    let (tmp, jobs) = cache_copy("jobs");
+    let pki = Pki::make(tmp.path());
+    let server = SServer::start(&pki, "server", &[]);
+    let ca = pki.path("ca.pem");
+    let mut want = Vec::new();
+    // The name is checked as a DNS name and as an IP address.
+    for (format, host) in [
+        ("json", "localhost"),
+        ("ecs", "127.0.0.1"),
+        ("gelf", "localhost"),
+        ("syslog", "127.0.0.1"),
+    ] {
+        let target = server.target(host);
+        let run = ship(&jobs, &target, &["--format", format, "--tls-ca", &ca], &[]);
+        assert_eq!(run.code, 0, "{format}: {}", run.stderr);
+        assert!(run.stderr.contains(" 0 reconnects"), "{}", run.stderr);
+        want.extend(dry_run(&jobs, format));
+        // Confirmed means the server read it all, so it is in its output already.
+        assert!(
+            server.received() == want,
+            "{format}: bytes changed in transit"
+        );
+    }
+    let json = dry_run(&jobs, "json");
+    let events: Vec<Value> = serde_json::Deserializer::from_slice(&json)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("JSON lines");
+    assert!(events.len() > 100, "{} events", events.len());
+}
+
+#[test]
+fn certificate_problems_end_the_run_at_once_and_send_nothing() {
+    if !have_openssl() {
+        return;
+    }
+    let (tmp, jobs) = cache_copy("jobs");
+    let pki = Pki::make(tmp.path());
+    let (ca, other_ca) = (pki.path("ca.pem"), pki.path("other-ca.pem"));
+
+    let server = SServer::start(&pki, "server", &[]);
+    let run = ship(
+        &jobs,
+        &server.target("localhost"),
+        &["--tls-ca", &other_ca],
+        &[],
+    );
+    assert_refused(&run, &server, "not signed by a trusted CA");
+    // The system store (rustls-native-certs honours SSL_CERT_FILE) does not know our CA.
+    let system = [("SSL_CERT_FILE", other_ca.clone())];
+    let run = ship(&jobs, &server.target("localhost"), &[], &system);
+    assert_refused(&run, &server, "not signed by a trusted CA");
+
+    let wrong = SServer::start(&pki, "wrong-name", &[]);
+    let run = ship(&jobs, &wrong.target("127.0.0.1"), &["--tls-ca", &ca], &[]);
+    assert_refused(&run, &wrong, "not valid for the name '127.0.0.1'");
+    assert!(run.stderr.contains("other.example"), "{}", run.stderr);
+    // --tls-server-name names what the certificate is for.
+    let name = ["--tls-ca", &ca, "--tls-server-name", "other.example"];
+    let run = ship(&jobs, &wrong.target("127.0.0.1"), &name, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!wrong.received().is_empty());
+
+    let expired = SServer::start(&pki, "expired", &[]);
+    let run = ship(&jobs, &expired.target("localhost"), &["--tls-ca", &ca], &[]);
+    assert_refused(&run, &expired, "expired on 2020-02-01 00:00:00 UTC");
+}
+
+#[test]
+fn a_client_certificate_when_the_receiver_requires_one() {
+    if !have_openssl() {
+        return;
+    }
+    let (tmp, jobs) = cache_copy("jobs");
+    let pki = Pki::make(tmp.path());
+    let ca = pki.path("ca.pem");
+    let want = dry_run(&jobs, "json");
+    let (cert, key) = (pki.path("client.pem"), pki.path("client.key"));
+    let (stranger, stranger_key) = (pki.path("other-ca.pem"), pki.path("other-ca.key"));
+    // TLS 1.3 judges the client after the handshake, TLS 1.2 during it: both fail at once.
+    for version in ["-tls1_3", "-tls1_2"] {
+        let mutual = [
+            "-CAfile",
+            &ca,
+            "-Verify",
+            "1",
+            "-verify_return_error",
+            version,
+        ];
+        let server = SServer::start(&pki, "server", &mutual);
+        let target = server.target("localhost");
+        let run = ship(&jobs, &target, &["--tls-ca", &ca], &[]);
+        assert_refused(&run, &server, "requires a client certificate");
+
+        let theirs = [
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &stranger,
+            "--tls-key",
+            &stranger_key,
+        ];
+        let run = ship(&jobs, &target, &theirs, &[]);
+        assert_refused(&run, &server, "refused our client certificate");
+
+        let ours = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
+        let run = ship(&jobs, &target, &ours, &[]);
+        assert_eq!(run.code, 0, "{version}: {}", run.stderr);
+        assert!(
+            server.received() == want,
+            "{version}: bytes changed in transit"
+        );
+    }
+}
+
+#[test]
+fn insecure_skip_verify_warns_once_and_delivers() {
+    if !have_openssl() {
+        return;
+    }
+    let (tmp, jobs) = cache_copy("jobs");
+    let pki = Pki::make(tmp.path());
+    let server = SServer::start(&pki, "expired", &[]);
+    let run = ship(
+        &jobs,
+        &server.target("127.0.0.1"),
+        &["--tls-insecure-skip-verify"],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("warning"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(
+        warnings[0].contains("--tls-insecure-skip-verify"),
+        "{}",
+        run.stderr
+    );
+    assert!(server.received() == dry_run(&jobs, "json"));
+}
+
+/// A receiver that does not speak TLS and waits for a line: the handshake times out, is
+/// retried only as TLS, and not one event goes out in plain text.
+#[test]
+fn a_plain_receiver_gets_no_plain_text() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = listener.local_addr().expect("addr").to_string();
+    // One connection, read until saltship drops it (bounded); then the port is closed.
+    let receiver = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let _ = conn.read_to_end(&mut got);
+        got
+    });
+    let skip = ["--tls-insecure-skip-verify", "--deliver-timeout", "1s"];
+    let run = ship(&jobs, &target, &skip, &[]);
+    let got = receiver.join().expect("receiver thread");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("TLS: handshake timed out after 5 s"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.took < Duration::from_secs(30), "took {:?}", run.took);
+    assert!(!got.is_empty(), "no TLS hello");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        !text.contains("event_id"),
+        "plain text reached the receiver"
+    );
+}
+
+#[test]
+fn tls_options_are_checked_at_start() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let missing = tmp.path().join("missing.pem");
+    let missing = missing.to_str().expect("UTF-8");
+    let cases: [(&[&str], &str); 3] = [
+        (&["--tls-ca", missing], missing),
+        (&["--tls-cert", missing, "--tls-key", missing], missing),
+        (&["--tls-server-name", "bad name!"], "bad name!"),
+    ];
+    for (extra, needle) in cases {
+        let run = ship(&jobs, "127.0.0.1:9", extra, &[]);
+        assert_eq!(run.code, 2, "{extra:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{extra:?}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{extra:?}: {}", run.stderr);
+    }
+    let run = ship(&jobs, "127.0.0.1:9", &["--tls-cert", missing], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--tls-key"), "{}", run.stderr);
+    // Options that need --tls say so, from the environment too.
+    let out = assert_cmd::Command::cargo_bin("saltship")
+        .expect("binary")
+        .args(["backfill", "--target", "127.0.0.1:9", "--cache-dir"])
+        .arg(&jobs)
+        .env("SALTSHIP_TLS_CA", missing)
+        .output()
+        .expect("run saltship");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls"));
+}
+
+/// An rsyslogd running `contrib/rsyslog/saltship.conf` with its inputs on TLS (gtls, with
+/// `auth_mode`), writing into `dir`; stopped (by its PID) when dropped.
+struct Rsyslog {
+    child: Child,
+    json_port: u16,
+    syslog_port: u16,
+    dir: PathBuf,
+}
+
+impl Rsyslog {
+    fn start(bin: &Path, pki: &Pki, dir: &Path, auth_mode: &str) -> Rsyslog {
+        let (json_port, syslog_port) = (free_port(), free_port());
+        let contrib = std::fs::read_to_string(common::testdata("../contrib/rsyslog/saltship.conf"))
+            .expect("contrib config");
+        let tls = format!(
+            r#"module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="{auth_mode}")"#
+        );
+        let out = dir.to_str().expect("UTF-8");
+        let conf = contrib
+            .replace(r#"module(load="imtcp")"#, &tls)
+            .replace(
+                r#"port="6000""#,
+                &format!(r#"port="{json_port}" address="127.0.0.1""#),
+            )
+            .replace(
+                r#"port="6514""#,
+                &format!(r#"port="{syslog_port}" address="127.0.0.1""#),
+            )
+            .replace("/var/log/saltship", out);
+        assert!(conf.contains("gtls"), "contrib config changed: {contrib}");
+        let conf = format!(
+            "global(workDirectory=\"{out}\" DefaultNetstreamDriverCAFile=\"{}\"\n\
+             DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\")\n{conf}",
+            pki.path("ca.pem"),
+            pki.path("server.pem"),
+            pki.path("server.key"),
+        );
+        let path = dir.join("rsyslog.conf");
+        std::fs::write(&path, conf).expect("write rsyslog.conf");
+        let child = Command::new(bin)
+            .args(["-n", "-f"])
+            .arg(&path)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rsyslogd");
+        let rsyslog = Rsyslog {
+            child,
+            json_port,
+            syslog_port,
+            dir: dir.to_owned(),
+        };
+        wait_for_port(json_port, "rsyslogd");
+        wait_for_port(syslog_port, "rsyslogd");
+        rsyslog
+    }
+
+    /// The events rsyslog wrote to `file`, once there are `count` (bounded wait: omfile writes
+    /// asynchronously).
+    fn events(&self, file: &str, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let text = loop {
+            let text = std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
+            if text.lines().count() >= count || Instant::now() > deadline {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: {e}: {l}")))
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ids(events: &[Value]) -> HashSet<String> {
+    events
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("event_id").to_owned())
+        .collect()
+}
+
+/// json lines and octet-counted syslog (RFC 5425) both arrive whole.
+#[test]
+fn rsyslog_receives_json_and_syslog_over_tls() {
+    if !have_openssl() {
+        return;
+    }
+    let Some(bin) = rsyslogd_gtls() else { return };
+    let (tmp, jobs) = cache_copy("jobs");
+    let pki = Pki::make(tmp.path());
+    let want = backfill(&jobs, &["--max-event-bytes", "10000"]);
+    let rsyslog = Rsyslog::start(&bin, &pki, tmp.path(), "anon");
+    let ca = pki.path("ca.pem");
+    for (port, format) in [(rsyslog.json_port, "json"), (rsyslog.syslog_port, "syslog")] {
+        let target = format!("localhost:{port}");
+        let run = ship(&jobs, &target, &["--format", format, "--tls-ca", &ca], &[]);
+        assert_eq!(run.code, 0, "{format}: {}", run.stderr);
+    }
+    for file in ["events.json", "events-syslog.json"] {
+        let got = rsyslog.events(file, want.events.len());
+        assert_eq!(ids(&got), ids(&want.events), "{file}");
+        for ev in want.events.iter().filter(|e| e["truncated"] != true) {
+            assert!(got.contains(ev), "{file}: changed in transit: {ev}");
+        }
+    }
+}
+
+/// rsyslog requiring a client certificate signed by its CA (`x509/certvalid`).
+#[test]
+fn rsyslog_with_mutual_tls() {
+    if !have_openssl() {
+        return;
+    }
+    let Some(bin) = rsyslogd_gtls() else { return };
+    let (tmp, jobs) = cache_copy("jobs");
+    let pki = Pki::make(tmp.path());
+    let want = backfill(&jobs, &["--max-event-bytes", "10000"]);
+    let rsyslog = Rsyslog::start(&bin, &pki, tmp.path(), "x509/certvalid");
+    let target = format!("localhost:{}", rsyslog.json_port);
+    let ca = pki.path("ca.pem");
+    let run = ship(&jobs, &target, &["--tls-ca", &ca], &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
+    assert!(
+        run.stderr.contains("requires a client certificate"),
+        "{}",
+        run.stderr
+    );
+    let (cert, key) = (pki.path("client.pem"), pki.path("client.key"));
+    let ours = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
+    let run = ship(&jobs, &target, &ours, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got = rsyslog.events("events.json", want.events.len());
+    assert_eq!(ids(&got), ids(&want.events));
+}
