@@ -74,15 +74,6 @@ pub struct WatchArgs {
     #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
     pub metrics_file: Option<PathBuf>,
 
-    /// The master's keep_jobs: warn when unshipped returns get close to this age
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "SALTSHIP_KEEP_JOBS",
-        default_value = "24h"
-    )]
-    pub keep_jobs: String,
-
     #[command(flatten)]
     pub state: StateArgs,
 
@@ -95,16 +86,6 @@ pub struct SyncArgs {
     /// Without a state file: ship the whole cache (beginning) or only what arrives from now on
     #[arg(long, value_name = "WHEN", env = "SALTSHIP_START_AT", default_value = "beginning", value_parser = ["beginning", "now"])]
     pub start_at: String,
-
-    /// The master's keep_jobs: warn when unshipped returns get close to this age, at which the
-    /// master deletes them
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "SALTSHIP_KEEP_JOBS",
-        default_value = "24h"
-    )]
-    pub keep_jobs: String,
 
     #[command(flatten)]
     pub state: StateArgs,
@@ -128,6 +109,16 @@ pub struct StateArgs {
     /// Start over with an empty checkpoint when the state file cannot be read
     #[arg(long, env = "SALTSHIP_RESET_STATE")]
     pub reset_state: bool,
+
+    /// The master's keep_jobs: warn when unshipped returns get close to this age, at which the
+    /// master deletes them
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_KEEP_JOBS",
+        default_value = "24h"
+    )]
+    pub keep_jobs: String,
 }
 
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{BackfillArgs, CommonArgs, SyncArgs, WatchArgs};
+use crate::cli::{BackfillArgs, CommonArgs, StateArgs, SyncArgs, WatchArgs};
 use std::time::Duration;
 
 use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
@@ -53,8 +53,7 @@ pub struct Config {
 impl Config {
     pub fn watch(args: &WatchArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
-        config.state_file = Some(args.state.state_file.clone());
-        config.reset_state = args.state.reset_state;
+        config.checkpoint(&args.state, true)?;
         let span = |text: &str, what: &str| -> Result<Duration> {
             let micros = parse_duration(text)
                 .map_err(anyhow::Error::msg)
@@ -64,9 +63,6 @@ impl Config {
             }
             Ok(Duration::from_micros(micros as u64))
         };
-        config.keep_jobs = parse_duration(&args.keep_jobs)
-            .map_err(anyhow::Error::msg)
-            .context("bad --keep-jobs")?;
         config.rescan_interval = span(&args.rescan_interval, "--rescan-interval")?;
         config.stats_interval = span(&args.stats_interval, "--stats-interval")?;
         config.metrics_file = args.metrics_file.clone();
@@ -82,21 +78,26 @@ impl Config {
         Ok(config)
     }
 
-    pub fn sync(args: &SyncArgs, quiet: bool) -> Result<Config> {
-        let mut config = Config::common(&args.common, quiet)?;
-        config.state_file = Some(args.state.state_file.clone());
-        config.reset_state = args.state.reset_state;
-        config.start_at_now = args.start_at == "now";
-        config.keep_jobs = parse_duration(&args.keep_jobs)
+    /// The checkpoint options; `record` false leaves the run without a state file.
+    fn checkpoint(&mut self, args: &StateArgs, record: bool) -> Result<()> {
+        self.state_file = record.then(|| args.state_file.clone());
+        self.reset_state = args.reset_state;
+        self.keep_jobs = parse_duration(&args.keep_jobs)
             .map_err(anyhow::Error::msg)
             .context("bad --keep-jobs")?;
+        Ok(())
+    }
+
+    pub fn sync(args: &SyncArgs, quiet: bool) -> Result<Config> {
+        let mut config = Config::common(&args.common, quiet)?;
+        config.checkpoint(&args.state, true)?;
+        config.start_at_now = args.start_at == "now";
         Ok(config)
     }
 
     pub fn backfill(args: &BackfillArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
-        config.state_file = (!args.no_checkpoint).then(|| args.state.state_file.clone());
-        config.reset_state = args.state.reset_state;
+        config.checkpoint(&args.state, !args.no_checkpoint)?;
         let now = chrono::Utc::now().timestamp_micros();
         let point = |t: &Option<String>, what: &str| -> Result<Option<i64>> {
             t.as_deref()
