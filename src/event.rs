@@ -7,7 +7,6 @@ use serde::Serialize;
 use crate::extract::StateEvent;
 use crate::job::Job;
 use crate::json::{write_str, write_value, Json};
-use crate::msgpack::get;
 
 /// `event_id`: the XXH3-128 of `jid NUL minion NUL state key` (the function name for an error
 /// return), as 32 lowercase hex digits. The same state of the same run always gets the same id,
@@ -22,14 +21,32 @@ pub struct EventId([u8; 32]);
 
 impl EventId {
     pub fn new(jid: &str, minion: &str, key: &str) -> EventId {
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        hasher.update(jid.as_bytes());
-        hasher.update(&[0]);
-        hasher.update(minion.as_bytes());
-        hasher.update(&[0]);
-        hasher.update(key.as_bytes());
+        // One-shot hashing of the joined bytes: a streaming hasher's setup cost more than
+        // hashing these few dozen bytes.
+        let parts = [
+            jid.as_bytes(),
+            b"\0",
+            minion.as_bytes(),
+            b"\0",
+            key.as_bytes(),
+        ];
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut stack = [0u8; 256];
+        let mut heap = Vec::new();
+        let joined: &mut [u8] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0);
+            &mut heap
+        };
+        let mut at = 0;
+        for p in parts {
+            joined[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        let hash = xxhash_rust::xxh3::xxh3_128(joined);
         let mut hex = [0u8; 32];
-        for (i, b) in hasher.digest128().to_be_bytes().into_iter().enumerate() {
+        for (i, b) in hash.to_be_bytes().into_iter().enumerate() {
             hex[2 * i] = HEX[usize::from(b >> 4)];
             hex[2 * i + 1] = HEX[usize::from(b & 15)];
         }
@@ -222,16 +239,16 @@ pub fn to_map(
 }
 
 fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wire<'e, 'a> {
-    let field = |name: &str| ev.state.and_then(|s| get(s, name));
+    let fields = ev.state.map(Fields::of).unwrap_or_default();
     let key = ev.key.as_deref();
     // The id and name may themselves contain `_|-`: module and function come from the ends,
     // and the id from the key only when it splits cleanly (states older than `__id__`).
-    let parts: Vec<&str> = key.map(split_key).unwrap_or_default();
-    let state_id = match field("__id__").and_then(crate::msgpack::as_text) {
+    let parts = key.map(KeyParts::of);
+    let state_id = match fields.id.and_then(crate::msgpack::as_text) {
         Some(id) => Some(id),
-        None => (parts.len() == 4).then(|| std::borrow::Cow::Borrowed(parts[1])),
+        None => parts.and_then(|p| p.id).map(std::borrow::Cow::Borrowed),
     };
-    let changes = field("changes");
+    let changes = fields.changes;
     Wire {
         timestamp: ev.instant.map(crate::time::Rfc3339::new),
         event_id: EventId::new(
@@ -246,22 +263,22 @@ fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wi
         fun_args: job.args_of(ev.fun_index),
         state_name: key,
         state_id,
-        name: Opt(field("name")),
-        state: parts.first().copied(),
-        function: parts.last().copied(),
-        sls: Opt(field("__sls__")),
+        name: Opt(fields.name),
+        state: parts.map(|p| p.first),
+        function: parts.map(|p| p.last),
+        sls: Opt(fields.sls),
         result: match ev.state {
             None => Res::Error,
-            Some(_) => Res::State(field("result")),
+            Some(_) => Res::State(fields.result),
         },
         changed: changes.is_some_and(non_empty),
         comment: match &ev.error {
             Some(text) => Comment::Error(text),
-            None => Comment::State(field("comment")),
+            None => Comment::State(fields.comment),
         },
         changes: Changes(changes),
-        start_time: Opt(field("start_time")),
-        duration: Opt(field("duration")),
+        start_time: Opt(fields.start_time),
+        duration: Opt(fields.duration),
         __run_num__: ev.run_num,
         retcode: Opt(ev.retcode),
         success: Opt(ev.success),
@@ -269,21 +286,82 @@ fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wi
 }
 
 /// `module_|-id_|-name_|-function` split at every `_|-`, in one pass over the bytes.
-fn split_key(key: &str) -> Vec<&str> {
-    let bytes = key.as_bytes();
-    let mut parts = Vec::with_capacity(4);
-    let (mut start, mut i) = (0, 0);
-    while i + 3 <= bytes.len() {
-        if &bytes[i..i + 3] == b"_|-" {
-            parts.push(&key[start..i]);
-            i += 3;
-            start = i;
-        } else {
-            i += 1;
+/// The fields of a state's result map that an event shows: found in one pass over the map,
+/// each the first entry with its key (as [`crate::msgpack::get`] finds it), str or bin.
+#[derive(Default)]
+struct Fields<'v, 'a> {
+    id: Option<&'v ValueRef<'a>>,
+    name: Option<&'v ValueRef<'a>>,
+    sls: Option<&'v ValueRef<'a>>,
+    result: Option<&'v ValueRef<'a>>,
+    comment: Option<&'v ValueRef<'a>>,
+    changes: Option<&'v ValueRef<'a>>,
+    start_time: Option<&'v ValueRef<'a>>,
+    duration: Option<&'v ValueRef<'a>>,
+}
+
+impl<'v, 'a> Fields<'v, 'a> {
+    fn of(state: &'v ValueRef<'a>) -> Fields<'v, 'a> {
+        let mut f = Fields::default();
+        let ValueRef::Map(entries) = state else {
+            return f;
+        };
+        for (k, v) in entries {
+            let slot = match crate::msgpack::as_bytes(k) {
+                Some(b"__id__") => &mut f.id,
+                Some(b"name") => &mut f.name,
+                Some(b"__sls__") => &mut f.sls,
+                Some(b"result") => &mut f.result,
+                Some(b"comment") => &mut f.comment,
+                Some(b"changes") => &mut f.changes,
+                Some(b"start_time") => &mut f.start_time,
+                Some(b"duration") => &mut f.duration,
+                _ => continue,
+            };
+            slot.get_or_insert(v);
+        }
+        f
+    }
+}
+
+/// What an event takes from a state key split at `_|-`: the module (first part), the function
+/// (last part), and the id (second part) when there are exactly four parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KeyParts<'k> {
+    first: &'k str,
+    last: &'k str,
+    id: Option<&'k str>,
+}
+
+impl<'k> KeyParts<'k> {
+    fn of(key: &'k str) -> KeyParts<'k> {
+        // `_|-` cannot overlap itself, so every `|` between `_` and `-` starts a separator.
+        let b = key.as_bytes();
+        let mut seps = (1..b.len().saturating_sub(1))
+            .filter(|&i| b[i] == b'|' && b[i - 1] == b'_' && b[i + 1] == b'-')
+            .map(|i| i - 1);
+        let Some(first_end) = seps.next() else {
+            return KeyParts {
+                first: key,
+                last: key,
+                id: None,
+            };
+        };
+        let (mut count, mut last) = (1, first_end);
+        let mut id = None;
+        for at in seps {
+            count += 1;
+            if count == 2 {
+                id = Some(&key[first_end + 3..at]);
+            }
+            last = at;
+        }
+        KeyParts {
+            first: &key[..first_end],
+            last: &key[last + 3..],
+            id: id.filter(|_| count == 3),
         }
     }
-    parts.push(&key[start..]);
-    parts
 }
 
 fn non_empty(v: &ValueRef<'_>) -> bool {
@@ -344,6 +422,90 @@ mod tests {
         assert!(compared > 100, "{compared}");
     }
 
+    /// The split the event used to make: every part, for [`KeyParts`] to agree with.
+    fn split_key(key: &str) -> Vec<&str> {
+        let bytes = key.as_bytes();
+        let mut parts = Vec::new();
+        let (mut start, mut i) = (0, 0);
+        while i + 3 <= bytes.len() {
+            if &bytes[i..i + 3] == b"_|-" {
+                parts.push(&key[start..i]);
+                i += 3;
+                start = i;
+            } else {
+                i += 1;
+            }
+        }
+        parts.push(&key[start..]);
+        parts
+    }
+
+    #[test]
+    fn key_parts_are_the_ends_and_the_id_of_a_clean_split() {
+        for key in [
+            "file_|-a_|-b_|-managed",
+            "file_|-a_|-b_|-c_|-managed",
+            "cmd_|-a_|-echo_|-run",
+            "no separator",
+            "x_|-",
+            "_|-",
+            "_|-_|-_|-",
+            "_|-_|-_|-_|-",
+            "a_|-b",
+            "a_|-b_|-c",
+            "a_|_|-b_|-_|--c_|-d",
+            "",
+            "é_|-日本_|-🎉_|-ü",
+        ] {
+            let parts = split_key(key);
+            assert_eq!(
+                KeyParts::of(key),
+                KeyParts {
+                    first: parts[0],
+                    last: parts[parts.len() - 1],
+                    id: (parts.len() == 4).then(|| parts[1]),
+                },
+                "{key:?}"
+            );
+        }
+    }
+
+    /// One pass finds what a lookup per field found, the first of repeated keys included.
+    #[test]
+    fn fields_are_the_first_of_each_key() {
+        let v = rmpv::Value::Map(vec![
+            (rmpv::Value::from("name"), rmpv::Value::from("first")),
+            (rmpv::Value::from("other"), rmpv::Value::from(1)),
+            (
+                rmpv::Value::Binary(b"result".to_vec()),
+                rmpv::Value::from(true),
+            ),
+            (rmpv::Value::from("name"), rmpv::Value::from("second")),
+            (rmpv::Value::from(7), rmpv::Value::from("not a key")),
+            (rmpv::Value::from("duration"), rmpv::Value::from(1.5)),
+        ]);
+        let mut buf = Vec::new();
+        rmpv::encode::write_value(&mut buf, &v).expect("encode");
+        let state = crate::msgpack::decode(&buf).expect("decode");
+        let f = Fields::of(&state);
+        for (got, name) in [
+            (f.id, "__id__"),
+            (f.name, "name"),
+            (f.sls, "__sls__"),
+            (f.result, "result"),
+            (f.comment, "comment"),
+            (f.changes, "changes"),
+            (f.start_time, "start_time"),
+            (f.duration, "duration"),
+        ] {
+            assert_eq!(got, crate::msgpack::get(&state, name), "{name}");
+        }
+        assert_eq!(
+            f.name.and_then(crate::msgpack::as_text).as_deref(),
+            Some("first")
+        );
+    }
+
     #[test]
     fn event_ids_are_stable_and_distinct() {
         let a = event_id("20261123185750440911", "web1", "cmd_|-a_|-echo_|-run");
@@ -363,12 +525,15 @@ mod tests {
             a,
             event_id("20261123185750440911", "web2", "cmd_|-a_|-echo_|-run")
         );
+        // A key too long for the stack buffer hashes the same way.
+        let long = "file_|-x_|-".to_owned() + &"y".repeat(300) + "_|-managed";
         assert_eq!(
-            split_key("file_|-a_|-b_|-c_|-managed"),
-            ["file", "a", "b", "c", "managed"]
+            event_id("1", "web1", &long),
+            format!(
+                "{:032x}",
+                xxhash_rust::xxh3::xxh3_128(format!("1\0web1\0{long}").as_bytes())
+            )
         );
-        assert_eq!(split_key("no separator"), ["no separator"]);
-        assert_eq!(split_key("x_|-"), ["x", ""]);
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(event_id("j", "ab", "c"), event_id("j", "a", "bc"));
     }

@@ -262,6 +262,35 @@ mod tests {
         }
     }
 
+    /// Every byte value that needs escaping, and a multi-byte character, at every position
+    /// of strings of every length around the 8-byte steps.
+    #[test]
+    fn write_str_escapes_at_every_position() {
+        let specials = (0u8..0x20)
+            .map(char::from)
+            .chain(['"', '\\', '\u{7f}', 'é', '🎉', ' ', '/']);
+        for special in specials {
+            for len in 0..20 {
+                for at in 0..len {
+                    let s: String = (0..len)
+                        .map(|i| if i == at { special } else { 'x' })
+                        .collect();
+                    let mut ours = Vec::new();
+                    write_str(&mut ours, &s);
+                    assert_eq!(
+                        String::from_utf8(ours).expect("UTF-8"),
+                        serde_json::to_string(&s).expect("serde"),
+                        "{s:?}"
+                    );
+                }
+            }
+        }
+        let all: String = (0u8..0x80).map(char::from).cycle().take(1000).collect();
+        let mut ours = Vec::new();
+        write_str(&mut ours, &all);
+        assert_eq!(ours, serde_json::to_vec(&all).expect("serde"));
+    }
+
     #[test]
     fn write_value_is_the_same_bytes_as_serde() {
         // {"k": [1, -2, 1.5, null, true, "x\n"], 3: {"": NaN}, bin: "ok", ext78}

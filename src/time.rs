@@ -59,6 +59,13 @@ pub fn jid_instant(jid: &str, zone: JidZone) -> Option<i64> {
 
 /// `HH:MM:SS[.ffffff]` as microseconds since midnight.
 pub fn time_of_day(text: &str) -> Option<i64> {
+    // Salt writes two digits each and six after the point: read those directly, and leave
+    // every other spelling to the general parse.
+    plain_time_of_day(text.as_bytes()).or_else(|| any_time_of_day(text))
+}
+
+/// [`time_of_day`] for every spelling it takes (`7:5:3`, `+07:05:03`, `07:05:03.5`, ...).
+fn any_time_of_day(text: &str) -> Option<i64> {
     let (hms, frac) = match text.split_once('.') {
         Some((hms, frac)) => (hms, frac),
         None => (text, ""),
@@ -79,6 +86,30 @@ pub fn time_of_day(text: &str) -> Option<i64> {
     } else {
         return None;
     };
+    Some(((h * 60 + m) * 60 + s) * SECOND + micros)
+}
+
+/// `HH:MM:SS` or `HH:MM:SS.f` to `HH:MM:SS.ffffff`, all ASCII digits, in range; `None` for
+/// anything else (which [`time_of_day`] then parses the slow way).
+fn plain_time_of_day(b: &[u8]) -> Option<i64> {
+    let digit = |i: usize| {
+        b.get(i)
+            .filter(|d| d.is_ascii_digit())
+            .map(|d| i64::from(d - b'0'))
+    };
+    if b.len() < 8 || b[2] != b':' || b[5] != b':' || (b.len() > 8 && b[8] != b'.') {
+        return None;
+    }
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let (h, m, s) = (two(0)?, two(3)?, two(6)?);
+    let frac = b.get(9..).unwrap_or_default();
+    if h >= 24 || m >= 60 || s >= 62 || (b.len() > 8 && frac.is_empty()) || frac.len() > 6 {
+        return None;
+    }
+    let mut micros = 0;
+    for i in 0..6 {
+        micros = micros * 10 + if i < frac.len() { digit(9 + i)? } else { 0 };
+    }
     Some(((h * 60 + m) * 60 + s) * SECOND + micros)
 }
 
@@ -237,6 +268,55 @@ mod tests {
         assert_eq!(jid_instant("req", JidZone::Utc), None);
         assert_eq!(jid_instant("20261123185750440911x", JidZone::Utc), None);
         assert_eq!(jid_instant("20261399185750440911", JidZone::Utc), None);
+    }
+
+    /// The direct read of Salt's own spelling gives what the general parse gives, and
+    /// declines everything else.
+    #[test]
+    fn plain_times_of_day_read_as_the_general_parse() {
+        let mut texts: Vec<String> = [
+            "00:00:00",
+            "23:59:59.999999",
+            "23:59:61",
+            "23:59:62",
+            "24:00:00",
+            "12:60:00",
+            "12:00:00.",
+            "12:00:00.5",
+            "12:00:00.1234567",
+            "12:00:00.12a",
+            "1:00:00",
+            "+1:00:00",
+            "-0:00:00",
+            "01:02:03:04",
+            "01:02",
+            "",
+            "ab:cd:ef",
+            "01-02-03",
+            "01:02:03x",
+            "01:02:03.000001",
+            "01:02:03.+1",
+            "01:02:03.-1",
+            "٠١:02:03",
+        ]
+        .map(str::to_owned)
+        .into();
+        for h in [0, 9, 23, 24, 99] {
+            for m in [0, 59, 60] {
+                for frac in ["", ".0", ".12", ".123456", ".1234567"] {
+                    texts.push(format!("{h:02}:{m:02}:{:02}{frac}", (h + m) % 63));
+                }
+            }
+        }
+        for text in texts {
+            let plain = plain_time_of_day(text.as_bytes());
+            assert!(
+                plain.is_none() || plain == any_time_of_day(&text),
+                "{text:?}"
+            );
+            assert_eq!(time_of_day(&text), any_time_of_day(&text), "{text:?}");
+        }
+        assert!(plain_time_of_day(b"18:57:51.100000").is_some());
     }
 
     #[test]
