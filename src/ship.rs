@@ -466,7 +466,7 @@ fn plan(
                 })
                 .cloned()
                 .collect(),
-            (Mode::Backfill, _) => dir.minions.clone(),
+            (Mode::Backfill, _) => std::mem::take(&mut dir.minions),
         };
         if minions.is_empty() {
             if let (Some(state), Some(mtime)) = (known, dir.mtime) {

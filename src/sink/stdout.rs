@@ -7,6 +7,8 @@ use super::{Sink, SinkError, SinkStats};
 pub struct StdoutSink {
     out: BufWriter<Stdout>,
     stats: SinkStats,
+    /// Bytes sent since the last flush.
+    unflushed: usize,
 }
 
 impl StdoutSink {
@@ -14,6 +16,7 @@ impl StdoutSink {
         StdoutSink {
             out: BufWriter::with_capacity(1 << 16, io::stdout()),
             stats: SinkStats::default(),
+            unflushed: 0,
         }
     }
 }
@@ -35,16 +38,18 @@ fn error(e: io::Error) -> SinkError {
 impl Sink for StdoutSink {
     fn send(&mut self, bytes: &[u8], events: u64) -> Result<(), SinkError> {
         self.out.write_all(bytes).map_err(error)?;
+        self.unflushed += bytes.len();
         self.stats.events_sent += events;
         Ok(())
     }
 
     fn confirm(&mut self) -> Result<(), SinkError> {
+        self.unflushed = 0;
         self.out.flush().map_err(error)
     }
 
     fn unconfirmed(&self) -> usize {
-        self.out.buffer().len()
+        self.unflushed
     }
 
     fn stats(&self) -> SinkStats {
