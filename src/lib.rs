@@ -1,14 +1,15 @@
 //! saltship: ship every SaltStack state result from the master's job cache to a log aggregator.
 //!
 //! # Layout
-//! Data flows one way; only the command modules wire stages together.
+//! Data flows one way; only the command modules ([`ship`], [`watch`]) wire stages together.
 //! - [`cache`] discovers job folders; [`msgpack`] reads and decodes `.p` files;
 //! - [`job`] reads `.load.p`; [`extract`] (pure) turns a return into [`extract::StateEvent`]s;
 //! - [`event`] encodes an event as JSON ([`json`] renders msgpack values, [`time`] the clocks);
-//! - [`format`] renders events for the wire; [`sink`] delivers them and confirms delivery;
-//! - [`checkpoint`] records which returns are done;
-//! - [`ship`] wires it all for `backfill` and `sync`, [`watch`] follows the cache with it; [`cli`] and [`config`] are the command
-//!   line, [`progress`] the bars.
+//!   [`format`] renders it as ecs, gelf or syslog and cuts oversize events;
+//! - [`sink`] delivers (stdout, TCP, TLS) and confirms delivery; [`checkpoint`] records it;
+//! - [`ship`] runs `backfill` and `sync` passes, decoding on every core through [`pipeline`];
+//!   [`watch`] follows the cache and makes passes as returns land;
+//! - [`cli`] and [`config`] are the command line, [`progress`] the bars, [`glob`] the filters.
 
 pub mod cache;
 pub mod checkpoint;
