@@ -343,3 +343,37 @@ fn tells_systemd_through_notify_socket() {
     }
     drop(receiver.finish());
 }
+
+/// A receiver away for longer than --deliver-timeout: watch keeps running, says so once per
+/// timeout rather than at every attempt, and ships everything once the receiver is back.
+#[test]
+fn a_long_outage_is_reported_once_per_timeout() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let target = format!("127.0.0.1:{port}");
+    let watch = Watch::start(
+        &jobs,
+        &state,
+        &target,
+        &[("SALTSHIP_DELIVER_TIMEOUT", "2s")],
+    );
+    std::thread::sleep(Duration::from_millis(5500));
+    let receiver = Receiver::start_on(port, Faults::default());
+    let got = wait_for(&receiver, &wanted(&jobs), Duration::from_secs(30));
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(wanted(&jobs).is_subset(&got), "{log}");
+    let errors = log
+        .lines()
+        .filter(|l| l.contains("could not deliver"))
+        .count();
+    assert!(
+        (1..=2).contains(&errors),
+        "{errors} error lines in 5.5 s with a 2 s timeout: {log}"
+    );
+}

@@ -268,10 +268,15 @@ impl TcpSink {
         }
     }
 
-    fn give_up_after(&self, since: Instant) -> Result<(), SinkError> {
+    /// `Undelivered` once `--deliver-timeout` has passed since `since`. The next attempt then
+    /// gets a whole new timeout: a daemon that goes on retrying says so once per timeout, not
+    /// at every attempt.
+    fn give_up_after(&mut self, since: Instant) -> Result<(), SinkError> {
         if since.elapsed() < self.opts.deliver_timeout {
             return Ok(());
         }
+        self.trouble_since = None;
+        self.outage_warned = false;
         Err(SinkError::Undelivered(format!(
             "{} events not confirmed by any receiver within {} s (last error: {})",
             self.pending_events,
