@@ -3,30 +3,24 @@
 //! after the confirmation that covers it. A bad file is named in one warning and counted; the
 //! run goes on.
 
+mod work;
+
 use std::collections::HashSet;
-use std::io;
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::ProgressBar;
-
 use log::{debug, info, warn};
 
 use crate::cache::{scan, JobDir};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::event::{to_map, write_json};
-use crate::extract::{extract, StateEvent};
-use crate::format::{self, Format};
-use crate::job::Job;
-use crate::msgpack::{self, ReadError};
 use crate::sink::stdout::StdoutSink;
 use crate::sink::tcp::{TcpOptions, TcpSink};
 use crate::sink::{Sink, SinkError};
-use crate::{glob, pipeline, progress, time};
+use crate::{pipeline, progress, time};
+use work::{load_job, work, BufferPool, Done, Loaded, Step};
 
 /// Confirm delivery whenever this much is unconfirmed: bounds memory and what a failure resends.
 const CONFIRM_BYTES: usize = 4 << 20;
@@ -35,8 +29,6 @@ const CONFIRM_BYTES: usize = 4 << 20;
 const SETTLED_AFTER: Duration = Duration::from_secs(2);
 /// Returns per hand-off to a worker thread.
 const CHUNK: usize = 16;
-/// A job folder younger than this whose `.load.p` is missing or cut is still being written.
-const SETTLING: Duration = Duration::from_secs(60);
 
 /// Which returns a run takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,69 +57,6 @@ impl Totals {
             "{} jobs, {} returns, {} events, {} skipped, {} failed files, {} reconnects",
             self.jobs, self.returns, self.events, self.skipped, self.failed_files, self.reconnects
         )
-    }
-}
-
-/// What the producer hands the workers, in jid order.
-enum Step<'j> {
-    /// A job's load, before its returns: (folder, how many returns, what the load said, whether
-    /// `.load.p` was broken).
-    Job(&'j JobDir, usize, Loaded, bool),
-    /// Up to [`CHUNK`] returns of one job: fewer hand-offs between threads.
-    Returns(&'j JobDir, std::sync::Arc<Job>, &'j [String]),
-}
-
-/// What the workers hand back, in the same order.
-enum Done<'j> {
-    Job(&'j JobDir, usize, Loaded, bool),
-    /// Per return: the minion, its encoded events, how many (`None` when the return has not
-    /// landed yet), and what reading it counted.
-    Returns(&'j JobDir, Vec<(&'j str, Vec<u8>, Option<u64>, Totals)>),
-}
-
-/// The part of the pipeline that runs on every core: a return read, decoded, extracted and
-/// encoded into bytes.
-fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Done<'j> {
-    match step {
-        Step::Job(dir, n, loaded, failed) => Done::Job(dir, n, loaded, failed),
-        Step::Returns(dir, job, minions) => Done::Returns(
-            dir,
-            minions
-                .iter()
-                .map(|minion| {
-                    let mut part = Totals::default();
-                    let mut buf = pool.take();
-                    let events = ship_return(config, &job, dir, minion, &mut buf, &mut part);
-                    (minion.as_str(), buf, events, part)
-                })
-                .collect(),
-        ),
-    }
-}
-
-/// Output buffers go back and forth between the workers and the consumer instead of being
-/// allocated per return: a return's events are often over the size at which the allocator
-/// maps fresh pages, and faulting those in costs more than writing the events.
-#[derive(Default)]
-struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
-
-impl BufferPool {
-    fn take(&self) -> Vec<u8> {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|mut p| p.pop())
-            .unwrap_or_else(|| Vec::with_capacity(1 << 16))
-    }
-
-    fn give(&self, mut buf: Vec<u8>) {
-        buf.clear();
-        if let Ok(mut pool) = self.0.lock() {
-            // As many as can be in flight; a huge one is let go.
-            if pool.len() < 64 && buf.capacity() <= 4 << 20 {
-                pool.push(buf);
-            }
-        }
     }
 }
 
@@ -507,160 +436,6 @@ fn plan(
     }
     jobs.sort_by(|(a, _), (b, _)| a.jid.cmp(&b.jid).then_with(|| a.dir.cmp(&b.dir)));
     (jobs, settled)
-}
-
-enum Loaded {
-    Job(Job),
-    /// Its functions are known and none is a state run (or none was asked for).
-    NonState,
-    /// `.load.p` is still being written: try again next run.
-    NotYet,
-}
-
-/// The job from its `.load.p`, and whether that file was broken (warned about).
-fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bool) {
-    let publish = time::jid_instant(&dir.jid, config.jid_zone);
-    let path = dir.load_path();
-    let mut failed = false;
-    let buf = match read_load(&path) {
-        Ok(buf) => Some(buf),
-        Err(e)
-            if mode == Mode::Sync
-                && settling(dir)
-                && matches!(
-                    e,
-                    ReadError::Truncated | ReadError::Empty | ReadError::Io(_)
-                ) =>
-        {
-            debug!("{}: {e}; the job is new, next run", path.display());
-            return (Loaded::NotYet, false);
-        }
-        Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => {
-            warn!("{}: {e}", path.display());
-            failed = true;
-            None
-        }
-    };
-    let load = buf.as_deref().map(msgpack::decode).and_then(Result::ok);
-    let job = Job::from_load(
-        dir.jid.clone(),
-        load.as_ref(),
-        config.show_pillar_args,
-        publish,
-    );
-    // Jobs whose functions are known and none of them a state run are never decoded further.
-    let could_have_states = job.funs.is_empty()
-        || job
-            .funs
-            .iter()
-            .any(|f| f.starts_with("state.") || f.starts_with("runner.state."));
-    let wanted = config.funs.is_empty()
-        || job.funs.is_empty()
-        || job.funs.iter().any(|f| glob::any(&config.funs, f));
-    let loaded = if could_have_states && wanted {
-        Loaded::Job(job)
-    } else {
-        Loaded::NonState
-    };
-    (loaded, failed)
-}
-
-/// Whether the job folder changed within [`SETTLING`]: its files may still be being written.
-fn settling(dir: &JobDir) -> bool {
-    let modified = std::fs::metadata(&dir.dir).and_then(|m| m.modified());
-    modified.is_ok_and(|t| {
-        SystemTime::now()
-            .duration_since(t)
-            .map_or(true, |age| age < SETTLING)
-    })
-}
-
-/// `.load.p` is written in place, not atomically: a truncated one may be mid-write, so retry.
-fn read_load(path: &Path) -> Result<Vec<u8>, ReadError> {
-    let mut tries = 0;
-    loop {
-        let buf = msgpack::read_file(path)?;
-        match msgpack::decode(&buf) {
-            Ok(_) => return Ok(buf),
-            Err(ReadError::Truncated | ReadError::Empty) if tries < 3 => {
-                tries += 1;
-                sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Decodes one minion's return and appends its events to `buf`: how many, or `None` when the
-/// return has not landed yet (and is not done). A broken file is warned about, counted, and
-/// done: it will not mend, and warning again every run would be noise.
-fn ship_return(
-    config: &Config,
-    job: &Job,
-    dir: &JobDir,
-    minion: &str,
-    buf: &mut Vec<u8>,
-    totals: &mut Totals,
-) -> Option<u64> {
-    let path = dir.return_path(minion);
-    let bytes = match msgpack::read_file(&path) {
-        Ok(bytes) => bytes,
-        // The minion folder is made before return.p lands; nothing to read yet.
-        Err(e) if e.is_vanished() && path.parent().is_some_and(Path::exists) => {
-            debug!("{}: not written yet", path.display());
-            return None;
-        }
-        Err(e) => {
-            warn!("{}: {e}", path.display());
-            totals.failed_files += 1;
-            return Some(0);
-        }
-    };
-    let value = match msgpack::decode(&bytes) {
-        Ok(value) => value,
-        Err(e) => {
-            warn!("{}: {e}", path.display());
-            totals.failed_files += 1;
-            return Some(0);
-        }
-    };
-    totals.returns += 1;
-    let mut n = 0;
-    for ev in extract(job, minion, &value) {
-        let fun_ok = config.funs.is_empty()
-            || ev
-                .fun
-                .as_deref()
-                .is_some_and(|f| glob::any(&config.funs, f));
-        if fun_ok
-            && glob::any(&config.minions, &ev.minion)
-            && (!config.only_failures || ev.failed())
-        {
-            encode(config, job, &ev, buf);
-            n += 1;
-        }
-    }
-    Some(n)
-}
-
-/// Appends one event in the configured format. JSON is written straight from the borrowed
-/// values; only an oversize event or another format goes through an ordered map.
-fn encode(config: &Config, job: &Job, ev: &StateEvent<'_>, buf: &mut Vec<u8>) {
-    let start = buf.len();
-    if config.format == Format::Json {
-        write_json(buf, &config.master_id, job, ev);
-        if buf.len() - start - 1 <= config.max_event_bytes {
-            return;
-        }
-        buf.truncate(start);
-    }
-    format::encode(
-        config.format,
-        &to_map(&config.master_id, job, ev),
-        config.max_event_bytes,
-        buf,
-    );
 }
 
 /// After a first run with `--start-at now`: every return already in the cache counts as done.
