@@ -5,27 +5,15 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::rsyslog::{contrib_conf, free_port, have, ids, wait_for_port, Rsyslog};
 use common::{backfill, cache_copy};
 use serde_json::Value;
-
-/// Whether a tool is installed; a missing one fails under SALTSHIP_REQUIRE_RECEIVERS.
-fn have(what: &str, found: bool, install: &str) -> bool {
-    if !found {
-        assert!(
-            std::env::var_os("SALTSHIP_REQUIRE_RECEIVERS").is_none(),
-            "{what} is not installed"
-        );
-        eprintln!("SKIPPED: {what} is not installed (apt-get install {install})");
-    }
-    found
-}
 
 fn have_openssl() -> bool {
     let found = Command::new("openssl")
@@ -51,22 +39,6 @@ fn rsyslogd_gtls() -> Option<PathBuf> {
     let found = bin.filter(|_| driver);
     have("rsyslogd with gtls", found.is_some(), "rsyslog-gnutls");
     found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Test certificates, made by the openssl command line in `dir`: a CA, and signed by it a
@@ -492,94 +464,29 @@ fn tls_options_are_checked_at_start() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls"));
 }
 
-/// An rsyslogd running `contrib/rsyslog/saltship.conf` with its inputs on TLS (gtls, with
-/// `auth_mode`), writing into `dir`; stopped (by its PID) when dropped.
-struct Rsyslog {
-    child: Child,
-    json_port: u16,
-    syslog_port: u16,
-    dir: PathBuf,
-}
-
-impl Rsyslog {
-    fn start(bin: &Path, pki: &Pki, dir: &Path, auth_mode: &str) -> Rsyslog {
-        let (json_port, syslog_port) = (free_port(), free_port());
-        let contrib = std::fs::read_to_string(common::testdata("../contrib/rsyslog/saltship.conf"))
-            .expect("contrib config");
-        let tls = format!(
-            r#"module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="{auth_mode}")"#
-        );
-        let out = dir.to_str().expect("UTF-8");
-        let conf = contrib
-            .replace(r#"module(load="imtcp")"#, &tls)
-            .replace(
-                r#"port="6000""#,
-                &format!(r#"port="{json_port}" address="127.0.0.1""#),
-            )
-            .replace(
-                r#"port="6514""#,
-                &format!(r#"port="{syslog_port}" address="127.0.0.1""#),
-            )
-            .replace("/var/log/saltship", out);
-        assert!(conf.contains("gtls"), "contrib config changed: {contrib}");
-        let conf = format!(
-            "global(workDirectory=\"{out}\" DefaultNetstreamDriverCAFile=\"{}\"\n\
-             DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\")\n{conf}",
-            pki.path("ca.pem"),
-            pki.path("server.pem"),
-            pki.path("server.key"),
-        );
-        let path = dir.join("rsyslog.conf");
-        std::fs::write(&path, conf).expect("write rsyslog.conf");
-        let child = Command::new(bin)
-            .args(["-n", "-f"])
-            .arg(&path)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rsyslogd");
-        let rsyslog = Rsyslog {
-            child,
-            json_port,
-            syslog_port,
-            dir: dir.to_owned(),
-        };
-        wait_for_port(json_port, "rsyslogd");
-        wait_for_port(syslog_port, "rsyslogd");
-        rsyslog
-    }
-
-    /// The events rsyslog wrote to `file`, once there are `count` (bounded wait: omfile writes
-    /// asynchronously).
-    fn events(&self, file: &str, count: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let text = loop {
-            let text = std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
-            if text.lines().count() >= count || Instant::now() > deadline {
-                break text;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: {e}: {l}")))
-            .collect()
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ids(events: &[Value]) -> HashSet<String> {
-    events
-        .iter()
-        .map(|e| e["event_id"].as_str().expect("event_id").to_owned())
-        .collect()
+/// `contrib/rsyslog/saltship.conf` with its inputs on TLS (gtls, with `auth_mode`), on free
+/// ports, writing into `dir`: the rsyslog and its json and syslog ports.
+fn rsyslog_gtls(bin: &Path, pki: &Pki, dir: &Path, auth_mode: &str) -> (Rsyslog, u16, u16) {
+    let (json_port, syslog_port) = (free_port(), free_port());
+    let tls = format!(
+        r#"module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="{auth_mode}")"#
+    );
+    let conf = contrib_conf(json_port, syslog_port, dir).replace(r#"module(load="imtcp")"#, &tls);
+    assert!(
+        conf.contains("gtls"),
+        "the contrib config no longer loads imtcp as expected"
+    );
+    let conf = format!(
+        "global(DefaultNetstreamDriverCAFile=\"{}\"\n       DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\")\n{conf}",
+        pki.path("ca.pem"),
+        pki.path("server.pem"),
+        pki.path("server.key"),
+    );
+    (
+        Rsyslog::start(bin, dir, &conf, &[json_port, syslog_port]),
+        json_port,
+        syslog_port,
+    )
 }
 
 /// json lines and octet-counted syslog (RFC 5425) both arrive whole.
@@ -592,9 +499,9 @@ fn rsyslog_receives_json_and_syslog_over_tls() {
     let (tmp, jobs) = cache_copy("jobs");
     let pki = Pki::make(tmp.path());
     let want = backfill(&jobs, &["--max-event-bytes", "10000"]);
-    let rsyslog = Rsyslog::start(&bin, &pki, tmp.path(), "anon");
+    let (rsyslog, json_port, syslog_port) = rsyslog_gtls(&bin, &pki, tmp.path(), "anon");
     let ca = pki.path("ca.pem");
-    for (port, format) in [(rsyslog.json_port, "json"), (rsyslog.syslog_port, "syslog")] {
+    for (port, format) in [(json_port, "json"), (syslog_port, "syslog")] {
         let target = format!("localhost:{port}");
         let run = ship(&jobs, &target, &["--format", format, "--tls-ca", &ca], &[]);
         assert_eq!(run.code, 0, "{format}: {}", run.stderr);
@@ -618,8 +525,8 @@ fn rsyslog_with_mutual_tls() {
     let (tmp, jobs) = cache_copy("jobs");
     let pki = Pki::make(tmp.path());
     let want = backfill(&jobs, &["--max-event-bytes", "10000"]);
-    let rsyslog = Rsyslog::start(&bin, &pki, tmp.path(), "x509/certvalid");
-    let target = format!("localhost:{}", rsyslog.json_port);
+    let (rsyslog, json_port, _) = rsyslog_gtls(&bin, &pki, tmp.path(), "x509/certvalid");
+    let target = format!("localhost:{json_port}");
     let ca = pki.path("ca.pem");
     let run = ship(&jobs, &target, &["--tls-ca", &ca], &[]);
     assert_eq!(run.code, 3, "{}", run.stderr);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod rsyslog;
 pub mod view;
 
 use std::path::{Path, PathBuf};
