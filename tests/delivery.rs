@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::receiver::{event_ids, Faults, Receiver};
@@ -142,11 +141,7 @@ fn max_rate_spaces_events_out() {
 #[test]
 fn no_receiver_exits_3_and_says_what_was_not_delivered() {
     let (_tmp, jobs) = common::cache_copy("jobs");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = common::free_port();
     let target = format!("127.0.0.1:{port}");
     let run = saltship(&[
         "backfill",
@@ -166,11 +161,7 @@ fn no_receiver_exits_3_and_says_what_was_not_delivered() {
 fn fails_over_to_the_next_target_in_order() {
     let (_tmp, jobs) = common::cache_copy("jobs");
     let want = backfill(&jobs, &[]);
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let dead = common::free_port();
     let receiver = Receiver::start(Faults::default());
     let targets = format!("127.0.0.1:{dead},{}", receiver.target());
     let cache = jobs.to_str().expect("UTF-8");

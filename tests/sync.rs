@@ -340,11 +340,7 @@ fn sigkill_mid_sync_loses_nothing() {
 fn warns_when_unshipped_returns_near_the_masters_cleanup() {
     let (tmp, jobs) = cache_copy("jobs");
     let state = tmp.path().join("state");
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let dead = common::free_port();
     let target = format!("127.0.0.1:{dead}");
     // The fixture jobs are older than 45 s: past three quarters of a 1 minute keep_jobs.
     let run = sync(

@@ -350,11 +350,7 @@ fn tells_systemd_through_notify_socket() {
 fn a_long_outage_is_reported_once_per_timeout() {
     let (tmp, jobs) = cache_copy("jobs");
     let state = tmp.path().join("state");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = common::free_port();
     let target = format!("127.0.0.1:{port}");
     let watch = Watch::start(
         &jobs,

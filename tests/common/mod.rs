@@ -31,6 +31,16 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A port on 127.0.0.1 nothing listens on (taken and let go), for a receiver that starts
+/// later or a target that refuses.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 /// A private copy of a cache folder under `testdata/`.
 pub fn cache_copy(rel: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -33,11 +33,7 @@ pub struct Receiver {
 impl Receiver {
     pub fn start(faults: Faults) -> Receiver {
         // Take a free port, then let it go so the receiver can come up late on it.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = crate::common::free_port();
         Receiver::start_on(port, faults)
     }
 

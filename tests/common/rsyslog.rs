@@ -32,14 +32,6 @@ pub fn rsyslogd() -> Option<PathBuf> {
     found
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 pub fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -116,6 +108,19 @@ impl Rsyslog {
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: {e}: {l}")))
             .collect()
+    }
+}
+
+impl Rsyslog {
+    /// Both outputs of `contrib_conf` hold every event of `want`, each unchanged unless cut.
+    pub fn assert_contrib_outputs(&self, want: &[Value]) {
+        for file in ["events.json", "events-syslog.json"] {
+            let got = self.events(file, want.len());
+            assert_eq!(ids(&got), ids(want), "{file}");
+            for ev in want.iter().filter(|e| e["truncated"] != true) {
+                assert!(got.contains(ev), "{file}: changed in transit: {ev}");
+            }
+        }
     }
 }
 
