@@ -13,7 +13,8 @@ Exit status:
   0  also: another saltship holds the state file's lock (it says so; -q silences it)
   1  finished, but some cache files could not be read (each was named in a warning)
   2  usage or configuration error (bad option, missing cache folder, unreadable state file)
-  3  could not deliver the events";
+  3  could not deliver the events, or could not save the checkpoint (state folder full or
+     read-only): the run stops rather than ship again and again what it cannot record";
 
 /// Ship every SaltStack state result from the master's job cache to your log aggregator.
 ///

@@ -86,11 +86,12 @@ pub fn main() -> Exit {
         .as_mut()
         .filter(|cp| mode == Mode::Sync && config.start_at_now && !cp.existed() && !config.dry_run)
     {
+        // Only saving the checkpoint can fail here.
         return match ship::start_at_now(&config, cp) {
             Ok(_) => Exit::Done,
             Err(e) => {
                 error!("{e:#}");
-                Exit::Usage
+                Exit::Undelivered
             }
         };
     }

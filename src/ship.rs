@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 use log::{debug, info, warn};
 
 use crate::cache::{scan, JobDir};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, SaveStats};
 use crate::config::Config;
 use crate::sink::stdout::StdoutSink;
 use crate::sink::tcp::{TcpOptions, TcpSink};
@@ -96,6 +96,8 @@ pub struct Shipper<'c> {
     pub bars: bool,
     /// Set by a signal handler: end the pass after the return at hand.
     stop: Option<Arc<AtomicBool>>,
+    /// Why the checkpoint could not be saved: the run stops (exit status 3).
+    save_failed: Option<String>,
 }
 
 impl<'c> Shipper<'c> {
@@ -123,6 +125,7 @@ impl<'c> Shipper<'c> {
             pool: BufferPool::default(),
             bars: !config.quiet,
             stop,
+            save_failed: None,
         }
     }
 
@@ -283,20 +286,37 @@ impl<'c> Shipper<'c> {
         Ok(())
     }
 
-    /// Confirms delivery, then records and saves every return sent before it.
+    /// Confirms delivery, then records and saves every return sent before it. A save that
+    /// fails ends the run: shipping on, or running again, would send the same events again
+    /// and again without ever recording them.
     pub fn confirm(&mut self) -> Result<(), SinkError> {
         self.sink.confirm()?;
         let pending = std::mem::take(&mut self.pending);
-        if let Some(cp) = self.recording() {
-            for p in &pending {
-                cp.record(&p.key, &p.jid, &p.minion);
-            }
-            // Not saving only means shipping these again next time: say so, but go on.
-            if let Err(e) = cp.save() {
-                warn!("{e:#}");
-            }
+        let Some(cp) = self.checkpoint.as_mut().filter(|_| !self.config.dry_run) else {
+            return Ok(());
+        };
+        for p in &pending {
+            cp.record(&p.key, &p.jid, &p.minion);
+        }
+        if let Err(e) = cp.save() {
+            self.save_failed = Some(format!("{e:#}"));
+            // Ends the pass like a stop request; `finish` tells why.
+            return Err(SinkError::Stopped);
         }
         Ok(())
+    }
+
+    /// Whether the checkpoint could not be saved: the run must end.
+    pub fn save_failed(&self) -> bool {
+        self.save_failed.is_some()
+    }
+
+    /// What saving the checkpoint has cost so far.
+    pub fn save_stats(&self) -> SaveStats {
+        self.checkpoint
+            .as_ref()
+            .map(Checkpoint::save_stats)
+            .unwrap_or_default()
     }
 
     /// When the oldest return sent but not confirmed was read, if any.
@@ -326,6 +346,12 @@ impl<'c> Shipper<'c> {
             .min()
         {
             warn_before_cleanup(self.config, jid);
+        }
+        if let Some(why) = self.save_failed {
+            return Err((
+                self.totals,
+                format!("{why}; stopped, since what is shipped cannot be recorded"),
+            ));
         }
         match result {
             Ok(()) | Err(SinkError::Closed | SinkError::Stopped) => Ok(self.totals),
@@ -390,7 +416,7 @@ fn plan(
                 .minions
                 .iter()
                 .filter(|m| {
-                    !known.is_some_and(|s| s.done.contains(*m))
+                    !known.is_some_and(|s| checkpoint.is_some_and(|cp| cp.is_done(s, m)))
                         && !in_flight.contains(&(dir.key.as_str(), m.as_str()))
                 })
                 .cloned()
@@ -399,8 +425,9 @@ fn plan(
         };
         if minions.is_empty() {
             if let (Some(state), Some(mtime)) = (known, dir.mtime) {
-                let all_done =
-                    !dir.minions.is_empty() && dir.minions.iter().all(|m| state.done.contains(m));
+                let all_done = !dir.minions.is_empty()
+                    && checkpoint
+                        .is_some_and(|cp| dir.minions.iter().all(|m| cp.is_done(state, m)));
                 if mode == Mode::Sync
                     && all_done
                     && mtime < old_enough
@@ -412,7 +439,7 @@ fn plan(
             continue;
         }
         match known
-            .map(|s| s.jid.clone())
+            .map(|s| s.jid.to_string())
             .filter(|j| !j.is_empty())
             .or_else(|| dir.read_jid())
         {

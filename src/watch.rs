@@ -73,7 +73,7 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
         config.cache_dir.display(),
         shipper.totals.events
     );
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.load(Ordering::SeqCst) && !shipper.save_failed() {
         let deadline = follow
             .next_relist()
             .map_or(daemon.next_deadline(&shipper), |r| {

@@ -130,3 +130,27 @@ pub fn multiplied_cache(copies: usize) -> (tempfile::TempDir, PathBuf) {
     }
     (tmp, big)
 }
+
+/// The folder of the job `jid` in the cache `jobs`.
+pub fn job_dir(jobs: &Path, jid: &str) -> PathBuf {
+    for prefix in std::fs::read_dir(jobs).expect("jobs") {
+        for job in std::fs::read_dir(prefix.expect("entry").path()).expect("prefix") {
+            let job = job.expect("entry").path();
+            if std::fs::read_to_string(job.join("jid")).is_ok_and(|j| j == jid) {
+                return job;
+            }
+        }
+    }
+    panic!("no job {jid}");
+}
+
+/// The jid of a case of `testdata/cases.json`.
+pub fn case_jid(name: &str) -> String {
+    let cases: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(testdata("cases.json")).expect("cases"))
+            .expect("JSON");
+    cases.iter().find(|c| c["case"] == name).expect("case")["jid"]
+        .as_str()
+        .expect("jid")
+        .to_owned()
+}
