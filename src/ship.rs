@@ -197,7 +197,9 @@ impl<'c> Shipper<'c> {
         result
     }
 
-    fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
+    /// Every job folder of the cache, listed where the checkpoint says it must be; prunes the
+    /// checkpoint of the jobs gone.
+    pub fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
         let found = progress::counter(!self.bars, "jobs found");
         let checkpoint = self.checkpoint.as_ref().filter(|_| mode == Mode::Sync);
         let list = |key: &str, mtime| checkpoint.is_none_or(|cp| cp.needs_listing(key, mtime));
@@ -304,6 +306,10 @@ impl<'c> Shipper<'c> {
             return Err(SinkError::Stopped);
         }
         Ok(())
+    }
+
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoint.as_ref()
     }
 
     /// Whether the checkpoint could not be saved: the run must end.

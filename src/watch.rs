@@ -1,30 +1,34 @@
 //! `saltship watch`: catch up like `sync`, then follow the cache with inotify and ship each
 //! return as it lands.
 //!
-//! Every change notify reports marks its job folder (or a new two-hex folder) for a pass that
-//! lists the folder afresh, so a file made before its folder's watch was added is not missed.
+//! Folders are watched only where returns can still land ([`watches`] has the rule). Every
+//! change notify reports marks its job folder (or a new two-hex folder) for a pass that lists
+//! the folder afresh, so a file made before its folder's watch was added is not missed.
 //! Events are sent at once; delivery is confirmed (and the checkpoint saved) when the stream
 //! has been idle for a second or every few MiB, so confirming adds no latency. A full rescan
 //! every `--rescan-interval`, and whenever the kernel's event queue overflowed, catches
 //! anything inotify missed, and keeps shipping even when no watch can be added at all.
 
+mod watches;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 use notify::event::{AccessKind, AccessMode, CreateKind};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::EventKind;
 
 use crate::cache::JobDir;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, SaveStats};
 use crate::config::Config;
 use crate::ship::{Mode, Shipper, Totals};
 use crate::sink::SinkError;
+use watches::{Events, Watches};
 
 /// Confirm once nothing was sent for this long.
 const IDLE: Duration = Duration::from_secs(1);
@@ -46,22 +50,18 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
         }
     }
     let (tx, events) = channel();
-    // Watches first, then the catch-up scan: nothing lands unseen in between.
-    let mut watcher = follow_cache(config, &tx);
     let mut follow = Follow {
-        watcher_ok: watcher.is_ok(),
+        watcher_ok: true,
         limit_warned: false,
         dirty: BTreeSet::new(),
         rescan: false,
         later: Vec::new(),
     };
-    if let Err(e) = &watcher {
-        follow.warn_watch(config, e);
-    }
     let mut shipper = Shipper::new(config, Some(checkpoint), Some(stop.clone()));
-    let catch_up = shipper
-        .pass(Mode::Sync, None)
+    let mut watches = None;
+    let catch_up = full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
         .and_then(|()| shipper.confirm());
+    follow.watcher_ok = watches.is_some();
     shipper.bars = false;
     let mut daemon = Daemon::new(config);
     if let Err(e) = catch_up {
@@ -80,26 +80,26 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
                 r.min(daemon.next_deadline(&shipper))
             });
         let wait = deadline.saturating_duration_since(Instant::now());
-        follow.collect(config, &events, wait.min(Duration::from_millis(200)));
+        follow.collect(
+            config,
+            &events,
+            wait.min(Duration::from_millis(200)),
+            watches.as_mut(),
+        );
         follow.due();
         let now = Instant::now();
         let result = if follow.rescan || now >= daemon.next_rescan {
             debug!("full rescan (overflow: {})", follow.rescan);
-            // A fresh watcher, then the scan: notify (6.1) keeps an entry for every folder
-            // deleted under it (the kernel drops the watch first, and notify's removal stops at
-            // that error), so memory would grow with every job the master cleans up. The new
-            // one watches before the old one goes, so nothing lands unseen.
-            let fresh = follow_cache(config, &tx);
-            if let (Err(e), true) = (&fresh, watcher.is_ok()) {
-                follow.warn_watch(config, e);
-            }
-            watcher = fresh;
             follow.dirty.clear();
             daemon.next_rescan = now + config.rescan_interval;
-            shipper.pass(Mode::Sync, None)
+            full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
         } else if !follow.dirty.is_empty() {
             debug!("pass over {} folders", follow.dirty.len());
-            let dirs = job_dirs(config, std::mem::take(&mut follow.dirty));
+            let dirs = job_dirs(config, std::mem::take(&mut follow.dirty), watches.as_mut());
+            if let Some(w) = watches.as_mut() {
+                follow.dirty.extend(w.follow(&dirs, shipper.checkpoint()));
+                follow.check(config, w);
+            }
             shipper.pass(Mode::Sync, Some(dirs))
         } else if shipper.oldest_unconfirmed().is_some()
             && now.duration_since(daemon.last_pass) >= IDLE
@@ -115,7 +115,7 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
         if let Err(e) = result {
             daemon.delivery_failed(&mut shipper, e);
         }
-        daemon.tick(&shipper);
+        daemon.tick(&shipper, watches.as_ref());
     }
     daemon.notify("STOPPING=1");
     info!("stopping: confirming what was sent");
@@ -123,21 +123,40 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
     // confirmed, and the rest is shipped again on the next start.
     let result = shipper.confirm();
     daemon.next_metrics = Instant::now();
-    daemon.tick(&shipper);
+    daemon.tick(&shipper, watches.as_ref());
     shipper.finish(result)
 }
 
-/// A watcher on the whole cache, sending its events to `tx`.
-fn follow_cache(
+/// A pass over the whole cache with fresh watches: the two-hex folders watched before the
+/// scan, the job and minion folders the rule wants right after it (and the folders that
+/// changed meanwhile listed again), and the old watches dropped only then, so nothing lands
+/// unseen. A fresh watcher also frees what notify (6.1) keeps of every watched folder
+/// deleted under it (the kernel drops the watch first, and notify's removal stops at that
+/// error), which would otherwise grow with every job the master cleans up.
+fn full_pass(
     config: &Config,
-    tx: &Sender<notify::Result<notify::Event>>,
-) -> notify::Result<RecommendedWatcher> {
-    let tx = tx.clone();
-    let mut watcher = notify::recommended_watcher(move |e| {
-        let _ = tx.send(e);
-    })?;
-    watcher.watch(&config.cache_dir, RecursiveMode::Recursive)?;
-    Ok(watcher)
+    tx: &Events,
+    shipper: &mut Shipper<'_>,
+    watches: &mut Option<Watches>,
+    follow: &mut Follow,
+) -> Result<(), SinkError> {
+    let mut fresh = match Watches::new(&config.cache_dir, tx) {
+        Ok(fresh) => Some(fresh),
+        Err(e) => {
+            if follow.watcher_ok {
+                follow.warn_watch(config, &e);
+            }
+            None
+        }
+    };
+    let dirs = shipper.scan_all(Mode::Sync);
+    if let Some(w) = fresh.as_mut() {
+        follow.dirty.extend(w.follow(&dirs, shipper.checkpoint()));
+        follow.check(config, w);
+        debug!("{} inotify watches", w.count());
+    }
+    *watches = fresh;
+    shipper.pass(Mode::Sync, Some(dirs))
 }
 
 /// What inotify told us, waiting to be shipped.
@@ -159,6 +178,7 @@ impl Follow {
         config: &Config,
         events: &Receiver<notify::Result<notify::Event>>,
         wait: Duration,
+        mut watches: Option<&mut Watches>,
     ) {
         let first = match events.recv_timeout(wait) {
             Ok(e) => e,
@@ -175,14 +195,19 @@ impl Follow {
                 return;
             }
         };
-        self.absorb(config, first);
+        self.absorb(config, first, watches.as_deref_mut());
         let until = Instant::now() + SETTLE;
         while let Ok(e) = events.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            self.absorb(config, e);
+            self.absorb(config, e, watches.as_deref_mut());
         }
     }
 
-    fn absorb(&mut self, config: &Config, event: notify::Result<notify::Event>) {
+    fn absorb(
+        &mut self,
+        config: &Config,
+        event: notify::Result<notify::Event>,
+        watches: Option<&mut Watches>,
+    ) {
         let event = match event {
             Ok(event) => event,
             Err(e) => {
@@ -200,6 +225,12 @@ impl Follow {
         if matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write))
         {
             return;
+        }
+        if let (EventKind::Remove(_), Some(w)) = (event.kind, watches) {
+            // The kernel dropped the watch of a folder that went.
+            for path in &event.paths {
+                w.forget(path);
+            }
         }
         let new_folder = matches!(event.kind, EventKind::Create(CreateKind::Folder));
         for path in &event.paths {
@@ -226,6 +257,13 @@ impl Follow {
 
     fn next_relist(&self) -> Option<Instant> {
         self.later.iter().map(|(at, _)| *at).min()
+    }
+
+    /// Warns about the first watch that could not be added, if any.
+    fn check(&mut self, config: &Config, watches: &mut Watches) {
+        if let Some(e) = watches.error.take() {
+            self.warn_watch(config, &e);
+        }
     }
 
     /// One warning for a watch limit, whatever number of folders hit it.
@@ -274,9 +312,14 @@ fn affected(root: &Path, path: &Path) -> Option<PathBuf> {
     })
 }
 
-/// The job folders under `paths` (job folders, or two-hex folders holding them), listed now.
-/// Folders that vanished (the master's cleanup) are simply not there.
-fn job_dirs(config: &Config, paths: BTreeSet<PathBuf>) -> Vec<JobDir> {
+/// The job folders under `paths` (job folders, or two-hex folders holding them), listed now;
+/// a new two-hex folder is watched before it is listed. Folders that vanished (the master's
+/// cleanup) are simply not there.
+fn job_dirs(
+    config: &Config,
+    paths: BTreeSet<PathBuf>,
+    mut watches: Option<&mut Watches>,
+) -> Vec<JobDir> {
     // A job folder can be named twice (itself, and by its new two-hex folder): list it once.
     let mut folders = BTreeSet::new();
     for path in paths {
@@ -284,6 +327,9 @@ fn job_dirs(config: &Config, paths: BTreeSet<PathBuf>) -> Vec<JobDir> {
             .strip_prefix(&config.cache_dir)
             .map_or(0, |r| r.components().count());
         if depth == 1 {
+            if let Some(w) = watches.as_deref_mut() {
+                w.add(&path);
+            }
             folders.extend(
                 std::fs::read_dir(&path)
                     .into_iter()
@@ -352,7 +398,9 @@ impl<'c> Daemon<'c> {
         }
     }
 
-    fn tick(&mut self, shipper: &Shipper<'_>) {
+    /// `watches`: `None` while inotify could not be started (rescans only).
+    fn tick(&mut self, shipper: &Shipper<'_>, watches: Option<&Watches>) {
+        let watches = watches.map_or(0, Watches::count);
         let now = Instant::now();
         if shipper.oldest_unconfirmed().is_none() && self.events_seen > 0 {
             self.last_confirm
@@ -371,7 +419,7 @@ impl<'c> Daemon<'c> {
         if now >= self.next_stats {
             self.next_stats = now + self.config.stats_interval;
             info!(
-                "stats: {} returns, {} events, {} failed files, {} reconnects, lag {lag:.1} s",
+                "stats: {} returns, {} events, {} failed files, {} reconnects, lag {lag:.1} s, {watches} watches",
                 t.returns,
                 t.events,
                 t.failed_files,
@@ -381,7 +429,13 @@ impl<'c> Daemon<'c> {
         if let Some(path) = &self.config.metrics_file {
             if now >= self.next_metrics {
                 self.next_metrics = now + Duration::from_secs(10);
-                if let Err(e) = write_metrics(path, t, shipper.reconnects(), lag) {
+                let gauges = Gauges {
+                    reconnects: shipper.reconnects(),
+                    lag,
+                    watches,
+                    saves: shipper.save_stats(),
+                };
+                if let Err(e) = write_metrics(path, t, &gauges) {
                     warn!("metrics file {}: {e}", path.display());
                 }
             }
@@ -416,7 +470,15 @@ fn sd_notify(socket: &Path, state: &str) -> std::io::Result<()> {
 
 /// The Prometheus text format, for node_exporter's textfile collector; written to a temp file
 /// and renamed, so the collector never reads half a file.
-fn write_metrics(path: &Path, t: &Totals, reconnects: u64, lag: f64) -> std::io::Result<()> {
+/// What the metrics file shows beside the totals.
+struct Gauges {
+    reconnects: u64,
+    lag: f64,
+    watches: usize,
+    saves: SaveStats,
+}
+
+fn write_metrics(path: &Path, t: &Totals, g: &Gauges) -> std::io::Result<()> {
     let mut text = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
         text.push_str(&format!("# HELP saltship_{name} {help}\n# TYPE saltship_{name} {kind}\nsaltship_{name} {value}\n"));
@@ -443,13 +505,31 @@ fn write_metrics(path: &Path, t: &Totals, reconnects: u64, lag: f64) -> std::io:
         "reconnects_total",
         "counter",
         "Reconnections to a receiver after a failure.",
-        reconnects.to_string(),
+        g.reconnects.to_string(),
     );
     metric(
         "lag_seconds",
         "gauge",
         "Age of the oldest return sent but not confirmed yet.",
-        format!("{lag:.3}"),
+        format!("{:.3}", g.lag),
+    );
+    metric(
+        "watches",
+        "gauge",
+        "Folders under inotify watch: where returns can still land.",
+        g.watches.to_string(),
+    );
+    metric(
+        "checkpoint_saves_total",
+        "counter",
+        "Checkpoint saves (journal appends and compactions).",
+        g.saves.saves.to_string(),
+    );
+    metric(
+        "checkpoint_written_bytes_total",
+        "counter",
+        "Bytes written by checkpoint saves.",
+        g.saves.bytes.to_string(),
     );
     let tmp = path.with_extension("prom.tmp");
     let mut file = std::fs::File::create(&tmp)?;

@@ -10,7 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::receiver::{Faults, Receiver};
-use common::{backfill, cache_copy, case_jid, copy_tree, job_dir, multiplied_cache, saltship, Run};
+use common::{
+    age_folders, backfill, cache_copy, case_jid, copy_tree, job_dir, multiplied_cache, saltship,
+    Run,
+};
 use serde_json::Value;
 
 /// `saltship sync` of `jobs` to `target`, recording into `state`.
@@ -351,20 +354,6 @@ fn checkpoint_text(state: &Path) -> String {
     journal.push(".journal");
     std::fs::read_to_string(state).expect("state")
         + &std::fs::read_to_string(journal).unwrap_or_default()
-}
-
-fn age_folders(dir: &Path) {
-    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
-    for entry in std::fs::read_dir(dir).expect("read_dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            age_folders(&path);
-        }
-    }
-    File::open(dir)
-        .expect("open folder")
-        .set_modified(old)
-        .expect("set mtime");
 }
 
 /// Settled jobs are not listed again, yet a late minion folder, or a return landing in a

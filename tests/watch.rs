@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::receiver::{event_ids, Faults, Receiver};
-use common::{backfill, cache_copy, multiplied_cache};
+use common::{age_folders, backfill, cache_copy, multiplied_cache, saltship};
 use serde_json::Value;
 
 /// A running `saltship watch`, stopped with SIGTERM.
@@ -21,6 +21,16 @@ struct Watch {
 
 impl Watch {
     fn start(jobs: &Path, state: &Path, target: &str, env: &[(&str, &str)]) -> Watch {
+        Watch::start_with(jobs, state, target, env, &[])
+    }
+
+    fn start_with(
+        jobs: &Path,
+        state: &Path,
+        target: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Watch {
         let log = state.with_extension("log");
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("saltship"));
         cmd.args([
@@ -36,6 +46,7 @@ impl Watch {
             "--rescan-interval",
             "60s",
         ])
+        .args(args)
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"));
@@ -213,6 +224,11 @@ fn live_jobs_ship_as_they_land_and_sigterm_exits_cleanly() {
         "{prom}"
     );
     assert!(prom.contains("# TYPE saltship_lag_seconds gauge"));
+    assert!(prom.contains("# TYPE saltship_watches gauge"), "{prom}");
+    assert!(
+        prom.contains("\nsaltship_checkpoint_saves_total "),
+        "{prom}"
+    );
 }
 
 #[test]
@@ -372,4 +388,104 @@ fn a_long_outage_is_reported_once_per_timeout() {
         (1..=2).contains(&errors),
         "{errors} error lines in 5.5 s with a 2 s timeout: {log}"
     );
+}
+
+/// The watches reported by the last stats line of `log` (waiting for one, bounded), until
+/// it is `want`.
+fn wait_for_watches(log: &Path, want: usize, within: Duration) -> Option<usize> {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let last = text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_suffix(" watches")?.rsplit(' ').next()?.parse().ok());
+        if last == Some(want) || Instant::now() > deadline {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Settled jobs are not watched, only the folders where returns can still land; a return
+/// renamed into a minion folder that came long before it ships at once, not at the rescan.
+#[test]
+fn watches_follow_the_jobs_in_flight() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    age_folders(&jobs);
+    let receiver = Receiver::start(Faults::default());
+    // Two syncs: everything shipped, then every job settled.
+    for _ in 0..2 {
+        let run = saltship(&[
+            "sync",
+            "--cache-dir",
+            p(&jobs),
+            "--state-file",
+            p(&state),
+            "--target",
+            &receiver.target(),
+            "--master-id",
+            "testmaster",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let shipped = receiver.lines_so_far().len();
+    let hex = std::fs::read_dir(&jobs).expect("jobs").count();
+    let watch = Watch::start_with(
+        &jobs,
+        &state,
+        &receiver.target(),
+        &[],
+        &["--stats-interval", "1s"],
+    );
+    let log = watch.log.clone();
+    // The cache folder and its two-hex folders only.
+    assert_eq!(
+        wait_for_watches(&log, 1 + hex, Duration::from_secs(30)),
+        Some(1 + hex)
+    );
+
+    // A job lands: its minion folder first, its return a while later (past the re-listings
+    // of a new folder), written to a temp file and renamed, as Salt does.
+    let source = source_job("failures");
+    let dir = jobs.join("00").join("jobnew");
+    std::fs::create_dir_all(dir.join("web1")).expect("minion folder");
+    std::fs::write(dir.join("jid"), "20990101000000000000").expect("jid");
+    std::fs::copy(source.join(".load.p"), dir.join(".load.p")).expect("load");
+    let new_hex = usize::from(hex == std::fs::read_dir(&jobs).expect("jobs").count() - 1);
+    // The new job folder and its minion folder, still waiting for its return.
+    let waiting = 1 + hex + new_hex + 2;
+    assert_eq!(
+        wait_for_watches(&log, waiting, Duration::from_secs(30)),
+        Some(waiting)
+    );
+    let from = std::fs::read_dir(&source)
+        .expect("source")
+        .map(|e| e.expect("entry").path())
+        .find(|m| m.join("return.p").is_file())
+        .expect("a minion of the source job");
+    std::thread::sleep(Duration::from_secs(1));
+    let tmp_return = dir.join("web1/.___atomic_write_x");
+    std::fs::copy(from.join("return.p"), &tmp_return).expect("temp");
+    let landed = Instant::now();
+    std::fs::rename(&tmp_return, dir.join("web1/return.p")).expect("rename");
+    let deadline = landed + Duration::from_secs(30);
+    while receiver.lines_so_far().len() == shipped && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Well before the 60 s rescan, however loaded the machine.
+    assert!(
+        landed.elapsed() < Duration::from_secs(30),
+        "the return waited for the rescan"
+    );
+    // Its return landed: the minion folder is not watched any more; the young job folder is.
+    let after = 1 + hex + new_hex + 1;
+    assert_eq!(
+        wait_for_watches(&log, after, Duration::from_secs(30)),
+        Some(after)
+    );
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(receiver.finish().len() > shipped);
 }

@@ -154,3 +154,18 @@ pub fn case_jid(name: &str) -> String {
         .expect("jid")
         .to_owned()
 }
+
+/// Sets the mtime of `dir` and every folder under it an hour back.
+pub fn age_folders(dir: &Path) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            age_folders(&path);
+        }
+    }
+    std::fs::File::open(dir)
+        .expect("open folder")
+        .set_modified(old)
+        .expect("set mtime");
+}
