@@ -19,6 +19,9 @@ pub struct JobDir {
     pub minions: Vec<String>,
     /// The folder's mtime when scanned: unchanged means no minion folder came or went.
     pub mtime: Option<i64>,
+    /// How many folders it holds, from its link count when scanned (0 where the file system
+    /// does not count): for a progress bar, before it is listed.
+    pub subfolders: usize,
 }
 
 impl JobDir {
@@ -75,7 +78,7 @@ pub fn scan(
                 .unwrap_or(&dir)
                 .to_string_lossy()
                 .into_owned();
-            let mtime = mtime_nanos(&dir);
+            let (mtime, subfolders) = stat(&dir).unzip();
             let mut job = JobDir {
                 dir,
                 key,
@@ -83,6 +86,7 @@ pub fn scan(
                 nocache: false,
                 minions: Vec::new(),
                 mtime,
+                subfolders: subfolders.unwrap_or(0),
             };
             if list(&job.key, mtime) {
                 job.list(&mut problems);
@@ -98,7 +102,7 @@ impl JobDir {
     /// The job folder `dir` under `root`, listed now; `None` if it is not there (any more).
     pub fn listed(root: &Path, dir: PathBuf) -> Option<JobDir> {
         let key = dir.strip_prefix(root).ok()?.to_string_lossy().into_owned();
-        let mtime = mtime_nanos(&dir)?;
+        let (mtime, subfolders) = stat(&dir)?;
         let mut job = JobDir {
             dir,
             key,
@@ -106,9 +110,25 @@ impl JobDir {
             nocache: false,
             minions: Vec::new(),
             mtime: Some(mtime),
+            subfolders,
         };
         job.list(&mut Vec::new());
         Some(job)
+    }
+
+    /// The minion folders, sorted, listed now (a backfill lists a job when its turn comes);
+    /// a folder that cannot be read is warned about and has none.
+    pub fn list_minions(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut job = JobDir {
+            minions: Vec::new(),
+            ..self.clone()
+        };
+        job.list(&mut problems);
+        for p in problems {
+            log::warn!("{}: {}", p.path.display(), p.why);
+        }
+        job.minions
     }
 
     /// Finds the minion folders and the `nocache` marker.
@@ -163,9 +183,20 @@ fn folders(dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
 
 /// A folder's modification time in nanoseconds: it changes when an entry is added or removed.
 pub fn mtime_nanos(dir: &Path) -> Option<i64> {
-    let t = std::fs::metadata(dir).and_then(|m| m.modified()).ok()?;
-    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_nanos()).ok()
+    stat(dir).map(|(mtime, _)| mtime)
+}
+
+/// A folder's mtime (ns), and how many folders it holds by its link count.
+fn stat(dir: &Path) -> Option<(i64, usize)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).ok()?;
+    let d = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let subfolders = usize::try_from(meta.nlink().saturating_sub(2)).unwrap_or(0);
+    Some((i64::try_from(d.as_nanos()).ok()?, subfolders))
 }
 
 fn is_hex_pair(name: Option<&str>) -> bool {

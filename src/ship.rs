@@ -161,27 +161,46 @@ impl<'c> Shipper<'c> {
                 cp.settle(&key, mtime);
             }
         }
-        let bar = progress::bar(
-            !self.bars || jobs.is_empty(),
-            jobs.iter().map(|(_, m)| m.len() as u64).sum(),
-        );
+        // A backfill lists each job when its turn comes: memory holds one job's minion names,
+        // not the whole cache's. Its bar counts the minion folders the folders' link counts tell.
+        let lazy = mode == Mode::Backfill;
+        let returns: usize = jobs
+            .iter()
+            .map(|(d, m)| if lazy { d.subfolders } else { m.len() })
+            .sum();
+        let bar = progress::bar(!self.bars || jobs.is_empty(), returns as u64);
+        let (dirs, minion_lists): (Vec<JobDir>, Vec<Vec<String>>) = jobs.into_iter().unzip();
         // Jobs are loaded in order on one thread, their returns decoded and encoded on all cores.
-        let steps = jobs.iter().flat_map(|(dir, minions)| {
+        let steps = dirs.iter().zip(minion_lists).flat_map(|(dir, minions)| {
             let (loaded, load_failed) = load_job(config, mode, dir);
             let job = match &loaded {
                 Loaded::Job(job) => Some(Arc::new(job.clone())),
                 _ => None,
             };
-            let returns = job.into_iter().flat_map(move |job| {
-                minions
-                    .chunks(CHUNK)
-                    .map(move |m| Step::Returns(dir, job.clone(), m))
-            });
-            std::iter::once(Step::Job(dir, minions.len(), loaded, load_failed)).chain(returns)
+            let minions = match (&job, lazy) {
+                (Some(_), true) => dir.list_minions(),
+                _ => minions,
+            };
+            let n = if lazy && job.is_none() {
+                dir.subfolders
+            } else {
+                minions.len()
+            };
+            let mut minions = minions.into_iter();
+            let returns = job
+                .map(|job| {
+                    let chunks = std::iter::from_fn(move || {
+                        let chunk: Vec<String> = minions.by_ref().take(CHUNK).collect();
+                        (!chunk.is_empty()).then_some(chunk)
+                    });
+                    chunks.map(move |m| Step::Returns(dir, job.clone(), m))
+                })
+                .into_iter()
+                .flatten();
+            std::iter::once(Step::Job(dir, n, loaded, load_failed)).chain(returns)
         });
         let pool = std::mem::take(&mut self.pool);
         // A pass of a chunk or less (most of watch's) is not worth starting threads for.
-        let returns: usize = jobs.iter().map(|(_, m)| m.len()).sum();
         let threads = if returns <= CHUNK { 1 } else { config.threads };
         // Two chunks per worker plus one in order: enough to keep the cores busy, and what bounds
         // memory (each chunk holds CHUNK returns' events).
@@ -202,7 +221,10 @@ impl<'c> Shipper<'c> {
     pub fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
         let found = progress::counter(!self.bars, "jobs found");
         let checkpoint = self.checkpoint.as_ref().filter(|_| mode == Mode::Sync);
-        let list = |key: &str, mtime| checkpoint.is_none_or(|cp| cp.needs_listing(key, mtime));
+        // A backfill lists each job at its turn; a sync only the jobs not settled.
+        let list = |key: &str, mtime| {
+            mode == Mode::Sync && checkpoint.is_none_or(|cp| cp.needs_listing(key, mtime))
+        };
         let (dirs, problems) = scan(
             &self.config.cache_dir,
             |n| found.set_position(n as u64),
@@ -266,7 +288,7 @@ impl<'c> Shipper<'c> {
                     self.pending.push(Pending {
                         key: dir.key.clone(),
                         jid: dir.jid.clone(),
-                        minion: minion.to_owned(),
+                        minion,
                         seen: Instant::now(),
                     });
                     if n > 0 {
@@ -411,7 +433,8 @@ fn plan(
         .map_or(0, |d| d.as_nanos() as i64)
         - SETTLED_AFTER.as_nanos() as i64;
     for mut dir in dirs {
-        if dir.nocache {
+        // A backfill's jobs are listed at their turn: `nocache` is found by its marker.
+        if dir.nocache || (mode == Mode::Backfill && dir.dir.join("nocache").exists()) {
             totals.skipped += 1;
             continue;
         }
@@ -427,9 +450,9 @@ fn plan(
                 })
                 .cloned()
                 .collect(),
-            (Mode::Backfill, _) => std::mem::take(&mut dir.minions),
+            (Mode::Backfill, _) => Vec::new(),
         };
-        if minions.is_empty() {
+        if minions.is_empty() && mode == Mode::Sync {
             if let (Some(state), Some(mtime)) = (known, dir.mtime) {
                 let all_done = !dir.minions.is_empty()
                     && checkpoint

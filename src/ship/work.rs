@@ -27,7 +27,7 @@ pub(super) enum Step<'j> {
     /// `.load.p` was broken).
     Job(&'j JobDir, usize, Loaded, bool),
     /// Up to [`CHUNK`] returns of one job: fewer hand-offs between threads.
-    Returns(&'j JobDir, std::sync::Arc<Job>, &'j [String]),
+    Returns(&'j JobDir, std::sync::Arc<Job>, Vec<String>),
 }
 
 /// What the workers hand back, in the same order.
@@ -35,7 +35,7 @@ pub(super) enum Done<'j> {
     Job(&'j JobDir, usize, Loaded, bool),
     /// Per return: the minion, its encoded events, how many (`None` when the return has not
     /// landed yet), and what reading it counted.
-    Returns(&'j JobDir, Vec<(&'j str, Vec<u8>, Option<u64>, Totals)>),
+    Returns(&'j JobDir, Vec<(String, Vec<u8>, Option<u64>, Totals)>),
 }
 
 /// The part of the pipeline that runs on every core: a return read, decoded, extracted and
@@ -46,12 +46,12 @@ pub(super) fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Do
         Step::Returns(dir, job, minions) => Done::Returns(
             dir,
             minions
-                .iter()
+                .into_iter()
                 .map(|minion| {
                     let mut part = Totals::default();
                     let mut buf = pool.take();
-                    let events = ship_return(config, &job, dir, minion, &mut buf, &mut part);
-                    (minion.as_str(), buf, events, part)
+                    let events = ship_return(config, &job, dir, &minion, &mut buf, &mut part);
+                    (minion, buf, events, part)
                 })
                 .collect(),
         ),
