@@ -332,4 +332,7 @@ main() {
     echo "Whole run: $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }') s (corpus generation included when it happened)."
 }
 
-main "$@"
+# bench/watch-scale.sh sources this file for its setup functions.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi

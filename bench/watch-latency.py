@@ -12,6 +12,11 @@ the arrival are timed on one clock. Prints p50/p90/p99/max. Needs only the Pytho
 The soak run, bounded in time: `--seconds 600 --rss --keep 60` also prints watch's resident
 memory every minute while old jobs are cleaned up as a master does; the last sample should
 equal the first within noise.
+
+On a big master: `--cache DIR/jobs` follows that cache instead of an empty one (a generated
+one, see bench/watch-scale.sh), waits until watch caught up with it, then lands returns and
+also prints watch's peak RSS, its inotify watches and what a checkpoint save wrote (from its
+metrics file). The returns landed are left in the cache.
 """
 import argparse
 import json
@@ -78,11 +83,35 @@ class Receiver(threading.Thread):
                 self.first.setdefault(jid, now)
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def metrics(path):
+    """The saltship_* values of a metrics file, by name."""
+    out = {}
+    try:
+        for line in open(path):
+            if line.startswith("saltship_"):
+                name, value = line.split()
+                out[name[len("saltship_"):]] = float(value)
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def wait_caught_up(watch, log, deadline):
+    """Until watch logs that it follows the cache (its catch-up is done)."""
+    while time.monotonic() < deadline:
+        if watch.poll() is not None:
+            raise SystemExit(f"watch exited with {watch.returncode}: {open(log).read()}")
+        if "following " in open(log).read():
+            return
+        time.sleep(0.2)
+    raise SystemExit("watch did not catch up in time")
 
 
 def land(cache, n, load, minion, ret):
@@ -109,19 +138,30 @@ def main():
     ap.add_argument("--bin", default=os.path.join(REPO, "target", "release", "saltship"))
     ap.add_argument("--rss", action="store_true", help="print watch's RSS every minute")
     ap.add_argument("--keep", type=float, default=0, help="delete jobs older than this many seconds, as the master's cleanup does")
+    ap.add_argument("--cache", help="follow this cache (a jobs folder) instead of an empty one")
     a = ap.parse_args()
     sources = state_returns()
     work = tempfile.mkdtemp(prefix="saltship-latency-")
-    cache = os.path.join(work, "jobs")
-    os.makedirs(cache)
+    cache = a.cache or os.path.join(work, "jobs")
+    os.makedirs(cache, exist_ok=True)
     receiver = Receiver()
     receiver.start()
+    log = os.path.join(work, "watch.log")
+    prom = os.path.join(work, "saltship.prom")
     watch = subprocess.Popen(
         [a.bin, "watch", "--cache-dir", cache, "--state-file", os.path.join(work, "state"),
-         "--target", "127.0.0.1:%d" % receiver.port, "--master-id", "bench", "-q"],
+         "--target", "127.0.0.1:%d" % receiver.port, "--master-id", "bench",
+         "--metrics-file", prom],
+        stderr=open(log, "w"),
         env={k: v for k, v in os.environ.items() if not k.startswith("SALTSHIP_")})
     try:
-        time.sleep(1.0)
+        caught_up = time.monotonic()
+        wait_caught_up(watch, log, time.monotonic() + 1800)
+        caught_up = time.monotonic() - caught_up
+        catch_up_rss = rss_kib(watch.pid, "VmHWM")
+        # The first save after the catch-up, so the save counters below measure only the run.
+        time.sleep(11.0 if a.cache else 1.0)
+        before = metrics(prom)
         landed = {}
         total = int(a.rate * a.seconds)
         start = time.monotonic()
@@ -139,6 +179,10 @@ def main():
         deadline = time.monotonic() + 10
         while len(receiver.first) < len(landed) and time.monotonic() < deadline:
             time.sleep(0.05)
+        # Idle: the last confirm and save, then the metrics file's next write.
+        time.sleep(11.0 if a.cache else 0)
+        after = metrics(prom)
+        peak = rss_kib(watch.pid, "VmHWM")
     finally:
         watch.terminate()
         watch.wait(timeout=20)
@@ -150,6 +194,13 @@ def main():
           f" (missing: {missing}):")
     print(f"  p50 {q[49]:.1f} ms   p90 {q[89]:.1f} ms   p99 {q[98]:.1f} ms   max {lat[-1]:.1f} ms")
     print(f"  watch exit status {watch.returncode}")
+    if a.cache:
+        saves = after.get("checkpoint_saves_total", 0) - before.get("checkpoint_saves_total", 0)
+        written = after.get("checkpoint_written_bytes_total", 0) - before.get("checkpoint_written_bytes_total", 0)
+        print(f"  catch-up {caught_up:.1f} s, peak RSS {catch_up_rss / 1024:.1f} MiB after it,"
+              f" {peak / 1024:.1f} MiB at the end")
+        print(f"  inotify watches at the end: {after.get('watches', 0):.0f}")
+        print(f"  checkpoint: {saves:.0f} saves while landing, {written / max(saves, 1):.0f} bytes written per save")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# `saltship watch` on a big master: a generated cache of 100 jobs x 2,000 minions (200,000
+# returns, 600,000 state events), caught up, then returns landed like a master every 20 ms.
+# Reports latency p50/p99 (rename -> first byte at the receiver), inotify watches, peak RSS
+# and bytes written per checkpoint save. See bench/README.md.
+#
+#   bash bench/watch-scale.sh [--seconds N] [--keep-corpus]
+#
+# The corpus (about 2.4 GB on disk, mostly minion folders) goes to
+# ${SALTSHIP_BENCH_DIR:-/tmp/saltship-watch-scale} and is deleted afterwards unless
+# --keep-corpus. SALTSHIP_SHARED as for run.sh.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=bench/run.sh
+source "$HERE/run.sh"
+
+SECONDS_LANDING=60
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seconds) [ $# -ge 2 ] || die "--seconds needs a number"; SECONDS_LANDING="$2"; shift 2 ;;
+        --keep-corpus) KEEP=1; shift ;;
+        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option: $1 (try --help)" ;;
+    esac
+done
+
+BENCH_DIR="${SALTSHIP_BENCH_DIR:-/tmp/saltship-watch-scale}"
+mkdir -p "$BENCH_DIR"
+find_shared
+clean_env
+find_python
+build
+if [ "$KEEP" = 0 ]; then trap 'rm -rf "$BENCH_DIR/corpus-200k"' EXIT; fi
+
+started=$(date +%s)
+JOBS=$(ensure_corpus corpus-200k --jobs 100 --minions 2000 --states 3 --noise 0)
+note "corpus ready after $(( $(date +%s) - started )) s; watch catches up, then returns land every 20 ms for $SECONDS_LANDING s"
+echo "## saltship watch on a big master"
+echo
+echo "Cache: \`$JOBS\`, $(find "$JOBS" -mindepth 3 -maxdepth 3 -type d | wc -l) minion folders;" \
+    "fs.inotify.max_user_watches $(cat /proc/sys/fs/inotify/max_user_watches)."
+echo "Machine: $(machine). saltship: $(cd "$REPO" && git rev-parse --short HEAD)."
+echo "Command: \`bash bench/watch-scale.sh --seconds $SECONDS_LANDING\`"
+echo
+"$PY" "$HERE/watch-latency.py" --cache "$JOBS" --rate 50 --seconds "$SECONDS_LANDING" --bin "$BIN"
