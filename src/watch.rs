@@ -59,8 +59,14 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
     };
     let mut shipper = Shipper::new(config, Some(checkpoint), Some(stop.clone()));
     let mut watches = None;
-    let catch_up = full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
+    let mut catch_up = full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
         .and_then(|()| shipper.confirm());
+    if catch_up.is_ok() && shipper.totals.returns > 0 {
+        // Once more, so the jobs just shipped settle now: the next rescans then need not list
+        // them (hundreds of thousands of folders on a big master), nor their folders be watched.
+        catch_up = full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
+            .and_then(|()| shipper.confirm());
+    }
     follow.watcher_ok = watches.is_some();
     shipper.bars = false;
     let mut daemon = Daemon::new(config);
