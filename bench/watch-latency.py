@@ -53,7 +53,7 @@ def state_returns():
 
 
 class Receiver(threading.Thread):
-    """Reads newline-delimited events; notes when the first event of each jid arrived."""
+    """Reads newline-delimited events; notes when the first event of each return arrived."""
 
     def __init__(self):
         super().__init__(daemon=True)
@@ -79,8 +79,8 @@ class Receiver(threading.Thread):
             buf += data
             *lines, buf = buf.split(b"\n")
             for line in lines:
-                jid = json.loads(line)["jid"]
-                self.first.setdefault(jid, now)
+                event = json.loads(line)
+                self.first.setdefault((event["jid"], event["minion_id"]), now)
 
 
 def rss_kib(pid, field="VmRSS"):
@@ -114,21 +114,27 @@ def wait_caught_up(watch, log, deadline):
     raise SystemExit("watch did not catch up in time")
 
 
-def land(cache, n, load, minion, ret):
-    """One job with one return, as a master writes it; the time of the return's rename."""
-    jid = "2099%016d" % n
-    d = os.path.join(cache, "%02x" % (n % 256), "bench%016d" % n)
+def land(cache, n, load, minion, ret, per_job=1):
+    """A return as a master writes it, the first of its job with the job's folder, `jid` and
+    `.load.p`; the return's key and the time of its rename."""
+    job = n // per_job
+    jid = "2099%016d" % job
+    d = os.path.join(cache, "%02x" % (job % 256), "bench%016d" % job)
+    if per_job > 1:
+        minion = "%s-%05d" % (minion, n % per_job)
+    if n % per_job == 0:
+        os.makedirs(d)
+        with open(os.path.join(d, "jid"), "w") as f:
+            f.write(jid)
+        with open(os.path.join(d, ".load.p"), "wb") as f:
+            f.write(load)
     os.makedirs(os.path.join(d, minion))
-    with open(os.path.join(d, "jid"), "w") as f:
-        f.write(jid)
-    with open(os.path.join(d, ".load.p"), "wb") as f:
-        f.write(load)
     tmp = os.path.join(d, minion, ".___atomic_writeXYZ")
     with open(tmp, "wb") as f:
         f.write(ret)
     renamed = time.monotonic()
     os.rename(tmp, os.path.join(d, minion, "return.p"))
-    return jid, renamed
+    return (jid, minion), renamed
 
 
 def main():
@@ -139,6 +145,7 @@ def main():
     ap.add_argument("--rss", action="store_true", help="print watch's RSS every minute")
     ap.add_argument("--keep", type=float, default=0, help="delete jobs older than this many seconds, as the master's cleanup does")
     ap.add_argument("--cache", help="follow this cache (a jobs folder) instead of an empty one")
+    ap.add_argument("--per-job", type=int, default=1, help="returns per job landed (minions of one highstate)")
     a = ap.parse_args()
     sources = state_returns()
     work = tempfile.mkdtemp(prefix="saltship-latency-")
@@ -168,12 +175,14 @@ def main():
         for n in range(total):
             # Paced against the start, so a slow write does not slow the rate down.
             time.sleep(max(0.0, start + n / a.rate - time.monotonic()))
-            load, minion, ret = sources[n % len(sources)]
-            jid, at = land(cache, n, load, minion, ret)
-            landed[jid] = at
+            # One source per job: its load and its returns agree.
+            load, minion, ret = sources[(n // a.per_job) % len(sources)]
+            key, at = land(cache, n, load, minion, ret, a.per_job)
+            landed[key] = at
             old = n - int(a.keep * a.rate)
-            if a.keep and old >= 0:
-                shutil.rmtree(os.path.join(cache, "%02x" % (old % 256), "bench%016d" % old), ignore_errors=True)
+            if a.keep and old >= 0 and old % a.per_job == a.per_job - 1:
+                job = old // a.per_job
+                shutil.rmtree(os.path.join(cache, "%02x" % (job % 256), "bench%016d" % job), ignore_errors=True)
             if a.rss and n % int(a.rate * 60) == int(a.rate * 60) - 1:
                 print(f"  after {(n + 1) / a.rate / 60:.0f} min: RSS {rss_kib(watch.pid)} KiB", flush=True)
         deadline = time.monotonic() + 10

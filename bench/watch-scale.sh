@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `saltship watch` on a big master: a generated cache of 100 jobs x 2,000 minions (200,000
-# returns, 600,000 state events), caught up, then returns landed like a master every 20 ms.
+# returns, 600,000 state events), caught up, then returns landed like a master every 20 ms
+# (the minions of one highstate job after another).
 # Reports latency p50/p99 (rename -> first byte at the receiver), inotify watches, peak RSS
 # and bytes written per checkpoint save. See bench/README.md.
 #
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) [ $# -ge 2 ] || die "--seconds needs a number"; SECONDS_LANDING="$2"; shift 2 ;;
         --keep-corpus) KEEP=1; shift ;;
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option: $1 (try --help)" ;;
     esac
 done
@@ -44,4 +45,5 @@ echo "Cache: \`$JOBS\`, $(find "$JOBS" -mindepth 3 -maxdepth 3 -type d | wc -l) 
 echo "Machine: $(machine). saltship: $(cd "$REPO" && git rev-parse --short HEAD)."
 echo "Command: \`bash bench/watch-scale.sh --seconds $SECONDS_LANDING\`"
 echo
-"$PY" "$HERE/watch-latency.py" --cache "$JOBS" --rate 50 --seconds "$SECONDS_LANDING" --bin "$BIN"
+# Landed like a highstate of 2,000 minions: one job, a return every 20 ms.
+"$PY" "$HERE/watch-latency.py" --cache "$JOBS" --per-job 2000 --rate 50 --seconds "$SECONDS_LANDING" --bin "$BIN"
