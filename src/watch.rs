@@ -34,7 +34,8 @@ use watches::{Events, Watches};
 const IDLE: Duration = Duration::from_secs(1);
 /// After the first event, wait this long for its siblings (a return is several files).
 const SETTLE: Duration = Duration::from_millis(2);
-/// When to list a new folder again: notify adds its watch right after handing us the event.
+/// When to list a new two-hex or job folder again: a change between its listing and its watch
+/// makes no event, nor (within the clock's grain) a new mtime.
 const RELIST: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(500)];
 
 /// Runs until SIGTERM or SIGINT; then confirms what was sent, saves the checkpoint and
@@ -241,9 +242,14 @@ impl Follow {
         let new_folder = matches!(event.kind, EventKind::Create(CreateKind::Folder));
         for path in &event.paths {
             if let Some(dir) = affected(&config.cache_dir, path) {
-                if new_folder {
-                    // notify watches a new folder only after handing us its creation: what
-                    // lands in it before then makes no event, so list it again once watched.
+                // A new two-hex or job folder is watched right before it is listed, but what
+                // lands in it within the clock's grain does not change its mtime: list it
+                // again a little later. A new minion folder needs no such thing: its watch is
+                // added only while it has no return, which is looked for once it is watched.
+                let depth = path
+                    .strip_prefix(&config.cache_dir)
+                    .map_or(0, |r| r.components().count());
+                if new_folder && depth <= 2 {
                     let now = Instant::now();
                     self.later
                         .extend(RELIST.iter().map(|d| (now + *d, dir.clone())));
