@@ -68,7 +68,6 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
         catch_up = full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
             .and_then(|()| shipper.confirm());
     }
-    follow.watcher_ok = watches.is_some();
     shipper.bars = false;
     let mut daemon = Daemon::new(config);
     if let Err(e) = catch_up {
@@ -150,12 +149,14 @@ fn full_pass(
     let mut fresh = match Watches::new(&config.cache_dir, tx) {
         Ok(fresh) => Some(fresh),
         Err(e) => {
+            // Once, not at every rescan.
             if follow.watcher_ok {
                 follow.warn_watch(config, &e);
             }
             None
         }
     };
+    follow.watcher_ok = fresh.is_some();
     let dirs = shipper.scan_all(Mode::Sync);
     if let Some(w) = fresh.as_mut() {
         follow.dirty.extend(w.follow(&dirs, shipper.checkpoint()));
