@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
 use crate::format::Format;
@@ -25,7 +27,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides
+    /// Say what saltship decides on stderr: jobs skipped and why, connections, confirmations,
+    /// checkpoint saves (-vv: more detail); other libraries' logs only through RUST_LOG
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
@@ -48,6 +51,26 @@ pub enum Command {
     /// and record them in the checkpoint so sync and watch do not ship them again
     #[command(after_help = EXIT_STATUS)]
     Backfill(BackfillArgs),
+    /// Test the configuration without sending an event: the cache folder, the state file and
+    /// its lock, each target (TLS handshake and certificate included), the inotify watch limit.
+    /// One line per check; exit 0 only when every check passes
+    #[command(after_help = CHECK_EXIT_STATUS)]
+    Check(CheckArgs),
+}
+
+const CHECK_EXIT_STATUS: &str = "\
+Exit status:
+  0  every check passed
+  1  some check failed (its line says what to fix)
+  2  usage or configuration error (bad option)";
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug)]
@@ -107,7 +130,7 @@ pub struct StateArgs {
     pub state_file: PathBuf,
 
     /// Start over with an empty checkpoint when the state file cannot be read
-    #[arg(long, env = "SALTSHIP_RESET_STATE")]
+    #[arg(long, env = "SALTSHIP_RESET_STATE", value_parser = Boolish)]
     pub reset_state: bool,
 
     /// The master's keep_jobs: warn when unshipped returns get close to this age, at which the
@@ -132,7 +155,7 @@ pub struct BackfillArgs {
     pub until: Option<String>,
 
     /// Do not record what is shipped in the checkpoint (a --dry-run never does)
-    #[arg(long, env = "SALTSHIP_NO_CHECKPOINT")]
+    #[arg(long, env = "SALTSHIP_NO_CHECKPOINT", value_parser = Boolish)]
     pub no_checkpoint: bool,
 
     #[command(flatten)]
@@ -164,7 +187,7 @@ pub struct CommonArgs {
     pub target: Vec<String>,
 
     /// Print the events to stdout instead of sending them (nothing is sent or recorded)
-    #[arg(long, env = "SALTSHIP_DRY_RUN")]
+    #[arg(long, env = "SALTSHIP_DRY_RUN", value_parser = Boolish)]
     pub dry_run: bool,
 
     /// Wire format: json (one object per line), ecs (Elastic Common Schema, one per line),
@@ -204,11 +227,11 @@ pub struct CommonArgs {
     pub fun: Vec<String>,
 
     /// Only failed states (result false) and error returns; test=True pending states are not failures
-    #[arg(long, env = "SALTSHIP_ONLY_FAILURES")]
+    #[arg(long, env = "SALTSHIP_ONLY_FAILURES", value_parser = Boolish)]
     pub only_failures: bool,
 
     /// Ship the values of a `pillar=` argument in fun_args instead of masking them
-    #[arg(long, env = "SALTSHIP_SHOW_PILLAR_ARGS")]
+    #[arg(long, env = "SALTSHIP_SHOW_PILLAR_ARGS", value_parser = Boolish)]
     pub show_pillar_args: bool,
 
     /// Threads that decode and encode returns [default: one per core]; events still go out in
@@ -241,7 +264,7 @@ pub struct TlsArgs {
     /// Speak TLS to the receivers, checking their certificate against the system's CAs (or
     /// --tls-ca) and their name against the --target host; a TLS failure is never retried as
     /// plain text, and a certificate problem ends the run at once (exit 3)
-    #[arg(long, env = "SALTSHIP_TLS")]
+    #[arg(long, env = "SALTSHIP_TLS", value_parser = Boolish)]
     pub tls: bool,
 
     /// Trust only the CA certificates in this PEM file, instead of the system's
@@ -282,8 +305,52 @@ pub struct TlsArgs {
     #[arg(
         long,
         env = "SALTSHIP_TLS_INSECURE_SKIP_VERIFY",
+        value_parser = Boolish,
         requires = "tls",
         conflicts_with = "tls_ca"
     )]
     pub tls_insecure_skip_verify: bool,
+}
+
+/// A boolean from the environment in any usual spelling (1/0, yes/no, on/off, true/false, any
+/// case); a bad one is an error that names the variable.
+#[derive(Clone, Copy, Debug)]
+pub struct Boolish;
+
+impl TypedValueParser for Boolish {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        let text = value.to_string_lossy();
+        match parse_bool(&text) {
+            Some(b) => Ok(b),
+            None => {
+                let name = arg.map_or_else(String::new, |a| {
+                    let long = a.get_long().map(|l| format!("--{l}")).unwrap_or_default();
+                    match a.get_env() {
+                        Some(env) => format!("{} ({long})", env.to_string_lossy()),
+                        None => long,
+                    }
+                });
+                let msg = format!(
+                    "invalid value '{text}' for {name}: use 1 or 0, yes or no, on or off, true or false\n"
+                );
+                Err(clap::Error::raw(ErrorKind::InvalidValue, msg).with_cmd(cmd))
+            }
+        }
+    }
+}
+
+/// `1/0`, `yes/no`, `y/n`, `on/off`, `true/false`, in any case; anything else is `None`.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "y" | "on" | "true" => Some(true),
+        "0" | "no" | "n" | "off" | "false" | "" => Some(false),
+        _ => None,
+    }
 }

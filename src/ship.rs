@@ -77,6 +77,8 @@ pub fn run(
     checkpoint: Option<Checkpoint>,
 ) -> Result<Totals, (Totals, String)> {
     let mut shipper = Shipper::new(config, checkpoint, None);
+    // A backfill replays old history on purpose: its age says nothing about an outage.
+    shipper.warn_cleanup = mode == Mode::Sync;
     let result = shipper.pass(mode, None).and_then(|()| shipper.confirm());
     shipper.finish(result)
 }
@@ -96,6 +98,8 @@ pub struct Shipper<'c> {
     pub bars: bool,
     /// Set by a signal handler: end the pass after the return at hand.
     stop: Option<Arc<AtomicBool>>,
+    /// Warn when unshipped returns near the master's keep_jobs (sync and watch).
+    pub warn_cleanup: bool,
 }
 
 impl<'c> Shipper<'c> {
@@ -123,6 +127,7 @@ impl<'c> Shipper<'c> {
             pool: BufferPool::default(),
             bars: !config.quiet,
             stop,
+            warn_cleanup: true,
         }
     }
 
@@ -238,6 +243,10 @@ impl<'c> Shipper<'c> {
                 match loaded {
                     Loaded::Job(_) => self.totals.jobs += 1,
                     Loaded::NonState => {
+                        debug!(
+                            "job {}: nothing to ship (not a state run, or filtered out)",
+                            dir.jid
+                        );
                         if let Some(cp) = self.recording() {
                             cp.record_non_state(&dir.key, &dir.jid);
                         }
@@ -245,6 +254,7 @@ impl<'c> Shipper<'c> {
                         bar.inc(n as u64);
                     }
                     Loaded::NotYet => {
+                        debug!("job {}: not complete yet, left for a later pass", dir.jid);
                         self.left_behind.get_or_insert(dir.jid.clone());
                         bar.inc(n as u64);
                     }
@@ -288,6 +298,9 @@ impl<'c> Shipper<'c> {
         self.sink.confirm()?;
         let pending = std::mem::take(&mut self.pending);
         if let Some(cp) = self.recording() {
+            if !pending.is_empty() {
+                debug!("{} returns confirmed; saving the checkpoint", pending.len());
+            }
             for p in &pending {
                 cp.record(&p.key, &p.jid, &p.minion);
             }
@@ -297,6 +310,25 @@ impl<'c> Shipper<'c> {
             }
         }
         Ok(())
+    }
+
+    /// Returns in the cache that the checkpoint does not hold as done (one scan): what waits
+    /// for a receiver. Returns of jobs not yet known to be non-state are counted too.
+    pub fn waiting(&self) -> usize {
+        let cp = self.checkpoint.as_ref();
+        let list = |key: &str, mtime| cp.is_none_or(|cp| cp.needs_listing(key, mtime));
+        let (dirs, _) = scan(&self.config.cache_dir, |_| {}, list);
+        dirs.iter()
+            .filter(|d| !d.nocache)
+            .map(|d| match cp.and_then(|cp| cp.job(&d.key)) {
+                Some(state) if state.non_state => 0,
+                known => d
+                    .minions
+                    .iter()
+                    .filter(|m| !known.is_some_and(|s| s.done.contains(*m)))
+                    .count(),
+            })
+            .sum()
     }
 
     /// When the oldest return sent but not confirmed was read, if any.
@@ -317,15 +349,11 @@ impl<'c> Shipper<'c> {
     /// Warns about returns near cleanup and turns the outcome into the run's result.
     pub fn finish(mut self, result: Result<(), SinkError>) -> Result<Totals, (Totals, String)> {
         self.totals.reconnects = self.sink.stats().reconnects;
-        if let Some(jid) = self
-            .pending
-            .first()
-            .map(|p| &p.jid)
-            .into_iter()
-            .chain(self.left_behind.as_ref())
-            .min()
-        {
-            warn_before_cleanup(self.config, jid);
+        let oldest = self.pending.first().map(|p| &p.jid);
+        if let Some(jid) = oldest.into_iter().chain(&self.left_behind).min() {
+            if self.warn_cleanup {
+                warn_before_cleanup(self.config, jid);
+            }
         }
         match result {
             Ok(()) | Err(SinkError::Closed | SinkError::Stopped) => Ok(self.totals),
@@ -380,6 +408,7 @@ fn plan(
         - SETTLED_AFTER.as_nanos() as i64;
     for mut dir in dirs {
         if dir.nocache {
+            debug!("job folder {}: nocache, nothing to ship", dir.key);
             totals.skipped += 1;
             continue;
         }
@@ -429,6 +458,7 @@ fn plan(
         }
         if mode == Mode::Backfill && !config.in_range(time::jid_instant(&dir.jid, config.jid_zone))
         {
+            debug!("job {}: outside --since/--until, skipped", dir.jid);
             totals.skipped += 1;
             continue;
         }

@@ -64,15 +64,25 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
         .and_then(|()| shipper.confirm());
     shipper.bars = false;
     let mut daemon = Daemon::new(config);
+    let receiver_down = matches!(catch_up, Err(SinkError::Undelivered(_)));
     if let Err(e) = catch_up {
         daemon.delivery_failed(&mut shipper, e);
     }
     daemon.notify("READY=1");
-    info!(
-        "following {} ({} events shipped catching up)",
-        config.cache_dir.display(),
-        shipper.totals.events
-    );
+    if receiver_down {
+        // "0 events shipped" would read like success.
+        warn!(
+            "following {}, but no receiver is reachable: {} returns wait, and are shipped once one answers",
+            config.cache_dir.display(),
+            shipper.waiting()
+        );
+    } else {
+        info!(
+            "following {} ({} events shipped catching up)",
+            config.cache_dir.display(),
+            shipper.totals.events
+        );
+    }
     while !stop.load(Ordering::SeqCst) {
         let deadline = follow
             .next_relist()
@@ -453,6 +463,10 @@ fn write_metrics(path: &Path, t: &Totals, reconnects: u64, lag: f64) -> std::io:
     );
     let tmp = path.with_extension("prom.tmp");
     let mut file = std::fs::File::create(&tmp)?;
+    // Readable by node_exporter's own user whatever the umask (the unit's UMask=0077): the
+    // numbers are no secret, and this file only.
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
