@@ -12,9 +12,12 @@ use crate::format::Format;
 const EXIT_STATUS: &str = "\
 Exit status:
   0  done
-  0  also: another saltship holds the state file's lock (it says so; -q silences it)
-  1  finished, but some cache files could not be read (each was named in a warning)
-  2  usage or configuration error (bad option, missing cache folder, unreadable state file)
+  0  also for sync and watch: another saltship holds the state file's lock (it says so;
+     -q silences it); backfill then ships without recording
+  1  finished, but some cache files could not be read (each was named in a warning);
+     for check: some check failed
+  2  usage or configuration error (bad option, a cache folder that is not a Salt job
+     cache, unreadable state file)
   3  could not deliver the events";
 
 /// Ship every SaltStack state result from the master's job cache to your log aggregator.
