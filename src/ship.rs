@@ -100,6 +100,8 @@ pub struct Shipper<'c> {
     stop: Option<Arc<AtomicBool>>,
     /// Warn when unshipped returns near the master's keep_jobs (sync and watch).
     pub warn_cleanup: bool,
+    /// Set while waiting on the sink, for the progress bar.
+    blocked: progress::Blocked,
 }
 
 impl<'c> Shipper<'c> {
@@ -128,6 +130,7 @@ impl<'c> Shipper<'c> {
             bars: !config.quiet,
             stop,
             warn_cleanup: true,
+            blocked: progress::Blocked::default(),
         }
     }
 
@@ -166,7 +169,9 @@ impl<'c> Shipper<'c> {
         let bar = progress::bar(
             !self.bars || jobs.is_empty(),
             jobs.iter().map(|(_, m)| m.len() as u64).sum(),
+            self.blocked.clone(),
         );
+        bar.set_message(self.bar_message());
         // Jobs are loaded in order on one thread, their returns decoded and encoded on all cores.
         let steps = jobs.iter().flat_map(|(dir, minions)| {
             let (loaded, load_failed) = load_job(config, mode, dir);
@@ -197,6 +202,19 @@ impl<'c> Shipper<'c> {
         self.pool = pool;
         bar.finish_and_clear();
         result
+    }
+
+    /// The progress bar's message: events so far, "printed" on a dry run.
+    fn bar_message(&self) -> String {
+        let stats = self.sink.stats();
+        if self.config.dry_run {
+            format!("{} events printed", stats.events_sent)
+        } else {
+            format!(
+                "{} events sent, {} reconnects",
+                stats.events_sent, stats.reconnects
+            )
+        }
     }
 
     fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
@@ -251,12 +269,13 @@ impl<'c> Shipper<'c> {
                             cp.record_non_state(&dir.key, &dir.jid);
                         }
                         self.totals.skipped += 1;
-                        bar.inc(n as u64);
+                        // The bar counts returns that ship.
+                        bar.dec_length(n as u64);
                     }
                     Loaded::NotYet => {
                         debug!("job {}: not complete yet, left for a later pass", dir.jid);
                         self.left_behind.get_or_insert(dir.jid.clone());
-                        bar.inc(n as u64);
+                        bar.dec_length(n as u64);
                     }
                 }
             }
@@ -264,7 +283,12 @@ impl<'c> Shipper<'c> {
                 for (minion, buf, events, part) in returns {
                     self.totals.returns += part.returns;
                     self.totals.failed_files += part.failed_files;
-                    bar.inc(1);
+                    // The bar counts the returns the summary counts.
+                    if part.returns > 0 {
+                        bar.inc(1);
+                    } else {
+                        bar.dec_length(1);
+                    }
                     // Not landed yet: not done either.
                     let Some(n) = events else { continue };
                     // Pending before sending: a failed send ends the run unconfirmed, unrecorded.
@@ -275,7 +299,10 @@ impl<'c> Shipper<'c> {
                         seen: Instant::now(),
                     });
                     if n > 0 {
-                        self.sink.send(&buf, n)?;
+                        self.blocked.start();
+                        let sent = self.sink.send(&buf, n);
+                        self.blocked.end();
+                        sent?;
                         self.totals.events += n;
                     }
                     pool.give(buf);
@@ -283,11 +310,7 @@ impl<'c> Shipper<'c> {
                         self.confirm()?;
                     }
                 }
-                let stats = self.sink.stats();
-                bar.set_message(format!(
-                    "{} events sent, {} reconnects",
-                    stats.events_sent, stats.reconnects
-                ));
+                bar.set_message(self.bar_message());
             }
         }
         Ok(())
@@ -295,7 +318,10 @@ impl<'c> Shipper<'c> {
 
     /// Confirms delivery, then records and saves every return sent before it.
     pub fn confirm(&mut self) -> Result<(), SinkError> {
-        self.sink.confirm()?;
+        self.blocked.start();
+        let confirmed = self.sink.confirm();
+        self.blocked.end();
+        confirmed?;
         let pending = std::mem::take(&mut self.pending);
         if let Some(cp) = self.recording() {
             if !pending.is_empty() {
