@@ -2,8 +2,8 @@
 //! stdout (`ok` or `FAIL`, what was found, and for a failure what to do), like `filebeat test
 //! output`. The cache folder (a Salt job cache, readable, its jobs and returns), the state file
 //! (readable, writable, its lock free), each target (a connection, the TLS handshake with the
-//! certificate checked, and the graceful close that confirms delivery), and the inotify watch
-//! limit that `watch` needs.
+//! certificate checked, and the graceful close that confirms delivery), the inotify watch
+//! limit that `watch` needs, and its metrics file when one is given.
 
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -22,6 +22,9 @@ pub fn run(config: &Config) -> Exit {
     let dirs = cache_check(config, &mut lines);
     state_check(config, &mut lines);
     target_check(config, &mut lines);
+    if let Some(path) = &config.metrics_file {
+        lines.push(metrics_check(path));
+    }
     if let Some(dirs) = &dirs {
         lines.push(watch_check(
             dirs,
@@ -153,6 +156,26 @@ fn state_check(config: &Config, lines: &mut Vec<Line>) {
             folder.display()
         )),
     });
+}
+
+/// Whether `watch` can write its metrics file (a temp file beside it, renamed over it).
+fn metrics_check(path: &Path) -> Line {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match try_create(folder) {
+        Ok(()) => ok(format!(
+            "metrics file {}: its folder is writable",
+            path.display()
+        )),
+        Err(e) => fail(format!(
+            "metrics file {}: cannot write in {} ({e}); give a writable path (the shipped unit \
+             may write only under /var/lib/saltship, see ReadWritePaths=)",
+            path.display(),
+            folder.display()
+        )),
+    }
 }
 
 /// Whether a file can be made in `folder` (a save writes a temp file there).

@@ -55,8 +55,9 @@ pub enum Command {
     #[command(after_help = EXIT_STATUS)]
     Backfill(BackfillArgs),
     /// Test the configuration without sending an event: the cache folder, the state file and
-    /// its lock, each target (TLS handshake and certificate included), the inotify watch limit.
-    /// One line per check; exit 0 only when every check passes
+    /// its lock, each target (TLS handshake and certificate included), the inotify watch limit
+    /// (and the metrics file, when given). Takes watch's options and environment. One line per
+    /// check; exit 0 only when every check passes
     #[command(after_help = CHECK_EXIT_STATUS)]
     Check(CheckArgs),
 }
@@ -67,8 +68,12 @@ Exit status:
   1  some check failed (its line says what to fix)
   2  usage or configuration error (bad option)";
 
+/// The options of `watch` (and `sync`, whose options are a part of them), checked as they are.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+
     #[command(flatten)]
     pub state: StateArgs,
 
@@ -78,6 +83,19 @@ pub struct CheckArgs {
 
 #[derive(Args, Debug)]
 pub struct WatchArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// What only the daemon uses (and `check` checks).
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
     /// Scan the whole cache this often, for anything inotify missed
     #[arg(
         long,
@@ -99,12 +117,6 @@ pub struct WatchArgs {
     /// Write Prometheus metrics here every 10 s (node_exporter textfile collector), atomically
     #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
     pub metrics_file: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub state: StateArgs,
-
-    #[command(flatten)]
-    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug)]

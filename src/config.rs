@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{BackfillArgs, CheckArgs, CommonArgs, StateArgs, SyncArgs, WatchArgs};
+use crate::cli::{BackfillArgs, CheckArgs, CommonArgs, DaemonArgs, StateArgs, SyncArgs, WatchArgs};
 use std::time::Duration;
 
 use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
@@ -56,18 +56,7 @@ impl Config {
     pub fn watch(args: &WatchArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
         config.checkpoint(&args.state, true)?;
-        let span = |text: &str, what: &str| -> Result<Duration> {
-            let micros = parse_duration(text)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("bad {what}"))?;
-            if micros <= 0 {
-                bail!("bad {what}: must be more than zero");
-            }
-            Ok(Duration::from_micros(micros as u64))
-        };
-        config.rescan_interval = span(&args.rescan_interval, "--rescan-interval")?;
-        config.stats_interval = span(&args.stats_interval, "--stats-interval")?;
-        config.metrics_file = args.metrics_file.clone();
+        config.daemon(&args.daemon)?;
         config.notify_socket = std::env::var_os("NOTIFY_SOCKET").map(PathBuf::from);
         // WATCHDOG_PID, when set, names the process systemd means.
         let ours =
@@ -78,6 +67,23 @@ impl Config {
             .filter(|u| *u > 0 && ours)
             .map(Duration::from_micros);
         Ok(config)
+    }
+
+    /// The options only `watch` uses.
+    fn daemon(&mut self, args: &DaemonArgs) -> Result<()> {
+        let span = |text: &str, what: &str| -> Result<Duration> {
+            let micros = parse_duration(text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("bad {what}"))?;
+            if micros <= 0 {
+                bail!("bad {what}: must be more than zero");
+            }
+            Ok(Duration::from_micros(micros as u64))
+        };
+        self.rescan_interval = span(&args.rescan_interval, "--rescan-interval")?;
+        self.stats_interval = span(&args.stats_interval, "--stats-interval")?;
+        self.metrics_file = args.metrics_file.clone();
+        Ok(())
     }
 
     /// The checkpoint options; `record` false leaves the run without a state file.
@@ -122,6 +128,7 @@ impl Config {
     pub fn check(args: &CheckArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::options(&args.common, quiet, true)?;
         config.checkpoint(&args.state, true)?;
+        config.daemon(&args.daemon)?;
         Ok(config)
     }
 

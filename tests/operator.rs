@@ -341,6 +341,7 @@ fn check_names_each_problem_and_exits_1() {
     let state = tmp.path().join("state");
     std::fs::write(&state, "not json").expect("write");
     let target = format!("127.0.0.1:{}", free_port());
+    let metrics = tmp.path().join("nope").join("saltship.prom");
     let args = [
         "check",
         "--cache-dir",
@@ -349,18 +350,21 @@ fn check_names_each_problem_and_exits_1() {
         p(&state),
         "--target",
         &target,
+        "--metrics-file",
+        p(&metrics),
     ];
     let out = run(&args, &[]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
     let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL ")).collect();
-    assert_eq!(fails.len(), 3, "{text}");
+    assert_eq!(fails.len(), 4, "{text}");
     assert!(fails[0].contains("use --cache-dir"), "{text}");
     assert!(
         fails[1].contains("damaged") && fails[1].contains("--reset-state"),
         "{text}"
     );
     assert!(fails[2].contains(&target), "{text}");
+    assert!(fails[3].contains("metrics file"), "{text}");
     // A held lock is named too.
     std::fs::remove_file(&state).expect("rm");
     let _lock = hold_lock(&state);
