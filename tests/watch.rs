@@ -430,3 +430,24 @@ fn receiver_down_at_start_is_said_and_metrics_stay_readable() {
     );
     assert!(!log.contains("events shipped catching up"), "{log}");
 }
+
+/// node_exporter runs as its own user: the shipped units must let it into the state folder,
+/// where the watch unit writes its metrics (the file itself is 0644 whatever the umask).
+#[test]
+fn the_units_let_node_exporter_reach_the_metrics_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd");
+    let watch = std::fs::read_to_string(dir.join("saltship-watch.service")).expect("unit");
+    assert!(
+        watch.contains("--metrics-file /var/lib/saltship/"),
+        "metrics in StateDirectory"
+    );
+    for unit in ["saltship-watch.service", "saltship-sync.service"] {
+        let text = std::fs::read_to_string(dir.join(unit)).expect("unit");
+        let mode = text
+            .lines()
+            .find_map(|l| l.strip_prefix("StateDirectoryMode="))
+            .map(|m| u32::from_str_radix(m.trim(), 8).expect("octal"))
+            .unwrap_or(0o755);
+        assert_eq!(mode & 0o005, 0o005, "{unit}: StateDirectoryMode {mode:o}");
+    }
+}
