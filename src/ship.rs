@@ -344,17 +344,16 @@ impl<'c> Shipper<'c> {
         let cp = self.checkpoint.as_ref();
         let list = |key: &str, mtime| cp.is_none_or(|cp| cp.needs_listing(key, mtime));
         let (dirs, _) = scan(&self.config.cache_dir, |_| {}, list);
-        dirs.iter()
-            .filter(|d| !d.nocache)
-            .map(|d| match cp.and_then(|cp| cp.job(&d.key)) {
-                Some(state) if state.non_state => 0,
-                known => d
-                    .minions
-                    .iter()
-                    .filter(|m| !known.is_some_and(|s| s.done.contains(*m)))
-                    .count(),
-            })
-            .sum()
+        let mut totals = Totals::default();
+        let (jobs, _) = plan(
+            self.config,
+            Mode::Sync,
+            cp,
+            &HashSet::new(),
+            dirs,
+            &mut totals,
+        );
+        jobs.iter().map(|(_, minions)| minions.len()).sum()
     }
 
     /// When the oldest return sent but not confirmed was read, if any.
@@ -375,11 +374,16 @@ impl<'c> Shipper<'c> {
     /// Warns about returns near cleanup and turns the outcome into the run's result.
     pub fn finish(mut self, result: Result<(), SinkError>) -> Result<Totals, (Totals, String)> {
         self.totals.reconnects = self.sink.stats().reconnects;
-        let oldest = self.pending.first().map(|p| &p.jid);
-        if let Some(jid) = oldest.into_iter().chain(&self.left_behind).min() {
-            if self.warn_cleanup {
-                warn_before_cleanup(self.config, jid);
-            }
+        if let Some(jid) = self
+            .pending
+            .first()
+            .map(|p| &p.jid)
+            .into_iter()
+            .chain(self.left_behind.as_ref())
+            .min()
+            .filter(|_| self.warn_cleanup)
+        {
+            warn_before_cleanup(self.config, jid);
         }
         match result {
             Ok(()) | Err(SinkError::Closed | SinkError::Stopped) => Ok(self.totals),
