@@ -61,6 +61,16 @@ impl Job {
         }
     }
 
+    /// Whether a return of this job can hold state results: its functions are unknown, or one
+    /// of them is a state or orchestration run.
+    pub fn may_run_states(&self) -> bool {
+        self.funs.is_empty()
+            || self
+                .funs
+                .iter()
+                .any(|f| f.starts_with("state.") || f.starts_with("runner.state."))
+    }
+
     /// The arguments of the `i`th function: multi-function jobs keep one list per function.
     pub fn args_of(&self, i: usize) -> &Value {
         match &self.args {

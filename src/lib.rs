@@ -9,6 +9,7 @@
 //! - [`sink`] delivers (stdout, TCP, TLS) and confirms delivery; [`checkpoint`] records it;
 //! - [`ship`] runs `backfill` and `sync` passes, decoding on every core through [`pipeline`];
 //!   [`watch`] follows the cache and makes passes as returns land;
+//! - [`metrics`] keeps the fleet's health (each minion's latest state run) and serves it;
 //! - [`cli`] and [`config`] are the command line, [`progress`] the bars, [`glob`] the filters.
 
 pub mod cache;
@@ -21,6 +22,7 @@ pub mod format;
 pub mod glob;
 pub mod job;
 pub mod json;
+pub mod metrics;
 pub mod msgpack;
 pub mod pipeline;
 pub mod progress;
