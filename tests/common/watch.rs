@@ -13,6 +13,7 @@ pub struct Watch {
 }
 
 impl Watch {
+    /// Rescans every 60 s unless `env` sets `SALTSHIP_RESCAN_INTERVAL`.
     pub fn start(jobs: &Path, state: &Path, target: &str, env: &[(&str, &str)]) -> Watch {
         let log = state.with_extension("log");
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("saltship"));
@@ -26,9 +27,8 @@ impl Watch {
             target,
             "--master-id",
             "testmaster",
-            "--rescan-interval",
-            "60s",
         ])
+        .env("SALTSHIP_RESCAN_INTERVAL", "60s")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"));
@@ -39,6 +39,11 @@ impl Watch {
             child: cmd.spawn().expect("spawn watch"),
             log,
         }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM; the exit status and how long it took to exit.

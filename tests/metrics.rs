@@ -1,0 +1,494 @@
+//! The fleet's health as Prometheus sees it: `watch --metrics-listen` and `sync --metrics-file`
+//! on a copy of the real cache, each minion's gauges compared with what Salt's own view
+//! (`testdata/expected/`, `jobs.list_job`) says of its latest real state run; a real
+//! Prometheus scraping the endpoint; an idle scraper that must hold nothing up.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::receiver::{event_ids, Faults, Receiver};
+use common::rsyslog::have;
+use common::view::{expectations, expected_files, Expect};
+use common::watch::{land_job, p, source_job, Watch};
+use common::{backfill, cache_copy, free_port};
+use serde_json::Value;
+
+/// What the gauges should say of one minion's latest real state run.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct LastRun {
+    jid: String,
+    succeeded: f64,
+    failed: f64,
+    pending: f64,
+    changed: f64,
+    /// Seconds.
+    duration: f64,
+}
+
+impl LastRun {
+    fn of(jid: &str, expect: &Expect) -> LastRun {
+        let mut run = LastRun {
+            jid: jid.to_owned(),
+            ..LastRun::default()
+        };
+        let states = match expect {
+            Expect::States(states) => states,
+            Expect::Error(_) => {
+                run.failed = 1.0;
+                return run;
+            }
+        };
+        for state in states.values() {
+            match state["result"] {
+                Value::Bool(true) => run.succeeded += 1.0,
+                Value::Bool(false) => run.failed += 1.0,
+                _ => run.pending += 1.0,
+            }
+            let changed = match &state["changes"] {
+                Value::Object(m) => !m.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                Value::String(s) => !s.is_empty(),
+                Value::Bool(b) => *b,
+                Value::Null => false,
+                Value::Number(_) => true,
+            };
+            run.changed += f64::from(u8::from(changed));
+            run.duration += state["duration"].as_f64().unwrap_or(0.0) / 1000.0;
+        }
+        run
+    }
+}
+
+/// `test=True` anywhere in a job's arguments, as Salt shows them.
+fn test_run(args: &Value) -> bool {
+    match args {
+        Value::Array(items) => items.iter().any(test_run),
+        Value::Object(kw) => kw.get("test") == Some(&Value::Bool(true)),
+        _ => false,
+    }
+}
+
+/// Per minion (or master id, for orchestrations) its latest real state run, and every state
+/// result counted by result (test runs included), from Salt's views of the jobs.
+fn fleet(views: &[Value]) -> (BTreeMap<String, LastRun>, [f64; 3]) {
+    let mut last: BTreeMap<String, LastRun> = BTreeMap::new();
+    let mut totals = [0.0; 3];
+    for view in views {
+        let test = test_run(&view["Arguments"]) || view["Function"] == "state.test";
+        for (jid, who, expect) in expectations(view) {
+            let run = LastRun::of(&jid, &expect);
+            totals[0] += run.succeeded;
+            totals[1] += run.failed;
+            totals[2] += run.pending;
+            if !test && last.get(&who).is_none_or(|l| l.jid <= jid) {
+                last.insert(who, run);
+            }
+        }
+    }
+    (last, totals)
+}
+
+/// Seconds since the epoch of a UTC jid.
+fn jid_seconds(jid: &str) -> f64 {
+    let t = chrono::NaiveDateTime::parse_from_str(&jid[..14], "%Y%m%d%H%M%S").expect("jid time");
+    t.and_utc().timestamp() as f64 + jid[14..20].parse::<f64>().expect("micros") / 1e6
+}
+
+/// The samples of a text exposition, by series (`name{labels}`).
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("series and value");
+            (series.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// What differs between the scraped gauges and `want`; empty when they agree.
+fn differences(got: &HashMap<String, f64>, want: &BTreeMap<String, LastRun>) -> Vec<String> {
+    let mut out = Vec::new();
+    let minions: Vec<&str> = got
+        .keys()
+        .filter_map(|s| s.strip_prefix("saltship_minion_last_state_run_success{minion=\""))
+        .map(|s| s.trim_end_matches("\"}"))
+        .collect();
+    if minions.len() != want.len() {
+        out.push(format!(
+            "minions {minions:?}, want {:?}",
+            want.keys().collect::<Vec<_>>()
+        ));
+    }
+    for (minion, run) in want {
+        let m = format!("minion=\"{minion}\"");
+        let success = f64::from(u8::from(run.failed == 0.0));
+        let series = [
+            ("success", format!("{{{m}}}"), success),
+            (
+                "timestamp_seconds",
+                format!("{{{m}}}"),
+                jid_seconds(&run.jid),
+            ),
+            ("changed_states", format!("{{{m}}}"), run.changed),
+            ("duration_seconds", format!("{{{m}}}"), run.duration),
+            (
+                "states",
+                format!("{{{m},result=\"succeeded\"}}"),
+                run.succeeded,
+            ),
+            ("states", format!("{{{m},result=\"failed\"}}"), run.failed),
+            ("states", format!("{{{m},result=\"pending\"}}"), run.pending),
+        ];
+        for (name, labels, value) in series {
+            let key = format!("saltship_minion_last_state_run_{name}{labels}");
+            match got.get(&key) {
+                Some(v) if (v - value).abs() <= 1e-6 * value.abs().max(1.0) => {}
+                other => out.push(format!("{key}: {other:?}, want {value} (jid {})", run.jid)),
+            }
+        }
+    }
+    out
+}
+
+/// `GET path` from `addr` over HTTP/1.0: the status and the body.
+fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
+    Ok((status, body.to_owned()))
+}
+
+/// The first answer of `/metrics` within `within`, retrying while nothing listens yet.
+fn scrape(addr: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        match get(addr, "/metrics") {
+            Ok((200, body)) => return body,
+            other => assert!(Instant::now() < deadline, "no metrics at {addr}: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Scrapes until the gauges equal `want` (bounded): what differs at the deadline fails.
+fn wait_for_gauges(addr: &str, want: &BTreeMap<String, LastRun>, watch: &Watch) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let diff = differences(&samples(&scrape(addr, Duration::from_secs(10))), want);
+        if diff.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{diff:#?}\nlog: {}", watch.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `promtool check metrics` on `text`, when promtool is installed.
+fn promtool_accepts(text: &str) {
+    if !have(
+        "promtool",
+        Path::new("/usr/bin/promtool").exists(),
+        "prometheus",
+    ) {
+        return;
+    }
+    let mut child = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn view_of(views: &[Value], case: &str) -> Value {
+    let jid = std::fs::read_to_string(source_job(case).join("jid")).expect("jid");
+    views
+        .iter()
+        .find(|v| v["jid"] == jid.trim())
+        .expect("a view of the case")
+        .clone()
+}
+
+#[test]
+fn gauges_follow_the_latest_real_runs_through_new_jobs_cleanup_and_restart() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let receiver = Receiver::start(Faults::default());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let env = [
+        ("SALTSHIP_METRICS_LISTEN", addr.as_str()),
+        ("SALTSHIP_RESCAN_INTERVAL", "1s"),
+    ];
+    let mut views = expected_files();
+    let (want, totals) = fleet(&views);
+    assert!(want.len() >= 3, "web1, db1 and the orchestration: {want:?}");
+    let watch = Watch::start(&jobs, &state, &receiver.target(), &env);
+    // Right from the first answer: rebuilt from the cache before serving.
+    let first = scrape(&addr, Duration::from_secs(30));
+    let diff = differences(&samples(&first), &want);
+    assert!(diff.is_empty(), "first scrape: {diff:#?}");
+    promtool_accepts(&first);
+    // Every state result read while catching up, test runs included.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = samples(&scrape(&addr, Duration::from_secs(10)));
+        let counted = ["succeeded", "failed", "pending"]
+            .map(|r| got[&format!("saltship_state_results_total{{result=\"{r}\"}}")]);
+        if counted == totals {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{counted:?}, want {totals:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A newer run with failures replaces web1's and db1's; a newer test run does not.
+    for (case, jid) in [
+        ("failures", "20991231000000000001"),
+        ("test-true-pending", "20991231000000000002"),
+    ] {
+        land_job(&jobs, &source_job(case), jid, Duration::from_millis(10));
+        let mut view = view_of(&views, case);
+        view["jid"] = jid.into();
+        views.push(view);
+    }
+    let (want, _) = fleet(&views);
+    assert_eq!(want["web1"].jid, "20991231000000000001");
+    assert!(want["db1"].failed > 0.0);
+    wait_for_gauges(&addr, &want, &watch);
+
+    // The master cleans up the orchestration, the master id's only run: it drops out.
+    let orch = view_of(&views, "orchestrate");
+    let rel = source_job("orchestrate")
+        .strip_prefix(common::testdata("jobs"))
+        .expect("under jobs")
+        .to_owned();
+    std::fs::remove_dir_all(jobs.join(rel)).expect("remove the job");
+    views.retain(|v| v["jid"] != orch["jid"]);
+    let (want, _) = fleet(&views);
+    assert!(!want.contains_key("testmaster"));
+    wait_for_gauges(&addr, &want, &watch);
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+
+    // After a restart, with everything shipped already, the first answer is right again.
+    let watch = Watch::start(&jobs, &state, &receiver.target(), &env);
+    let first = samples(&scrape(&addr, Duration::from_secs(30)));
+    let diff = differences(&first, &want);
+    assert!(diff.is_empty(), "first scrape after a restart: {diff:#?}");
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
+#[test]
+fn sync_writes_the_same_gauges_to_its_metrics_file() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let file = tmp.path().join("saltship.prom");
+    let run = backfill(&jobs, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = common::saltship(&[
+        "sync",
+        "--dry-run",
+        "--master-id",
+        "testmaster",
+        "--cache-dir",
+        p(&jobs),
+        "--metrics-file",
+        p(&file),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(&file).expect("metrics file");
+    let (want, _) = fleet(&expected_files());
+    let diff = differences(&samples(&text), &want);
+    assert!(diff.is_empty(), "{diff:#?}");
+    let got = samples(&text);
+    assert_eq!(got["saltship_events_total"], run.events.len() as f64);
+    promtool_accepts(&text);
+}
+
+#[test]
+fn the_endpoint_answers_only_get_metrics() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let receiver = Receiver::start(Faults::default());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let watch = Watch::start(
+        &jobs,
+        &tmp.path().join("state"),
+        &receiver.target(),
+        &[("SALTSHIP_METRICS_LISTEN", addr.as_str())],
+    );
+    scrape(&addr, Duration::from_secs(30));
+    assert_eq!(get(&addr, "/nothing").expect("GET").0, 404);
+    let mut conn = TcpStream::connect(&addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    conn.write_all(b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        .expect("write");
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
+#[test]
+fn idle_scrapers_hold_up_neither_shipping_nor_the_endpoint() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let receiver = Receiver::start(Faults::default());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let watch = Watch::start(
+        &jobs,
+        &tmp.path().join("state"),
+        &receiver.target(),
+        &[("SALTSHIP_METRICS_LISTEN", addr.as_str())],
+    );
+    scrape(&addr, Duration::from_secs(30));
+    // Connections that send nothing, and one that sends half a request, all held open.
+    let mut idle: Vec<TcpStream> = (0..40)
+        .filter_map(|_| TcpStream::connect(&addr).ok())
+        .collect();
+    let mut half = TcpStream::connect(&addr).expect("connect");
+    half.write_all(b"GET /metr").expect("write");
+    idle.push(half);
+    land_job(
+        &jobs,
+        &source_job("failures"),
+        "20991231000000000001",
+        Duration::from_millis(10),
+    );
+    let want: std::collections::HashSet<String> = backfill(&jobs, &[])
+        .events
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("id").to_owned())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !want.is_subset(&event_ids(&receiver.lines_so_far())) {
+        assert!(
+            Instant::now() < deadline,
+            "shipping stalled: {}",
+            watch.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The idle ones are dropped after their time: a scraper gets through while they are
+    // still held open on this side.
+    let text = scrape(&addr, Duration::from_secs(20));
+    assert!(text.contains("saltship_minion_last_state_run_success{minion=\"web1\"} 0"));
+    drop(idle);
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
+/// A real Prometheus, stopped by its PID when dropped.
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_gauges() {
+    let bin = Path::new("/usr/bin/prometheus");
+    if !have("prometheus", bin.exists(), "prometheus") {
+        return;
+    }
+    let (tmp, jobs) = cache_copy("jobs");
+    let receiver = Receiver::start(Faults::default());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let watch = Watch::start(
+        &jobs,
+        &tmp.path().join("state"),
+        &receiver.target(),
+        &[("SALTSHIP_METRICS_LISTEN", addr.as_str())],
+    );
+    let ours = samples(&scrape(&addr, Duration::from_secs(30)));
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: saltship\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+    )
+    .expect("config");
+    let web = format!("127.0.0.1:{}", free_port());
+    let _prometheus = Prometheus(
+        Command::new(bin)
+            .arg(format!("--config.file={}", p(&config)))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                p(&tmp.path().join("tsdb"))
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(tmp.path().join("prometheus.log")).expect("log"))
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let query = "/api/v1/query?query=saltship_minion_last_state_run_states";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let result = loop {
+        let answer = get(&web, query).ok().filter(|(s, _)| *s == 200);
+        let result = answer
+            .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default();
+        if !result.is_empty() {
+            break result;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus has no saltship series: {}",
+            std::fs::read_to_string(tmp.path().join("prometheus.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let (want, _) = fleet(&expected_files());
+    assert_eq!(result.len(), want.len() * 3, "{result:#?}");
+    for series in &result {
+        let m = &series["metric"];
+        assert_eq!(m["job"], "saltship");
+        let key = format!(
+            "saltship_minion_last_state_run_states{{minion=\"{}\",result=\"{}\"}}",
+            m["minion"].as_str().expect("minion"),
+            m["result"].as_str().expect("result")
+        );
+        let value: f64 = series["value"][1]
+            .as_str()
+            .expect("value")
+            .parse()
+            .expect("number");
+        assert_eq!(Some(&value), ours.get(&key), "{key}");
+    }
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+}
