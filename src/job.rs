@@ -61,14 +61,17 @@ impl Job {
         }
     }
 
-    /// Whether a return of this job can hold state results: its functions are unknown, or one
-    /// of them is a state or orchestration run.
-    pub fn may_run_states(&self) -> bool {
-        self.funs.is_empty()
-            || self
-                .funs
-                .iter()
-                .any(|f| f.starts_with("state.") || f.starts_with("runner.state."))
+    /// Whether a return of this job can hold state results that `--fun` (`funs`) takes: its
+    /// functions are unknown, or one of them is a state or orchestration run and taken.
+    pub fn taken(&self, funs: &[String]) -> bool {
+        if self.funs.is_empty() {
+            return true;
+        }
+        let states = self
+            .funs
+            .iter()
+            .any(|f| f.starts_with("state.") || f.starts_with("runner.state."));
+        states && (funs.is_empty() || self.funs.iter().any(|f| crate::glob::any(funs, f)))
     }
 
     /// The arguments of the `i`th function: multi-function jobs keep one list per function.

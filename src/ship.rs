@@ -132,9 +132,7 @@ impl<'c> Shipper<'c> {
             pool: BufferPool::default(),
             bars: !config.quiet,
             stop,
-            metrics: config
-                .metrics()
-                .then(|| Metrics::rebuilt(&config.cache_dir, config.jid_zone)),
+            metrics: config.metrics().then(|| Metrics::rebuilt(config)),
         }
     }
 

@@ -50,10 +50,10 @@ impl Metrics {
         self.lock().fleet.observe(key, jid, seen);
     }
 
-    /// Metrics whose fleet is what the cache under `root` shows now (see [`rebuild`]).
-    pub fn rebuilt(root: &Path, zone: crate::time::JidZone) -> Metrics {
+    /// Metrics whose fleet is what the cache shows now (see [`rebuild`]).
+    pub fn rebuilt(config: &crate::config::Config) -> Metrics {
         let metrics = Metrics::default();
-        metrics.lock().fleet = rebuild::rebuild(root, zone);
+        metrics.lock().fleet = rebuild::rebuild(&config.cache_dir, config.jid_zone, &config.funs);
         metrics
     }
 

@@ -16,9 +16,9 @@ use crate::job::Job;
 use crate::msgpack;
 use crate::time::{jid_instant, JidZone};
 
-/// Every minion's latest real state run in the cache under `root`. Unreadable files are
-/// skipped here: shipping names them.
-pub fn rebuild(root: &Path, zone: JidZone) -> Fleet {
+/// Every minion's latest real state run in the cache under `root`, of the jobs `--fun` (`funs`)
+/// takes. Unreadable files are skipped here: shipping names them.
+pub fn rebuild(root: &Path, zone: JidZone, funs: &[String]) -> Fleet {
     let (dirs, _) = scan(root, |_| {}, |_, _| true);
     let mut jobs: Vec<_> = dirs
         .into_iter()
@@ -45,7 +45,7 @@ pub fn rebuild(root: &Path, zone: JidZone) -> Fleet {
         let value = load.as_deref().and_then(|b| msgpack::decode(b).ok());
         let publish = jid_instant(&dir.jid, zone);
         let job = Job::from_load(dir.jid.clone(), value.as_ref(), false, publish);
-        if !job.may_run_states() {
+        if !job.taken(funs) {
             continue;
         }
         for minion in wanted {

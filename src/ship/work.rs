@@ -144,10 +144,7 @@ pub(super) fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bo
         publish,
     );
     // Jobs whose functions are known and none of them a state run are never decoded further.
-    let wanted = config.funs.is_empty()
-        || job.funs.is_empty()
-        || job.funs.iter().any(|f| glob::any(&config.funs, f));
-    let loaded = if job.may_run_states() && wanted {
+    let loaded = if job.taken(&config.funs) {
         Loaded::Job(job)
     } else {
         Loaded::NonState
