@@ -406,6 +406,18 @@ fn idle_scrapers_hold_up_neither_shipping_nor_the_endpoint() {
     assert_eq!(code, 0, "{log}");
 }
 
+/// `text` as a URL query value.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A real Prometheus, stopped by its PID when dropped.
 struct Prometheus(Child);
 
@@ -474,6 +486,14 @@ fn a_real_prometheus_scrapes_the_gauges() {
     };
     let (want, _) = fleet(&expected_files());
     assert_eq!(result.len(), want.len() * 3, "{result:#?}");
+    // Every query of the Grafana dashboard is one Prometheus runs.
+    for expr in dashboard_exprs() {
+        let path = format!("/api/v1/query?query={}", urlencode(&expr));
+        let (status, body) = get(&web, &path).expect("query");
+        assert_eq!(status, 200, "{expr}: {body}");
+        let answer: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(answer["status"], "success", "{expr}: {body}");
+    }
     for series in &result {
         let m = &series["metric"];
         assert_eq!(m["job"], "saltship");
@@ -491,4 +511,207 @@ fn a_real_prometheus_scrapes_the_gauges() {
     }
     let (code, _, log) = watch.stop();
     assert_eq!(code, 0, "{log}");
+}
+
+/// The metric names saltship exposes, from a `sync --metrics-file` on the real cache.
+fn exposed_names() -> Vec<String> {
+    let (tmp, jobs) = cache_copy("jobs");
+    let file = tmp.path().join("saltship.prom");
+    let run = common::saltship(&[
+        "sync",
+        "--dry-run",
+        "--cache-dir",
+        p(&jobs),
+        "--metrics-file",
+        p(&file),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    std::fs::read_to_string(&file)
+        .expect("metrics file")
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every `saltship_…` name in `text`.
+fn names_used(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("saltship_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(tail.len());
+        out.push(&tail[..end]);
+        rest = &tail[end..];
+    }
+    out
+}
+
+fn contrib(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).expect(rel)
+}
+
+/// The `expr`s of the Grafana dashboard's panels.
+fn dashboard_exprs() -> Vec<String> {
+    let dash: Value =
+        serde_json::from_str(&contrib("contrib/grafana/saltship-fleet.json")).expect("JSON");
+    assert!(dash["title"].is_string() && dash["uid"].is_string());
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 3);
+    let mut exprs = Vec::new();
+    for panel in panels {
+        assert!(
+            panel["type"].is_string() && panel["gridPos"]["w"].is_u64(),
+            "{panel}"
+        );
+        assert_eq!(panel["datasource"]["type"], "prometheus", "{panel}");
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push(target["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    exprs
+}
+
+#[test]
+fn contrib_rules_and_dashboards_use_only_what_exists() {
+    let names = exposed_names();
+    assert!(names.iter().any(|n| n == "saltship_state_results_total"));
+    let rules = contrib("contrib/prometheus/saltship.rules.yml");
+    let grafana = dashboard_exprs().join("\n");
+    for name in names_used(&rules).into_iter().chain(names_used(&grafana)) {
+        assert!(names.iter().any(|n| n == name), "{name} is not exposed");
+    }
+    for needed in [
+        "saltship_minion_last_state_run_success",
+        "saltship_minion_last_state_run_timestamp_seconds",
+        "saltship_minion_last_state_run_states",
+    ] {
+        assert!(
+            grafana.contains(needed),
+            "the dashboard does not show {needed}"
+        );
+    }
+    if !have(
+        "promtool",
+        Path::new("/usr/bin/promtool").exists(),
+        "prometheus",
+    ) {
+        return;
+    }
+    // The rules file, and the README's sample rule.
+    let readme = contrib("README.md");
+    let section = readme
+        .split("\n## Fleet health")
+        .nth(1)
+        .expect("a Fleet health section");
+    let sample = section
+        .split("```yaml\n")
+        .find(|b| b.contains("groups:"))
+        .and_then(|b| b.split("```").next())
+        .expect("a sample rule in the README");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sample_file = tmp.path().join("sample.rules.yml");
+    std::fs::write(&sample_file, sample).expect("write");
+    for file in [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/prometheus/saltship.rules.yml"),
+        sample_file,
+    ] {
+        let out = Command::new("/usr/bin/promtool")
+            .args(["check", "rules", p(&file)])
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool check rules {}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Element names of `xml` in order, checked to nest: a small well-formedness check.
+fn xml_balanced(xml: &str) -> Result<(), String> {
+    let mut open: Vec<&str> = Vec::new();
+    let mut rest = xml;
+    while let Some(at) = rest.find('<') {
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix("!--") {
+            rest = &after[after.find("-->").ok_or("unclosed comment")? + 3..];
+            continue;
+        }
+        let end = rest.find('>').ok_or("unclosed tag")?;
+        let tag = &rest[..end];
+        rest = &rest[end + 1..];
+        let name = tag
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("");
+        if tag.starts_with('/') {
+            match open.pop() {
+                Some(o) if o == name => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        } else if !tag.ends_with('/') && !tag.starts_with('?') {
+            open.push(name);
+        }
+    }
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unclosed {open:?}"))
+    }
+}
+
+#[test]
+fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
+    let xml = contrib("contrib/splunk/saltship_fleet.xml");
+    xml_balanced(&xml).expect("well-formed XML");
+    assert!(xml_balanced("<a><b></a></b>").is_err());
+    let events = backfill(&common::testdata("jobs"), &[]).events;
+    // Splunk's own words and the names the searches define; the rest must be event fields.
+    let splunk = [
+        "index",
+        "sourcetype",
+        "saltship",
+        "search",
+        "stats",
+        "count",
+        "eval",
+        "as",
+        "by",
+        "round",
+        "fields",
+        "top",
+        "limit",
+        "sort",
+        "dc",
+        "true",
+        "false",
+        "succeeded",
+        "total",
+        "success_pct",
+        "failed",
+        "states",
+    ];
+    let mut fields = 0;
+    for query in xml.split("<query>").skip(1) {
+        let query = query.split("</query>").next().expect("query");
+        for word in query
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty() && !w.chars().all(|c| c.is_ascii_digit()))
+            .filter(|w| !splunk.contains(w))
+        {
+            assert!(
+                events.iter().any(|e| e.get(word).is_some()),
+                "{word} is not an event field"
+            );
+            fields += 1;
+        }
+    }
+    assert!(xml.contains("top limit=20 state_id") && fields >= 3);
 }
