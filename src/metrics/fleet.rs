@@ -131,7 +131,7 @@ pub struct LastRun {
 }
 
 /// Every minion's latest real state run, and the state results counted since the start.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Fleet {
     pub minions: BTreeMap<String, LastRun>,
     /// State results read since the process started, test runs included.

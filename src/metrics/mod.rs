@@ -81,8 +81,11 @@ impl Metrics {
     /// that dropped out leave no series behind.
     fn registry(&self) -> Registry {
         let registry = Registry::new();
-        let state = self.lock();
-        let own = state.own;
+        // A copy, so that shipping never waits for the encoding.
+        let (own, fleet) = {
+            let state = self.lock();
+            (state.own, state.fleet.clone())
+        };
         let counter = |name: &str, help: &str, value: u64| {
             let c = IntCounter::new(name, help).expect("valid metric name");
             c.inc_by(value);
@@ -115,7 +118,7 @@ impl Metrics {
         .expect("valid metric name");
         lag.set(own.lag);
         register(&registry, lag);
-        fleet_metrics(&registry, &state.fleet);
+        fleet_metrics(&registry, &fleet);
         registry
     }
 
