@@ -97,7 +97,21 @@ pub fn main() -> Exit {
         };
     }
     let outcome = match (&cli.command, checkpoint) {
-        (Command::Watch(_), Some(cp)) if !config.dry_run => watch::run(&config, cp),
+        (Command::Watch(_), Some(cp)) if !config.dry_run => {
+            // Bound once the lock is ours (a second instance exits quietly above), before the
+            // catch-up: a taken address is a configuration error.
+            let listener = config.metrics_listen.map(|addr| {
+                std::net::TcpListener::bind(addr)
+                    .map_err(|e| format!("--metrics-listen {addr}: {e}"))
+            });
+            match listener.transpose() {
+                Ok(listener) => watch::run(&config, cp, listener),
+                Err(e) => {
+                    error!("{e}");
+                    return Exit::Usage;
+                }
+            }
+        }
         (_, checkpoint) => ship::run(&config, mode, checkpoint),
     };
     match outcome {

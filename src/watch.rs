@@ -36,7 +36,12 @@ const RELIST: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(
 
 /// Runs until SIGTERM or SIGINT; then confirms what was sent, saves the checkpoint and
 /// returns. `Err` only when the daemon cannot start.
-pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, String)> {
+/// `listener`, when given, serves the metrics once the fleet is rebuilt.
+pub fn run(
+    config: &Config,
+    checkpoint: Checkpoint,
+    listener: Option<TcpListener>,
+) -> Result<Totals, (Totals, String)> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
@@ -59,12 +64,7 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
     if let Err(e) = &watcher {
         follow.warn_watch(config, e);
     }
-    // Bound before the fleet is rebuilt (a bad address stops the start), served after it (the
-    // first scrape is right).
-    let listener = match config.metrics_listen.map(TcpListener::bind).transpose() {
-        Ok(l) => l,
-        Err(e) => return Err((Totals::default(), format!("--metrics-listen: {e}"))),
-    };
+    // Served once the fleet is rebuilt: the first scrape is right.
     let mut shipper = Shipper::new(config, Some(checkpoint), Some(stop.clone()));
     if let (Some(listener), Some(metrics)) = (listener, &shipper.metrics) {
         match metrics::serve::spawn(listener, metrics.clone()) {

@@ -359,6 +359,28 @@ fn the_endpoint_answers_only_get_metrics() {
 }
 
 #[test]
+fn a_taken_address_is_a_configuration_error() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let run = common::saltship(&[
+        "watch",
+        "--cache-dir",
+        p(&jobs),
+        "--target",
+        &format!("127.0.0.1:{}", free_port()),
+        "--metrics-listen",
+        &addr,
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("--metrics-listen {addr}: ")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn idle_scrapers_hold_up_neither_shipping_nor_the_endpoint() {
     let (tmp, jobs) = cache_copy("jobs");
     let receiver = Receiver::start(Faults::default());
