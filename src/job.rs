@@ -16,7 +16,8 @@ pub struct Job {
     /// The functions run: one for most jobs, several for multi-function jobs, none when the
     /// folder has no readable `.load.p`.
     pub funs: Vec<String>,
-    /// `arg` from `.load.p` (`fun_args` for salt-call/`req` loads), pillar values masked.
+    /// `arg` from `.load.p` (`fun_args` for salt-call/`req` loads, `return.fun_args` for
+    /// runners), pillar values masked.
     pub args: Value,
     /// When the job was published, if the jid is a timestamp.
     pub publish: Option<i64>,
@@ -50,6 +51,7 @@ impl Job {
         };
         let args = get(load, "arg")
             .or_else(|| get(load, "fun_args"))
+            .or_else(|| get(load, "return").and_then(|r| get(r, "fun_args")))
             .map(|a| serde_json::to_value(Json(a)).unwrap_or(Value::Null))
             .unwrap_or(Value::Null);
         let args = if show_pillar { args } else { mask_pillar(args) };

@@ -287,6 +287,51 @@ mod tests {
     }
 
     #[test]
+    fn an_orchestration_with_test_true_is_a_test_run() {
+        // A runner's `.load.p` keeps its arguments, kwargs last, in `return.fun_args`.
+        let load = Mp::Map(vec![(
+            "return".into(),
+            Mp::Map(vec![
+                ("fun".into(), "runner.state.orchestrate".into()),
+                (
+                    "fun_args".into(),
+                    Mp::Array(vec![
+                        "orch.deploy".into(),
+                        Mp::Map(vec![("test".into(), Mp::Boolean(true))]),
+                    ]),
+                ),
+            ]),
+        )]);
+        let bytes = rmp_bytes(&load);
+        let load = crate::msgpack::decode(&bytes).expect("valid msgpack");
+        let job = Job::from_load("20261123202950677169".into(), Some(&load), false, None);
+        let states = Mp::Map(vec![(
+            "salt_|-deploy_|-deploy_|-state".into(),
+            state(Mp::Nil, empty(), 1.0),
+        )]);
+        let ret = Mp::Map(vec![(
+            "return".into(),
+            Mp::Map(vec![
+                ("fun".into(), "runner.state.orchestrate".into()),
+                (
+                    "return".into(),
+                    Mp::Map(vec![(
+                        "data".into(),
+                        Mp::Map(vec![("testmaster".into(), states)]),
+                    )]),
+                ),
+            ]),
+        )]);
+        let bytes = rmp_bytes(&ret);
+        let value = crate::msgpack::decode(&bytes).expect("valid msgpack");
+        let events = crate::extract::extract(&job, "testmaster", &value);
+        assert_eq!(events.len(), 1);
+        let seen = observe(&job, &events);
+        assert!(seen.runs.is_empty(), "{seen:?}");
+        assert_eq!(seen.results.pending, 1);
+    }
+
+    #[test]
     fn a_newer_run_replaces_an_older_one_and_test_runs_do_not() {
         let good = run(
             json!(["web"]),
