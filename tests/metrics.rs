@@ -489,7 +489,8 @@ fn a_real_prometheus_scrapes_the_gauges() {
             .expect("start prometheus"),
     );
     let query = "/api/v1/query?query=saltship_minion_last_state_run_states";
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Prometheus starts in a few seconds; a loaded machine gets a generous bound.
+    let deadline = Instant::now() + Duration::from_secs(120);
     let result = loop {
         let answer = get(&web, query).ok().filter(|(s, _)| *s == 200);
         let result = answer
