@@ -16,11 +16,12 @@ use log::{debug, info, warn};
 use crate::cache::{scan, JobDir};
 use crate::checkpoint::{Checkpoint, SaveStats};
 use crate::config::Config;
+use crate::metrics::{Metrics, Own};
 use crate::sink::stdout::StdoutSink;
 use crate::sink::tcp::{TcpOptions, TcpSink};
 use crate::sink::{Sink, SinkError};
 use crate::{pipeline, progress, time};
-use work::{load_job, work, BufferPool, Done, Loaded, Step};
+use work::{load_job, work, BufferPool, Done, Loaded, Read, Step};
 
 /// Confirm delivery whenever this much is unconfirmed: bounds memory and what a failure resends.
 const CONFIRM_BYTES: usize = 4 << 20;
@@ -77,7 +78,15 @@ pub fn run(
     checkpoint: Option<Checkpoint>,
 ) -> Result<Totals, (Totals, String)> {
     let mut shipper = Shipper::new(config, checkpoint, None);
+    // A backfill replays old history on purpose: its age says nothing about an outage.
+    shipper.warn_cleanup = mode == Mode::Sync;
     let result = shipper.pass(mode, None).and_then(|()| shipper.confirm());
+    if let (Some(metrics), Some(path)) = (&shipper.metrics, &config.metrics_file) {
+        metrics.set_own(shipper.own_metrics(0.0));
+        if let Err(e) = metrics.write_file(path) {
+            warn!("metrics file {}: {e}", path.display());
+        }
+    }
     shipper.finish(result)
 }
 
@@ -98,6 +107,12 @@ pub struct Shipper<'c> {
     stop: Option<Arc<AtomicBool>>,
     /// Why the checkpoint could not be saved: the run stops (exit status 3).
     save_failed: Option<String>,
+    /// Warn when unshipped returns near the master's keep_jobs (sync and watch).
+    pub warn_cleanup: bool,
+    /// Set while waiting on the sink, for the progress bar.
+    blocked: progress::Blocked,
+    /// The fleet's health, rebuilt from the cache and updated as returns are read.
+    pub metrics: Option<Metrics>,
 }
 
 impl<'c> Shipper<'c> {
@@ -126,6 +141,9 @@ impl<'c> Shipper<'c> {
             bars: !config.quiet,
             stop,
             save_failed: None,
+            warn_cleanup: true,
+            blocked: progress::Blocked::default(),
+            metrics: config.metrics().then(|| Metrics::rebuilt(config)),
         }
     }
 
@@ -168,7 +186,12 @@ impl<'c> Shipper<'c> {
             .iter()
             .map(|(d, m)| if lazy { d.subfolders } else { m.len() })
             .sum();
-        let bar = progress::bar(!self.bars || jobs.is_empty(), returns as u64);
+        let bar = progress::bar(
+            !self.bars || jobs.is_empty(),
+            returns as u64,
+            self.blocked.clone(),
+        );
+        bar.set_message(self.bar_message());
         let (dirs, minion_lists): (Vec<JobDir>, Vec<Vec<String>>) = jobs.into_iter().unzip();
         // Jobs are loaded in order on one thread, their returns decoded and encoded on all cores.
         let steps = dirs.iter().zip(minion_lists).flat_map(|(dir, minions)| {
@@ -216,6 +239,19 @@ impl<'c> Shipper<'c> {
         result
     }
 
+    /// The progress bar's message: events so far, "printed" on a dry run.
+    fn bar_message(&self) -> String {
+        let stats = self.sink.stats();
+        if self.config.dry_run {
+            format!("{} events printed", stats.events_sent)
+        } else {
+            format!(
+                "{} events sent, {} reconnects",
+                stats.events_sent, stats.reconnects
+            )
+        }
+    }
+
     /// Every job folder of the cache, listed where the checkpoint says it must be; prunes the
     /// checkpoint of the jobs gone.
     pub fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
@@ -236,10 +272,16 @@ impl<'c> Shipper<'c> {
         }
         self.totals.failed_files += problems.len() as u64;
         // A folder that could not be read may still hold jobs: prune only after a clean scan.
-        if let Some(cp) = self.recording().filter(|_| problems.is_empty()) {
-            let pruned = cp.prune(&dirs.iter().map(|d| d.key.as_str()).collect());
-            if pruned > 0 {
-                debug!("forgot {pruned} jobs the master cleaned up");
+        if problems.is_empty() {
+            let keys = dirs.iter().map(|d| d.key.as_str()).collect();
+            if let Some(metrics) = &self.metrics {
+                metrics.retain(&keys);
+            }
+            if let Some(cp) = self.recording() {
+                let pruned = cp.prune(&keys);
+                if pruned > 0 {
+                    debug!("forgot {pruned} jobs the master cleaned up");
+                }
             }
         }
         dirs
@@ -265,23 +307,44 @@ impl<'c> Shipper<'c> {
                 match loaded {
                     Loaded::Job(_) => self.totals.jobs += 1,
                     Loaded::NonState => {
+                        debug!(
+                            "job {}: nothing to ship (not a state run, or filtered out)",
+                            dir.jid
+                        );
                         if let Some(cp) = self.recording() {
                             cp.record_non_state(&dir.key, &dir.jid);
                         }
                         self.totals.skipped += 1;
-                        bar.inc(n as u64);
+                        // The bar counts returns that ship.
+                        bar.dec_length(n as u64);
                     }
                     Loaded::NotYet => {
+                        debug!("job {}: not complete yet, left for a later pass", dir.jid);
                         self.left_behind.get_or_insert(dir.jid.clone());
-                        bar.inc(n as u64);
+                        bar.dec_length(n as u64);
                     }
                 }
             }
             Done::Returns(dir, returns) => {
-                for (minion, buf, events, part) in returns {
+                for Read {
+                    minion,
+                    buf,
+                    events,
+                    part,
+                    seen,
+                } in returns
+                {
                     self.totals.returns += part.returns;
                     self.totals.failed_files += part.failed_files;
-                    bar.inc(1);
+                    // The bar counts the returns the summary counts.
+                    if part.returns > 0 {
+                        bar.inc(1);
+                    } else {
+                        bar.dec_length(1);
+                    }
+                    if let (Some(metrics), Some(seen)) = (&self.metrics, seen) {
+                        metrics.observe(&dir.key, &dir.jid, seen);
+                    }
                     // Not landed yet: not done either.
                     let Some(n) = events else { continue };
                     // Pending before sending: a failed send ends the run unconfirmed, unrecorded.
@@ -292,7 +355,10 @@ impl<'c> Shipper<'c> {
                         seen: Instant::now(),
                     });
                     if n > 0 {
-                        self.sink.send(&buf, n)?;
+                        self.blocked.start();
+                        let sent = self.sink.send(&buf, n);
+                        self.blocked.end();
+                        sent?;
                         self.totals.events += n;
                     }
                     pool.give(buf);
@@ -300,11 +366,7 @@ impl<'c> Shipper<'c> {
                         self.confirm()?;
                     }
                 }
-                let stats = self.sink.stats();
-                bar.set_message(format!(
-                    "{} events sent, {} reconnects",
-                    stats.events_sent, stats.reconnects
-                ));
+                bar.set_message(self.bar_message());
             }
         }
         Ok(())
@@ -314,11 +376,17 @@ impl<'c> Shipper<'c> {
     /// fails ends the run: shipping on, or running again, would send the same events again
     /// and again without ever recording them.
     pub fn confirm(&mut self) -> Result<(), SinkError> {
-        self.sink.confirm()?;
+        self.blocked.start();
+        let confirmed = self.sink.confirm();
+        self.blocked.end();
+        confirmed?;
         let pending = std::mem::take(&mut self.pending);
         let Some(cp) = self.checkpoint.as_mut().filter(|_| !self.config.dry_run) else {
             return Ok(());
         };
+        if !pending.is_empty() {
+            debug!("{} returns confirmed; saving the checkpoint", pending.len());
+        }
         for p in &pending {
             cp.record(&p.key, &p.jid, &p.minion);
         }
@@ -347,6 +415,24 @@ impl<'c> Shipper<'c> {
             .unwrap_or_default()
     }
 
+    /// Returns in the cache that the checkpoint does not hold as done (one scan): what waits
+    /// for a receiver. Returns of jobs not yet known to be non-state are counted too.
+    pub fn waiting(&self) -> usize {
+        let cp = self.checkpoint.as_ref();
+        let list = |key: &str, mtime| cp.is_none_or(|cp| cp.needs_listing(key, mtime));
+        let (dirs, _) = scan(&self.config.cache_dir, |_| {}, list);
+        let mut totals = Totals::default();
+        let (jobs, _) = plan(
+            self.config,
+            Mode::Sync,
+            cp,
+            &HashSet::new(),
+            dirs,
+            &mut totals,
+        );
+        jobs.iter().map(|(_, minions)| minions.len()).sum()
+    }
+
     /// When the oldest return sent but not confirmed was read, if any.
     pub fn oldest_unconfirmed(&self) -> Option<Instant> {
         self.pending.first().map(|p| p.seen)
@@ -362,6 +448,20 @@ impl<'c> Shipper<'c> {
         self.sink.stats().reconnects
     }
 
+    /// saltship's own numbers for the metrics, with `lag` as the caller measured it.
+    pub fn own_metrics(&self, lag: f64) -> Own {
+        Own {
+            returns: self.totals.returns,
+            events: self.totals.events,
+            failed_files: self.totals.failed_files,
+            reconnects: self.reconnects(),
+            lag,
+            checkpoint_saves: self.save_stats().saves,
+            checkpoint_written_bytes: self.save_stats().bytes,
+            ..Own::default()
+        }
+    }
+
     /// Warns about returns near cleanup and turns the outcome into the run's result.
     pub fn finish(mut self, result: Result<(), SinkError>) -> Result<Totals, (Totals, String)> {
         self.totals.reconnects = self.sink.stats().reconnects;
@@ -372,6 +472,7 @@ impl<'c> Shipper<'c> {
             .into_iter()
             .chain(self.left_behind.as_ref())
             .min()
+            .filter(|_| self.warn_cleanup)
         {
             warn_before_cleanup(self.config, jid);
         }
@@ -435,6 +536,7 @@ fn plan(
     for mut dir in dirs {
         // A backfill's jobs are listed at their turn: `nocache` is found by its marker.
         if dir.nocache || (mode == Mode::Backfill && dir.dir.join("nocache").exists()) {
+            debug!("job folder {}: nocache, nothing to ship", dir.key);
             totals.skipped += 1;
             continue;
         }
@@ -485,6 +587,7 @@ fn plan(
         }
         if mode == Mode::Backfill && !config.in_range(time::jid_instant(&dir.jid, config.jid_zone))
         {
+            debug!("job {}: outside --since/--until, skipped", dir.jid);
             totals.skipped += 1;
             continue;
         }

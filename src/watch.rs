@@ -12,7 +12,7 @@
 mod watches;
 
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
@@ -24,8 +24,9 @@ use notify::event::{AccessKind, AccessMode, CreateKind};
 use notify::EventKind;
 
 use crate::cache::JobDir;
-use crate::checkpoint::{Checkpoint, SaveStats};
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
+use crate::metrics;
 use crate::ship::{Mode, Shipper, Totals};
 use crate::sink::SinkError;
 use watches::{Events, Watches};
@@ -40,7 +41,12 @@ const RELIST: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(
 
 /// Runs until SIGTERM or SIGINT; then confirms what was sent, saves the checkpoint and
 /// returns. `Err` only when the daemon cannot start.
-pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, String)> {
+/// `listener`, when given, serves the metrics once the fleet is rebuilt.
+pub fn run(
+    config: &Config,
+    checkpoint: Checkpoint,
+    listener: Option<TcpListener>,
+) -> Result<Totals, (Totals, String)> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
@@ -58,7 +64,14 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
         rescan: false,
         later: Vec::new(),
     };
+    // Served once the fleet is rebuilt: the first scrape is right.
     let mut shipper = Shipper::new(config, Some(checkpoint), Some(stop.clone()));
+    if let (Some(listener), Some(metrics)) = (listener, &shipper.metrics) {
+        match metrics::serve::spawn(listener, metrics.clone()) {
+            Ok(addr) => info!("serving metrics at http://{addr}/metrics"),
+            Err(e) => return Err((Totals::default(), format!("--metrics-listen: {e}"))),
+        }
+    }
     let mut watches = None;
     let mut catch_up = full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
         .and_then(|()| shipper.confirm());
@@ -70,15 +83,25 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
     }
     shipper.bars = false;
     let mut daemon = Daemon::new(config);
+    let receiver_down = matches!(catch_up, Err(SinkError::Undelivered(_)));
     if let Err(e) = catch_up {
         daemon.delivery_failed(&mut shipper, e);
     }
     daemon.notify("READY=1");
-    info!(
-        "following {} ({} events shipped catching up)",
-        config.cache_dir.display(),
-        shipper.totals.events
-    );
+    if receiver_down {
+        // "0 events shipped" would read like success.
+        warn!(
+            "following {}, but no receiver is reachable: {} returns wait, and are shipped once one answers",
+            config.cache_dir.display(),
+            shipper.waiting()
+        );
+    } else {
+        info!(
+            "following {} ({} events shipped catching up)",
+            config.cache_dir.display(),
+            shipper.totals.events
+        );
+    }
     while !stop.load(Ordering::SeqCst) && !shipper.save_failed() {
         let deadline = follow
             .next_relist()
@@ -439,16 +462,19 @@ impl<'c> Daemon<'c> {
                 shipper.reconnects()
             );
         }
-        if let Some(path) = &self.config.metrics_file {
-            if now >= self.next_metrics {
+        if let Some(metrics) = &shipper.metrics {
+            metrics.set_own(metrics::Own {
+                watches: watches as u64,
+                ..shipper.own_metrics(lag)
+            });
+            if let Some(path) = self
+                .config
+                .metrics_file
+                .as_ref()
+                .filter(|_| now >= self.next_metrics)
+            {
                 self.next_metrics = now + Duration::from_secs(10);
-                let gauges = Gauges {
-                    reconnects: shipper.reconnects(),
-                    lag,
-                    watches,
-                    saves: shipper.save_stats(),
-                };
-                if let Err(e) = write_metrics(path, t, &gauges) {
+                if let Err(e) = metrics.write_file(path) {
                     warn!("metrics file {}: {e}", path.display());
                 }
             }
@@ -479,76 +505,6 @@ fn sd_notify(socket: &Path, state: &str) -> std::io::Result<()> {
     UnixDatagram::unbound()?
         .send_to_addr(state.as_bytes(), &addr)
         .map(|_| ())
-}
-
-/// The Prometheus text format, for node_exporter's textfile collector; written to a temp file
-/// and renamed, so the collector never reads half a file.
-/// What the metrics file shows beside the totals.
-struct Gauges {
-    reconnects: u64,
-    lag: f64,
-    watches: usize,
-    saves: SaveStats,
-}
-
-fn write_metrics(path: &Path, t: &Totals, g: &Gauges) -> std::io::Result<()> {
-    let mut text = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        text.push_str(&format!("# HELP saltship_{name} {help}\n# TYPE saltship_{name} {kind}\nsaltship_{name} {value}\n"));
-    };
-    metric(
-        "returns_total",
-        "counter",
-        "Minion returns read.",
-        t.returns.to_string(),
-    );
-    metric(
-        "events_total",
-        "counter",
-        "State result events shipped.",
-        t.events.to_string(),
-    );
-    metric(
-        "failed_files_total",
-        "counter",
-        "Cache files that could not be read.",
-        t.failed_files.to_string(),
-    );
-    metric(
-        "reconnects_total",
-        "counter",
-        "Reconnections to a receiver after a failure.",
-        g.reconnects.to_string(),
-    );
-    metric(
-        "lag_seconds",
-        "gauge",
-        "Age of the oldest return sent but not confirmed yet.",
-        format!("{:.3}", g.lag),
-    );
-    metric(
-        "watches",
-        "gauge",
-        "Folders under inotify watch: where returns can still land.",
-        g.watches.to_string(),
-    );
-    metric(
-        "checkpoint_saves_total",
-        "counter",
-        "Checkpoint saves (journal appends and compactions).",
-        g.saves.saves.to_string(),
-    );
-    metric(
-        "checkpoint_written_bytes_total",
-        "counter",
-        "Bytes written by checkpoint saves.",
-        g.saves.bytes.to_string(),
-    );
-    let tmp = path.with_extension("prom.tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
