@@ -3,7 +3,9 @@
 //! and a restart, a cleaned-up job or a lost state file cannot leave the gauges wrong.
 //!
 //! Cost: one listing and one small `.load.p` read per job, and one `return.p` decoded per
-//! minion (more when its newest runs were test runs), on one thread. Counters start at zero.
+//! minion (more when its newest runs were test runs), on one thread. Each job is listed when
+//! its turn comes, so memory holds one job's minion names, not the cache's. Counters start at
+//! zero.
 
 use std::path::Path;
 
@@ -19,10 +21,10 @@ use crate::time::{jid_instant, JidZone};
 /// Every minion's latest real state run in the cache under `root`, of the jobs `--fun` (`funs`)
 /// takes. Unreadable files are skipped here: shipping names them.
 pub fn rebuild(root: &Path, zone: JidZone, funs: &[String]) -> Fleet {
-    let (dirs, _) = scan(root, |_| {}, |_, _| true);
+    let (dirs, _) = scan(root, |_| {}, |_, _| false);
     let mut jobs: Vec<_> = dirs
         .into_iter()
-        .filter(|d| !d.nocache && !d.minions.is_empty())
+        .filter(|d| !d.dir.join("nocache").exists())
         .filter_map(|mut d| {
             d.jid = d.read_jid()?;
             Some(d)
@@ -33,8 +35,8 @@ pub fn rebuild(root: &Path, zone: JidZone, funs: &[String]) -> Fleet {
     let mut read = 0;
     for dir in &jobs {
         // Minions with a run already have a newer one: only the others' returns are read.
-        let wanted: Vec<&String> = dir
-            .minions
+        let minions = dir.list_minions();
+        let wanted: Vec<&String> = minions
             .iter()
             .filter(|m| !fleet.minions.contains_key(*m))
             .collect();
