@@ -114,13 +114,16 @@ def wait_caught_up(watch, log, deadline):
     raise SystemExit("watch did not catch up in time")
 
 
-def land(cache, n, load, minion, ret, per_job=1):
+def land(cache, n, load, minion, ret, per_job=1, names=None):
     """A return as a master writes it, the first of its job with the job's folder, `jid` and
-    `.load.p`; the return's key and the time of its rename."""
+    `.load.p`; the return's key and the time of its rename. `names`: a format for the minion
+    names from the return's place in its job (the fleet's own names)."""
     job = n // per_job
     jid = "2099%016d" % job
     d = os.path.join(cache, "%02x" % (job % 256), "bench%016d" % job)
-    if per_job > 1:
+    if names:
+        minion = names % (n % per_job)
+    elif per_job > 1:
         minion = "%s-%05d" % (minion, n % per_job)
     if n % per_job == 0:
         os.makedirs(d)
@@ -146,6 +149,7 @@ def main():
     ap.add_argument("--keep", type=float, default=0, help="delete jobs older than this many seconds, as the master's cleanup does")
     ap.add_argument("--cache", help="follow this cache (a jobs folder) instead of an empty one")
     ap.add_argument("--per-job", type=int, default=1, help="returns per job landed (minions of one highstate)")
+    ap.add_argument("--names", help="minion names as a %%-format of the return's place in its job, e.g. web-%%04d.example.com")
     a = ap.parse_args()
     sources = state_returns()
     work = tempfile.mkdtemp(prefix="saltship-latency-")
@@ -177,7 +181,7 @@ def main():
             time.sleep(max(0.0, start + n / a.rate - time.monotonic()))
             # One source per job: its load and its returns agree.
             load, minion, ret = sources[(n // a.per_job) % len(sources)]
-            key, at = land(cache, n, load, minion, ret, a.per_job)
+            key, at = land(cache, n, load, minion, ret, a.per_job, a.names)
             landed[key] = at
             old = n - int(a.keep * a.rate)
             if a.keep and old >= 0 and old % a.per_job == a.per_job - 1:

@@ -45,5 +45,6 @@ echo "Cache: \`$JOBS\`, $(find "$JOBS" -mindepth 3 -maxdepth 3 -type d | wc -l) 
 echo "Machine: $(machine). saltship: $(cd "$REPO" && git rev-parse --short HEAD)."
 echo "Command: \`bash bench/watch-scale.sh --seconds $SECONDS_LANDING\`"
 echo
-# Landed like a highstate of 2,000 minions: one job, a return every 20 ms.
-"$PY" "$HERE/watch-latency.py" --cache "$JOBS" --per-job 2000 --rate 50 --seconds "$SECONDS_LANDING" --bin "$BIN"
+# Landed like a highstate of the cache's 2,000 minions: one job, a return every 20 ms.
+"$PY" "$HERE/watch-latency.py" --cache "$JOBS" --per-job 2000 --names 'web-%04d.example.com' \
+    --rate 50 --seconds "$SECONDS_LANDING" --bin "$BIN"
