@@ -211,6 +211,27 @@ pub struct CommonArgs {
     #[arg(long, env = "SALTSHIP_SHOW_PILLAR_ARGS")]
     pub show_pillar_args: bool,
 
+    /// Also mask the values of keyword arguments with this name in fun_args (repeatable). Always
+    /// masked: password, passwd, pass, secret, token, api_key, apikey, private_key, ssh_key, key,
+    /// and any name that ends in one of them after '_' or '-' (db_password, auth-token)
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SALTSHIP_MASK_ARG",
+        value_delimiter = ','
+    )]
+    pub mask_arg: Vec<String>,
+
+    /// Read no cache file larger than this (a return or a .load.p): it is named in a warning,
+    /// counted as failed and tried again at the next run. Bytes, or with K, M, G (KiB...)
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SALTSHIP_MAX_RETURN_BYTES",
+        default_value = "256M"
+    )]
+    pub max_return_bytes: String,
+
     /// Threads that decode and encode returns [default: one per core]; events still go out in
     /// jid order
     #[arg(long, value_name = "N", env = "SALTSHIP_THREADS", value_parser = clap::value_parser!(u16).range(1..))]

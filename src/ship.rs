@@ -411,19 +411,25 @@ fn plan(
             }
             continue;
         }
-        match known
-            .map(|s| s.jid.clone())
-            .filter(|j| !j.is_empty())
-            .or_else(|| dir.read_jid())
-        {
-            Some(jid) => dir.jid = jid,
-            None => {
-                // Salt's cleanup deletes a folder without a `jid` file at once; one that still
-                // has a `.load.p` is being created or half deleted: no job yet either way.
+        let jid = match known.map(|s| s.jid.clone()).filter(|j| !j.is_empty()) {
+            Some(jid) => Ok(Some(jid)),
+            None => dir.read_jid(config.max_return_bytes),
+        };
+        match jid {
+            Ok(Some(jid)) => dir.jid = jid,
+            // Salt's cleanup deletes a folder without a `jid` file at once; one that still has a
+            // `.load.p` is being created or half deleted: no job yet either way.
+            Ok(None) => {
                 if dir.load_path().exists() {
                     warn!("{}: missing or empty", dir.dir.join("jid").display());
                     totals.failed_files += 1;
                 }
+                continue;
+            }
+            // Not recorded: the job is tried again at the next pass.
+            Err(p) => {
+                warn!("{}: {}", p.path.display(), p.why);
+                totals.failed_files += 1;
                 continue;
             }
         }
@@ -443,7 +449,9 @@ pub fn start_at_now(config: &Config, checkpoint: &mut Checkpoint) -> anyhow::Res
     let (dirs, _) = scan(&config.cache_dir, |_| {}, |_, _| true);
     let mut returns = 0;
     for dir in dirs {
-        let Some(jid) = dir.read_jid() else { continue };
+        let Ok(Some(jid)) = dir.read_jid(config.max_return_bytes) else {
+            continue;
+        };
         for minion in &dir.minions {
             checkpoint.record(&dir.key, &jid, minion);
             returns += 1;

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::event::{to_map, write_json};
 use crate::extract::{extract, StateEvent};
 use crate::format::{self, Format};
-use crate::job::Job;
+use crate::job::{Job, Masking};
 use crate::msgpack::{self, ReadError};
 use crate::{glob, time};
 
@@ -97,7 +97,7 @@ pub(super) fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bo
     let publish = time::jid_instant(&dir.jid, config.jid_zone);
     let path = dir.load_path();
     let mut failed = false;
-    let buf = match read_load(&path) {
+    let buf = match read_load(&path, config.max_return_bytes) {
         Ok(buf) => Some(buf),
         Err(e)
             if mode == Mode::Sync
@@ -111,6 +111,11 @@ pub(super) fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bo
             return (Loaded::NotYet, false);
         }
         Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
+        // Not this file's fault for good: its returns wait for the next pass.
+        Err(e) if !e.is_permanent() => {
+            warn!("{}: {e}", path.display());
+            return (Loaded::NotYet, true);
+        }
         Err(e) => {
             warn!("{}: {e}", path.display());
             failed = true;
@@ -121,7 +126,10 @@ pub(super) fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bo
     let job = Job::from_load(
         dir.jid.clone(),
         load.as_ref(),
-        config.show_pillar_args,
+        Masking {
+            show_pillar: config.show_pillar_args,
+            extra: &config.mask_args,
+        },
         publish,
     );
     // Jobs whose functions are known and none of them a state run are never decoded further.
@@ -152,10 +160,10 @@ pub(super) fn settling(dir: &JobDir) -> bool {
 }
 
 /// `.load.p` is written in place, not atomically: a truncated one may be mid-write, so retry.
-pub(super) fn read_load(path: &Path) -> Result<Vec<u8>, ReadError> {
+pub(super) fn read_load(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     let mut tries = 0;
     loop {
-        let buf = msgpack::read_file(path)?;
+        let buf = msgpack::read_file(path, max)?;
         match msgpack::decode(&buf) {
             Ok(_) => return Ok(buf),
             Err(ReadError::Truncated | ReadError::Empty) if tries < 3 => {
@@ -168,8 +176,9 @@ pub(super) fn read_load(path: &Path) -> Result<Vec<u8>, ReadError> {
 }
 
 /// Decodes one minion's return and appends its events to `buf`: how many, or `None` when the
-/// return has not landed yet (and is not done). A broken file is warned about, counted, and
-/// done: it will not mend, and warning again every run would be noise.
+/// return is not done (not landed yet, or unreadable for now: tried again at the next pass).
+/// A file broken for good is warned about, counted, and done: it will not mend, and warning
+/// again every run would be noise.
 pub(super) fn ship_return(
     config: &Config,
     job: &Job,
@@ -179,26 +188,23 @@ pub(super) fn ship_return(
     totals: &mut Totals,
 ) -> Option<u64> {
     let path = dir.return_path(minion);
-    let bytes = match msgpack::read_file(&path) {
+    let failed = |e: ReadError, totals: &mut Totals| {
+        warn!("{}: {e}", path.display());
+        totals.failed_files += 1;
+        e.is_permanent().then_some(0)
+    };
+    let bytes = match msgpack::read_file(&path, config.max_return_bytes) {
         Ok(bytes) => bytes,
         // The minion folder is made before return.p lands; nothing to read yet.
         Err(e) if e.is_vanished() && path.parent().is_some_and(Path::exists) => {
             debug!("{}: not written yet", path.display());
             return None;
         }
-        Err(e) => {
-            warn!("{}: {e}", path.display());
-            totals.failed_files += 1;
-            return Some(0);
-        }
+        Err(e) => return failed(e, totals),
     };
     let value = match msgpack::decode(&bytes) {
         Ok(value) => value,
-        Err(e) => {
-            warn!("{}: {e}", path.display());
-            totals.failed_files += 1;
-            return Some(0);
-        }
+        Err(e) => return failed(e, totals),
     };
     totals.returns += 1;
     let mut n = 0;
