@@ -232,6 +232,16 @@ pub struct CommonArgs {
     )]
     pub max_return_bytes: String,
 
+    /// Memory for the returns being decoded and sent at once, across the threads; a return
+    /// needing more is handled alone. Bytes, or with K, M, G (KiB...)
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SALTSHIP_MEMORY_BUDGET",
+        default_value = "64M"
+    )]
+    pub memory_budget: String,
+
     /// Threads that decode and encode returns [default: one per core]; events still go out in
     /// jid order
     #[arg(long, value_name = "N", env = "SALTSHIP_THREADS", value_parser = clap::value_parser!(u16).range(1..))]

@@ -32,6 +32,8 @@ pub struct Config {
     pub mask_args: Vec<String>,
     /// No cache file larger than this is read.
     pub max_return_bytes: u64,
+    /// Bytes of returns in flight across the workers.
+    pub memory_budget: u64,
     pub master_id: String,
     pub jid_zone: JidZone,
     /// Jobs published in `[since, until)`, microseconds since the epoch.
@@ -163,6 +165,7 @@ impl Config {
             mask_args: args.mask_arg.clone(),
             max_return_bytes: parse_size(&args.max_return_bytes)
                 .context("bad --max-return-bytes")?,
+            memory_budget: parse_size(&args.memory_budget).context("bad --memory-budget")?,
             master_id: args.master_id.clone().unwrap_or_else(hostname),
             jid_zone,
             since: None,

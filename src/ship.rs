@@ -3,6 +3,7 @@
 //! after the confirmation that covers it. A bad file is named in one warning and counted; the
 //! run goes on.
 
+mod budget;
 mod work;
 
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ use crate::sink::stdout::StdoutSink;
 use crate::sink::tcp::{TcpOptions, TcpSink};
 use crate::sink::{Sink, SinkError};
 use crate::{pipeline, progress, time};
+use budget::Budget;
 use work::{load_job, work, BufferPool, Done, Loaded, Step};
 
 /// Confirm delivery whenever this much is unconfirmed: bounds memory and what a failure resends.
@@ -27,7 +29,7 @@ const CONFIRM_BYTES: usize = 4 << 20;
 /// A folder's mtime is trusted to show a new entry only when older than this (the clock
 /// behind mtimes is coarse).
 const SETTLED_AFTER: Duration = Duration::from_secs(2);
-/// Returns per hand-off to a worker thread.
+/// Returns per hand-off to a worker thread, at most: fewer when they are big (see [`Budget`]).
 const CHUNK: usize = 16;
 
 /// Which returns a run takes.
@@ -162,6 +164,16 @@ impl<'c> Shipper<'c> {
             !self.bars || jobs.is_empty(),
             jobs.iter().map(|(_, m)| m.len() as u64).sum(),
         );
+        let pool = std::mem::take(&mut self.pool);
+        // A pass of a chunk or less (most of watch's) is not worth starting threads for.
+        let returns: usize = jobs.iter().map(|(_, m)| m.len()).sum();
+        let threads = if returns <= CHUNK { 1 } else { config.threads };
+        // Two hand-offs per worker plus one in order keep the cores busy. What bounds memory is
+        // the budget: each hand-off takes its returns' share before it is made, and gives it
+        // back once their events are sent.
+        let window = 2 * threads + 1;
+        let budget = Budget::new(config.memory_budget);
+        let share = budget.share(window);
         // Jobs are loaded in order on one thread, their returns decoded and encoded on all cores.
         let steps = jobs.iter().flat_map(|(dir, minions)| {
             let (loaded, load_failed) = load_job(config, mode, dir);
@@ -169,25 +181,46 @@ impl<'c> Shipper<'c> {
                 Loaded::Job(job) => Some(Arc::new(job.clone())),
                 _ => None,
             };
+            let (budget, pool) = (&budget, &pool);
             let returns = job.into_iter().flat_map(move |job| {
-                minions
-                    .chunks(CHUNK)
-                    .map(move |m| Step::Returns(dir, job.clone(), m))
+                let costs: Vec<u64> = minions
+                    .iter()
+                    .map(|m| budget::cost(&dir.return_path(m), config.max_return_bytes))
+                    .collect();
+                budget::runs(&costs, CHUNK, share)
+                    .into_iter()
+                    .map(move |(start, end, cost)| {
+                        budget.take(cost);
+                        let step = Step::Returns(dir, job.clone(), &minions[start..end], cost);
+                        // One that goes alone is worked on here: no worker could work beside it
+                        // anyway, and on one thread the allocator keeps one copy of its memory
+                        // for reuse, not one per worker thread.
+                        if budget.alone(cost) {
+                            Step::Worked(work(config, pool, step))
+                        } else {
+                            step
+                        }
+                    })
             });
             std::iter::once(Step::Job(dir, minions.len(), loaded, load_failed)).chain(returns)
         });
-        let pool = std::mem::take(&mut self.pool);
-        // A pass of a chunk or less (most of watch's) is not worth starting threads for.
-        let returns: usize = jobs.iter().map(|(_, m)| m.len()).sum();
-        let threads = if returns <= CHUNK { 1 } else { config.threads };
-        // Two chunks per worker plus one in order: enough to keep the cores busy, and what bounds
-        // memory (each chunk holds CHUNK returns' events).
         let result = pipeline::ordered(
             threads,
-            2 * threads + 1,
+            window,
             steps,
             |step| work(config, &pool, step),
-            |done| self.take(done, &bar, &pool),
+            |done| {
+                let cost = match &done {
+                    Done::Returns(_, _, cost) => *cost,
+                    Done::Job(..) => 0,
+                };
+                let taken = self.take(done, &bar, &pool);
+                budget.give(cost);
+                if taken.is_err() {
+                    budget.close();
+                }
+                taken
+            },
         );
         self.pool = pool;
         bar.finish_and_clear();
@@ -250,7 +283,7 @@ impl<'c> Shipper<'c> {
                     }
                 }
             }
-            Done::Returns(dir, returns) => {
+            Done::Returns(dir, returns, _) => {
                 for (minion, buf, events, part) in returns {
                     self.totals.returns += part.returns;
                     self.totals.failed_files += part.failed_files;

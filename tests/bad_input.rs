@@ -342,3 +342,19 @@ fn secret_arguments_are_masked_in_every_format() {
     assert!(run.stdout.contains("hunter2-snmp") && run.stdout.contains("hunter2-pillar"));
     assert!(!run.stdout.contains("hunter2-pw") && !run.stdout.contains("hunter2-raw"));
 }
+
+/// A memory budget smaller than any return: each goes alone, and every event still ships, in
+/// the same order.
+#[test]
+fn a_budget_smaller_than_every_return_ships_them_one_by_one() {
+    let jobs = common::testdata("jobs");
+    let normal = backfill(&jobs, &[]);
+    for threads in ["1", "2"] {
+        let tiny = backfill(&jobs, &["--memory-budget", "1", "--threads", threads]);
+        assert_eq!(tiny.code, normal.code, "{}", tiny.stderr);
+        assert_eq!(tiny.events, normal.events);
+    }
+    let bad = backfill(&jobs, &["--memory-budget", "0"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("bad --memory-budget"), "{}", bad.stderr);
+}

@@ -26,16 +26,23 @@ pub(super) enum Step<'j> {
     /// A job's load, before its returns: (folder, how many returns, what the load said, whether
     /// `.load.p` was broken).
     Job(&'j JobDir, usize, Loaded, bool),
-    /// Up to [`CHUNK`] returns of one job: fewer hand-offs between threads.
-    Returns(&'j JobDir, std::sync::Arc<Job>, &'j [String]),
+    /// Up to [`CHUNK`](super::CHUNK) returns of one job (fewer hand-offs between threads), and
+    /// the bytes of the memory budget they took.
+    Returns(&'j JobDir, std::sync::Arc<Job>, &'j [String], u64),
+    /// Returns already worked on by the producer (one too big to go beside others).
+    Worked(Done<'j>),
 }
 
 /// What the workers hand back, in the same order.
 pub(super) enum Done<'j> {
     Job(&'j JobDir, usize, Loaded, bool),
     /// Per return: the minion, its encoded events, how many (`None` when the return has not
-    /// landed yet), and what reading it counted.
-    Returns(&'j JobDir, Vec<(&'j str, Vec<u8>, Option<u64>, Totals)>),
+    /// landed yet), and what reading it counted; the bytes of the budget they took.
+    Returns(
+        &'j JobDir,
+        Vec<(&'j str, Vec<u8>, Option<u64>, Totals)>,
+        u64,
+    ),
 }
 
 /// The part of the pipeline that runs on every core: a return read, decoded, extracted and
@@ -43,7 +50,8 @@ pub(super) enum Done<'j> {
 pub(super) fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Done<'j> {
     match step {
         Step::Job(dir, n, loaded, failed) => Done::Job(dir, n, loaded, failed),
-        Step::Returns(dir, job, minions) => Done::Returns(
+        Step::Worked(done) => done,
+        Step::Returns(dir, job, minions, cost) => Done::Returns(
             dir,
             minions
                 .iter()
@@ -54,31 +62,41 @@ pub(super) fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Do
                     (minion.as_str(), buf, events, part)
                 })
                 .collect(),
+            cost,
         ),
     }
 }
 
 /// Output buffers go back and forth between the workers and the consumer instead of being
 /// allocated per return: a return's events are often over the size at which the allocator
-/// maps fresh pages, and faulting those in costs more than writing the events.
+/// maps fresh pages, and faulting those in costs more than writing the events. What it keeps
+/// is bounded in bytes, outside the memory budget.
 #[derive(Default)]
-pub(super) struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
+pub(super) struct BufferPool(std::sync::Mutex<(Vec<Vec<u8>>, usize)>);
+
+/// Bytes of idle buffers the pool keeps.
+const POOL_BYTES: usize = 8 << 20;
 
 impl BufferPool {
     pub(super) fn take(&self) -> Vec<u8> {
         self.0
             .lock()
             .ok()
-            .and_then(|mut p| p.pop())
+            .and_then(|mut p| {
+                let buf = p.0.pop()?;
+                p.1 -= buf.capacity();
+                Some(buf)
+            })
             .unwrap_or_else(|| Vec::with_capacity(1 << 16))
     }
 
     pub(super) fn give(&self, mut buf: Vec<u8>) {
         buf.clear();
         if let Ok(mut pool) = self.0.lock() {
-            // As many as can be in flight; a huge one is let go.
-            if pool.len() < 64 && buf.capacity() <= 4 << 20 {
-                pool.push(buf);
+            // A huge one is let go.
+            if pool.1 + buf.capacity() <= POOL_BYTES {
+                pool.1 += buf.capacity();
+                pool.0.push(buf);
             }
         }
     }
