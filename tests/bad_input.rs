@@ -358,3 +358,65 @@ fn a_budget_smaller_than_every_return_ships_them_one_by_one() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("bad --memory-budget"), "{}", bad.stderr);
 }
+
+/// A return too big for the memory left (here a `ulimit -v`) is a failed file, named with "out
+/// of memory", not an abort; it ships once the memory is there.
+#[test]
+fn a_return_too_big_for_the_memory_left_is_a_failed_file() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    let (ret, ids) = return_with_events(&jobs);
+    let mut value =
+        rmpv::decode::read_value(&mut &std::fs::read(&ret).expect("return")[..]).expect("msgpack");
+    // One state's comment grows to 64 MB: too big to decode under the limit below.
+    let states = match &mut value {
+        rmpv::Value::Map(top) => top
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some("return"))
+            .map(|(_, v)| v)
+            .expect("new-style return"),
+        _ => panic!("not a map"),
+    };
+    let rmpv::Value::Map(states) = states else {
+        panic!("states not a map")
+    };
+    let rmpv::Value::Map(state) = &mut states[0].1 else {
+        panic!("state not a map")
+    };
+    let comment = state
+        .iter_mut()
+        .find(|(k, _)| k.as_str() == Some("comment"))
+        .expect("comment");
+    comment.1 = "x".repeat(64 << 20).into();
+    let mut buf = Vec::new();
+    rmpv::encode::write_value(&mut buf, &value).expect("encode");
+    std::fs::write(&ret, buf).expect("write");
+    let limited = Command::new("sh")
+        .args(["-c", "ulimit -v 400000 && exec \"$0\" \"$@\""])
+        .arg(assert_cmd::cargo::cargo_bin("saltship"))
+        .args([
+            "backfill",
+            "--dry-run",
+            "--cache-dir",
+            path(&jobs),
+            "--threads",
+            "2",
+        ])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&limited.stderr);
+    assert_eq!(limited.status.code(), Some(1), "{stderr}");
+    let w: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(w.len(), 1, "{stderr}");
+    assert!(
+        w[0].contains(path(&ret)) && w[0].ends_with("unreadable: out of memory"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&limited.stdout);
+    assert!(stdout.lines().count() > 50, "the other returns still ship");
+    assert!(ids.iter().all(|id| !stdout.contains(id.as_str())));
+    let free = backfill(&jobs, &[]);
+    assert_eq!(free.code, 0, "{}", free.stderr);
+    assert!(ids
+        .iter()
+        .all(|id| free.events.iter().any(|e| e["event_id"] == id.as_str())));
+}

@@ -76,6 +76,15 @@ pub(super) fn cost(path: &Path, max: u64) -> u64 {
     }
 }
 
+/// Whether what a return of `size` bytes (already read) will hold beyond its file can be
+/// allocated now. Checked before decoding it, so that a return too big for the memory left
+/// (a `ulimit -v`, no more address space) is a failed file for this run, not an abort
+/// halfway through it. The check gives the memory back at once: it only asks.
+pub(super) fn fits(size: usize) -> bool {
+    let beyond = (size as u64).saturating_mul(PER_FILE_BYTE - 1);
+    usize::try_from(beyond).is_ok_and(|n| Vec::<u8>::new().try_reserve_exact(n).is_ok())
+}
+
 /// Splits `costs` into runs of at most `count` items whose costs add up to at most `share`,
 /// an item costlier than `share` alone: (start, end, cost) of each.
 pub(super) fn runs(costs: &[u64], count: usize, share: u64) -> Vec<(usize, usize, u64)> {

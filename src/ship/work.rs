@@ -220,6 +220,9 @@ pub(super) fn ship_return(
         }
         Err(e) => return failed(e, totals),
     };
+    if !super::budget::fits(bytes.len()) {
+        return failed(ReadError::Io(io::ErrorKind::OutOfMemory.into()), totals);
+    }
     let value = match msgpack::decode(&bytes) {
         Ok(value) => value,
         Err(e) => return failed(e, totals),
