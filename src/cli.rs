@@ -11,7 +11,8 @@ const EXIT_STATUS: &str = "\
 Exit status:
   0  done
   0  also: another saltship holds the state file's lock (it says so; -q silences it)
-  1  finished, but some cache files could not be read (each was named in a warning)
+  1  finished, but some cache files could not be read (each was named in a warning);
+     those unreadable for now (permission denied, too big...) are tried again next run
   2  usage or configuration error (bad option, missing cache folder, unreadable state file)
   3  could not deliver the events";
 
@@ -213,7 +214,8 @@ pub struct CommonArgs {
 
     /// Also mask the values of keyword arguments with this name in fun_args (repeatable). Always
     /// masked: password, passwd, pass, secret, token, api_key, apikey, private_key, ssh_key, key,
-    /// and any name that ends in one of them after '_' or '-' (db_password, auth-token)
+    /// and any name that ends in one of them after '_' or '-' (db_password, auth-token), at any
+    /// depth; and pillar, unless --show-pillar-args
     #[arg(
         long,
         value_name = "NAME",
