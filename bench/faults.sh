@@ -150,6 +150,10 @@ main() {
         RESTARTS=$((RESTARTS + 1))
     done
     sync_wait
+    local reconnects
+    reconnects="$(grep -o '[0-9]* reconnects' "$WORK/flapping.log" | cut -d' ' -f1)"
+    check "the receiver went away mid-sync (${reconnects:-no} reconnects)" \
+        "$([ "${reconnects:-0}" -gt 0 ] && echo 1 || echo 0)"
     check "sync with files unreadable for now exits 1 (got $RC)" "$([ "$RC" = 1 ] && echo 1 || echo 0)"
     check "Permission denied named for the return and the jid" \
         "$(has flapping "$locked: unreadable: Permission denied" && has flapping "$other_jid: unreadable: Permission denied" && echo 1 || echo 0)"
