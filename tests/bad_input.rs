@@ -420,3 +420,64 @@ fn a_return_too_big_for_the_memory_left_is_a_failed_file() {
         .iter()
         .all(|id| free.events.iter().any(|e| e["event_id"] == id.as_str())));
 }
+
+/// `watch` takes an unreadable return up again at its next rescan, once it can be read.
+#[test]
+fn watch_ships_a_return_once_it_can_be_read() {
+    if !nix_root() {
+        eprintln!("NOTICE: skipped, dropping privileges needs root");
+        return;
+    }
+    let (tmp, jobs) = cache_copy("jobs");
+    chmod(tmp.path(), 0o755);
+    let state_dir = tmp.path().join("state");
+    std::fs::create_dir(&state_dir).expect("mkdir");
+    chmod(&state_dir, 0o777);
+    let (locked, held_back) = return_with_events(&jobs);
+    let all = backfill(&jobs, &[]).events.len();
+    chmod(&locked, 0o000);
+    let receiver = Receiver::start(Faults::default());
+    let watch = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(assert_cmd::cargo::cargo_bin("saltship"))
+        .args([
+            "watch",
+            "--cache-dir",
+            path(&jobs),
+            "--rescan-interval",
+            "1s",
+        ])
+        .args(["--state-file", path(&state_dir.join("state"))])
+        .args(["--target", &receiver.target(), "--master-id", "testmaster"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch");
+    let wait_for = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while event_ids(&receiver.lines_so_far()).len() < n && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        event_ids(&receiver.lines_so_far())
+    };
+    let before = wait_for(all - held_back.len());
+    assert_eq!(before.len(), all - held_back.len());
+    // A few rescans with the file still unreadable.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(held_back
+        .iter()
+        .all(|id| !receiver.lines_so_far().concat().contains(id)));
+    chmod(&locked, 0o644);
+    let after = wait_for(all);
+    Command::new("kill")
+        .arg(watch.id().to_string())
+        .status()
+        .expect("kill");
+    let out = watch.wait_with_output().expect("watch ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Files failed during the run: exit 1, as for sync.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(held_back.iter().all(|id| after.contains(id)), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+}
