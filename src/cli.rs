@@ -71,9 +71,14 @@ pub struct WatchArgs {
     )]
     pub stats_interval: String,
 
-    /// Write Prometheus metrics here every 10 s (node_exporter textfile collector), atomically
+    /// Write the Prometheus metrics (saltship's own and the fleet's health) here every 10 s,
+    /// atomically, for node_exporter's textfile collector
     #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
     pub metrics_file: Option<PathBuf>,
+
+    /// Serve the same metrics over HTTP at GET /metrics on this address (e.g. 127.0.0.1:9617)
+    #[arg(long, value_name = "ADDR:PORT", env = "SALTSHIP_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 
     #[command(flatten)]
     pub state: StateArgs,
@@ -87,6 +92,11 @@ pub struct SyncArgs {
     /// Without a state file: ship the whole cache (beginning) or only what arrives from now on
     #[arg(long, value_name = "WHEN", env = "SALTSHIP_START_AT", default_value = "beginning", value_parser = ["beginning", "now"])]
     pub start_at: String,
+
+    /// Write the Prometheus metrics (the run's counts and the fleet's health) here at the end of
+    /// the run, atomically, for node_exporter's textfile collector
+    #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub state: StateArgs,

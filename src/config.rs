@@ -1,6 +1,7 @@
 //! Turns the parsed command line into a validated [`Config`], once. The only module that looks
 //! at the environment beyond what clap reads for us.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -51,6 +52,8 @@ pub struct Config {
     pub rescan_interval: Duration,
     pub stats_interval: Duration,
     pub metrics_file: Option<PathBuf>,
+    /// `watch`: where to serve `GET /metrics`.
+    pub metrics_listen: Option<SocketAddr>,
     /// systemd's `$NOTIFY_SOCKET` and watchdog period (`$WATCHDOG_USEC`), when it set them.
     pub notify_socket: Option<PathBuf>,
     pub watchdog: Option<Duration>,
@@ -72,6 +75,12 @@ impl Config {
         config.rescan_interval = span(&args.rescan_interval, "--rescan-interval")?;
         config.stats_interval = span(&args.stats_interval, "--stats-interval")?;
         config.metrics_file = args.metrics_file.clone();
+        config.metrics_listen = args
+            .metrics_listen
+            .as_deref()
+            .map(socket_addr)
+            .transpose()
+            .context("bad --metrics-listen")?;
         config.notify_socket = std::env::var_os("NOTIFY_SOCKET").map(PathBuf::from);
         // WATCHDOG_PID, when set, names the process systemd means.
         let ours =
@@ -98,6 +107,7 @@ impl Config {
         let mut config = Config::common(&args.common, quiet)?;
         config.checkpoint(&args.state, true)?;
         config.start_at_now = args.start_at == "now";
+        config.metrics_file = args.metrics_file.clone();
         Ok(config)
     }
 
@@ -178,6 +188,7 @@ impl Config {
             rescan_interval: Duration::from_secs(60),
             stats_interval: Duration::from_secs(300),
             metrics_file: None,
+            metrics_listen: None,
             notify_socket: None,
             watchdog: None,
         })
@@ -191,6 +202,20 @@ impl Config {
             None => self.since.is_none() && self.until.is_none(),
         }
     }
+
+    /// Whether the fleet's health is kept: something will show the metrics.
+    pub fn metrics(&self) -> bool {
+        self.metrics_file.is_some() || self.metrics_listen.is_some()
+    }
+}
+
+/// `ADDR:PORT` (a host name is resolved now, its first address taken).
+fn socket_addr(text: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .with_context(|| format!("'{text}': use ADDR:PORT, like 127.0.0.1:9617 or [::]:9617"))?
+        .next()
+        .with_context(|| format!("'{text}': no address"))
 }
 
 fn tcp_options(args: &CommonArgs) -> Result<TcpOptions> {

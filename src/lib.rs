@@ -9,6 +9,7 @@
 //! - [`sink`] delivers (stdout, TCP, TLS) and confirms delivery; [`checkpoint`] records it;
 //! - [`ship`] runs `backfill` and `sync` passes, decoding on every core through [`pipeline`];
 //!   [`watch`] follows the cache and makes passes as returns land;
+//! - [`metrics`] keeps the fleet's health (each minion's latest state run) and serves it;
 //! - [`cli`] and [`config`] are the command line, [`progress`] the bars, [`glob`] the filters.
 
 pub mod cache;
@@ -21,6 +22,7 @@ pub mod format;
 pub mod glob;
 pub mod job;
 pub mod json;
+pub mod metrics;
 pub mod msgpack;
 pub mod pipeline;
 pub mod progress;
@@ -95,7 +97,21 @@ pub fn main() -> Exit {
         };
     }
     let outcome = match (&cli.command, checkpoint) {
-        (Command::Watch(_), Some(cp)) if !config.dry_run => watch::run(&config, cp),
+        (Command::Watch(_), Some(cp)) if !config.dry_run => {
+            // Bound once the lock is ours (a second instance exits quietly above), before the
+            // catch-up: a taken address is a configuration error.
+            let listener = config.metrics_listen.map(|addr| {
+                std::net::TcpListener::bind(addr)
+                    .map_err(|e| format!("--metrics-listen {addr}: {e}"))
+            });
+            match listener.transpose() {
+                Ok(listener) => watch::run(&config, cp, listener),
+                Err(e) => {
+                    error!("{e}");
+                    return Exit::Usage;
+                }
+            }
+        }
         (_, checkpoint) => ship::run(&config, mode, checkpoint),
     };
     match outcome {

@@ -17,12 +17,13 @@ use log::{debug, info, warn};
 use crate::cache::{scan, JobDir};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
+use crate::metrics::{Metrics, Own};
 use crate::sink::stdout::StdoutSink;
 use crate::sink::tcp::{TcpOptions, TcpSink};
 use crate::sink::{Sink, SinkError};
 use crate::{pipeline, progress, time};
 use budget::Budget;
-use work::{load_job, work, BufferPool, Done, Loaded, Step};
+use work::{load_job, work, BufferPool, Done, Loaded, Read, Step};
 
 /// Confirm delivery whenever this much is unconfirmed: bounds memory and what a failure resends.
 const CONFIRM_BYTES: usize = 4 << 20;
@@ -80,6 +81,12 @@ pub fn run(
 ) -> Result<Totals, (Totals, String)> {
     let mut shipper = Shipper::new(config, checkpoint, None);
     let result = shipper.pass(mode, None).and_then(|()| shipper.confirm());
+    if let (Some(metrics), Some(path)) = (&shipper.metrics, &config.metrics_file) {
+        metrics.set_own(shipper.own_metrics(0.0));
+        if let Err(e) = metrics.write_file(path) {
+            warn!("metrics file {}: {e}", path.display());
+        }
+    }
     shipper.finish(result)
 }
 
@@ -98,6 +105,8 @@ pub struct Shipper<'c> {
     pub bars: bool,
     /// Set by a signal handler: end the pass after the return at hand.
     stop: Option<Arc<AtomicBool>>,
+    /// The fleet's health, rebuilt from the cache and updated as returns are read.
+    pub metrics: Option<Metrics>,
 }
 
 impl<'c> Shipper<'c> {
@@ -125,6 +134,7 @@ impl<'c> Shipper<'c> {
             pool: BufferPool::default(),
             bars: !config.quiet,
             stop,
+            metrics: config.metrics().then(|| Metrics::rebuilt(config)),
         }
     }
 
@@ -242,10 +252,16 @@ impl<'c> Shipper<'c> {
         }
         self.totals.failed_files += problems.len() as u64;
         // A folder that could not be read may still hold jobs: prune only after a clean scan.
-        if let Some(cp) = self.recording().filter(|_| problems.is_empty()) {
-            let pruned = cp.prune(&dirs.iter().map(|d| d.key.as_str()).collect());
-            if pruned > 0 {
-                debug!("forgot {pruned} jobs the master cleaned up");
+        if problems.is_empty() {
+            let keys = dirs.iter().map(|d| d.key.as_str()).collect();
+            if let Some(metrics) = &self.metrics {
+                metrics.retain(&keys);
+            }
+            if let Some(cp) = self.recording() {
+                let pruned = cp.prune(&keys);
+                if pruned > 0 {
+                    debug!("forgot {pruned} jobs the master cleaned up");
+                }
             }
         }
         dirs
@@ -284,10 +300,20 @@ impl<'c> Shipper<'c> {
                 }
             }
             Done::Returns(dir, returns, _) => {
-                for (minion, buf, events, part) in returns {
+                for Read {
+                    minion,
+                    buf,
+                    events,
+                    part,
+                    seen,
+                } in returns
+                {
                     self.totals.returns += part.returns;
                     self.totals.failed_files += part.failed_files;
                     bar.inc(1);
+                    if let (Some(metrics), Some(seen)) = (&self.metrics, seen) {
+                        metrics.observe(&dir.key, &dir.jid, seen);
+                    }
                     // Not landed yet: not done either.
                     let Some(n) = events else { continue };
                     // Pending before sending: a failed send ends the run unconfirmed, unrecorded.
@@ -345,6 +371,17 @@ impl<'c> Shipper<'c> {
 
     pub fn reconnects(&self) -> u64 {
         self.sink.stats().reconnects
+    }
+
+    /// saltship's own numbers for the metrics, with `lag` as the caller measured it.
+    pub fn own_metrics(&self, lag: f64) -> Own {
+        Own {
+            returns: self.totals.returns,
+            events: self.totals.events,
+            failed_files: self.totals.failed_files,
+            reconnects: self.reconnects(),
+            lag,
+        }
     }
 
     /// Warns about returns near cleanup and turns the outcome into the run's result.

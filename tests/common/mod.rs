@@ -5,6 +5,7 @@
 pub mod receiver;
 pub mod rsyslog;
 pub mod view;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 
