@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{BackfillArgs, CommonArgs, StateArgs, SyncArgs, WatchArgs};
+use crate::cli::{BackfillArgs, CheckArgs, CommonArgs, DaemonArgs, StateArgs, SyncArgs, WatchArgs};
 use std::time::Duration;
 
 use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
@@ -21,6 +21,8 @@ pub struct Config {
     pub dry_run: bool,
     /// Where to send, unless `dry_run`; never empty then.
     pub tcp: Option<TcpOptions>,
+    /// `--tls-insecure-skip-verify`: the receiver's certificate is not checked.
+    pub tls_insecure: bool,
     pub format: Format,
     pub threads: usize,
     /// Events are cut to this many bytes; `usize::MAX` when not asked for under `--dry-run`.
@@ -63,24 +65,7 @@ impl Config {
     pub fn watch(args: &WatchArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
         config.checkpoint(&args.state, true)?;
-        let span = |text: &str, what: &str| -> Result<Duration> {
-            let micros = parse_duration(text)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("bad {what}"))?;
-            if micros <= 0 {
-                bail!("bad {what}: must be more than zero");
-            }
-            Ok(Duration::from_micros(micros as u64))
-        };
-        config.rescan_interval = span(&args.rescan_interval, "--rescan-interval")?;
-        config.stats_interval = span(&args.stats_interval, "--stats-interval")?;
-        config.metrics_file = args.metrics_file.clone();
-        config.metrics_listen = args
-            .metrics_listen
-            .as_deref()
-            .map(socket_addr)
-            .transpose()
-            .context("bad --metrics-listen")?;
+        config.daemon(&args.daemon)?;
         config.notify_socket = std::env::var_os("NOTIFY_SOCKET").map(PathBuf::from);
         // WATCHDOG_PID, when set, names the process systemd means.
         let ours =
@@ -91,6 +76,29 @@ impl Config {
             .filter(|u| *u > 0 && ours)
             .map(Duration::from_micros);
         Ok(config)
+    }
+
+    /// The options only `watch` uses.
+    fn daemon(&mut self, args: &DaemonArgs) -> Result<()> {
+        let span = |text: &str, what: &str| -> Result<Duration> {
+            let micros = parse_duration(text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("bad {what}"))?;
+            if micros <= 0 {
+                bail!("bad {what}: must be more than zero");
+            }
+            Ok(Duration::from_micros(micros as u64))
+        };
+        self.rescan_interval = span(&args.rescan_interval, "--rescan-interval")?;
+        self.stats_interval = span(&args.stats_interval, "--stats-interval")?;
+        self.metrics_file = args.metrics_file.clone();
+        self.metrics_listen = args
+            .metrics_listen
+            .as_deref()
+            .map(socket_addr)
+            .transpose()
+            .context("bad --metrics-listen")?;
+        Ok(())
     }
 
     /// The checkpoint options; `record` false leaves the run without a state file.
@@ -131,22 +139,35 @@ impl Config {
         Ok(config)
     }
 
+    /// `saltship check`: the options checked as for a run, but the cache folder and a missing
+    /// target are left to the checks themselves.
+    pub fn check(args: &CheckArgs, quiet: bool) -> Result<Config> {
+        let mut config = Config::options(&args.common, quiet, true)?;
+        config.checkpoint(&args.state, true)?;
+        config.daemon(&args.daemon)?;
+        Ok(config)
+    }
+
     fn common(args: &CommonArgs, quiet: bool) -> Result<Config> {
+        crate::cache::verify(&args.cache_dir)?;
+        Config::options(args, quiet, false)
+    }
+
+    /// Every option of [`CommonArgs`] checked; `checking` keeps the targets even on a dry run
+    /// and lets them be missing.
+    fn options(args: &CommonArgs, quiet: bool, checking: bool) -> Result<Config> {
         let jid_zone = JidZone::parse(&args.jid_timezone).with_context(|| {
             format!(
                 "bad --jid-timezone '{}': use utc, local or an offset like +02:00",
                 args.jid_timezone
             )
         })?;
-        let meta = std::fs::metadata(&args.cache_dir)
-            .with_context(|| format!("cache folder {}", args.cache_dir.display()))?;
-        if !meta.is_dir() {
-            bail!("cache folder {}: not a directory", args.cache_dir.display());
-        }
-        let tcp = if args.dry_run {
-            None
-        } else {
-            Some(tcp_options(args)?)
+        // A dry run checks the delivery options as a real run does, so a config can be tried
+        // with it; it only does not need a target.
+        let tcp = match tcp_options(args) {
+            Ok(tcp) if checking || !args.dry_run => Some(tcp),
+            Err(e) if !((checking || args.dry_run) && e.is::<NoTarget>()) => return Err(e),
+            _ => None,
         };
         // A dry run shows everything Salt recorded unless a limit is asked for.
         let default_max = if args.dry_run {
@@ -162,6 +183,7 @@ impl Config {
             cache_dir: args.cache_dir.clone(),
             dry_run: args.dry_run,
             tcp,
+            tls_insecure: args.tls.tls_insecure_skip_verify,
             format: args.format,
             threads: args.threads.map_or_else(
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -218,9 +240,38 @@ fn socket_addr(text: &str) -> Result<SocketAddr> {
         .with_context(|| format!("'{text}': no address"))
 }
 
+/// No `--target` was given: an error unless the run is a dry run.
+#[derive(Debug)]
+struct NoTarget;
+
+impl std::fmt::Display for NoTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "no receiver to send to: give --target HOST:PORT, or --dry-run to print the events",
+        )
+    }
+}
+
+impl std::error::Error for NoTarget {}
+
+/// The slowest `--max-rate`: one event in 1000 s. Slower makes no sense, and far slower
+/// overflows the time arithmetic.
+const MIN_RATE: f64 = 0.001;
+
+/// The delivery options, checked; also under `--dry-run`, where only a missing target is fine.
 fn tcp_options(args: &CommonArgs) -> Result<TcpOptions> {
+    let deliver = parse_duration(&args.deliver_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("bad --deliver-timeout")?;
+    if deliver <= 0 {
+        bail!("bad --deliver-timeout: must be more than zero");
+    }
+    if let Some(rate) = args.max_rate.filter(|r| !(r.is_finite() && *r >= MIN_RATE)) {
+        bail!("bad --max-rate {rate:?}: give a number of events per second, at least {MIN_RATE}");
+    }
+    let tls = tls(args)?;
     if args.target.is_empty() {
-        bail!("no receiver to send to: give --target HOST:PORT, or --dry-run to print the events");
+        return Err(NoTarget.into());
     }
     for t in &args.target {
         let port = t
@@ -230,21 +281,15 @@ fn tcp_options(args: &CommonArgs) -> Result<TcpOptions> {
             bail!("bad --target '{t}': use HOST:PORT, like logs.example.com:6514 or [::1]:6000");
         }
     }
-    let deliver = parse_duration(&args.deliver_timeout)
-        .map_err(anyhow::Error::msg)
-        .context("bad --deliver-timeout")?;
-    if let Some(rate) = args.max_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
-        bail!("bad --max-rate {rate}: give a positive number of events per second");
-    }
     Ok(TcpOptions {
         targets: args.target.clone(),
         connect_timeout: Duration::from_secs(5),
         write_timeout: Duration::from_secs(30),
         close_timeout: Duration::from_secs(10),
-        deliver_timeout: Duration::from_micros(deliver.max(0) as u64),
+        deliver_timeout: Duration::from_micros(deliver as u64),
         max_rate: args.max_rate,
         stop: None,
-        tls: tls(args)?,
+        tls,
     })
 }
 
@@ -292,6 +337,17 @@ fn hostname() -> String {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether stderr is the journal stream systemd connected (`$JOURNAL_STREAM` holds its
+/// `device:inode`), so log lines may carry syslog priorities.
+pub fn journal_stream() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(wanted) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    std::fs::metadata("/proc/self/fd/2")
+        .is_ok_and(|m| wanted.trim() == format!("{}:{}", m.dev(), m.ino()))
 }
 
 #[cfg(test)]

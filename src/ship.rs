@@ -80,6 +80,8 @@ pub fn run(
     checkpoint: Option<Checkpoint>,
 ) -> Result<Totals, (Totals, String)> {
     let mut shipper = Shipper::new(config, checkpoint, None);
+    // A backfill replays old history on purpose: its age says nothing about an outage.
+    shipper.warn_cleanup = mode == Mode::Sync;
     let result = shipper.pass(mode, None).and_then(|()| shipper.confirm());
     if let (Some(metrics), Some(path)) = (&shipper.metrics, &config.metrics_file) {
         metrics.set_own(shipper.own_metrics(0.0));
@@ -105,6 +107,10 @@ pub struct Shipper<'c> {
     pub bars: bool,
     /// Set by a signal handler: end the pass after the return at hand.
     stop: Option<Arc<AtomicBool>>,
+    /// Warn when unshipped returns near the master's keep_jobs (sync and watch).
+    pub warn_cleanup: bool,
+    /// Set while waiting on the sink, for the progress bar.
+    blocked: progress::Blocked,
     /// The fleet's health, rebuilt from the cache and updated as returns are read.
     pub metrics: Option<Metrics>,
 }
@@ -134,6 +140,8 @@ impl<'c> Shipper<'c> {
             pool: BufferPool::default(),
             bars: !config.quiet,
             stop,
+            warn_cleanup: true,
+            blocked: progress::Blocked::default(),
             metrics: config.metrics().then(|| Metrics::rebuilt(config)),
         }
     }
@@ -173,7 +181,9 @@ impl<'c> Shipper<'c> {
         let bar = progress::bar(
             !self.bars || jobs.is_empty(),
             jobs.iter().map(|(_, m)| m.len() as u64).sum(),
+            self.blocked.clone(),
         );
+        bar.set_message(self.bar_message());
         let pool = std::mem::take(&mut self.pool);
         // A pass of a chunk or less (most of watch's) is not worth starting threads for.
         let returns: usize = jobs.iter().map(|(_, m)| m.len()).sum();
@@ -237,6 +247,19 @@ impl<'c> Shipper<'c> {
         result
     }
 
+    /// The progress bar's message: events so far, "printed" on a dry run.
+    fn bar_message(&self) -> String {
+        let stats = self.sink.stats();
+        if self.config.dry_run {
+            format!("{} events printed", stats.events_sent)
+        } else {
+            format!(
+                "{} events sent, {} reconnects",
+                stats.events_sent, stats.reconnects
+            )
+        }
+    }
+
     fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
         let found = progress::counter(!self.bars, "jobs found");
         let checkpoint = self.checkpoint.as_ref().filter(|_| mode == Mode::Sync);
@@ -287,15 +310,21 @@ impl<'c> Shipper<'c> {
                 match loaded {
                     Loaded::Job(_) => self.totals.jobs += 1,
                     Loaded::NonState => {
+                        debug!(
+                            "job {}: nothing to ship (not a state run, or filtered out)",
+                            dir.jid
+                        );
                         if let Some(cp) = self.recording() {
                             cp.record_non_state(&dir.key, &dir.jid);
                         }
                         self.totals.skipped += 1;
-                        bar.inc(n as u64);
+                        // The bar counts returns that ship.
+                        bar.dec_length(n as u64);
                     }
                     Loaded::NotYet => {
+                        debug!("job {}: not complete yet, left for a later pass", dir.jid);
                         self.left_behind.get_or_insert(dir.jid.clone());
-                        bar.inc(n as u64);
+                        bar.dec_length(n as u64);
                     }
                 }
             }
@@ -310,7 +339,12 @@ impl<'c> Shipper<'c> {
                 {
                     self.totals.returns += part.returns;
                     self.totals.failed_files += part.failed_files;
-                    bar.inc(1);
+                    // The bar counts the returns the summary counts.
+                    if part.returns > 0 {
+                        bar.inc(1);
+                    } else {
+                        bar.dec_length(1);
+                    }
                     if let (Some(metrics), Some(seen)) = (&self.metrics, seen) {
                         metrics.observe(&dir.key, &dir.jid, seen);
                     }
@@ -324,7 +358,10 @@ impl<'c> Shipper<'c> {
                         seen: Instant::now(),
                     });
                     if n > 0 {
-                        self.sink.send(&buf, n)?;
+                        self.blocked.start();
+                        let sent = self.sink.send(&buf, n);
+                        self.blocked.end();
+                        sent?;
                         self.totals.events += n;
                     }
                     pool.give(buf);
@@ -332,11 +369,7 @@ impl<'c> Shipper<'c> {
                         self.confirm()?;
                     }
                 }
-                let stats = self.sink.stats();
-                bar.set_message(format!(
-                    "{} events sent, {} reconnects",
-                    stats.events_sent, stats.reconnects
-                ));
+                bar.set_message(self.bar_message());
             }
         }
         Ok(())
@@ -344,9 +377,15 @@ impl<'c> Shipper<'c> {
 
     /// Confirms delivery, then records and saves every return sent before it.
     pub fn confirm(&mut self) -> Result<(), SinkError> {
-        self.sink.confirm()?;
+        self.blocked.start();
+        let confirmed = self.sink.confirm();
+        self.blocked.end();
+        confirmed?;
         let pending = std::mem::take(&mut self.pending);
         if let Some(cp) = self.recording() {
+            if !pending.is_empty() {
+                debug!("{} returns confirmed; saving the checkpoint", pending.len());
+            }
             for p in &pending {
                 cp.record(&p.key, &p.jid, &p.minion);
             }
@@ -356,6 +395,24 @@ impl<'c> Shipper<'c> {
             }
         }
         Ok(())
+    }
+
+    /// Returns in the cache that the checkpoint does not hold as done (one scan): what waits
+    /// for a receiver. Returns of jobs not yet known to be non-state are counted too.
+    pub fn waiting(&self) -> usize {
+        let cp = self.checkpoint.as_ref();
+        let list = |key: &str, mtime| cp.is_none_or(|cp| cp.needs_listing(key, mtime));
+        let (dirs, _) = scan(&self.config.cache_dir, |_| {}, list);
+        let mut totals = Totals::default();
+        let (jobs, _) = plan(
+            self.config,
+            Mode::Sync,
+            cp,
+            &HashSet::new(),
+            dirs,
+            &mut totals,
+        );
+        jobs.iter().map(|(_, minions)| minions.len()).sum()
     }
 
     /// When the oldest return sent but not confirmed was read, if any.
@@ -394,6 +451,7 @@ impl<'c> Shipper<'c> {
             .into_iter()
             .chain(self.left_behind.as_ref())
             .min()
+            .filter(|_| self.warn_cleanup)
         {
             warn_before_cleanup(self.config, jid);
         }
@@ -450,6 +508,7 @@ fn plan(
         - SETTLED_AFTER.as_nanos() as i64;
     for mut dir in dirs {
         if dir.nocache {
+            debug!("job folder {}: nocache, nothing to ship", dir.key);
             totals.skipped += 1;
             continue;
         }
@@ -505,6 +564,7 @@ fn plan(
         }
         if mode == Mode::Backfill && !config.in_range(time::jid_instant(&dir.jid, config.jid_zone))
         {
+            debug!("job {}: outside --since/--until, skipped", dir.jid);
             totals.skipped += 1;
             continue;
         }

@@ -77,15 +77,25 @@ pub fn run(
         .and_then(|()| shipper.confirm());
     shipper.bars = false;
     let mut daemon = Daemon::new(config);
+    let receiver_down = matches!(catch_up, Err(SinkError::Undelivered(_)));
     if let Err(e) = catch_up {
         daemon.delivery_failed(&mut shipper, e);
     }
     daemon.notify("READY=1");
-    info!(
-        "following {} ({} events shipped catching up)",
-        config.cache_dir.display(),
-        shipper.totals.events
-    );
+    if receiver_down {
+        // "0 events shipped" would read like success.
+        warn!(
+            "following {}, but no receiver is reachable: {} returns wait, and are shipped once one answers",
+            config.cache_dir.display(),
+            shipper.waiting()
+        );
+    } else {
+        info!(
+            "following {} ({} events shipped catching up)",
+            config.cache_dir.display(),
+            shipper.totals.events
+        );
+    }
     while !stop.load(Ordering::SeqCst) {
         let deadline = follow
             .next_relist()

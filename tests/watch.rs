@@ -245,3 +245,79 @@ fn a_long_outage_is_reported_once_per_timeout() {
         "{errors} error lines in 5.5 s with a 2 s timeout: {log}"
     );
 }
+
+/// A receiver down from the start: watch says it is unreachable and how many returns wait,
+/// rather than "0 events shipped"; and the metrics file is readable by node_exporter's user
+/// under the unit's `UMask=0077`.
+#[test]
+fn receiver_down_at_start_is_said_and_metrics_stay_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let metrics = tmp.path().join("saltship.prom");
+    let log = tmp.path().join("watch.log");
+    let target = format!("127.0.0.1:{}", common::free_port());
+    let child = std::process::Command::new("sh")
+        .args(["-c", "umask 077; exec \"$0\" \"$@\""])
+        .arg(assert_cmd::cargo::cargo_bin("saltship"))
+        .args(["watch", "--cache-dir", p(&jobs), "--state-file", p(&state)])
+        .args(["--target", &target, "--deliver-timeout", "1s"])
+        .args(["--metrics-file", p(&metrics)])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn watch");
+    let watch = Watch::spawned(child, log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(metrics.exists() && watch.log().contains("returns wait")) {
+        assert!(
+            Instant::now() < deadline,
+            "no 'returns wait' line or metrics file"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mode = std::fs::metadata(&metrics)
+        .expect("metrics")
+        .permissions()
+        .mode();
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(mode & 0o777, 0o644, "metrics file mode {mode:o}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("returns wait"))
+        .expect("the line");
+    let waiting: u64 = line
+        .split("reachable: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {line}"));
+    assert!(
+        waiting > 0 && line.starts_with("saltship: warning: following"),
+        "{line}"
+    );
+    assert!(!log.contains("events shipped catching up"), "{log}");
+}
+
+/// node_exporter runs as its own user: the shipped units must let it into the state folder,
+/// where the watch unit writes its metrics (the file itself is 0644 whatever the umask).
+#[test]
+fn the_units_let_node_exporter_reach_the_metrics_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd");
+    let watch = std::fs::read_to_string(dir.join("saltship-watch.service")).expect("unit");
+    assert!(
+        watch.contains("--metrics-file /var/lib/saltship/"),
+        "metrics in StateDirectory"
+    );
+    for unit in ["saltship-watch.service", "saltship-sync.service"] {
+        let text = std::fs::read_to_string(dir.join(unit)).expect("unit");
+        let mode = text
+            .lines()
+            .find_map(|l| l.strip_prefix("StateDirectoryMode="))
+            .map(|m| u32::from_str_radix(m.trim(), 8).expect("octal"))
+            .unwrap_or(0o755);
+        assert_eq!(mode & 0o005, 0o005, "{unit}: StateDirectoryMode {mode:o}");
+    }
+}

@@ -133,6 +133,10 @@ impl Metrics {
         let text = self.render();
         let tmp = path.with_extension("prom.tmp");
         let mut file = std::fs::File::create(&tmp)?;
+        // Readable by node_exporter's own user whatever the umask (the unit's UMask=0077): the
+        // numbers are no secret, and this file only.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)

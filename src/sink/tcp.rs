@@ -356,6 +356,12 @@ impl Sink for TcpSink {
     }
 }
 
+/// Connects to `target` (TLS handshake and certificate check included) and closes gracefully,
+/// sending nothing: whether a receiver would take and confirm a delivery (`saltship check`).
+pub fn probe(target: &str, opts: &TcpOptions) -> io::Result<()> {
+    dial(target, opts)?.close_gracefully(opts.close_timeout)
+}
+
 /// One connection attempt to `target`, with its TLS handshake when asked for.
 fn dial(target: &str, opts: &TcpOptions) -> io::Result<Stream> {
     let sock = dial_tcp(target, opts)?;

@@ -41,6 +41,11 @@ impl Watch {
         }
     }
 
+    /// A watch the test started its own way (under a umask, say), logging to `log`.
+    pub fn spawned(child: Child, log: PathBuf) -> Watch {
+        Watch { child, log }
+    }
+
     /// What it logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
