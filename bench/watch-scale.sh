@@ -13,8 +13,9 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=bench/run.sh
-source "$HERE/run.sh"
+REPO="$(cd "$HERE/.." && pwd)"
+# die, note, and the set-up (shared material, Python, corpora, build) shared with run.sh.
+source "$HERE/lib.sh"
 
 SECONDS_LANDING=60
 KEEP=0
