@@ -9,8 +9,10 @@ use crate::cli::{BackfillArgs, CommonArgs, StateArgs, SyncArgs, WatchArgs};
 use std::time::Duration;
 
 use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
+use crate::sink::deliver::CoreOptions;
 use crate::sink::tcp::TcpOptions;
 use crate::sink::tls::{Tls, TlsOptions};
+use crate::sink::{Options, SinkOptions};
 use crate::time::{parse_duration, parse_point, JidZone};
 
 /// What every command needs, checked.
@@ -18,8 +20,8 @@ use crate::time::{parse_duration, parse_point, JidZone};
 pub struct Config {
     pub cache_dir: PathBuf,
     pub dry_run: bool,
-    /// Where to send, unless `dry_run`; never empty then.
-    pub tcp: Option<TcpOptions>,
+    /// Where and how to send, unless `dry_run`.
+    pub delivery: Option<Options>,
     pub format: Format,
     pub threads: usize,
     /// Events are cut to this many bytes; `usize::MAX` when not asked for under `--dry-run`.
@@ -127,10 +129,10 @@ impl Config {
         if !meta.is_dir() {
             bail!("cache folder {}: not a directory", args.cache_dir.display());
         }
-        let tcp = if args.dry_run {
+        let delivery = if args.dry_run {
             None
         } else {
-            Some(tcp_options(args)?)
+            Some(delivery(args)?)
         };
         // A dry run shows everything Salt recorded unless a limit is asked for.
         let default_max = if args.dry_run {
@@ -145,7 +147,7 @@ impl Config {
         Ok(Config {
             cache_dir: args.cache_dir.clone(),
             dry_run: args.dry_run,
-            tcp,
+            delivery,
             format: args.format,
             threads: args.threads.map_or_else(
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -183,7 +185,7 @@ impl Config {
     }
 }
 
-fn tcp_options(args: &CommonArgs) -> Result<TcpOptions> {
+fn delivery(args: &CommonArgs) -> Result<Options> {
     if args.target.is_empty() {
         bail!("no receiver to send to: give --target HOST:PORT, or --dry-run to print the events");
     }
@@ -201,15 +203,17 @@ fn tcp_options(args: &CommonArgs) -> Result<TcpOptions> {
     if let Some(rate) = args.max_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
         bail!("bad --max-rate {rate}: give a positive number of events per second");
     }
-    Ok(TcpOptions {
-        targets: args.target.clone(),
-        connect_timeout: Duration::from_secs(5),
-        write_timeout: Duration::from_secs(30),
-        close_timeout: Duration::from_secs(10),
-        deliver_timeout: Duration::from_micros(deliver.max(0) as u64),
-        max_rate: args.max_rate,
-        stop: None,
-        tls: tls(args)?,
+    Ok(Options {
+        core: CoreOptions {
+            deliver_timeout: Duration::from_micros(deliver.max(0) as u64),
+            max_rate: args.max_rate,
+            stop: None,
+        },
+        sink: SinkOptions::Tcp(TcpOptions {
+            targets: args.target.clone(),
+            connect_timeout: Duration::from_secs(5),
+            tls: tls(args)?,
+        }),
     })
 }
 

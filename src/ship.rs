@@ -17,8 +17,7 @@ use crate::cache::{scan, JobDir};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::sink::stdout::StdoutSink;
-use crate::sink::tcp::{TcpOptions, TcpSink};
-use crate::sink::{Sink, SinkError};
+use crate::sink::{self, Sink, SinkError};
 use crate::{pipeline, progress, time};
 use work::{load_job, work, BufferPool, Done, Loaded, Step};
 
@@ -106,11 +105,8 @@ impl<'c> Shipper<'c> {
         checkpoint: Option<Checkpoint>,
         stop: Option<Arc<AtomicBool>>,
     ) -> Shipper<'c> {
-        let sink: Box<dyn Sink> = match &config.tcp {
-            Some(opts) => Box::new(TcpSink::new(TcpOptions {
-                stop: stop.clone(),
-                ..opts.clone()
-            })),
+        let sink: Box<dyn Sink> = match &config.delivery {
+            Some(opts) => sink::open(opts, stop.clone()),
             None => Box::new(StdoutSink::new()),
         };
         Shipper {

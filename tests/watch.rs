@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::receiver::{event_ids, Faults, Receiver};
+use common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
 use common::{backfill, cache_copy, multiplied_cache};
 use serde_json::Value;
 
@@ -371,5 +371,26 @@ fn a_long_outage_is_reported_once_per_timeout() {
     assert!(
         (1..=2).contains(&errors),
         "{errors} error lines in 5.5 s with a 2 s timeout: {log}"
+    );
+}
+
+/// SIGTERM ends watch within 5 s while it is stuck writing to a receiver that never reads.
+#[test]
+fn sigterm_ends_watch_stuck_on_a_receiver_that_never_reads() {
+    let (tmp, jobs) = multiplied_cache(100);
+    let state = tmp.path().join("state");
+    let deaf = Deaf::start(Deafness::NeverReads);
+    let watch = Watch::start(&jobs, &state, &deaf.target(), &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deaf.accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "watch never connected");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Long enough for the socket buffers to fill and the write to block.
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, took, log) = watch.stop();
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM took {took:?}: {log}"
     );
 }

@@ -1,13 +1,45 @@
-//! Where encoded events go: stdout for `--dry-run`, TCP (or TLS) receivers otherwise.
+//! Where encoded events go: stdout for `--dry-run`, receivers otherwise: every network sink is
+//! a [`deliver::Protocol`] on the one delivery core ([`deliver::Delivery`]).
 //!
 //! A sink keeps what it was given until [`Sink::confirm`] proves delivery; the caller records a
 //! return as shipped only after the confirm that covers it returned `Ok`.
 
+pub mod deliver;
+pub mod http;
 pub mod stdout;
 pub mod tcp;
 pub mod tls;
+pub mod wait;
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use deliver::{CoreOptions, Delivery};
+
+/// Where and how to deliver, checked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub core: CoreOptions,
+    pub sink: SinkOptions,
+}
+
+/// The sink chosen with `--sink`, with its own options.
+#[derive(Debug, Clone)]
+pub enum SinkOptions {
+    Tcp(tcp::TcpOptions),
+}
+
+/// The network sink for `opts`; `stop` makes every wait end at once.
+pub fn open(opts: &Options, stop: Option<Arc<AtomicBool>>) -> Box<dyn Sink> {
+    let core = CoreOptions {
+        stop,
+        ..opts.core.clone()
+    };
+    match &opts.sink {
+        SinkOptions::Tcp(tcp) => Box::new(Delivery::new(tcp::Tcp::new(tcp.clone()), core)),
+    }
+}
 
 /// Why a sink stopped.
 #[derive(Debug)]
@@ -40,6 +72,8 @@ impl std::error::Error for SinkError {}
 pub struct SinkStats {
     pub events_sent: u64,
     pub reconnects: u64,
+    /// Events the receiver refused for good (a mapping error): reported, not sent again.
+    pub rejected: u64,
 }
 
 pub trait Sink {
