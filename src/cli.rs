@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::format::Format;
+use crate::sink::SinkKind;
 
 const EXIT_STATUS: &str = "\
 Exit status:
@@ -154,10 +155,20 @@ pub struct CommonArgs {
     )]
     pub cache_dir: PathBuf,
 
-    /// Send the events to this receiver (HOST:PORT); repeat for failover, tried in order
+    /// The receiver's protocol. tcp: lines over TCP or TLS; delivery is confirmed by a graceful
+    /// close (our FIN, then the receiver's EOF), which proves the receiver's socket read every
+    /// byte but not that an application stored it: a proxy or load balancer in between, or a
+    /// receiver that half-closes without reading, defeats it. splunk-hec and elasticsearch are
+    /// acknowledged by the store itself (indexer acknowledgement; per-item bulk status)
+    #[arg(long, value_enum, env = "SALTSHIP_SINK", default_value = "tcp")]
+    pub sink: SinkKind,
+
+    /// Send the events to this receiver: HOST:PORT for --sink tcp, a URL
+    /// (http[s]://HOST:PORT[/PATH]) for splunk-hec and elasticsearch; repeat for failover,
+    /// tried in order
     #[arg(
         long,
-        value_name = "HOST:PORT",
+        value_name = "TARGET",
         env = "SALTSHIP_TARGET",
         value_delimiter = ','
     )]
@@ -168,16 +179,18 @@ pub struct CommonArgs {
     pub dry_run: bool,
 
     /// Wire format: json (one object per line), ecs (Elastic Common Schema, one per line),
-    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted)
-    #[arg(long, value_enum, env = "SALTSHIP_FORMAT", default_value = "json")]
-    pub format: Format,
+    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted); the HTTP sinks take
+    /// json or ecs [default: json; ecs for --sink elasticsearch]
+    #[arg(long, value_enum, env = "SALTSHIP_FORMAT")]
+    pub format: Option<Format>,
 
     /// Cut events longer than N bytes (biggest strings first, marked "truncated": true) [default:
     /// 10000 when sending, which a stock Splunk TCP input keeps whole; no limit with --dry-run]
     #[arg(long, value_name = "N", env = "SALTSHIP_MAX_EVENT_BYTES")]
     pub max_event_bytes: Option<usize>,
 
-    /// Give up (exit 3) when no receiver confirmed delivery for this long, e.g. 90s, 5m
+    /// Give up (exit 3) when no receiver took or acknowledged anything for this long, e.g. 90s,
+    /// 5m; every wait (connect, handshake, write, acknowledgement, close) ends by it
     #[arg(
         long,
         value_name = "DURATION",
@@ -232,6 +245,55 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// The HTTP sinks: Splunk HEC and Elasticsearch / OpenSearch. Secrets come from files or the
+/// environment, never from the command line.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Splunk HEC and Elasticsearch")]
+pub struct HttpArgs {
+    /// File holding the HEC token (or set SALTSHIP_HEC_TOKEN); sent as `Authorization: Splunk`
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_HEC_TOKEN_FILE")]
+    pub hec_token_file: Option<PathBuf>,
+
+    /// The `sourcetype` of every HEC event
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SALTSHIP_HEC_SOURCETYPE",
+        default_value = "salt:state"
+    )]
+    pub hec_sourcetype: String,
+
+    /// The Splunk index of every HEC event [default: the token's default index]
+    #[arg(long, value_name = "NAME", env = "SALTSHIP_HEC_INDEX")]
+    pub hec_index: Option<String>,
+
+    /// The Elasticsearch index or data stream (the stock logs-*-* template makes a data stream)
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SALTSHIP_ES_INDEX",
+        default_value = "logs-salt.state-default"
+    )]
+    pub es_index: String,
+
+    /// File holding an Elasticsearch API key (the encoded form, or set SALTSHIP_ES_API_KEY); sent
+    /// as `Authorization: ApiKey`
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_ES_API_KEY_FILE")]
+    pub es_api_key_file: Option<PathBuf>,
+
+    /// User for HTTP basic authentication (Elasticsearch, OpenSearch); the password comes from
+    /// --http-password-file or SALTSHIP_HTTP_PASSWORD
+    #[arg(long, value_name = "USER", env = "SALTSHIP_HTTP_USER")]
+    pub http_user: Option<String>,
+
+    /// File holding the password of --http-user
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_HTTP_PASSWORD_FILE")]
+    pub http_password_file: Option<PathBuf>,
 }
 
 /// TLS to the receivers.

@@ -1,18 +1,23 @@
 //! Turns the parsed command line into a validated [`Config`], once. The only module that looks
 //! at the environment beyond what clap reads for us.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{BackfillArgs, CommonArgs, StateArgs, SyncArgs, WatchArgs};
+use clap::ValueEnum;
+
+use crate::cli::{BackfillArgs, CommonArgs, HttpArgs, StateArgs, SyncArgs, TlsArgs, WatchArgs};
 use std::time::Duration;
 
 use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
 use crate::sink::deliver::CoreOptions;
+use crate::sink::elastic::ElasticOptions;
+use crate::sink::hec::HecOptions;
+use crate::sink::http::{HttpOptions, Secret};
 use crate::sink::tcp::TcpOptions;
 use crate::sink::tls::{Tls, TlsOptions};
-use crate::sink::{Options, SinkOptions};
+use crate::sink::{Options, SinkKind, SinkOptions};
 use crate::time::{parse_duration, parse_point, JidZone};
 
 /// What every command needs, checked.
@@ -129,6 +134,7 @@ impl Config {
         if !meta.is_dir() {
             bail!("cache folder {}: not a directory", args.cache_dir.display());
         }
+        let format = check_targets(args)?;
         let delivery = if args.dry_run {
             None
         } else {
@@ -148,7 +154,7 @@ impl Config {
             cache_dir: args.cache_dir.clone(),
             dry_run: args.dry_run,
             delivery,
-            format: args.format,
+            format,
             threads: args.threads.map_or_else(
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),
                 usize::from,
@@ -185,11 +191,30 @@ impl Config {
     }
 }
 
-fn delivery(args: &CommonArgs) -> Result<Options> {
-    if args.target.is_empty() {
-        bail!("no receiver to send to: give --target HOST:PORT, or --dry-run to print the events");
-    }
+/// Checks that the targets fit `--sink` (HOST:PORT for tcp, a URL for the HTTP sinks) and the
+/// format too; the format to use. A dry run checks the same.
+fn check_targets(args: &CommonArgs) -> Result<Format> {
+    let http = args.sink != SinkKind::Tcp;
+    let sink = sink_name(args.sink);
     for t in &args.target {
+        let url = t.contains("://");
+        if !http && url {
+            bail!(
+                "bad --target '{t}': --sink tcp takes HOST:PORT; a URL is for --sink splunk-hec \
+                 or --sink elasticsearch"
+            );
+        }
+        if http {
+            let (scheme, rest) = t.split_once("://").unwrap_or(("", t));
+            if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.starts_with('/') {
+                bail!(
+                    "bad --target '{t}': --sink {sink} takes a URL, like \
+                     https://{}",
+                    if url { rest } else { t.as_str() }
+                );
+            }
+            continue;
+        }
         let port = t
             .rsplit_once(':')
             .map(|(host, port)| (host, port.parse::<u16>()));
@@ -197,33 +222,155 @@ fn delivery(args: &CommonArgs) -> Result<Options> {
             bail!("bad --target '{t}': use HOST:PORT, like logs.example.com:6514 or [::1]:6000");
         }
     }
+    let format = args.format.unwrap_or(match args.sink {
+        SinkKind::Elasticsearch => Format::Ecs,
+        _ => Format::Json,
+    });
+    if http && !matches!(format, Format::Json | Format::Ecs) {
+        bail!("--sink {sink} takes --format json or ecs");
+    }
+    Ok(format)
+}
+
+/// The name of a sink as `--sink` takes it.
+fn sink_name(sink: SinkKind) -> String {
+    sink.to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
+fn delivery(args: &CommonArgs) -> Result<Options> {
+    if args.target.is_empty() {
+        bail!("no receiver to send to: give --target, or --dry-run to print the events");
+    }
     let deliver = parse_duration(&args.deliver_timeout)
         .map_err(anyhow::Error::msg)
         .context("bad --deliver-timeout")?;
     if let Some(rate) = args.max_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
         bail!("bad --max-rate {rate}: give a positive number of events per second");
     }
+    let connect_timeout = Duration::from_secs(5);
+    let sink = match args.sink {
+        SinkKind::Tcp => SinkOptions::Tcp(TcpOptions {
+            targets: args.target.clone(),
+            connect_timeout,
+            tls: tls(args)?,
+        }),
+        SinkKind::SplunkHec => SinkOptions::Hec(HecOptions {
+            http: http_options(args, hec_token(&args.http)?)?,
+            sourcetype: args.http.hec_sourcetype.clone(),
+            index: args.http.hec_index.clone(),
+        }),
+        SinkKind::Elasticsearch => SinkOptions::Elastic(ElasticOptions {
+            http: http_options(args, es_auth(&args.http)?)?,
+            index: args.http.es_index.clone(),
+        }),
+    };
     Ok(Options {
         core: CoreOptions {
             deliver_timeout: Duration::from_micros(deliver.max(0) as u64),
             max_rate: args.max_rate,
             stop: None,
         },
-        sink: SinkOptions::Tcp(TcpOptions {
-            targets: args.target.clone(),
-            connect_timeout: Duration::from_secs(5),
-            tls: tls(args)?,
-        }),
+        sink,
     })
+}
+
+/// The HTTP sinks' options: TLS for `https://` targets (the system's CAs unless --tls-ca).
+fn http_options(args: &CommonArgs, auth: Option<Secret>) -> Result<HttpOptions> {
+    let https = args.target.iter().any(|t| t.starts_with("https://"));
+    if args.tls.tls && !https {
+        bail!(
+            "--tls: give https:// URLs as --target for --sink {}",
+            sink_name(args.sink)
+        );
+    }
+    if args.tls.tls_server_name.is_some() {
+        bail!("--tls-server-name is for --sink tcp; HTTP sinks check the URL's host");
+    }
+    let tls = if https {
+        Some(load_tls(&args.tls)?)
+    } else {
+        None
+    };
+    Ok(HttpOptions {
+        targets: args.target.clone(),
+        auth,
+        connect_timeout: Duration::from_secs(5),
+        tls,
+    })
+}
+
+/// A secret from a file (trimmed), else from an environment variable.
+fn secret(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("{what} file {}", path.display()))?,
+        None => match std::env::var(env) {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        },
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        bail!(
+            "{what} is empty ({})",
+            file.map_or_else(|| env.to_owned(), |p| p.display().to_string())
+        );
+    }
+    Ok(Some(text.to_owned()))
+}
+
+fn hec_token(args: &HttpArgs) -> Result<Option<Secret>> {
+    let token = secret(
+        args.hec_token_file.as_deref(),
+        "SALTSHIP_HEC_TOKEN",
+        "HEC token",
+    )?;
+    match token {
+        Some(t) => Ok(Some(Secret(format!("Splunk {t}")))),
+        None => {
+            bail!("--sink splunk-hec needs a token: --hec-token-file FILE or SALTSHIP_HEC_TOKEN")
+        }
+    }
+}
+
+fn es_auth(args: &HttpArgs) -> Result<Option<Secret>> {
+    let key = secret(
+        args.es_api_key_file.as_deref(),
+        "SALTSHIP_ES_API_KEY",
+        "API key",
+    )?;
+    let password = secret(
+        args.http_password_file.as_deref(),
+        "SALTSHIP_HTTP_PASSWORD",
+        "HTTP password",
+    )?;
+    match (key, &args.http_user, password) {
+        (Some(_), Some(_), _) => bail!("give either an API key or --http-user, not both"),
+        (Some(key), None, _) => Ok(Some(Secret(format!("ApiKey {key}")))),
+        (None, Some(user), Some(password)) => {
+            use base64::Engine;
+            let pair =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            Ok(Some(Secret(format!("Basic {pair}"))))
+        }
+        (None, Some(_), None) => bail!(
+            "--http-user needs a password: --http-password-file FILE or SALTSHIP_HTTP_PASSWORD"
+        ),
+        (None, None, _) => Ok(None),
+    }
 }
 
 /// The TLS set-up, loaded now so that a bad file is a usage error (exit 2) before anything is
 /// read.
 fn tls(args: &CommonArgs) -> Result<Option<Tls>> {
-    let t = &args.tls;
-    if !t.tls {
+    if !args.tls.tls {
         return Ok(None);
     }
+    load_tls(&args.tls).map(Some)
+}
+
+fn load_tls(t: &TlsArgs) -> Result<Tls> {
     Tls::load(&TlsOptions {
         ca: t.tls_ca.clone(),
         server_name: t.tls_server_name.clone(),
@@ -231,7 +378,6 @@ fn tls(args: &CommonArgs) -> Result<Option<Tls>> {
         key: t.tls_key.clone(),
         insecure_skip_verify: t.tls_insecure_skip_verify,
     })
-    .map(Some)
 }
 
 /// This host's name, the master's default `id`.

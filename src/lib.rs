@@ -101,7 +101,7 @@ pub fn main() -> Exit {
     match outcome {
         Ok(totals) => {
             info!("{}", totals.summary());
-            if totals.failed_files > 0 {
+            if totals.failed_files > 0 || totals.rejected > 0 {
                 Exit::FilesFailed
             } else {
                 Exit::Done

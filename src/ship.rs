@@ -48,12 +48,18 @@ pub struct Totals {
     pub skipped: u64,
     pub failed_files: u64,
     pub reconnects: u64,
+    /// Events the receiver refused for good (a mapping error), their returns still recorded.
+    pub rejected: u64,
 }
 
 impl Totals {
     pub fn summary(&self) -> String {
+        let rejected = match self.rejected {
+            0 => String::new(),
+            n => format!(", {n} events rejected by the receiver"),
+        };
         format!(
-            "{} jobs, {} returns, {} events, {} skipped, {} failed files, {} reconnects",
+            "{} jobs, {} returns, {} events, {} skipped, {} failed files, {} reconnects{rejected}",
             self.jobs, self.returns, self.events, self.skipped, self.failed_files, self.reconnects
         )
     }
@@ -313,6 +319,7 @@ impl<'c> Shipper<'c> {
     /// Warns about returns near cleanup and turns the outcome into the run's result.
     pub fn finish(mut self, result: Result<(), SinkError>) -> Result<Totals, (Totals, String)> {
         self.totals.reconnects = self.sink.stats().reconnects;
+        self.totals.rejected = self.sink.stats().rejected;
         if let Some(jid) = self
             .pending
             .first()

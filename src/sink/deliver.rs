@@ -209,8 +209,9 @@ impl<P: Protocol> Delivery<P> {
                 continue;
             }
             self.ensure_connected()?;
+            let before = self.batches[i].events;
             match self.proto.send(&mut self.batches[i], &mut self.wait) {
-                Ok(reply) => self.took(i, reply)?,
+                Ok(reply) => self.took(i, reply, before)?,
                 Err(fault) => {
                     self.fault(fault)?;
                     i = 0;
@@ -220,8 +221,8 @@ impl<P: Protocol> Delivery<P> {
         Ok(())
     }
 
-    /// Applies the reply to batch `i`.
-    fn took(&mut self, i: usize, reply: Reply) -> Result<(), SinkError> {
+    /// Applies the reply to batch `i`, which held `before` events.
+    fn took(&mut self, i: usize, reply: Reply, before: u64) -> Result<(), SinkError> {
         let batch = &mut self.batches[i];
         match reply {
             Reply::Stored { rejected } => {
@@ -237,12 +238,16 @@ impl<P: Protocol> Delivery<P> {
             }
             Reply::Partly { rejected, after } => {
                 self.stats.rejected += rejected;
-                if batch.events == 0 {
+                let left = batch.events;
+                if left == 0 {
                     batch.state = BatchState::Done;
                 }
-                self.progress();
-                if let Some(after) = after {
-                    self.pause(Some(after))?;
+                if left < before {
+                    self.progress();
+                }
+                if left > 0 {
+                    // The rest is sent again: not in a tight loop.
+                    self.pause(after)?;
                 }
             }
         }

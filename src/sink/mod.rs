@@ -5,6 +5,8 @@
 //! return as shipped only after the confirm that covers it returned `Ok`.
 
 pub mod deliver;
+pub mod elastic;
+pub mod hec;
 pub mod http;
 pub mod stdout;
 pub mod tcp;
@@ -24,10 +26,23 @@ pub struct Options {
     pub sink: SinkOptions,
 }
 
+/// The receivers' protocols (`--sink`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SinkKind {
+    /// Lines over TCP (or TLS), confirmed by a graceful close
+    Tcp,
+    /// Splunk HTTP Event Collector, with indexer acknowledgement when the token has it
+    SplunkHec,
+    /// Elasticsearch or OpenSearch `_bulk` API, `create` with `_id` = `event_id`
+    Elasticsearch,
+}
+
 /// The sink chosen with `--sink`, with its own options.
 #[derive(Debug, Clone)]
 pub enum SinkOptions {
     Tcp(tcp::TcpOptions),
+    Hec(hec::HecOptions),
+    Elastic(elastic::ElasticOptions),
 }
 
 /// The network sink for `opts`; `stop` makes every wait end at once.
@@ -38,6 +53,13 @@ pub fn open(opts: &Options, stop: Option<Arc<AtomicBool>>) -> Box<dyn Sink> {
     };
     match &opts.sink {
         SinkOptions::Tcp(tcp) => Box::new(Delivery::new(tcp::Tcp::new(tcp.clone()), core)),
+        SinkOptions::Hec(hec) => {
+            let proto = hec::Hec::new(hec.clone(), core.deliver_timeout);
+            Box::new(Delivery::new(proto, core))
+        }
+        SinkOptions::Elastic(es) => {
+            Box::new(Delivery::new(elastic::Elastic::new(es.clone()), core))
+        }
     }
 }
 
