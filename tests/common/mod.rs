@@ -2,6 +2,8 @@
 //! what it prints.
 #![allow(dead_code)]
 
+pub mod fluentbit;
+pub mod http_server;
 pub mod receiver;
 pub mod rsyslog;
 pub mod view;
