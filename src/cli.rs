@@ -12,9 +12,11 @@ const EXIT_STATUS: &str = "\
 Exit status:
   0  done
   0  also: another saltship holds the state file's lock (it says so; -q silences it)
-  1  finished, but some cache files could not be read (each was named in a warning)
+  1  finished, but some cache files could not be read, or the receiver refused some events
+     for good (each was named in a warning)
   2  usage or configuration error (bad option, missing cache folder, unreadable state file)
-  3  could not deliver the events";
+  3  could not deliver the events (no acknowledgement within --deliver-timeout, or a bad
+     token or certificate on every target)";
 
 /// Ship every SaltStack state result from the master's job cache to your log aggregator.
 ///
