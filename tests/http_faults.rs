@@ -317,3 +317,42 @@ fn elasticsearch_mapping_error_is_reported_once_and_counted() {
     );
     assert_eq!(server.to("/_bulk").len(), 1, "rejected event resent");
 }
+
+/// `sink::probe` (for `saltship check`) tells a good token from a bad one without sending an
+/// event: HEC answers an empty request 400 "No data" only once it accepted the token.
+#[test]
+fn probe_tells_a_bad_token_without_sending_an_event() {
+    use saltship::sink::deliver::CoreOptions;
+    use saltship::sink::hec::HecOptions;
+    use saltship::sink::http::{HttpOptions, Secret};
+    use saltship::sink::{probe, Options, SinkOptions};
+    let good = format!("Splunk {TOKEN}");
+    let server = Server::start(
+        move |r, _| match r.header("Authorization") {
+            Some(auth) if auth == good => json(400, j!({"text": "No data", "code": 5})),
+            _ => json(403, j!({"text": "Invalid token", "code": 4})),
+        },
+        |_| false,
+    );
+    let opts = |token: &str| Options {
+        core: CoreOptions {
+            deliver_timeout: Duration::from_secs(10),
+            max_rate: None,
+            stop: None,
+        },
+        sink: SinkOptions::Hec(HecOptions {
+            http: HttpOptions {
+                targets: vec![server.url()],
+                auth: Some(Secret(format!("Splunk {token}"))),
+                connect_timeout: Duration::from_secs(5),
+                tls: None,
+            },
+            sourcetype: "salt:state".into(),
+            index: None,
+        }),
+    };
+    assert!(probe(&opts(TOKEN), 0).is_ok());
+    let bad = probe(&opts("wrong"), 0).expect_err("a bad token");
+    assert!(bad.permanent && bad.why.contains("403"), "{bad:?}");
+    assert!(server.requests().iter().all(|r| r.body.is_empty()));
+}

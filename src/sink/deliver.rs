@@ -101,6 +101,8 @@ pub trait Protocol {
     fn confirm(&mut self, batches: &mut VecDeque<Batch>, wait: &mut Wait) -> Result<bool, Fault>;
     /// Drops the connection, after a fault.
     fn disconnect(&mut self);
+    /// Checks target `i` without sending an event (`saltship check`): what it proved.
+    fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault>;
 }
 
 /// What the core needs besides the protocol.
@@ -408,6 +410,14 @@ impl<P: Protocol> Delivery<P> {
     }
 }
 
+impl<P: Protocol> Delivery<P> {
+    /// Checks target `i` without sending an event, within `--deliver-timeout`.
+    pub fn probe(&mut self, i: usize) -> Result<String, Fault> {
+        self.wait.restart();
+        self.proto.probe(i, &mut self.wait)
+    }
+}
+
 impl<P: Protocol> Sink for Delivery<P> {
     fn send(&mut self, bytes: &[u8], events: u64) -> Result<(), SinkError> {
         self.throttle(events)?;
@@ -485,6 +495,9 @@ mod tests {
             Ok(false)
         }
         fn disconnect(&mut self) {}
+        fn probe(&mut self, _: usize, _: &mut Wait) -> Result<String, Fault> {
+            Ok(String::new())
+        }
     }
 
     fn core(targets: usize, faults: Vec<Option<Fault>>) -> Delivery<Script> {

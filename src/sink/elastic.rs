@@ -165,4 +165,22 @@ impl Protocol for Elastic {
     }
 
     fn disconnect(&mut self) {}
+
+    /// An empty `_bulk`: answered 400 (no body) once the credentials were accepted, 401/403 if
+    /// not, 404 for a wrong path.
+    fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault> {
+        self.current = i;
+        let answer = self.http.post(&self.url(), &[], Vec::new(), wait)?;
+        match answer.fault() {
+            Some(fault) => Err(fault),
+            None if matches!(answer.status, 200..=299 | 400) => {
+                Ok("_bulk answers and accepts the credentials".into())
+            }
+            None => Err(Fault::permanent(format!(
+                "HTTP {}: {}",
+                answer.status,
+                one_line(&answer.body)
+            ))),
+        }
+    }
 }

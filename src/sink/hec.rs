@@ -254,6 +254,24 @@ impl Protocol for Hec {
     }
 
     fn disconnect(&mut self) {}
+
+    /// An empty request: HEC answers 400 "No data" once it accepted the token, 401/403 if not.
+    fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault> {
+        self.current = i;
+        let (url, _) = self.endpoints();
+        let answer = self.post(&url, Vec::new(), wait)?;
+        match answer.fault() {
+            Some(fault) => Err(fault),
+            None if matches!(answer.status, 200..=299 | 400) => {
+                Ok("HEC answers and accepts the token".into())
+            }
+            None => Err(Fault::permanent(format!(
+                "HTTP {}: {}",
+                answer.status,
+                one_line(&answer.body)
+            ))),
+        }
+    }
 }
 
 /// RFC 3339 as epoch seconds with microseconds, as HEC's `time` takes it.

@@ -45,6 +45,20 @@ pub enum SinkOptions {
     Elastic(elastic::ElasticOptions),
 }
 
+/// Checks target `i` of `opts` without sending an event (for `saltship check`): what it
+/// proved, or the problem (and whether it is permanent: a bad token, a certificate).
+pub fn probe(opts: &Options, i: usize) -> Result<String, deliver::Fault> {
+    let core = opts.core.clone();
+    match &opts.sink {
+        SinkOptions::Tcp(tcp) => Delivery::new(tcp::Tcp::new(tcp.clone()), core).probe(i),
+        SinkOptions::Hec(hec) => {
+            let proto = hec::Hec::new(hec.clone(), core.deliver_timeout);
+            Delivery::new(proto, core).probe(i)
+        }
+        SinkOptions::Elastic(es) => Delivery::new(elastic::Elastic::new(es.clone()), core).probe(i),
+    }
+}
+
 /// The network sink for `opts`; `stop` makes every wait end at once.
 pub fn open(opts: &Options, stop: Option<Arc<AtomicBool>>) -> Box<dyn Sink> {
     let core = CoreOptions {

@@ -125,6 +125,19 @@ impl Protocol for Tcp {
     fn disconnect(&mut self) {
         self.conn = None;
     }
+
+    fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault> {
+        let mut conn = dial(&self.opts.targets[i], &self.opts, wait).map_err(|e| fault(&e))?;
+        conn.close_gracefully(wait).map_err(|e| fault(&e))?;
+        let tls = if self.opts.tls.is_some() {
+            ", TLS handshake done"
+        } else {
+            ""
+        };
+        Ok(format!(
+            "accepts a connection{tls}, and closes after ours (delivery can be confirmed)"
+        ))
+    }
 }
 
 /// One connection attempt to `target`, with its TLS handshake when asked for.
