@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::format::Format;
+use crate::sink::kafka::KafkaKey;
 use crate::sink::SinkKind;
 
 const EXIT_STATUS: &str = "\
@@ -16,7 +17,7 @@ Exit status:
      for good (each was named in a warning)
   2  usage or configuration error (bad option, missing cache folder, unreadable state file)
   3  could not deliver the events (no acknowledgement within --deliver-timeout, or a bad
-     token or certificate on every target)";
+     token, certificate or credentials on every target, or a Kafka topic that does not exist)";
 
 /// Ship every SaltStack state result from the master's job cache to your log aggregator.
 ///
@@ -160,14 +161,15 @@ pub struct CommonArgs {
     /// The receiver's protocol. tcp: lines over TCP or TLS; delivery is confirmed by a graceful
     /// close (our FIN, then the receiver's EOF), which proves the receiver's socket read every
     /// byte but not that an application stored it: a proxy or load balancer in between, or a
-    /// receiver that half-closes without reading, defeats it. splunk-hec and elasticsearch are
-    /// acknowledged by the store itself (indexer acknowledgement; per-item bulk status)
+    /// receiver that half-closes without reading, defeats it. splunk-hec, elasticsearch and
+    /// kafka are acknowledged by the store itself (indexer acknowledgement; per-item bulk
+    /// status; a delivery report per record with acks=all)
     #[arg(long, value_enum, env = "SALTSHIP_SINK", default_value = "tcp")]
     pub sink: SinkKind,
 
     /// Send the events to this receiver: HOST:PORT for --sink tcp, a URL
     /// (http[s]://HOST:PORT[/PATH]) for splunk-hec and elasticsearch; repeat for failover,
-    /// tried in order
+    /// tried in order. For kafka: HOST:PORT bootstrap brokers (one list, not failover)
     #[arg(
         long,
         value_name = "TARGET",
@@ -181,8 +183,8 @@ pub struct CommonArgs {
     pub dry_run: bool,
 
     /// Wire format: json (one object per line), ecs (Elastic Common Schema, one per line),
-    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted); the HTTP sinks take
-    /// json or ecs [default: json; ecs for --sink elasticsearch]
+    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted); the HTTP sinks and
+    /// kafka take json or ecs [default: json; ecs for --sink elasticsearch]
     #[arg(long, value_enum, env = "SALTSHIP_FORMAT")]
     pub format: Option<Format>,
 
@@ -250,6 +252,63 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// The Kafka sink. The password comes from a file or the environment, never from the command
+/// line.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Kafka")]
+pub struct KafkaArgs {
+    /// The topic every event goes to
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SALTSHIP_KAFKA_TOPIC",
+        default_value = "salt-states"
+    )]
+    pub kafka_topic: String,
+
+    /// Each record's key
+    #[arg(
+        long,
+        value_enum,
+        value_name = "KEY",
+        env = "SALTSHIP_KAFKA_KEY",
+        default_value = "event_id"
+    )]
+    pub kafka_key: KafkaKey,
+
+    /// SASL authentication: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with --kafka-user (over TLS
+    /// when --tls is given)
+    #[arg(long, value_name = "MECHANISM", env = "SALTSHIP_KAFKA_SASL_MECHANISM", value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], requires = "kafka_user")]
+    pub kafka_sasl_mechanism: Option<String>,
+
+    /// The SASL user; the password comes from --kafka-password-file or SALTSHIP_KAFKA_PASSWORD
+    #[arg(
+        long,
+        value_name = "USER",
+        env = "SALTSHIP_KAFKA_USER",
+        requires = "kafka_sasl_mechanism"
+    )]
+    pub kafka_user: Option<String>,
+
+    /// File holding the password of --kafka-user
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_KAFKA_PASSWORD_FILE")]
+    pub kafka_password_file: Option<PathBuf>,
+
+    /// A librdkafka property for the producer, e.g. compression.type=zstd or linger.ms=20
+    /// (repeatable, or several separated by ';'; applied last, so it can change saltship's own
+    /// settings)
+    #[arg(
+        long,
+        value_name = "KEY=VALUE",
+        env = "SALTSHIP_KAFKA_OPTION",
+        value_delimiter = ';'
+    )]
+    pub kafka_option: Vec<String>,
 }
 
 /// The HTTP sinks: Splunk HEC and Elasticsearch / OpenSearch. Secrets come from files or the

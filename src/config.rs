@@ -15,6 +15,7 @@ use crate::sink::deliver::CoreOptions;
 use crate::sink::elastic::ElasticOptions;
 use crate::sink::hec::HecOptions;
 use crate::sink::http::{HttpOptions, Secret};
+use crate::sink::kafka::KafkaOptions;
 use crate::sink::tcp::TcpOptions;
 use crate::sink::tls::{Tls, TlsOptions};
 use crate::sink::{Options, SinkKind, SinkOptions};
@@ -191,17 +192,17 @@ impl Config {
     }
 }
 
-/// Checks that the targets fit `--sink` (HOST:PORT for tcp, a URL for the HTTP sinks) and the
-/// format too; the format to use. A dry run checks the same.
+/// Checks that the targets fit `--sink` (HOST:PORT for tcp and kafka, a URL for the HTTP
+/// sinks) and the format too; the format to use. A dry run checks the same.
 fn check_targets(args: &CommonArgs) -> Result<Format> {
-    let http = args.sink != SinkKind::Tcp;
+    let http = matches!(args.sink, SinkKind::SplunkHec | SinkKind::Elasticsearch);
     let sink = sink_name(args.sink);
     for t in &args.target {
         let url = t.contains("://");
         if !http && url {
             bail!(
-                "bad --target '{t}': --sink tcp takes HOST:PORT; a URL is for --sink splunk-hec \
-                 or --sink elasticsearch"
+                "bad --target '{t}': --sink {sink} takes HOST:PORT; a URL is for --sink \
+                 splunk-hec or --sink elasticsearch"
             );
         }
         if http {
@@ -226,7 +227,7 @@ fn check_targets(args: &CommonArgs) -> Result<Format> {
         SinkKind::Elasticsearch => Format::Ecs,
         _ => Format::Json,
     });
-    if http && !matches!(format, Format::Json | Format::Ecs) {
+    if args.sink != SinkKind::Tcp && !matches!(format, Format::Json | Format::Ecs) {
         bail!("--sink {sink} takes --format json or ecs");
     }
     Ok(format)
@@ -249,6 +250,7 @@ fn delivery(args: &CommonArgs) -> Result<Options> {
         bail!("bad --max-rate {rate}: give a positive number of events per second");
     }
     let connect_timeout = Duration::from_secs(5);
+    let deliver_timeout = Duration::from_micros(deliver.max(0) as u64);
     let sink = match args.sink {
         SinkKind::Tcp => SinkOptions::Tcp(TcpOptions {
             targets: args.target.clone(),
@@ -264,10 +266,11 @@ fn delivery(args: &CommonArgs) -> Result<Options> {
             http: http_options(args, es_auth(&args.http)?)?,
             index: args.http.es_index.clone(),
         }),
+        SinkKind::Kafka => SinkOptions::Kafka(kafka(args, deliver_timeout)?),
     };
     Ok(Options {
         core: CoreOptions {
-            deliver_timeout: Duration::from_micros(deliver.max(0) as u64),
+            deliver_timeout,
             max_rate: args.max_rate,
             stop: None,
         },
@@ -359,6 +362,76 @@ fn es_auth(args: &HttpArgs) -> Result<Option<Secret>> {
         ),
         (None, None, _) => Ok(None),
     }
+}
+
+/// The Kafka producer's options: `--tls-*` and SASL as librdkafka properties, then
+/// `--kafka-option`, all checked by librdkafka now (a bad one is a usage error).
+fn kafka(args: &CommonArgs, deliver_timeout: Duration) -> Result<KafkaOptions> {
+    let k = &args.kafka;
+    let mut properties = Vec::new();
+    let mut set = |key: &str, value: String| properties.push((key.to_owned(), value));
+    let t = &args.tls;
+    if t.tls {
+        if t.tls_server_name.is_some() {
+            bail!("--tls-server-name is for --sink tcp; Kafka checks each broker's own name");
+        }
+        // Loaded here too, so that a bad file is named the way the other sinks name it.
+        load_tls(t)?;
+        let path = |p: &Path| p.display().to_string();
+        if let Some(ca) = &t.tls_ca {
+            set("ssl.ca.location", path(ca));
+        }
+        if let (Some(cert), Some(key)) = (&t.tls_cert, &t.tls_key) {
+            set("ssl.certificate.location", path(cert));
+            set("ssl.key.location", path(key));
+        }
+        if t.tls_insecure_skip_verify {
+            set("enable.ssl.certificate.verification", "false".into());
+            set("ssl.endpoint.identification.algorithm", "none".into());
+        }
+    }
+    let password = match (&k.kafka_sasl_mechanism, &k.kafka_user) {
+        (Some(mechanism), Some(user)) => {
+            set("sasl.mechanism", mechanism.clone());
+            set("sasl.username", user.clone());
+            let password = secret(
+                k.kafka_password_file.as_deref(),
+                "SALTSHIP_KAFKA_PASSWORD",
+                "Kafka password",
+            )?
+            .context(
+                "--kafka-user needs a password: --kafka-password-file FILE or \
+                 SALTSHIP_KAFKA_PASSWORD",
+            )?;
+            Some(Secret(password))
+        }
+        _ => None,
+    };
+    let protocol = match (t.tls, password.is_some()) {
+        (false, false) => "plaintext",
+        (true, false) => "ssl",
+        (false, true) => "sasl_plaintext",
+        (true, true) => "sasl_ssl",
+    };
+    set("security.protocol", protocol.into());
+    for option in &k.kafka_option {
+        let Some((key, value)) = option.split_once('=') else {
+            bail!("bad --kafka-option '{option}': use KEY=VALUE, like compression.type=zstd");
+        };
+        set(key.trim(), value.trim().to_owned());
+    }
+    let opts = KafkaOptions {
+        brokers: args.target.clone(),
+        topic: k.kafka_topic.clone(),
+        key: k.kafka_key,
+        properties,
+        password,
+        deliver_timeout,
+    };
+    opts.client_config()
+        .create_native_config()
+        .map_err(|e| anyhow::anyhow!("bad Kafka setting: {e}"))?;
+    Ok(opts)
 }
 
 /// The TLS set-up, loaded now so that a bad file is a usage error (exit 2) before anything is

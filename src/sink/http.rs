@@ -2,7 +2,7 @@
 //! our rustls set-up, a POST that ends by the deadline or at once on a stop, the reply's
 //! status classified (vector's `RetryLogic`: 401/403 permanent, 429 and 5xx retriable with
 //! `Retry-After`), secrets that never reach a log, and the few fields of an event the
-//! envelopes need.
+//! envelopes need (the last two serve the Kafka sink too).
 
 use std::fmt;
 use std::sync::mpsc;
@@ -185,11 +185,13 @@ pub struct Head {
     pub timestamp: Option<String>,
     pub minion_id: Option<String>,
     pub master: Option<String>,
+    pub jid: Option<String>,
     #[serde(rename = "@timestamp")]
     pub at_timestamp: Option<String>,
     pub event: Option<EcsEvent>,
     pub host: Option<EcsHost>,
     pub observer: Option<EcsObserver>,
+    pub salt: Option<EcsSalt>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +202,11 @@ pub struct EcsEvent {
 #[derive(Debug, Default, Deserialize)]
 pub struct EcsHost {
     pub name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EcsSalt {
+    pub jid: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,6 +241,12 @@ impl Head {
             .as_deref()
             .or(self.observer.as_ref().and_then(|o| o.hostname.as_deref()))
     }
+
+    pub fn jid(&self) -> Option<&str> {
+        self.jid
+            .as_deref()
+            .or(self.salt.as_ref().and_then(|s| s.jid.as_deref()))
+    }
 }
 
 /// `scheme://host[:port]` and the path of a URL (without a trailing `/`).
@@ -259,14 +272,15 @@ mod tests {
 
     #[test]
     fn heads_of_both_formats() {
-        let json = br#"{"timestamp":"2026-01-01T00:00:00.5Z","event_id":"ab","minion_id":"m1","master":"s"}"#;
-        let ecs = br#"{"@timestamp":"2026-01-01T00:00:00.5Z","event":{"id":"ab"},"host":{"name":"m1"},"observer":{"hostname":"s"}}"#;
+        let json = br#"{"timestamp":"2026-01-01T00:00:00.5Z","event_id":"ab","minion_id":"m1","master":"s","jid":"j"}"#;
+        let ecs = br#"{"@timestamp":"2026-01-01T00:00:00.5Z","event":{"id":"ab"},"host":{"name":"m1"},"observer":{"hostname":"s"},"salt":{"jid":"j"}}"#;
         for line in [&json[..], &ecs[..]] {
             let head = Head::of(line);
             assert_eq!(head.id(), Some("ab"));
             assert_eq!(head.time(), Some("2026-01-01T00:00:00.5Z"));
             assert_eq!(head.minion(), Some("m1"));
             assert_eq!(head.master(), Some("s"));
+            assert_eq!(head.jid(), Some("j"));
         }
     }
 

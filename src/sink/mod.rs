@@ -8,6 +8,7 @@ pub mod deliver;
 pub mod elastic;
 pub mod hec;
 pub mod http;
+pub mod kafka;
 pub mod stdout;
 pub mod tcp;
 pub mod tls;
@@ -35,6 +36,8 @@ pub enum SinkKind {
     SplunkHec,
     /// Elasticsearch or OpenSearch `_bulk` API, `create` with `_id` = `event_id`
     Elasticsearch,
+    /// Apache Kafka (or any broker speaking its protocol): one record per event, `acks=all`
+    Kafka,
 }
 
 /// The sink chosen with `--sink`, with its own options.
@@ -43,6 +46,7 @@ pub enum SinkOptions {
     Tcp(tcp::TcpOptions),
     Hec(hec::HecOptions),
     Elastic(elastic::ElasticOptions),
+    Kafka(kafka::KafkaOptions),
 }
 
 /// Checks target `i` of `opts` without sending an event (for `saltship check`): what it
@@ -56,6 +60,7 @@ pub fn probe(opts: &Options, i: usize) -> Result<String, deliver::Fault> {
             Delivery::new(proto, core).probe(i)
         }
         SinkOptions::Elastic(es) => Delivery::new(elastic::Elastic::new(es.clone()), core).probe(i),
+        SinkOptions::Kafka(k) => Delivery::new(kafka::Kafka::new(k.clone()), core).probe(i),
     }
 }
 
@@ -74,6 +79,7 @@ pub fn open(opts: &Options, stop: Option<Arc<AtomicBool>>) -> Box<dyn Sink> {
         SinkOptions::Elastic(es) => {
             Box::new(Delivery::new(elastic::Elastic::new(es.clone()), core))
         }
+        SinkOptions::Kafka(k) => Box::new(Delivery::new(kafka::Kafka::new(k.clone()), core)),
     }
 }
 

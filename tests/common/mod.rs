@@ -6,6 +6,7 @@ pub mod fluentbit;
 pub mod http_server;
 pub mod receiver;
 pub mod rsyslog;
+pub mod tansu;
 pub mod view;
 
 use std::path::{Path, PathBuf};
