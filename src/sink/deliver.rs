@@ -22,6 +22,8 @@ use super::{Sink, SinkError, SinkStats};
 pub const FAILBACK: Duration = Duration::from_secs(60);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The shortest wait between two attempts once every target failed.
+const MIN_PAUSE: Duration = Duration::from_millis(50);
 
 /// Events framed for the wire, sent and acknowledged as one.
 #[derive(Debug, Default)]
@@ -258,7 +260,8 @@ impl<P: Protocol> Delivery<P> {
 
     /// The receiver acknowledged something: the deadline starts again, an outage ends.
     fn progress(&mut self) {
-        self.wait.progress();
+        self.wait.restart();
+        self.wait.slide(true);
         self.failures = 0;
         self.backoff = BACKOFF_MIN;
         if let (Some(since), Some(i)) = (self.outage.take(), self.current) {
@@ -313,6 +316,7 @@ impl<P: Protocol> Delivery<P> {
         let i = self.current.take().expect("a fault is on a target");
         self.proto.disconnect();
         self.broken = true;
+        self.wait.slide(false);
         for b in &mut self.batches {
             if matches!(b.state, BatchState::Sent { .. }) {
                 b.state = BatchState::Unsent;
@@ -349,27 +353,40 @@ impl<P: Protocol> Delivery<P> {
     }
 
     /// Waits out the next backoff (or `after`, if longer), giving up once the deadline passed.
+    /// A wait ends half-way to the deadline at the latest, so that one more attempt fits.
     fn pause(&mut self, after: Option<Duration>) -> Result<(), SinkError> {
         let wait = self.next_backoff().max(after.unwrap_or_default());
-        match self.wait.sleep(wait).and_then(|()| self.wait.left()) {
+        let result = self
+            .wait
+            .left()
+            .and_then(|left| self.wait.sleep(wait.min(left / 2).max(MIN_PAUSE)))
+            .and_then(|()| self.wait.left());
+        match result {
             Ok(_) => Ok(()),
             Err(_) if self.wait.stopped() => Err(SinkError::Stopped),
             Err(_) => Err(self.give_up()),
         }
     }
 
-    /// The deadline passed. The next attempt gets a whole new one: a daemon that goes on
-    /// retrying says so once per deadline, not at every attempt.
+    /// The deadline passed: forget what was not acknowledged (the caller does not record its
+    /// returns, and ships them again from the cache later). The next attempt gets a whole new
+    /// deadline; the outage goes on (it was warned about once) until something is acknowledged.
     fn give_up(&mut self) -> SinkError {
-        self.wait.restart();
-        self.outage = None;
-        self.failures = 0;
-        SinkError::Undelivered(format!(
+        let why = SinkError::Undelivered(format!(
             "{} events not acknowledged by any receiver within {} s (last error: {})",
             self.pending_events(),
             self.opts.deliver_timeout.as_secs(),
             self.last_error
-        ))
+        ));
+        self.batches.clear();
+        if self.current.take().is_some() {
+            self.proto.disconnect();
+        }
+        self.wait.restart();
+        self.wait.slide(true);
+        self.failures = 0;
+        self.backoff = BACKOFF_MIN;
+        why
     }
 
     /// The target to try next: the first in order that has not failed lately, else the one

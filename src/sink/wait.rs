@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 /// The longest a socket call blocks before the deadline and the stop flag are looked at again.
 pub const SLICE: Duration = Duration::from_millis(100);
 
-/// A deadline that progress pushes back, and the stop flag (set by SIGTERM).
+/// A deadline that progress pushes back (while it [slides](Wait::slide)), and the stop flag
+/// (set by SIGTERM).
 #[derive(Debug, Clone)]
 pub struct Wait {
     until: Instant,
     patience: Duration,
+    slides: bool,
     stop: Option<Arc<AtomicBool>>,
 }
 
@@ -26,6 +28,7 @@ impl Wait {
         Wait {
             until: Instant::now() + patience,
             patience,
+            slides: true,
             stop,
         }
     }
@@ -34,14 +37,23 @@ impl Wait {
         self.until
     }
 
-    /// The receiver took something: the deadline starts again.
+    /// The receiver took something: the deadline starts again, if it slides.
     pub fn progress(&mut self) {
-        self.until = Instant::now() + self.patience;
+        if self.slides {
+            self.restart();
+        }
     }
 
-    /// Starts the deadline again, as after a confirmation.
+    /// Whether [`Wait::progress`] pushes the deadline back: while all is well, a receiver
+    /// that takes bytes is alive; after a fault only an acknowledgement counts (a receiver
+    /// that accepts, takes a buffer's worth and closes must not keep us trying forever).
+    pub fn slide(&mut self, slides: bool) {
+        self.slides = slides;
+    }
+
+    /// Starts the deadline again, as after an acknowledgement.
     pub fn restart(&mut self) {
-        self.progress();
+        self.until = Instant::now() + self.patience;
     }
 
     pub fn stopped(&self) -> bool {
@@ -155,5 +167,10 @@ mod tests {
         wait.progress();
         assert!(wait.until() > first);
         assert!(wait.left().is_ok());
+        wait.slide(false);
+        let fixed = wait.until();
+        sleep(Duration::from_millis(5));
+        wait.progress();
+        assert_eq!(wait.until(), fixed);
     }
 }
