@@ -261,3 +261,54 @@ fn a_record_too_large_is_reported_and_counted_not_retried() {
     let records = tansu.records(TOPIC, sizes.len() - big);
     assert_eq!(records.len(), sizes.len() - big);
 }
+
+/// tansu 0.6's TLS listener does not start (`--cert` and `--key` conflict in its command
+/// line), so TLS is checked against `openssl s_server`: a broker certificate that the system's
+/// CAs do not sign ends the run at once, as for the other sinks.
+#[test]
+fn an_untrusted_broker_certificate_ends_the_run_at_once() {
+    let openssl = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !common::rsyslog::have("openssl", openssl, "openssl") {
+        return;
+    }
+    let (tmp, jobs) = cache_copy("jobs");
+    let dir = tmp.path();
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl req");
+    assert!(made.success());
+    let port = common::free_port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-accept", &port.to_string()])
+        .args(["-cert", "cert.pem", "-key", "key.pem"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    common::rsyslog::wait_for_port(port, "openssl s_server");
+    let target = format!("127.0.0.1:{port}");
+    let extra = ["--tls", "--deliver-timeout", "5m", "--no-checkpoint"];
+    fails_at_once(
+        || run("backfill", &jobs, &target, &extra),
+        "certificate verify failed",
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
