@@ -49,6 +49,16 @@ pub enum SinkOptions {
     Kafka(kafka::KafkaOptions),
 }
 
+/// The targets of `opts` as the delivery core sees them (Kafka's bootstrap list is one).
+pub fn targets(opts: &Options) -> Vec<String> {
+    match &opts.sink {
+        SinkOptions::Tcp(tcp) => tcp.targets.clone(),
+        SinkOptions::Hec(hec) => hec.http.targets.clone(),
+        SinkOptions::Elastic(es) => es.http.targets.clone(),
+        SinkOptions::Kafka(k) => vec![k.brokers.join(",")],
+    }
+}
+
 /// Checks target `i` of `opts` without sending an event (for `saltship check`): what it
 /// proved, or the problem (and whether it is permanent: a bad token, a certificate).
 pub fn probe(opts: &Options, i: usize) -> Result<String, deliver::Fault> {

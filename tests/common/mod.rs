@@ -8,6 +8,7 @@ pub mod receiver;
 pub mod rsyslog;
 pub mod tansu;
 pub mod view;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 
