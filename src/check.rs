@@ -223,8 +223,8 @@ fn target_check(config: &Config, lines: &mut Vec<Line>) {
                 found.replace(handshake, tls)
             )),
             Err(f) if f.permanent => fail(format!(
-                "target {target}: {} (check the credentials, --tls-ca, --tls-server-name and \
-                 the receiver's certificate)",
+                "target {target}: {} (retrying cannot help: check the credentials, --tls-ca, \
+                 --tls-server-name, the receiver's certificate, the topic or index)",
                 f.why
             )),
             Err(f) => fail(format!(

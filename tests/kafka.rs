@@ -312,3 +312,53 @@ fn an_untrusted_broker_certificate_ends_the_run_at_once() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn check_asks_the_brokers_for_the_topic() {
+    let Some(bin) = binary() else { return };
+    let (tmp, jobs) = cache_copy("jobs");
+    let tansu = Tansu::start(&bin, tmp.path());
+    tansu.create_topic(TOPIC, 2);
+    let target = tansu.target();
+    let state = tmp.path().join("state");
+    let check = |topic: &str| {
+        let args = [
+            "check",
+            "--cache-dir",
+            jobs.to_str().expect("UTF-8"),
+            "--state-file",
+            state.to_str().expect("UTF-8"),
+            "--sink",
+            "kafka",
+            "--target",
+            &target,
+            "--kafka-topic",
+            topic,
+        ];
+        let out = assert_cmd::Command::cargo_bin("saltship")
+            .expect("binary")
+            .args(args)
+            .timeout(Duration::from_secs(60))
+            .output()
+            .expect("run check");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("target "))
+            .map(str::to_owned)
+            .unwrap_or_default();
+        (out.status.code().unwrap_or(-1), line)
+    };
+    let (code, line) = check(TOPIC);
+    assert_eq!(code, 0, "{line}");
+    assert!(
+        line.starts_with("ok ") && line.contains("has 2 partitions"),
+        "{line}"
+    );
+    let (code, line) = check("nope");
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.starts_with("FAIL ") && line.contains("nope does not exist"),
+        "{line}"
+    );
+}

@@ -350,7 +350,7 @@ fn topic(p: &BaseProducer<Reports>, name: &str, wait: &Wait) -> Result<String, F
     };
     match t.error().map(Code::from) {
         None => Ok(format!(
-            "{} brokers; topic {name} has {} partitions",
+            "the cluster answers ({} brokers), topic {name} has {} partitions",
             metadata.brokers().len(),
             t.partitions().len()
         )),
