@@ -165,9 +165,9 @@ pub struct CommonArgs {
     #[arg(long, value_enum, env = "SALTSHIP_SINK", default_value = "tcp")]
     pub sink: SinkKind,
 
-    /// Send the events to this receiver: HOST:PORT for --sink tcp, a URL
-    /// (http[s]://HOST:PORT[/PATH]) for splunk-hec and elasticsearch; repeat for failover,
-    /// tried in order
+    /// Send the events to this receiver: HOST:PORT for --sink tcp, a URL (http:// or
+    /// https://HOST:PORT, optionally with a path) for splunk-hec and elasticsearch; repeat for
+    /// failover, tried in order
     #[arg(
         long,
         value_name = "TARGET",
