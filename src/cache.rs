@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::{bail, Context, Result};
+
 use crate::msgpack;
 
 /// One job folder.
@@ -52,6 +54,44 @@ impl JobDir {
 pub struct Problem {
     pub path: PathBuf,
     pub why: String,
+}
+
+/// Checks that `root` is a Salt job cache, so that a wrong `--cache-dir` is an error rather
+/// than a run that ships nothing forever: a folder holding two-hex job folders, or an empty one
+/// (a fresh master). Dot files are not content.
+pub fn verify(root: &Path) -> Result<()> {
+    let shown = root.display();
+    let meta = std::fs::metadata(root).with_context(|| format!("cache folder {shown}"))?;
+    if !meta.is_dir() {
+        bail!("cache folder {shown}: not a directory");
+    }
+    let mut other = None;
+    for entry in std::fs::read_dir(root).with_context(|| format!("cache folder {shown}"))? {
+        let entry = entry.with_context(|| format!("cache folder {shown}"))?;
+        let name = entry.file_name();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && is_hex_pair(name.to_str()) {
+            return Ok(());
+        }
+        if !name.to_string_lossy().starts_with('.') {
+            other.get_or_insert(name);
+        }
+    }
+    if root.join("jobs").is_dir() {
+        bail!(
+            "cache folder {shown} is not a job cache but holds one: use --cache-dir {}",
+            root.join("jobs").display()
+        );
+    }
+    if let Some(name) = other {
+        bail!(
+            "cache folder {shown} is not a Salt job cache: it holds {} and no job folders \
+             (two hex digits, like 3a/); give the master's jobs folder, usually \
+             /var/cache/salt/master/jobs",
+            Path::new(&name).display()
+        );
+    }
+    Ok(())
 }
 
 /// Every job folder under `root`, sorted by folder, each listed (its minion folders found)

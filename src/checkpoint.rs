@@ -54,11 +54,7 @@ pub struct Busy(pub PathBuf);
 
 impl std::fmt::Display for Busy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "another saltship holds {}; nothing done",
-            self.0.display()
-        )
+        write!(f, "another saltship holds {}", self.0.display())
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
 use crate::format::Format;
@@ -11,10 +13,12 @@ use crate::sink::SinkKind;
 const EXIT_STATUS: &str = "\
 Exit status:
   0  done
-  0  also: another saltship holds the state file's lock (it says so; -q silences it)
+  0  also for sync and watch: another saltship holds the state file's lock (it says so;
+     -q silences it); backfill then ships without recording
   1  finished, but some cache files could not be read, or the receiver refused some events
-     for good (each was named in a warning)
-  2  usage or configuration error (bad option, missing cache folder, unreadable state file)
+     for good (each was named in a warning); for check: some check failed
+  2  usage or configuration error (bad option, a cache folder that is not a Salt job
+     cache, unreadable state file)
   3  could not deliver the events (no acknowledgement within --deliver-timeout, or a bad
      token or certificate on every target)";
 
@@ -28,7 +32,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides
+    /// Say what saltship decides on stderr: jobs skipped and why, connections, confirmations,
+    /// checkpoint saves (-vv: more detail); other libraries' logs only through RUST_LOG
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
@@ -51,10 +56,48 @@ pub enum Command {
     /// and record them in the checkpoint so sync and watch do not ship them again
     #[command(after_help = EXIT_STATUS)]
     Backfill(BackfillArgs),
+    /// Test the configuration without sending an event: the cache folder, the state file and
+    /// its lock, each target (TLS handshake and certificate included), the inotify watch limit
+    /// (and the metrics file, when given). Takes watch's options and environment. One line per
+    /// check; exit 0 only when every check passes
+    #[command(after_help = CHECK_EXIT_STATUS)]
+    Check(CheckArgs),
+}
+
+const CHECK_EXIT_STATUS: &str = "\
+Exit status:
+  0  every check passed
+  1  some check failed (its line says what to fix)
+  2  usage or configuration error (bad option)";
+
+/// The options of `watch` (and `sync`, whose options are a part of them), checked as they are.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct WatchArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// What only the daemon uses (and `check` checks).
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
     /// Scan the whole cache this often, for anything inotify missed
     #[arg(
         long,
@@ -73,15 +116,14 @@ pub struct WatchArgs {
     )]
     pub stats_interval: String,
 
-    /// Write Prometheus metrics here every 10 s (node_exporter textfile collector), atomically
+    /// Write the Prometheus metrics (saltship's own and the fleet's health) here every 10 s,
+    /// atomically, for node_exporter's textfile collector
     #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
     pub metrics_file: Option<PathBuf>,
 
-    #[command(flatten)]
-    pub state: StateArgs,
-
-    #[command(flatten)]
-    pub common: CommonArgs,
+    /// Serve the same metrics over HTTP at GET /metrics on this address (e.g. 127.0.0.1:9617)
+    #[arg(long, value_name = "ADDR:PORT", env = "SALTSHIP_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +131,11 @@ pub struct SyncArgs {
     /// Without a state file: ship the whole cache (beginning) or only what arrives from now on
     #[arg(long, value_name = "WHEN", env = "SALTSHIP_START_AT", default_value = "beginning", value_parser = ["beginning", "now"])]
     pub start_at: String,
+
+    /// Write the Prometheus metrics (the run's counts and the fleet's health) here at the end of
+    /// the run, atomically, for node_exporter's textfile collector
+    #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub state: StateArgs,
@@ -110,7 +157,7 @@ pub struct StateArgs {
     pub state_file: PathBuf,
 
     /// Start over with an empty checkpoint when the state file cannot be read
-    #[arg(long, env = "SALTSHIP_RESET_STATE")]
+    #[arg(long, env = "SALTSHIP_RESET_STATE", value_parser = Boolish)]
     pub reset_state: bool,
 
     /// The master's keep_jobs: warn when unshipped returns get close to this age, at which the
@@ -135,7 +182,7 @@ pub struct BackfillArgs {
     pub until: Option<String>,
 
     /// Do not record what is shipped in the checkpoint (a --dry-run never does)
-    #[arg(long, env = "SALTSHIP_NO_CHECKPOINT")]
+    #[arg(long, env = "SALTSHIP_NO_CHECKPOINT", value_parser = Boolish)]
     pub no_checkpoint: bool,
 
     #[command(flatten)]
@@ -177,7 +224,7 @@ pub struct CommonArgs {
     pub target: Vec<String>,
 
     /// Print the events to stdout instead of sending them (nothing is sent or recorded)
-    #[arg(long, env = "SALTSHIP_DRY_RUN")]
+    #[arg(long, env = "SALTSHIP_DRY_RUN", value_parser = Boolish)]
     pub dry_run: bool,
 
     /// Wire format: json (one object per line), ecs (Elastic Common Schema, one per line),
@@ -219,11 +266,11 @@ pub struct CommonArgs {
     pub fun: Vec<String>,
 
     /// Only failed states (result false) and error returns; test=True pending states are not failures
-    #[arg(long, env = "SALTSHIP_ONLY_FAILURES")]
+    #[arg(long, env = "SALTSHIP_ONLY_FAILURES", value_parser = Boolish)]
     pub only_failures: bool,
 
     /// Ship the values of a `pillar=` argument in fun_args instead of masking them
-    #[arg(long, env = "SALTSHIP_SHOW_PILLAR_ARGS")]
+    #[arg(long, env = "SALTSHIP_SHOW_PILLAR_ARGS", value_parser = Boolish)]
     pub show_pillar_args: bool,
 
     /// Threads that decode and encode returns [default: one per core]; events still go out in
@@ -305,7 +352,7 @@ pub struct TlsArgs {
     /// Speak TLS to the receivers, checking their certificate against the system's CAs (or
     /// --tls-ca) and their name against the --target host; a TLS failure is never retried as
     /// plain text, and a certificate problem ends the run at once (exit 3)
-    #[arg(long, env = "SALTSHIP_TLS")]
+    #[arg(long, env = "SALTSHIP_TLS", value_parser = Boolish)]
     pub tls: bool,
 
     /// Trust only the CA certificates in this PEM file, instead of the system's
@@ -346,8 +393,52 @@ pub struct TlsArgs {
     #[arg(
         long,
         env = "SALTSHIP_TLS_INSECURE_SKIP_VERIFY",
+        value_parser = Boolish,
         requires = "tls",
         conflicts_with = "tls_ca"
     )]
     pub tls_insecure_skip_verify: bool,
+}
+
+/// A boolean from the environment in any usual spelling (1/0, yes/no, on/off, true/false, any
+/// case); a bad one is an error that names the variable.
+#[derive(Clone, Copy, Debug)]
+pub struct Boolish;
+
+impl TypedValueParser for Boolish {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        let text = value.to_string_lossy();
+        match parse_bool(&text) {
+            Some(b) => Ok(b),
+            None => {
+                let name = arg.map_or_else(String::new, |a| {
+                    let long = a.get_long().map(|l| format!("--{l}")).unwrap_or_default();
+                    match a.get_env() {
+                        Some(env) => format!("{} ({long})", env.to_string_lossy()),
+                        None => long,
+                    }
+                });
+                let msg = format!(
+                    "invalid value '{text}' for {name}: use 1 or 0, yes or no, on or off, true or false\n"
+                );
+                Err(clap::Error::raw(ErrorKind::InvalidValue, msg).with_cmd(cmd))
+            }
+        }
+    }
+}
+
+/// `1/0`, `yes/no`, `y/n`, `on/off`, `true/false`, in any case; anything else is `None`.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "y" | "on" | "true" => Some(true),
+        "0" | "no" | "n" | "off" | "false" | "" => Some(false),
+        _ => None,
+    }
 }

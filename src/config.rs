@@ -1,13 +1,16 @@
 //! Turns the parsed command line into a validated [`Config`], once. The only module that looks
 //! at the environment beyond what clap reads for us.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-
 use clap::ValueEnum;
 
-use crate::cli::{BackfillArgs, CommonArgs, HttpArgs, StateArgs, SyncArgs, TlsArgs, WatchArgs};
+use crate::cli::{
+    BackfillArgs, CheckArgs, CommonArgs, DaemonArgs, HttpArgs, StateArgs, SyncArgs, TlsArgs,
+    WatchArgs,
+};
 use std::time::Duration;
 
 use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
@@ -25,8 +28,10 @@ use crate::time::{parse_duration, parse_point, JidZone};
 pub struct Config {
     pub cache_dir: PathBuf,
     pub dry_run: bool,
-    /// Where and how to send, unless `dry_run`.
+    /// Where and how to send, unless `dry_run` (`check` keeps it on a dry run too).
     pub delivery: Option<Options>,
+    /// `--tls-insecure-skip-verify`: the receiver's certificate is not checked.
+    pub tls_insecure: bool,
     pub format: Format,
     pub threads: usize,
     /// Events are cut to this many bytes; `usize::MAX` when not asked for under `--dry-run`.
@@ -52,6 +57,8 @@ pub struct Config {
     pub rescan_interval: Duration,
     pub stats_interval: Duration,
     pub metrics_file: Option<PathBuf>,
+    /// `watch`: where to serve `GET /metrics`.
+    pub metrics_listen: Option<SocketAddr>,
     /// systemd's `$NOTIFY_SOCKET` and watchdog period (`$WATCHDOG_USEC`), when it set them.
     pub notify_socket: Option<PathBuf>,
     pub watchdog: Option<Duration>,
@@ -61,18 +68,7 @@ impl Config {
     pub fn watch(args: &WatchArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
         config.checkpoint(&args.state, true)?;
-        let span = |text: &str, what: &str| -> Result<Duration> {
-            let micros = parse_duration(text)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("bad {what}"))?;
-            if micros <= 0 {
-                bail!("bad {what}: must be more than zero");
-            }
-            Ok(Duration::from_micros(micros as u64))
-        };
-        config.rescan_interval = span(&args.rescan_interval, "--rescan-interval")?;
-        config.stats_interval = span(&args.stats_interval, "--stats-interval")?;
-        config.metrics_file = args.metrics_file.clone();
+        config.daemon(&args.daemon)?;
         config.notify_socket = std::env::var_os("NOTIFY_SOCKET").map(PathBuf::from);
         // WATCHDOG_PID, when set, names the process systemd means.
         let ours =
@@ -83,6 +79,29 @@ impl Config {
             .filter(|u| *u > 0 && ours)
             .map(Duration::from_micros);
         Ok(config)
+    }
+
+    /// The options only `watch` uses.
+    fn daemon(&mut self, args: &DaemonArgs) -> Result<()> {
+        let span = |text: &str, what: &str| -> Result<Duration> {
+            let micros = parse_duration(text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("bad {what}"))?;
+            if micros <= 0 {
+                bail!("bad {what}: must be more than zero");
+            }
+            Ok(Duration::from_micros(micros as u64))
+        };
+        self.rescan_interval = span(&args.rescan_interval, "--rescan-interval")?;
+        self.stats_interval = span(&args.stats_interval, "--stats-interval")?;
+        self.metrics_file = args.metrics_file.clone();
+        self.metrics_listen = args
+            .metrics_listen
+            .as_deref()
+            .map(socket_addr)
+            .transpose()
+            .context("bad --metrics-listen")?;
+        Ok(())
     }
 
     /// The checkpoint options; `record` false leaves the run without a state file.
@@ -99,6 +118,7 @@ impl Config {
         let mut config = Config::common(&args.common, quiet)?;
         config.checkpoint(&args.state, true)?;
         config.start_at_now = args.start_at == "now";
+        config.metrics_file = args.metrics_file.clone();
         Ok(config)
     }
 
@@ -122,23 +142,36 @@ impl Config {
         Ok(config)
     }
 
+    /// `saltship check`: the options checked as for a run, but the cache folder and a missing
+    /// target are left to the checks themselves.
+    pub fn check(args: &CheckArgs, quiet: bool) -> Result<Config> {
+        let mut config = Config::options(&args.common, quiet, true)?;
+        config.checkpoint(&args.state, true)?;
+        config.daemon(&args.daemon)?;
+        Ok(config)
+    }
+
     fn common(args: &CommonArgs, quiet: bool) -> Result<Config> {
+        crate::cache::verify(&args.cache_dir)?;
+        Config::options(args, quiet, false)
+    }
+
+    /// Every option of [`CommonArgs`] checked; `checking` keeps the targets even on a dry run
+    /// and lets them be missing.
+    fn options(args: &CommonArgs, quiet: bool, checking: bool) -> Result<Config> {
         let jid_zone = JidZone::parse(&args.jid_timezone).with_context(|| {
             format!(
                 "bad --jid-timezone '{}': use utc, local or an offset like +02:00",
                 args.jid_timezone
             )
         })?;
-        let meta = std::fs::metadata(&args.cache_dir)
-            .with_context(|| format!("cache folder {}", args.cache_dir.display()))?;
-        if !meta.is_dir() {
-            bail!("cache folder {}: not a directory", args.cache_dir.display());
-        }
+        // A dry run checks the delivery options as a real run does, so a config can be tried
+        // with it; it only does not need a target.
         let format = check_targets(args)?;
-        let delivery = if args.dry_run {
-            None
-        } else {
-            Some(delivery(args)?)
+        let delivery = match delivery(args) {
+            Ok(delivery) if checking || !args.dry_run => Some(delivery),
+            Err(e) if !((checking || args.dry_run) && e.is::<NoTarget>()) => return Err(e),
+            _ => None,
         };
         // A dry run shows everything Salt recorded unless a limit is asked for.
         let default_max = if args.dry_run {
@@ -154,6 +187,7 @@ impl Config {
             cache_dir: args.cache_dir.clone(),
             dry_run: args.dry_run,
             delivery,
+            tls_insecure: args.tls.tls_insecure_skip_verify,
             format,
             threads: args.threads.map_or_else(
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -176,6 +210,7 @@ impl Config {
             rescan_interval: Duration::from_secs(60),
             stats_interval: Duration::from_secs(300),
             metrics_file: None,
+            metrics_listen: None,
             notify_socket: None,
             watchdog: None,
         })
@@ -189,7 +224,37 @@ impl Config {
             None => self.since.is_none() && self.until.is_none(),
         }
     }
+
+    /// Whether the fleet's health is kept: something will show the metrics.
+    pub fn metrics(&self) -> bool {
+        self.metrics_file.is_some() || self.metrics_listen.is_some()
+    }
 }
+
+/// `ADDR:PORT` (a host name is resolved now, its first address taken).
+fn socket_addr(text: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .with_context(|| format!("'{text}': use ADDR:PORT, like 127.0.0.1:9617 or [::]:9617"))?
+        .next()
+        .with_context(|| format!("'{text}': no address"))
+}
+
+/// No `--target` was given: an error unless the run is a dry run.
+#[derive(Debug)]
+struct NoTarget;
+
+impl std::fmt::Display for NoTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no receiver to send to: give --target, or --dry-run to print the events")
+    }
+}
+
+impl std::error::Error for NoTarget {}
+
+/// The slowest `--max-rate`: one event in 1000 s. Slower makes no sense, and far slower
+/// overflows the time arithmetic.
+const MIN_RATE: f64 = 0.001;
 
 /// Checks that the targets fit `--sink` (HOST:PORT for tcp, a URL for the HTTP sinks) and the
 /// format too; the format to use. A dry run checks the same.
@@ -238,15 +303,21 @@ fn sink_name(sink: SinkKind) -> String {
         .map_or_else(String::new, |v| v.get_name().to_owned())
 }
 
+/// The delivery options, checked; also under `--dry-run`, where only a missing target is fine.
 fn delivery(args: &CommonArgs) -> Result<Options> {
-    if args.target.is_empty() {
-        bail!("no receiver to send to: give --target, or --dry-run to print the events");
-    }
     let deliver = parse_duration(&args.deliver_timeout)
         .map_err(anyhow::Error::msg)
         .context("bad --deliver-timeout")?;
-    if let Some(rate) = args.max_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
-        bail!("bad --max-rate {rate}: give a positive number of events per second");
+    if deliver <= 0 {
+        bail!("bad --deliver-timeout: must be more than zero");
+    }
+    if let Some(rate) = args.max_rate.filter(|r| !(r.is_finite() && *r >= MIN_RATE)) {
+        bail!("bad --max-rate {rate:?}: give a number of events per second, at least {MIN_RATE}");
+    }
+    if args.target.is_empty() {
+        // The TLS files are checked all the same.
+        tls(args)?;
+        return Err(NoTarget.into());
     }
     let connect_timeout = Duration::from_secs(5);
     let sink = match args.sink {
@@ -388,4 +459,15 @@ fn hostname() -> String {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether stderr is the journal stream systemd connected (`$JOURNAL_STREAM` holds its
+/// `device:inode`), so log lines may carry syslog priorities.
+pub fn journal_stream() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(wanted) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    std::fs::metadata("/proc/self/fd/2")
+        .is_ok_and(|m| wanted.trim() == format!("{}:{}", m.dev(), m.ino()))
 }

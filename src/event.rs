@@ -364,7 +364,8 @@ impl<'k> KeyParts<'k> {
     }
 }
 
-fn non_empty(v: &ValueRef<'_>) -> bool {
+/// Whether a value (`changes`) holds anything.
+pub fn non_empty(v: &ValueRef<'_>) -> bool {
     match v {
         ValueRef::Nil => false,
         ValueRef::Map(m) => !m.is_empty(),

@@ -16,7 +16,8 @@ pub struct Job {
     /// The functions run: one for most jobs, several for multi-function jobs, none when the
     /// folder has no readable `.load.p`.
     pub funs: Vec<String>,
-    /// `arg` from `.load.p` (`fun_args` for salt-call/`req` loads), pillar values masked.
+    /// `arg` from `.load.p` (`fun_args` for salt-call/`req` loads, `return.fun_args` for
+    /// runners), pillar values masked.
     pub args: Value,
     /// When the job was published, if the jid is a timestamp.
     pub publish: Option<i64>,
@@ -50,6 +51,7 @@ impl Job {
         };
         let args = get(load, "arg")
             .or_else(|| get(load, "fun_args"))
+            .or_else(|| get(load, "return").and_then(|r| get(r, "fun_args")))
             .map(|a| serde_json::to_value(Json(a)).unwrap_or(Value::Null))
             .unwrap_or(Value::Null);
         let args = if show_pillar { args } else { mask_pillar(args) };
@@ -59,6 +61,19 @@ impl Job {
             args,
             publish,
         }
+    }
+
+    /// Whether a return of this job can hold state results that `--fun` (`funs`) takes: its
+    /// functions are unknown, or one of them is a state or orchestration run and taken.
+    pub fn taken(&self, funs: &[String]) -> bool {
+        if self.funs.is_empty() {
+            return true;
+        }
+        let states = self
+            .funs
+            .iter()
+            .any(|f| f.starts_with("state.") || f.starts_with("runner.state."));
+        states && (funs.is_empty() || self.funs.iter().any(|f| crate::glob::any(funs, f)))
     }
 
     /// The arguments of the `i`th function: multi-function jobs keep one list per function.

@@ -11,9 +11,13 @@
 //!   with `tls.rs`, `hec.rs`, `elastic.rs` with `http.rs`); [`checkpoint`] records it;
 //! - [`ship`] runs `backfill` and `sync` passes, decoding on every core through [`pipeline`];
 //!   [`watch`] follows the cache and makes passes as returns land;
-//! - [`cli`] and [`config`] are the command line, [`progress`] the bars, [`glob`] the filters.
+//! - [`metrics`] keeps the fleet's health (each minion's latest state run) and serves it;
+//! - [`check`] tests a configuration without sending (`saltship check`);
+//! - [`cli`] and [`config`] are the command line, [`logging`] the diagnostics, [`progress`] the
+//!   bars, [`glob`] the filters.
 
 pub mod cache;
+pub mod check;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
@@ -23,6 +27,8 @@ pub mod format;
 pub mod glob;
 pub mod job;
 pub mod json;
+pub mod logging;
+pub mod metrics;
 pub mod msgpack;
 pub mod pipeline;
 pub mod progress;
@@ -34,7 +40,7 @@ pub mod watch;
 use std::process::ExitCode;
 
 use clap::Parser;
-use log::{error, info, LevelFilter};
+use log::{error, info, warn};
 
 use crate::checkpoint::{Busy, Checkpoint};
 use crate::cli::{Cli, Command};
@@ -59,11 +65,20 @@ impl From<Exit> for ExitCode {
 /// Parses the command line, runs the command, and maps the outcome to an exit status.
 pub fn main() -> Exit {
     let cli = Cli::parse();
-    log_init(cli.verbose, cli.quiet);
+    logging::init(cli.verbose, cli.quiet);
     let (config, mode) = match &cli.command {
         Command::Watch(args) => (Config::watch(args, cli.quiet), Mode::Sync),
         Command::Sync(args) => (Config::sync(args, cli.quiet), Mode::Sync),
         Command::Backfill(args) => (Config::backfill(args, cli.quiet), Mode::Backfill),
+        Command::Check(args) => {
+            return match Config::check(args, cli.quiet) {
+                Ok(config) => check::run(&config),
+                Err(e) => {
+                    error!("{e:#}");
+                    Exit::Usage
+                }
+            }
+        }
     };
     let config = match config {
         Ok(config) => config,
@@ -74,9 +89,15 @@ pub fn main() -> Exit {
     };
     let mut checkpoint = match open_checkpoint(&config, mode) {
         Ok(cp) => cp,
+        // The daemon holds the checkpoint: a backfill replays the history anyway (what it
+        // sends is shipped regardless of the checkpoint), only without recording it.
+        Err(e) if e.is::<Busy>() && mode == Mode::Backfill => {
+            warn!("{e}: backfilling without recording in the checkpoint (as --no-checkpoint)");
+            None
+        }
         // Another instance is shipping this cache: not an error (cron must not mail noise).
         Err(e) if e.is::<Busy>() => {
-            info!("{e}");
+            info!("{e}; nothing done");
             return Exit::Done;
         }
         Err(e) => {
@@ -97,7 +118,21 @@ pub fn main() -> Exit {
         };
     }
     let outcome = match (&cli.command, checkpoint) {
-        (Command::Watch(_), Some(cp)) if !config.dry_run => watch::run(&config, cp),
+        (Command::Watch(_), Some(cp)) if !config.dry_run => {
+            // Bound once the lock is ours (a second instance exits quietly above), before the
+            // catch-up: a taken address is a configuration error.
+            let listener = config.metrics_listen.map(|addr| {
+                std::net::TcpListener::bind(addr)
+                    .map_err(|e| format!("--metrics-listen {addr}: {e}"))
+            });
+            match listener.transpose() {
+                Ok(listener) => watch::run(&config, cp, listener),
+                Err(e) => {
+                    error!("{e}");
+                    return Exit::Usage;
+                }
+            }
+        }
         (_, checkpoint) => ship::run(&config, mode, checkpoint),
     };
     match outcome {
@@ -127,51 +162,4 @@ fn open_checkpoint(config: &Config, mode: Mode) -> anyhow::Result<Option<Checkpo
         (true, Mode::Sync) => Checkpoint::peek(path).map(Some),
         (true, Mode::Backfill) => Ok(None),
     }
-}
-
-/// Warnings and the summary by default, `-v` more, `-q` errors only; `RUST_LOG` overrides.
-/// Lines read `saltship: <what>: <why>` and are printed around any progress bar.
-fn log_init(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => LevelFilter::Error,
-        (false, 0) => LevelFilter::Info,
-        (false, 1) => LevelFilter::Debug,
-        (false, _) => LevelFilter::Trace,
-    };
-    let inner = env_logger::Builder::new()
-        .filter_level(level)
-        .parse_env("RUST_LOG")
-        .format(|f, record| {
-            use std::io::Write;
-            let level = match record.level() {
-                log::Level::Info => return writeln!(f, "saltship: {}", record.args()),
-                log::Level::Warn => "warning",
-                log::Level::Error => "error",
-                log::Level::Debug => "debug",
-                log::Level::Trace => "trace",
-            };
-            writeln!(f, "saltship: {level}: {}", record.args())
-        })
-        .build();
-    let max = inner.filter();
-    if log::set_boxed_logger(Box::new(BarLogger(inner))).is_ok() {
-        log::set_max_level(max);
-    }
-}
-
-/// Prints log lines with the progress bars suspended, so the two never mix.
-struct BarLogger(env_logger::Logger);
-
-impl log::Log for BarLogger {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        self.0.enabled(m)
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.0.matches(record) {
-            progress::bars().suspend(|| self.0.log(record));
-        }
-    }
-
-    fn flush(&self) {}
 }

@@ -2,8 +2,9 @@
 //! log lines are printed through them (see [`crate::log_init`]) so the two never mix.
 
 use std::io::IsTerminal;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
@@ -23,29 +24,92 @@ pub fn counter(quiet: bool, what: &'static str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = bars().add(ProgressBar::new_spinner());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {human_pos} {msg}").expect("valid template"),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} {pos} {msg}").expect("valid template"));
     bar.set_message(what);
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
 
-/// A bar over a known number of returns, with the event count as its message.
-pub fn bar(quiet: bool, total: u64) -> ProgressBar {
+/// A bar over a known number of returns, with the event count as its message. While the run
+/// waits on the receiver (`blocked`) it says so instead of a stale rate and ETA.
+pub fn bar(quiet: bool, total: u64, blocked: Blocked) -> ProgressBar {
     if !shown(quiet) {
         return ProgressBar::hidden();
     }
     let bar = bars().add(ProgressBar::new(total));
-    let template = "{wide_bar} {human_pos}/{human_len} returns, {msg} [{rate}, ETA {eta}]";
+    let template = "{wide_bar} {pos}/{len} returns, {msg} [{status}]";
     let style = ProgressStyle::with_template(template)
         .expect("valid template")
         .with_key(
-            "rate",
-            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0} returns/s", state.per_sec());
+            "status",
+            move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = match blocked.since() {
+                    Some(t) if t >= WAITING_AFTER => {
+                        write!(w, "waiting for the receiver, {} s", t.as_secs())
+                    }
+                    _ => write!(
+                        w,
+                        "{:.0} returns/s, ETA {} s",
+                        state.per_sec(),
+                        state.eta().as_secs()
+                    ),
+                };
             },
         );
     bar.set_style(style);
+    // Redrawn while nothing moves, so a wait shows.
+    bar.enable_steady_tick(Duration::from_millis(500));
     bar
+}
+
+/// A wait on the receiver longer than this shows on the bar.
+const WAITING_AFTER: Duration = Duration::from_secs(1);
+
+/// Since when the run has been waiting on the receiver (sending or confirming), shared with
+/// the bar.
+#[derive(Debug, Clone, Default)]
+pub struct Blocked(Arc<AtomicU64>);
+
+impl Blocked {
+    /// Marks the start of a wait on the receiver.
+    pub fn start(&self) {
+        self.0
+            .store(epoch().elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+    }
+
+    pub fn end(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the current wait has lasted, if one is on.
+    fn since(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(
+                epoch()
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(at - 1)),
+            ),
+        }
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_measures_the_current_wait_only() {
+        let b = Blocked::default();
+        assert_eq!(b.since(), None);
+        b.start();
+        assert!(b.since().is_some_and(|t| t < Duration::from_secs(60)));
+        b.end();
+        assert_eq!(b.since(), None);
+    }
 }

@@ -16,10 +16,11 @@ use log::{debug, info, warn};
 use crate::cache::{scan, JobDir};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
+use crate::metrics::{Metrics, Own};
 use crate::sink::stdout::StdoutSink;
 use crate::sink::{self, Sink, SinkError};
 use crate::{pipeline, progress, time};
-use work::{load_job, work, BufferPool, Done, Loaded, Step};
+use work::{load_job, work, BufferPool, Done, Loaded, Read, Step};
 
 /// Confirm delivery whenever this much is unconfirmed: bounds memory and what a failure resends.
 const CONFIRM_BYTES: usize = 4 << 20;
@@ -82,7 +83,15 @@ pub fn run(
     checkpoint: Option<Checkpoint>,
 ) -> Result<Totals, (Totals, String)> {
     let mut shipper = Shipper::new(config, checkpoint, None);
+    // A backfill replays old history on purpose: its age says nothing about an outage.
+    shipper.warn_cleanup = mode == Mode::Sync;
     let result = shipper.pass(mode, None).and_then(|()| shipper.confirm());
+    if let (Some(metrics), Some(path)) = (&shipper.metrics, &config.metrics_file) {
+        metrics.set_own(shipper.own_metrics(0.0));
+        if let Err(e) = metrics.write_file(path) {
+            warn!("metrics file {}: {e}", path.display());
+        }
+    }
     shipper.finish(result)
 }
 
@@ -101,6 +110,12 @@ pub struct Shipper<'c> {
     pub bars: bool,
     /// Set by a signal handler: end the pass after the return at hand.
     stop: Option<Arc<AtomicBool>>,
+    /// Warn when unshipped returns near the master's keep_jobs (sync and watch).
+    pub warn_cleanup: bool,
+    /// Set while waiting on the sink, for the progress bar.
+    blocked: progress::Blocked,
+    /// The fleet's health, rebuilt from the cache and updated as returns are read.
+    pub metrics: Option<Metrics>,
 }
 
 impl<'c> Shipper<'c> {
@@ -125,6 +140,9 @@ impl<'c> Shipper<'c> {
             pool: BufferPool::default(),
             bars: !config.quiet,
             stop,
+            warn_cleanup: true,
+            blocked: progress::Blocked::default(),
+            metrics: config.metrics().then(|| Metrics::rebuilt(config)),
         }
     }
 
@@ -163,7 +181,9 @@ impl<'c> Shipper<'c> {
         let bar = progress::bar(
             !self.bars || jobs.is_empty(),
             jobs.iter().map(|(_, m)| m.len() as u64).sum(),
+            self.blocked.clone(),
         );
+        bar.set_message(self.bar_message());
         // Jobs are loaded in order on one thread, their returns decoded and encoded on all cores.
         let steps = jobs.iter().flat_map(|(dir, minions)| {
             let (loaded, load_failed) = load_job(config, mode, dir);
@@ -196,6 +216,19 @@ impl<'c> Shipper<'c> {
         result
     }
 
+    /// The progress bar's message: events so far, "printed" on a dry run.
+    fn bar_message(&self) -> String {
+        let stats = self.sink.stats();
+        if self.config.dry_run {
+            format!("{} events printed", stats.events_sent)
+        } else {
+            format!(
+                "{} events sent, {} reconnects",
+                stats.events_sent, stats.reconnects
+            )
+        }
+    }
+
     fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
         let found = progress::counter(!self.bars, "jobs found");
         let checkpoint = self.checkpoint.as_ref().filter(|_| mode == Mode::Sync);
@@ -211,10 +244,16 @@ impl<'c> Shipper<'c> {
         }
         self.totals.failed_files += problems.len() as u64;
         // A folder that could not be read may still hold jobs: prune only after a clean scan.
-        if let Some(cp) = self.recording().filter(|_| problems.is_empty()) {
-            let pruned = cp.prune(&dirs.iter().map(|d| d.key.as_str()).collect());
-            if pruned > 0 {
-                debug!("forgot {pruned} jobs the master cleaned up");
+        if problems.is_empty() {
+            let keys = dirs.iter().map(|d| d.key.as_str()).collect();
+            if let Some(metrics) = &self.metrics {
+                metrics.retain(&keys);
+            }
+            if let Some(cp) = self.recording() {
+                let pruned = cp.prune(&keys);
+                if pruned > 0 {
+                    debug!("forgot {pruned} jobs the master cleaned up");
+                }
             }
         }
         dirs
@@ -240,23 +279,44 @@ impl<'c> Shipper<'c> {
                 match loaded {
                     Loaded::Job(_) => self.totals.jobs += 1,
                     Loaded::NonState => {
+                        debug!(
+                            "job {}: nothing to ship (not a state run, or filtered out)",
+                            dir.jid
+                        );
                         if let Some(cp) = self.recording() {
                             cp.record_non_state(&dir.key, &dir.jid);
                         }
                         self.totals.skipped += 1;
-                        bar.inc(n as u64);
+                        // The bar counts returns that ship.
+                        bar.dec_length(n as u64);
                     }
                     Loaded::NotYet => {
+                        debug!("job {}: not complete yet, left for a later pass", dir.jid);
                         self.left_behind.get_or_insert(dir.jid.clone());
-                        bar.inc(n as u64);
+                        bar.dec_length(n as u64);
                     }
                 }
             }
             Done::Returns(dir, returns) => {
-                for (minion, buf, events, part) in returns {
+                for Read {
+                    minion,
+                    buf,
+                    events,
+                    part,
+                    seen,
+                } in returns
+                {
                     self.totals.returns += part.returns;
                     self.totals.failed_files += part.failed_files;
-                    bar.inc(1);
+                    // The bar counts the returns the summary counts.
+                    if part.returns > 0 {
+                        bar.inc(1);
+                    } else {
+                        bar.dec_length(1);
+                    }
+                    if let (Some(metrics), Some(seen)) = (&self.metrics, seen) {
+                        metrics.observe(&dir.key, &dir.jid, seen);
+                    }
                     // Not landed yet: not done either.
                     let Some(n) = events else { continue };
                     // Pending before sending: a failed send ends the run unconfirmed, unrecorded.
@@ -267,7 +327,10 @@ impl<'c> Shipper<'c> {
                         seen: Instant::now(),
                     });
                     if n > 0 {
-                        self.sink.send(&buf, n)?;
+                        self.blocked.start();
+                        let sent = self.sink.send(&buf, n);
+                        self.blocked.end();
+                        sent?;
                         self.totals.events += n;
                     }
                     pool.give(buf);
@@ -275,11 +338,7 @@ impl<'c> Shipper<'c> {
                         self.confirm()?;
                     }
                 }
-                let stats = self.sink.stats();
-                bar.set_message(format!(
-                    "{} events sent, {} reconnects",
-                    stats.events_sent, stats.reconnects
-                ));
+                bar.set_message(self.bar_message());
             }
         }
         Ok(())
@@ -287,9 +346,15 @@ impl<'c> Shipper<'c> {
 
     /// Confirms delivery, then records and saves every return sent before it.
     pub fn confirm(&mut self) -> Result<(), SinkError> {
-        self.sink.confirm()?;
+        self.blocked.start();
+        let confirmed = self.sink.confirm();
+        self.blocked.end();
+        confirmed?;
         let pending = std::mem::take(&mut self.pending);
         if let Some(cp) = self.recording() {
+            if !pending.is_empty() {
+                debug!("{} returns confirmed; saving the checkpoint", pending.len());
+            }
             for p in &pending {
                 cp.record(&p.key, &p.jid, &p.minion);
             }
@@ -299,6 +364,24 @@ impl<'c> Shipper<'c> {
             }
         }
         Ok(())
+    }
+
+    /// Returns in the cache that the checkpoint does not hold as done (one scan): what waits
+    /// for a receiver. Returns of jobs not yet known to be non-state are counted too.
+    pub fn waiting(&self) -> usize {
+        let cp = self.checkpoint.as_ref();
+        let list = |key: &str, mtime| cp.is_none_or(|cp| cp.needs_listing(key, mtime));
+        let (dirs, _) = scan(&self.config.cache_dir, |_| {}, list);
+        let mut totals = Totals::default();
+        let (jobs, _) = plan(
+            self.config,
+            Mode::Sync,
+            cp,
+            &HashSet::new(),
+            dirs,
+            &mut totals,
+        );
+        jobs.iter().map(|(_, minions)| minions.len()).sum()
     }
 
     /// When the oldest return sent but not confirmed was read, if any.
@@ -316,6 +399,17 @@ impl<'c> Shipper<'c> {
         self.sink.stats().reconnects
     }
 
+    /// saltship's own numbers for the metrics, with `lag` as the caller measured it.
+    pub fn own_metrics(&self, lag: f64) -> Own {
+        Own {
+            returns: self.totals.returns,
+            events: self.totals.events,
+            failed_files: self.totals.failed_files,
+            reconnects: self.reconnects(),
+            lag,
+        }
+    }
+
     /// Warns about returns near cleanup and turns the outcome into the run's result.
     pub fn finish(mut self, result: Result<(), SinkError>) -> Result<Totals, (Totals, String)> {
         self.totals.reconnects = self.sink.stats().reconnects;
@@ -327,6 +421,7 @@ impl<'c> Shipper<'c> {
             .into_iter()
             .chain(self.left_behind.as_ref())
             .min()
+            .filter(|_| self.warn_cleanup)
         {
             warn_before_cleanup(self.config, jid);
         }
@@ -383,6 +478,7 @@ fn plan(
         - SETTLED_AFTER.as_nanos() as i64;
     for mut dir in dirs {
         if dir.nocache {
+            debug!("job folder {}: nocache, nothing to ship", dir.key);
             totals.skipped += 1;
             continue;
         }
@@ -432,6 +528,7 @@ fn plan(
         }
         if mode == Mode::Backfill && !config.in_range(time::jid_instant(&dir.jid, config.jid_zone))
         {
+            debug!("job {}: outside --since/--until, skipped", dir.jid);
             totals.skipped += 1;
             continue;
         }

@@ -9,7 +9,7 @@
 //! anything inotify missed, and keeps shipping even when no watch can be added at all.
 
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -23,6 +23,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use crate::cache::JobDir;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
+use crate::metrics;
 use crate::ship::{Mode, Shipper, Totals};
 use crate::sink::SinkError;
 
@@ -35,7 +36,12 @@ const RELIST: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(
 
 /// Runs until SIGTERM or SIGINT; then confirms what was sent, saves the checkpoint and
 /// returns. `Err` only when the daemon cannot start.
-pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, String)> {
+/// `listener`, when given, serves the metrics once the fleet is rebuilt.
+pub fn run(
+    config: &Config,
+    checkpoint: Checkpoint,
+    listener: Option<TcpListener>,
+) -> Result<Totals, (Totals, String)> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
@@ -58,21 +64,38 @@ pub fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, (Totals, S
     if let Err(e) = &watcher {
         follow.warn_watch(config, e);
     }
+    // Served once the fleet is rebuilt: the first scrape is right.
     let mut shipper = Shipper::new(config, Some(checkpoint), Some(stop.clone()));
+    if let (Some(listener), Some(metrics)) = (listener, &shipper.metrics) {
+        match metrics::serve::spawn(listener, metrics.clone()) {
+            Ok(addr) => info!("serving metrics at http://{addr}/metrics"),
+            Err(e) => return Err((Totals::default(), format!("--metrics-listen: {e}"))),
+        }
+    }
     let catch_up = shipper
         .pass(Mode::Sync, None)
         .and_then(|()| shipper.confirm());
     shipper.bars = false;
     let mut daemon = Daemon::new(config);
+    let receiver_down = matches!(catch_up, Err(SinkError::Undelivered(_)));
     if let Err(e) = catch_up {
         daemon.delivery_failed(&mut shipper, e);
     }
     daemon.notify("READY=1");
-    info!(
-        "following {} ({} events shipped catching up)",
-        config.cache_dir.display(),
-        shipper.totals.events
-    );
+    if receiver_down {
+        // "0 events shipped" would read like success.
+        warn!(
+            "following {}, but no receiver is reachable: {} returns wait, and are shipped once one answers",
+            config.cache_dir.display(),
+            shipper.waiting()
+        );
+    } else {
+        info!(
+            "following {} ({} events shipped catching up)",
+            config.cache_dir.display(),
+            shipper.totals.events
+        );
+    }
     while !stop.load(Ordering::SeqCst) {
         let deadline = follow
             .next_relist()
@@ -378,10 +401,16 @@ impl<'c> Daemon<'c> {
                 shipper.reconnects()
             );
         }
-        if let Some(path) = &self.config.metrics_file {
-            if now >= self.next_metrics {
+        if let Some(metrics) = &shipper.metrics {
+            metrics.set_own(shipper.own_metrics(lag));
+            if let Some(path) = self
+                .config
+                .metrics_file
+                .as_ref()
+                .filter(|_| now >= self.next_metrics)
+            {
                 self.next_metrics = now + Duration::from_secs(10);
-                if let Err(e) = write_metrics(path, t, shipper.reconnects(), lag) {
+                if let Err(e) = metrics.write_file(path) {
                     warn!("metrics file {}: {e}", path.display());
                 }
             }
@@ -412,50 +441,6 @@ fn sd_notify(socket: &Path, state: &str) -> std::io::Result<()> {
     UnixDatagram::unbound()?
         .send_to_addr(state.as_bytes(), &addr)
         .map(|_| ())
-}
-
-/// The Prometheus text format, for node_exporter's textfile collector; written to a temp file
-/// and renamed, so the collector never reads half a file.
-fn write_metrics(path: &Path, t: &Totals, reconnects: u64, lag: f64) -> std::io::Result<()> {
-    let mut text = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        text.push_str(&format!("# HELP saltship_{name} {help}\n# TYPE saltship_{name} {kind}\nsaltship_{name} {value}\n"));
-    };
-    metric(
-        "returns_total",
-        "counter",
-        "Minion returns read.",
-        t.returns.to_string(),
-    );
-    metric(
-        "events_total",
-        "counter",
-        "State result events shipped.",
-        t.events.to_string(),
-    );
-    metric(
-        "failed_files_total",
-        "counter",
-        "Cache files that could not be read.",
-        t.failed_files.to_string(),
-    );
-    metric(
-        "reconnects_total",
-        "counter",
-        "Reconnections to a receiver after a failure.",
-        reconnects.to_string(),
-    );
-    metric(
-        "lag_seconds",
-        "gauge",
-        "Age of the oldest return sent but not confirmed yet.",
-        format!("{lag:.3}"),
-    );
-    let tmp = path.with_extension("prom.tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -298,8 +298,16 @@ fn sigkill_mid_sync_loses_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        // The first confirm lands about 1.5 s in here: each kill falls after at least one.
-        std::thread::sleep(Duration::from_millis(1600 + 300 * round));
+        // Each kill falls after at least one confirm of this run (the state file grows),
+        // however loaded the machine, and then a little later every round.
+        let size = || std::fs::metadata(&state).map_or(0, |m| m.len());
+        let before = size();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while size() == before && child.try_wait().expect("try_wait").is_none() {
+            assert!(std::time::Instant::now() < deadline, "no confirm in 120 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300 * round));
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         recorded.push(std::fs::metadata(&state).map_or(0, |m| m.len()));

@@ -537,3 +537,48 @@ fn rsyslog_with_mutual_tls() {
     let got = rsyslog.events("events.json", want.events.len());
     assert_eq!(ids(&got), ids(&want.events));
 }
+
+/// `saltship check --tls` does the handshake and checks the certificate, sending nothing.
+#[test]
+fn check_verifies_the_receivers_certificate() {
+    if !have_openssl() {
+        return;
+    }
+    let (tmp, jobs) = cache_copy("jobs");
+    let pki = Pki::make(tmp.path());
+    let server = SServer::start(&pki, "server", &[]);
+    let target = server.target("localhost");
+    let check = |ca: &str| {
+        let out = assert_cmd::Command::cargo_bin("saltship")
+            .expect("binary")
+            .args(["check", "--tls", "--tls-ca", ca, "--target", &target])
+            .arg("--cache-dir")
+            .arg(&jobs)
+            .arg("--state-file")
+            .arg(tmp.path().join("state"))
+            .env_remove("RUST_LOG")
+            .timeout(Duration::from_secs(60))
+            .output()
+            .expect("run saltship check");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text
+            .lines()
+            .find(|l| l.contains(&target))
+            .unwrap_or_else(|| panic!("no line for {target}: {text}"))
+            .to_owned();
+        (out.status.code(), line)
+    };
+    let (code, line) = check(&pki.path("ca.pem"));
+    assert_eq!(code, Some(0), "{line}");
+    assert!(
+        line.starts_with("ok ") && line.contains("certificate verified"),
+        "{line}"
+    );
+    let (code, line) = check(&pki.path("other-ca.pem"));
+    assert_eq!(code, Some(1), "{line}");
+    assert!(
+        line.starts_with("FAIL ") && line.contains("not signed by a trusted CA"),
+        "{line}"
+    );
+    assert!(server.received().is_empty(), "check sent nothing");
+}

@@ -5,140 +5,12 @@ mod common;
 
 use std::collections::HashSet;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
+use common::watch::{land_job, p, source_job, Watch};
 use common::{backfill, cache_copy, multiplied_cache};
-use serde_json::Value;
-
-/// A running `saltship watch`, stopped with SIGTERM.
-struct Watch {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Watch {
-    fn start(jobs: &Path, state: &Path, target: &str, env: &[(&str, &str)]) -> Watch {
-        let log = state.with_extension("log");
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("saltship"));
-        cmd.args([
-            "watch",
-            "--cache-dir",
-            p(jobs),
-            "--state-file",
-            p(state),
-            "--target",
-            target,
-            "--master-id",
-            "testmaster",
-            "--rescan-interval",
-            "60s",
-        ])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Watch {
-            child: cmd.spawn().expect("spawn watch"),
-            log,
-        }
-    }
-
-    /// SIGTERM; the exit status and how long it took to exit.
-    fn stop(mut self) -> (i32, Duration, String) {
-        let t = Instant::now();
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        let deadline = t + Duration::from_secs(20);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "watch did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        (
-            status.code().unwrap_or(-1),
-            t.elapsed(),
-            std::fs::read_to_string(&self.log).unwrap_or_default(),
-        )
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
-}
-
-fn cases() -> Vec<Value> {
-    serde_json::from_slice(&std::fs::read(common::testdata("cases.json")).expect("cases"))
-        .expect("JSON")
-}
-
-/// The folder of the real job `case` in the fixture cache.
-fn source_job(case: &str) -> PathBuf {
-    let jid = cases()
-        .into_iter()
-        .find(|c| c["case"] == case)
-        .expect("case")["jid"]
-        .as_str()
-        .expect("jid")
-        .to_owned();
-    let jobs = common::testdata("jobs");
-    for prefix in std::fs::read_dir(&jobs).expect("jobs") {
-        for job in std::fs::read_dir(prefix.expect("entry").path()).expect("prefix") {
-            let job = job.expect("entry").path();
-            if std::fs::read_to_string(job.join("jid")).is_ok_and(|j| j == jid) {
-                return job;
-            }
-        }
-    }
-    panic!("no job {jid}");
-}
-
-/// Lands a copy of the real job `source` under `jid` the way a master writes a job: folder,
-/// `jid`, `.load.p` in place (in two writes, as a slow writer would), then each minion's
-/// `return.p` by a temp file and a rename, a little apart.
-fn land_job(jobs: &Path, source: &Path, jid: &str, gap: Duration) {
-    let dir = jobs.join(&jid[jid.len() - 2..]).join(format!("job{jid}"));
-    std::fs::create_dir_all(&dir).expect("job folder");
-    std::fs::write(dir.join("jid"), jid).expect("jid");
-    let load = std::fs::read(source.join(".load.p")).expect("load");
-    let (head, tail) = load.split_at(load.len() / 2);
-    std::fs::write(dir.join(".load.p"), head).expect("load head");
-    std::thread::sleep(gap);
-    let mut all = head.to_vec();
-    all.extend_from_slice(tail);
-    std::fs::write(dir.join(".load.p"), all).expect("load");
-    for minion in std::fs::read_dir(source).expect("source") {
-        let minion = minion.expect("entry");
-        if !minion.file_type().expect("type").is_dir() {
-            continue;
-        }
-        let to = dir.join(minion.file_name());
-        std::fs::create_dir_all(&to).expect("minion folder");
-        let tmp = to.join(".___atomic_write_return");
-        std::fs::copy(minion.path().join("return.p"), &tmp).expect("temp");
-        std::fs::rename(&tmp, to.join("return.p")).expect("rename");
-        std::thread::sleep(gap);
-    }
-}
 
 /// The event ids a dry-run of the same cache gives.
 fn wanted(jobs: &Path) -> HashSet<String> {
@@ -393,4 +265,80 @@ fn sigterm_ends_watch_stuck_on_a_receiver_that_never_reads() {
         took < Duration::from_secs(5),
         "SIGTERM took {took:?}: {log}"
     );
+}
+
+/// A receiver down from the start: watch says it is unreachable and how many returns wait,
+/// rather than "0 events shipped"; and the metrics file is readable by node_exporter's user
+/// under the unit's `UMask=0077`.
+#[test]
+fn receiver_down_at_start_is_said_and_metrics_stay_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let metrics = tmp.path().join("saltship.prom");
+    let log = tmp.path().join("watch.log");
+    let target = format!("127.0.0.1:{}", common::free_port());
+    let child = std::process::Command::new("sh")
+        .args(["-c", "umask 077; exec \"$0\" \"$@\""])
+        .arg(assert_cmd::cargo::cargo_bin("saltship"))
+        .args(["watch", "--cache-dir", p(&jobs), "--state-file", p(&state)])
+        .args(["--target", &target, "--deliver-timeout", "1s"])
+        .args(["--metrics-file", p(&metrics)])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn watch");
+    let watch = Watch::spawned(child, log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(metrics.exists() && watch.log().contains("returns wait")) {
+        assert!(
+            Instant::now() < deadline,
+            "no 'returns wait' line or metrics file"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mode = std::fs::metadata(&metrics)
+        .expect("metrics")
+        .permissions()
+        .mode();
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(mode & 0o777, 0o644, "metrics file mode {mode:o}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("returns wait"))
+        .expect("the line");
+    let waiting: u64 = line
+        .split("reachable: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {line}"));
+    assert!(
+        waiting > 0 && line.starts_with("saltship: warning: following"),
+        "{line}"
+    );
+    assert!(!log.contains("events shipped catching up"), "{log}");
+}
+
+/// node_exporter runs as its own user: the shipped units must let it into the state folder,
+/// where the watch unit writes its metrics (the file itself is 0644 whatever the umask).
+#[test]
+fn the_units_let_node_exporter_reach_the_metrics_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd");
+    let watch = std::fs::read_to_string(dir.join("saltship-watch.service")).expect("unit");
+    assert!(
+        watch.contains("--metrics-file /var/lib/saltship/"),
+        "metrics in StateDirectory"
+    );
+    for unit in ["saltship-watch.service", "saltship-sync.service"] {
+        let text = std::fs::read_to_string(dir.join(unit)).expect("unit");
+        let mode = text
+            .lines()
+            .find_map(|l| l.strip_prefix("StateDirectoryMode="))
+            .map(|m| u32::from_str_radix(m.trim(), 8).expect("octal"))
+            .unwrap_or(0o755);
+        assert_eq!(mode & 0o005, 0o005, "{unit}: StateDirectoryMode {mode:o}");
+    }
 }

@@ -15,6 +15,7 @@ use crate::event::{to_map, write_json};
 use crate::extract::{extract, StateEvent};
 use crate::format::{self, Format};
 use crate::job::Job;
+use crate::metrics::fleet::{self, Observed};
 use crate::msgpack::{self, ReadError};
 use crate::{glob, time};
 
@@ -33,9 +34,19 @@ pub(super) enum Step<'j> {
 /// What the workers hand back, in the same order.
 pub(super) enum Done<'j> {
     Job(&'j JobDir, usize, Loaded, bool),
-    /// Per return: the minion, its encoded events, how many (`None` when the return has not
-    /// landed yet), and what reading it counted.
-    Returns(&'j JobDir, Vec<(&'j str, Vec<u8>, Option<u64>, Totals)>),
+    Returns(&'j JobDir, Vec<Read<'j>>),
+}
+
+/// One return read, decoded and encoded.
+pub(super) struct Read<'j> {
+    pub minion: &'j str,
+    pub buf: Vec<u8>,
+    /// How many events `buf` holds; `None` when the return has not landed yet.
+    pub events: Option<u64>,
+    /// What reading it counted.
+    pub part: Totals,
+    /// Its state runs, when metrics are kept.
+    pub seen: Option<Observed>,
 }
 
 /// The part of the pipeline that runs on every core: a return read, decoded, extracted and
@@ -50,8 +61,16 @@ pub(super) fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Do
                 .map(|minion| {
                     let mut part = Totals::default();
                     let mut buf = pool.take();
-                    let events = ship_return(config, &job, dir, minion, &mut buf, &mut part);
-                    (minion.as_str(), buf, events, part)
+                    let mut seen = None;
+                    let events =
+                        ship_return(config, &job, dir, minion, &mut buf, &mut part, &mut seen);
+                    Read {
+                        minion,
+                        buf,
+                        events,
+                        part,
+                        seen,
+                    }
                 })
                 .collect(),
         ),
@@ -125,15 +144,7 @@ pub(super) fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bo
         publish,
     );
     // Jobs whose functions are known and none of them a state run are never decoded further.
-    let could_have_states = job.funs.is_empty()
-        || job
-            .funs
-            .iter()
-            .any(|f| f.starts_with("state.") || f.starts_with("runner.state."));
-    let wanted = config.funs.is_empty()
-        || job.funs.is_empty()
-        || job.funs.iter().any(|f| glob::any(&config.funs, f));
-    let loaded = if could_have_states && wanted {
+    let loaded = if job.taken(&config.funs) {
         Loaded::Job(job)
     } else {
         Loaded::NonState
@@ -169,7 +180,8 @@ pub(super) fn read_load(path: &Path) -> Result<Vec<u8>, ReadError> {
 
 /// Decodes one minion's return and appends its events to `buf`: how many, or `None` when the
 /// return has not landed yet (and is not done). A broken file is warned about, counted, and
-/// done: it will not mend, and warning again every run would be noise.
+/// done: it will not mend, and warning again every run would be noise. With metrics kept,
+/// `seen` gets the return's state runs, before any filter.
 pub(super) fn ship_return(
     config: &Config,
     job: &Job,
@@ -177,6 +189,7 @@ pub(super) fn ship_return(
     minion: &str,
     buf: &mut Vec<u8>,
     totals: &mut Totals,
+    seen: &mut Option<Observed>,
 ) -> Option<u64> {
     let path = dir.return_path(minion);
     let bytes = match msgpack::read_file(&path) {
@@ -202,7 +215,11 @@ pub(super) fn ship_return(
     };
     totals.returns += 1;
     let mut n = 0;
-    for ev in extract(job, minion, &value) {
+    let events = extract(job, minion, &value);
+    if config.metrics() {
+        *seen = Some(fleet::observe(job, &events));
+    }
+    for ev in events {
         let fun_ok = config.funs.is_empty()
             || ev
                 .fun

@@ -26,6 +26,25 @@ pub struct Options {
     pub sink: SinkOptions,
 }
 
+impl Options {
+    /// The targets, in failover order, as the user wrote them.
+    pub fn targets(&self) -> &[String] {
+        match &self.sink {
+            SinkOptions::Tcp(t) => &t.targets,
+            SinkOptions::Hec(h) => &h.http.targets,
+            SinkOptions::Elastic(e) => &e.http.targets,
+        }
+    }
+
+    /// Whether target `i` is spoken to over TLS.
+    pub fn uses_tls(&self, i: usize) -> bool {
+        match &self.sink {
+            SinkOptions::Tcp(t) => t.tls.is_some(),
+            _ => self.targets()[i].starts_with("https://"),
+        }
+    }
+}
+
 /// The receivers' protocols (`--sink`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SinkKind {

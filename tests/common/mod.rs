@@ -7,6 +7,7 @@ pub mod http_server;
 pub mod receiver;
 pub mod rsyslog;
 pub mod view;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

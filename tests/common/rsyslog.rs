@@ -1,9 +1,10 @@
 //! A real rsyslogd for the tests, on 127.0.0.1, with a config of the test's own (often the
 //! README's `contrib/rsyslog/saltship.conf`), stopped by its PID when dropped. Tools that are
-//! not installed make a test skip with a notice, or fail when SALTSHIP_REQUIRE_RECEIVERS is set
+//! not installed make a test skip with a notice that shows in `cargo test`'s output, or fail when SALTSHIP_REQUIRE_RECEIVERS is set
 //! (CI sets it).
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +18,13 @@ pub fn have(what: &str, found: bool, install: &str) -> bool {
             std::env::var_os("SALTSHIP_REQUIRE_RECEIVERS").is_none(),
             "{what} is not installed"
         );
-        eprintln!("SKIPPED: {what} is not installed (apt-get install {install})");
+        // Straight to stderr, not eprintln!: the harness hides what a passing test prints
+        // through the macros, and a skip must show in plain `cargo test` output.
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: {what} is not installed (apt-get install {install})"
+        );
     }
     found
 }

@@ -1,0 +1,263 @@
+//! Prometheus metrics: saltship's own counters and the fleet's health (each minion's latest
+//! real state run), kept in one shared [`Metrics`], rendered in the text exposition format
+//! (0.0.4) for `--metrics-file` and the `--metrics-listen` endpoint alike.
+//!
+//! The fleet is rebuilt from the cache at start ([`rebuild`]) and updated as returns are read;
+//! the renderer and the HTTP server only ever hold the lock long enough to copy numbers out.
+
+pub mod fleet;
+pub mod rebuild;
+pub mod serve;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
+
+use fleet::{Fleet, Observed};
+
+/// saltship's own numbers, as the shipping loop last reported them.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Own {
+    pub returns: u64,
+    pub events: u64,
+    pub failed_files: u64,
+    pub reconnects: u64,
+    /// Age of the oldest return sent but not confirmed yet, in seconds.
+    pub lag: f64,
+}
+
+/// The metrics, shared between the shipping loop and the HTTP server.
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<Mutex<State>>);
+
+#[derive(Default)]
+struct State {
+    fleet: Fleet,
+    own: Own,
+}
+
+impl Metrics {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere leaves plain numbers behind: still worth serving.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One return read: its results counted, its real runs made the minions' latest.
+    pub fn observe(&self, key: &str, jid: &str, seen: Observed) {
+        self.lock().fleet.observe(key, jid, seen);
+    }
+
+    /// Metrics whose fleet is what the cache shows now (see [`rebuild`]).
+    pub fn rebuilt(config: &crate::config::Config) -> Metrics {
+        let metrics = Metrics::default();
+        metrics.lock().fleet = rebuild::rebuild(&config.cache_dir, config.jid_zone, &config.funs);
+        metrics
+    }
+
+    /// Forgets minions whose last run's job the master cleaned up (`keys`: the jobs in the cache).
+    pub fn retain(&self, keys: &BTreeSet<&str>) -> usize {
+        self.lock().fleet.retain(keys)
+    }
+
+    pub fn set_own(&self, own: Own) {
+        self.lock().own = own;
+    }
+
+    /// Every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let registry = self.registry();
+        let mut text = String::new();
+        // Encoding only fails on a registry that breaks the format's rules, which ours does not.
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut text) {
+            log::error!("metrics: {e}");
+        }
+        text
+    }
+
+    /// A registry filled from the shared state: built afresh for each rendering, so minions
+    /// that dropped out leave no series behind.
+    fn registry(&self) -> Registry {
+        let registry = Registry::new();
+        // A copy, so that shipping never waits for the encoding.
+        let (own, fleet) = {
+            let state = self.lock();
+            (state.own, state.fleet.clone())
+        };
+        let counter = |name: &str, help: &str, value: u64| {
+            let c = IntCounter::new(name, help).expect("valid metric name");
+            c.inc_by(value);
+            register(&registry, c);
+        };
+        counter(
+            "saltship_returns_total",
+            "Minion returns read.",
+            own.returns,
+        );
+        counter(
+            "saltship_events_total",
+            "State result events shipped.",
+            own.events,
+        );
+        counter(
+            "saltship_failed_files_total",
+            "Cache files that could not be read.",
+            own.failed_files,
+        );
+        counter(
+            "saltship_reconnects_total",
+            "Reconnections to a receiver after a failure.",
+            own.reconnects,
+        );
+        let lag = Gauge::new(
+            "saltship_lag_seconds",
+            "Age of the oldest return sent but not confirmed yet.",
+        )
+        .expect("valid metric name");
+        lag.set(own.lag);
+        register(&registry, lag);
+        fleet_metrics(&registry, &fleet);
+        registry
+    }
+
+    /// Writes every metric to `path` for node_exporter's textfile collector: a temp file
+    /// renamed over it, so the collector never reads half a file.
+    pub fn write_file(&self, path: &Path) -> std::io::Result<()> {
+        let text = self.render();
+        let tmp = path.with_extension("prom.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        // Readable by node_exporter's own user whatever the umask (the unit's UMask=0077): the
+        // numbers are no secret, and this file only.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+fn register<M: prometheus::core::Collector + 'static>(registry: &Registry, m: M) {
+    registry
+        .register(Box::new(m))
+        .expect("each metric registered once");
+}
+
+/// The per-minion gauges and the fleet's counters. A few series per minion: see the README.
+fn fleet_metrics(registry: &Registry, fleet: &Fleet) {
+    let results = IntCounterVec::new(
+        Opts::new(
+            "saltship_state_results_total",
+            "State results read since saltship started, test runs included.",
+        ),
+        &["result"],
+    )
+    .expect("valid metric");
+    let r = &fleet.results;
+    for (label, n) in [
+        ("succeeded", r.succeeded),
+        ("failed", r.failed),
+        ("pending", r.pending),
+    ] {
+        results.with_label_values(&[label]).inc_by(n);
+    }
+    register(registry, results);
+    let gauge = |name: &str, help: &str, labels: &[&str]| {
+        let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+        register(registry, g.clone());
+        g
+    };
+    let when = gauge(
+        "saltship_minion_last_state_run_timestamp_seconds",
+        "When the minion's latest real state run was published.",
+        &["minion"],
+    );
+    let success = gauge(
+        "saltship_minion_last_state_run_success",
+        "1 when no state of the minion's latest real state run failed and it was not an error return.",
+        &["minion"],
+    );
+    let states = gauge(
+        "saltship_minion_last_state_run_states",
+        "States of the minion's latest real state run by result (an error return is one failed).",
+        &["minion", "result"],
+    );
+    let changed = gauge(
+        "saltship_minion_last_state_run_changed_states",
+        "States of the minion's latest real state run that changed something.",
+        &["minion"],
+    );
+    let duration = gauge(
+        "saltship_minion_last_state_run_duration_seconds",
+        "Sum of the durations of the states of the minion's latest real state run.",
+        &["minion"],
+    );
+    for (minion, run) in &fleet.minions {
+        let s = &run.summary;
+        if let Some(t) = run.published {
+            when.with_label_values(&[minion]).set(t);
+        }
+        success
+            .with_label_values(&[minion])
+            .set(if s.success() { 1.0 } else { 0.0 });
+        for (label, n) in [
+            ("succeeded", s.succeeded),
+            ("failed", s.failed),
+            ("pending", s.pending),
+        ] {
+            states.with_label_values(&[minion, label]).set(n as f64);
+        }
+        changed.with_label_values(&[minion]).set(s.changed as f64);
+        duration.with_label_values(&[minion]).set(s.duration);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fleet::RunSummary;
+    use super::*;
+
+    #[test]
+    fn renders_every_series_and_drops_cleaned_up_minions() {
+        let metrics = Metrics::default();
+        let run = |failed| Observed {
+            publish: Some(1_700_000_000_500_000),
+            runs: vec![(
+                "web \"1\"".into(),
+                RunSummary {
+                    succeeded: 3,
+                    failed,
+                    changed: 1,
+                    duration: 0.25,
+                    ..RunSummary::default()
+                },
+            )],
+            results: RunSummary {
+                succeeded: 3,
+                failed,
+                ..RunSummary::default()
+            },
+        };
+        metrics.observe("ab/cd", "20261123000001000000", run(2));
+        metrics.set_own(Own {
+            events: 5,
+            ..Own::default()
+        });
+        let text = metrics.render();
+        for line in [
+            "saltship_events_total 5",
+            "saltship_state_results_total{result=\"failed\"} 2",
+            "saltship_minion_last_state_run_timestamp_seconds{minion=\"web \\\"1\\\"\"} 1700000000.5",
+            "saltship_minion_last_state_run_success{minion=\"web \\\"1\\\"\"} 0",
+            "saltship_minion_last_state_run_states{minion=\"web \\\"1\\\"\",result=\"failed\"} 2",
+            "saltship_minion_last_state_run_duration_seconds{minion=\"web \\\"1\\\"\"} 0.25",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        metrics.retain(&BTreeSet::new());
+        let text = metrics.render();
+        assert!(!text.contains("minion="), "{text}");
+        assert!(text.contains("saltship_state_results_total{result=\"failed\"} 2"));
+    }
+}
