@@ -105,7 +105,9 @@ impl Protocol for Tcp {
     }
 
     fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
-        let conn = self.conn.as_mut().expect("connected before sending");
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Fault::retriable("not connected"));
+        };
         match conn.peer_closed() {
             Some(e) => Err(fault(&e)),
             None => conn.write_all(&batch.bytes, wait).map_err(|e| fault(&e)),
@@ -114,7 +116,9 @@ impl Protocol for Tcp {
     }
 
     fn confirm(&mut self, batches: &mut VecDeque<Batch>, wait: &mut Wait) -> Result<bool, Fault> {
-        let mut conn = self.conn.take().expect("sent on a connection");
+        let Some(mut conn) = self.conn.take() else {
+            return Err(Fault::retriable("no connection to confirm on"));
+        };
         conn.close_gracefully(wait).map_err(|e| fault(&e))?;
         for b in batches.iter_mut() {
             b.state = BatchState::Done;
