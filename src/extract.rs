@@ -1,9 +1,12 @@
 //! Pure: one job and one minion's return in, the state results it holds out.
 //!
 //! State results are recognised by shape (`module_|-id_|-name_|-function` keys mapping to maps
-//! with `result`) in any `state.*` job, and inside orchestrate runner returns
-//! (`return.return.data.<master id>`). A state run whose return is a list or a string (render
-//! error, missing sls, already running) gives exactly one failure event.
+//! with `result`) in any `state.*` job, one level down in salt-ssh's returns (the remote
+//! salt-call's whole return load, `{jid, return, retcode, id, fun, ...}`), and inside orchestrate
+//! runner returns (`return.return.data.<master id>`, or `return.return.<master id>` for
+//! `orchestrate_single` and `orchestrate_high`). A state run whose return is a list or a string
+//! (render error, missing sls, already running) gives exactly one failure event, and so does a
+//! salt-ssh run that failed before any state ran (`{stdout, stderr, retcode, _error}`).
 
 use std::borrow::Cow;
 
@@ -28,6 +31,9 @@ const STATE_RUNS: &[&str] = &[
     "state.pkg",
     "state.run_request",
 ];
+
+/// How much of a failed salt-ssh run's stderr (or stdout) an error event keeps: its end.
+const OUTPUT_TAIL: usize = 2048;
 
 /// Runner functions that run an orchestration (`salt-run state.orchestrate ...`).
 const ORCHESTRATE_RUNS: &[&str] = &[
@@ -120,21 +126,73 @@ pub fn extract<'a>(job: &'a Job, minion: &'a str, ret: &'a ValueRef<'a>) -> Vec<
         if ORCHESTRATE_RUNS.contains(&fun.as_str()) {
             orchestration(job, value, success, &mut out);
         } else if fun.starts_with("state.") {
-            match value {
-                ValueRef::Map(_) => states(&ctx, value, &mut out),
-                ValueRef::Array(_) | ValueRef::String(_) | ValueRef::Binary(_)
-                    if STATE_RUNS.contains(&fun.as_str()) =>
-                {
-                    out.push(ctx.error_event(value))
-                }
-                _ => {}
-            }
+            state_return(&ctx, value, &mut out);
         }
     }
     out
 }
 
+/// One state function's return: a state map, an error list or string, salt-ssh's wrapped
+/// return load, or salt-ssh's report of a run that failed before any state ran.
+fn state_return<'a>(ctx: &Ctx<'a>, value: &'a ValueRef<'a>, out: &mut Vec<StateEvent<'a>>) {
+    let run = ctx.fun.as_deref().is_some_and(|f| STATE_RUNS.contains(&f));
+    match value {
+        ValueRef::Map(entries) if !entries.iter().any(|(k, v)| is_state(k, v)) => {
+            if let Some(inner) = wrapped_return(value) {
+                // salt-ssh: the job's jid, host and function stay; the retcode is the run's own.
+                let ctx = Ctx {
+                    retcode: get(value, "retcode"),
+                    ..ctx.clone()
+                };
+                state_return(&ctx, inner, out);
+            } else if let Some(text) = failed_run(value).filter(|_| run) {
+                let ctx = Ctx {
+                    retcode: get(value, "retcode"),
+                    ..ctx.clone()
+                };
+                out.push(ctx.error_text(text));
+            }
+        }
+        ValueRef::Map(_) => states(ctx, value, out),
+        ValueRef::Array(_) | ValueRef::String(_) | ValueRef::Binary(_) if run => {
+            out.push(ctx.error_event(value))
+        }
+        _ => {}
+    }
+}
+
+/// A whole return load where a return should be (salt-ssh keeps the remote salt-call's:
+/// `{jid, return, retcode, id, fun, fun_args, out}`): its `return`.
+fn wrapped_return<'a>(value: &'a ValueRef<'a>) -> Option<&'a ValueRef<'a>> {
+    let load = get(value, "fun").and_then(as_text).is_some() && get(value, "jid").is_some();
+    load.then(|| get(value, "return")).flatten()
+}
+
+/// A run that failed before any state ran (salt-ssh: the shim could not start, the host was
+/// unreachable): `_error`, then the end of stderr (or of stdout when stderr is empty).
+fn failed_run(value: &ValueRef<'_>) -> Option<String> {
+    let mut text = get(value, "_error").and_then(as_text)?.into_owned();
+    let output = ["stderr", "stdout"]
+        .iter()
+        .filter_map(|k| get(value, k).and_then(as_text))
+        .find(|t| !t.trim().is_empty());
+    if let Some(output) = output {
+        let output = output.trim_end();
+        let mut start = output.len().saturating_sub(OUTPUT_TAIL);
+        while !output.is_char_boundary(start) {
+            start += 1;
+        }
+        text.push('\n');
+        if start > 0 {
+            text.push_str("...");
+        }
+        text.push_str(&output[start..]);
+    }
+    Some(text)
+}
+
 /// What every event of one return shares.
+#[derive(Clone)]
 struct Ctx<'a> {
     job: &'a Job,
     minion: Cow<'a, str>,
@@ -170,8 +228,12 @@ impl<'a> Ctx<'a> {
             ValueRef::Array(items) => items.iter().map(message).collect(),
             other => vec![message(other)],
         };
+        self.error_text(messages.join("\n"))
+    }
+
+    fn error_text(&self, text: String) -> StateEvent<'a> {
         StateEvent {
-            error: Some(messages.join("\n")),
+            error: Some(text),
             ..self.event(None, None, None)
         }
     }
@@ -216,7 +278,8 @@ fn states<'a>(ctx: &Ctx<'a>, map: &'a ValueRef<'a>, out: &mut Vec<StateEvent<'a>
     }
 }
 
-/// An orchestration's own steps: `return.data` maps the master's id to a state map or an error.
+/// An orchestration's own steps: `return.data` (orchestrate) or `return` itself
+/// (orchestrate_single, orchestrate_high) maps the master's id to a state map or an error.
 fn orchestration<'a>(
     job: &'a Job,
     value: &'a ValueRef<'a>,
@@ -233,7 +296,13 @@ fn orchestration<'a>(
     };
     let fun = runner_fun(value).or_else(|| job.funs.first().map(|f| Cow::Borrowed(f.as_str())));
     let retcode = get(body, "retcode");
-    let Some(ValueRef::Map(data)) = get(body, "data") else {
+    // Without `data`, only maps and lists are a master's results (not `outputter` or `retcode`).
+    let (data, bare) = match (get(body, "data"), body) {
+        (Some(ValueRef::Map(data)), _) => (&data[..], false),
+        (None, ValueRef::Map(data)) => (&data[..], true),
+        _ => (&[][..], false),
+    };
+    if data.is_empty() {
         // An orchestration that failed before running returns its error in place of `data`.
         if let ValueRef::Array(_) | ValueRef::String(_) = body {
             let ctx = Ctx {
@@ -247,7 +316,7 @@ fn orchestration<'a>(
             out.push(ctx.error_event(body));
         }
         return;
-    };
+    }
     for (master, result) in data {
         let ctx = Ctx {
             job,
@@ -259,7 +328,8 @@ fn orchestration<'a>(
         };
         match result {
             ValueRef::Map(_) => states(&ctx, result, out),
-            ValueRef::Array(_) | ValueRef::String(_) => out.push(ctx.error_event(result)),
+            ValueRef::Array(_) => out.push(ctx.error_event(result)),
+            ValueRef::String(_) if !bare => out.push(ctx.error_event(result)),
             _ => {}
         }
     }
@@ -381,6 +451,115 @@ mod tests {
         // The same list from a non-state function, or from state.show_sls, is not a run.
         assert!(extract(&job("cmd.run"), "web1", &value).is_empty());
         assert!(extract(&job("state.show_lowstate"), "web1", &value).is_empty());
+    }
+
+    #[test]
+    fn salt_ssh_returns_are_read_one_level_down() {
+        // return.p = {return: <the remote salt-call's return load>}, no retcode beside it.
+        let load = map(vec![
+            ("jid", Value::from("20261123185755000000")),
+            (
+                "return",
+                map(vec![
+                    (
+                        "file_|-b_|-/b_|-managed",
+                        state(Value::from(false), 1, "18:57:53"),
+                    ),
+                    (
+                        "cmd_|-a_|-echo_|-run",
+                        state(Value::from(true), 0, "18:57:51"),
+                    ),
+                ]),
+            ),
+            ("retcode", Value::from(2)),
+            ("id", Value::from("ssh1")),
+            ("fun", Value::from("state.pkg")),
+            ("fun_args", Value::Array(vec![])),
+            ("out", Value::from("highstate")),
+        ]);
+        let buf = pack(&map(vec![("return", load)]));
+        let value = crate::msgpack::decode(&buf).expect("decode");
+        let job = job("state.apply");
+        let events = extract(&job, "ssh1", &value);
+        assert_eq!(
+            keys(&events),
+            ["cmd_|-a_|-echo_|-run", "file_|-b_|-/b_|-managed"]
+        );
+        assert_eq!(events[0].fun.as_deref(), Some("state.apply"));
+        assert_eq!(events[0].minion, "ssh1");
+        assert!(matches!(events[0].retcode, Some(ValueRef::Integer(n)) if n.as_u64() == Some(2)));
+        // A render error one level down is still one error event.
+        let load = map(vec![
+            ("jid", Value::from("20261123185755000000")),
+            (
+                "return",
+                Value::Array(vec![Value::from("Rendering SLS failed")]),
+            ),
+            ("retcode", Value::from(1)),
+            ("fun", Value::from("state.pkg")),
+        ]);
+        let buf = pack(&map(vec![("return", load)]));
+        let value = crate::msgpack::decode(&buf).expect("decode");
+        let events = extract(&job, "ssh1", &value);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].error.as_deref(), Some("Rendering SLS failed"));
+    }
+
+    #[test]
+    fn a_run_that_failed_before_any_state_is_one_error_event_with_the_end_of_stderr() {
+        let stderr = format!("{}\nERROR: salt path is not a directory", "x".repeat(5000));
+        let failed = map(vec![
+            ("stdout", Value::from("")),
+            ("stderr", Value::from(stderr.as_str())),
+            ("retcode", Value::from(73)),
+            ("parsed", Value::Nil),
+            (
+                "_error",
+                Value::from("The command resulted in a non-zero exit code"),
+            ),
+        ]);
+        let buf = pack(&map(vec![("return", failed)]));
+        let value = crate::msgpack::decode(&buf).expect("decode");
+        let apply = job("state.apply");
+        let events = extract(&apply, "ssh-shimfail", &value);
+        assert_eq!(events.len(), 1);
+        let text = events[0].error.as_deref().expect("error text");
+        assert!(text.starts_with("The command resulted in a non-zero exit code\n..."));
+        assert!(text.ends_with("ERROR: salt path is not a directory"));
+        assert!(text.len() < 2200, "{} bytes", text.len());
+        assert!(events[0].failed());
+        assert!(matches!(events[0].retcode, Some(ValueRef::Integer(n)) if n.as_u64() == Some(73)));
+        // The same map from a function that runs no states is nothing.
+        assert!(extract(&job("state.show_sls"), "ssh-shimfail", &value).is_empty());
+    }
+
+    #[test]
+    fn orchestrate_single_results_sit_under_the_master_id_without_data() {
+        let runner = map(vec![
+            ("fun", Value::from("runner.state.orchestrate_single")),
+            ("jid", Value::from("20261123185750440911")),
+            (
+                "return",
+                map(vec![(
+                    "testmaster",
+                    map(vec![(
+                        "test_|-x_|-x_|-succeed_with_changes",
+                        state(Value::from(true), 0, "18:57:51"),
+                    )]),
+                )]),
+            ),
+            ("success", Value::from(true)),
+        ]);
+        let buf = pack(&map(vec![("return", runner)]));
+        let value = crate::msgpack::decode(&buf).expect("decode");
+        let orch = job("runner.state.orchestrate_single");
+        let events = extract(&orch, "testmaster", &value);
+        assert_eq!(keys(&events), ["test_|-x_|-x_|-succeed_with_changes"]);
+        assert_eq!(events[0].minion, "testmaster");
+        assert_eq!(
+            events[0].fun.as_deref(),
+            Some("runner.state.orchestrate_single")
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 # Regenerates the saltship job-cache fixtures from REAL Salt runs.
 #   bash testdata/regen.sh
 # Output (all under testdata/): jobs/, expected/, cases.json, legacy/.
-# Everything runs on 127.0.0.1 with non-default ports; states write only below
+# Everything runs on 127.0.0.1 with non-default ports (sshd for salt-ssh on a
+# free port); states write only below
 # /tmp/saltship-fixture (wiped before and after).
 set -euo pipefail
 
@@ -55,6 +56,7 @@ cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
   rm -rf "$FIXTURE_BASE"
+  if [[ -n ${MADE_RUN_SSHD:-} ]]; then rmdir /run/sshd 2>/dev/null || true; fi
   if [[ -z ${SALTSHIP_KEEP_ROOT:-} ]]; then rm -rf "$ROOT"; else echo "kept $ROOT"; fi
 }
 trap cleanup EXIT
@@ -81,6 +83,9 @@ pillar_roots:
     - $HERE/salt/pillar
 log_file: $ROOT/master/master.log
 log_level_logfile: info
+ssh_log_file: $ROOT/master/ssh.log
+# salt-ssh checks the fixture sshd's host key against this file (written once sshd's port is known).
+known_hosts_file: $ROOT/sshd/known_hosts
 enable_fqdns_grains: False
 EOF
 CACHEDIR=$ROOT/master/var/cache/salt/master
@@ -263,6 +268,94 @@ run_case "schedule-run-nocache|nothing|schedule.run_job|schedule.run_job for ret
 LOOKUP_TARGET=$(case_jid state-sls-multi)
 run_case "runner-lookup-jid|nothing|runner.jobs.lookup_jid|salt-run jobs.lookup_jid of the state-sls-multi job: a runner job whose return is state-shaped but is NOT a state run" \
   -- "${SALTRUN[@]}" jobs.lookup_jid "$LOOKUP_TARGET" --out=json
+
+# --- state.* functions that show or check states but run none (negative cases)
+run_case "show-sls|nothing|state.show_sls|state.show_sls web: the compiled high data, no state results" -- "${SALT[@]}" web1 state.show_sls web "${J[@]}"
+run_case "show-highstate|nothing|state.show_highstate|state.show_highstate: high data, no state results" -- "${SALT[@]}" web1 state.show_highstate "${J[@]}"
+run_case "show-lowstate|nothing|state.show_lowstate|state.show_lowstate: a list of low chunks (a list that is not an error)" -- "${SALT[@]}" web1 state.show_lowstate "${J[@]}"
+run_case "show-top|nothing|state.show_top|state.show_top: {saltenv: [sls...]}" -- "${SALT[@]}" web1 state.show_top "${J[@]}"
+run_case "sls-exists|nothing|state.sls_exists|state.sls_exists web: a bool" -- "${SALT[@]}" web1 state.sls_exists web "${J[@]}"
+run_case "show-state-usage|nothing|state.show_state_usage|state.show_state_usage: per-saltenv usage counts" -- "${SALT[@]}" web1 state.show_state_usage "${J[@]}"
+
+# --- orchestrate_single / orchestrate_high: return.return = {<master id>: {<state key>: {...}}}, no data level
+run_case "orchestrate-single|states|runner.state.orchestrate_single|salt-run state.orchestrate_single test.succeed_with_changes: return.return = {testmaster: {state key: result}} (no data, no retcode)" \
+  -- "${SALTRUN[@]}" state.orchestrate_single test.succeed_with_changes name=orch-single-ok --out=json
+run_case "orchestrate-single-fail|states|runner.state.orchestrate_single|salt-run state.orchestrate_single test.fail_without_changes: one result false" \
+  -- "${SALTRUN[@]}" state.orchestrate_single test.fail_without_changes name=orch-single-fail --out=json
+run_case "orchestrate-high|nothing|runner.state.orchestrate_high|salt-run state.orchestrate_high with two inline states: 3008 runs none of them, return.return = {testmaster: {}} (same shape as orchestrate_single, no results)" \
+  -- "${SALTRUN[@]}" state.orchestrate_high '{"high-one": {"test.succeed_without_changes": [{"name": "high one"}]}, "high-two": {"test.succeed_with_changes": [{"name": "high two"}, {"require": [{"test": "high-one"}]}]}}' --out=json
+
+# --- salt-ssh: a real sshd on 127.0.0.1 (free port, generated keys), jobs go to this master's job cache
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+SSHD_DIR=$ROOT/sshd # also in the master config's known_hosts_file
+mkdir -p "$SSHD_DIR"
+ssh-keygen -q -t ed25519 -N '' -C saltship-fixture-host -f "$SSHD_DIR/host_ed25519"
+ssh-keygen -q -t ed25519 -N '' -C saltship-fixture-client -f "$SSHD_DIR/client_ed25519"
+cp "$SSHD_DIR/client_ed25519.pub" "$SSHD_DIR/authorized_keys"
+SSH_PORT=$(free_port)
+DEAD_PORT=$(free_port) # nothing listens there: the unreachable host
+# salt-ssh's --no-host-keys does not reach the state wrappers' own ssh calls in 3008; a
+# known_hosts file (master option known_hosts_file) does, and checks the key for real.
+printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub")" > "$SSHD_DIR/known_hosts"
+cat > "$SSHD_DIR/sshd_config" <<EOF
+Port $SSH_PORT
+ListenAddress 127.0.0.1
+HostKey $SSHD_DIR/host_ed25519
+PidFile $SSHD_DIR/sshd.pid
+AuthorizedKeysFile $SSHD_DIR/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+EOF
+# sshd needs its privilege separation directory; it is removed again if this script made it.
+if [[ ! -d /run/sshd ]]; then mkdir -p /run/sshd; MADE_RUN_SSHD=1; fi
+start_daemon sshd -- /usr/sbin/sshd -D -e -f "$SSHD_DIR/sshd_config"
+for i in $(seq 1 50); do
+  if ssh -p "$SSH_PORT" -i "$SSHD_DIR/client_ed25519" -o BatchMode=yes \
+       -o UserKnownHostsFile="$SSHD_DIR/known_hosts" root@127.0.0.1 true 2>/dev/null; then break; fi
+  [[ $i -eq 50 ]] && { echo "sshd did not come up on port $SSH_PORT" >&2; exit 1; }
+  sleep 0.2
+done
+# ssh-shimfail: its thin_dir is a regular file, so the shim exits 73 before any state runs.
+: > "$SSHD_DIR/not-a-directory"
+# set_path: the login shell's PATH may start with a pyenv shim (a shell script), which sends
+# Salt's shim down a path that fails under `set -u`; the system python is what a host has.
+SSH_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ROSTER=$ROOT/roster
+cat > "$ROSTER" <<EOF
+ssh1:
+  host: 127.0.0.1
+  port: $SSH_PORT
+  user: root
+  priv: $SSHD_DIR/client_ed25519
+  set_path: $SSH_PATH
+  thin_dir: $ROOT/ssh1-thin
+ssh-shimfail:
+  host: 127.0.0.1
+  port: $SSH_PORT
+  user: root
+  priv: $SSHD_DIR/client_ed25519
+  set_path: $SSH_PATH
+  thin_dir: $SSHD_DIR/not-a-directory
+ssh-unreachable:
+  host: 127.0.0.1
+  port: $DEAD_PORT
+  user: root
+  priv: $SSHD_DIR/client_ed25519
+  timeout: 5
+EOF
+SSH=("$BIN/salt-ssh" -c "$MCONF" --roster-file "$ROSTER")
+S=(--out=json)
+run_case "ssh-state-apply|states|state.apply|salt-ssh ssh1 state.apply (highstate): return.p = {return: {jid: <the remote salt-call's own jid>, return: <state map>, retcode, id, fun: state.pkg, fun_args, out}}; .load.p fun state.apply" -- "${SSH[@]}" ssh1 state.apply "${S[@]}"
+run_case "ssh-state-sls|states|state.sls|salt-ssh ssh1 state.sls twice" -- "${SSH[@]}" ssh1 state.sls twice "${S[@]}"
+run_case "ssh-failures|states|state.sls|salt-ssh ssh1 state.sls fail: failed results, inner retcode 2" -- "${SSH[@]}" ssh1 state.sls fail "${S[@]}"
+run_case "ssh-render-error|error-event|state.sls|salt-ssh ssh1 state.sls jinja_error: render error list" -- "${SSH[@]}" ssh1 state.sls jinja_error "${S[@]}"
+run_case "ssh-shim-failure|error-event|state.apply|salt-ssh ssh-shimfail state.apply: the shim fails before any state runs: {return: {stdout, stderr, retcode, parsed, _error}}" -- "${SSH[@]}" ssh-shimfail state.apply "${S[@]}"
+run_case "ssh-mixed|states|state.sls|salt-ssh -L ssh1,ssh-shimfail,ssh-unreachable state.sls common: one job, state results from ssh1, an error return from each of the other two" -- "${SSH[@]}" -L ssh1,ssh-shimfail,ssh-unreachable state.sls common "${S[@]}"
+run_case "ssh-show-sls|nothing|state.show_sls|salt-ssh ssh1 state.show_sls web: nested like a salt-ssh state run, but high data, no state results" -- "${SSH[@]}" ssh1 state.show_sls web "${S[@]}"
 
 # ---------------------------------------------------------------- copy the cache
 log "copying jobs/ into testdata"

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::view::{check, events_by_return, expected_files};
-use common::{backfill, cache_copy, testdata, Run};
+use common::{backfill, cache_copy, saltship, testdata, Run};
 use serde_json::Value;
 
 fn full_run() -> Run {
@@ -49,6 +49,24 @@ fn output_is_ordered_by_jid_minion_and_run_number() {
 fn cases() -> Vec<Value> {
     serde_json::from_slice(&std::fs::read(testdata("cases.json")).expect("cases.json"))
         .expect("cases JSON")
+}
+
+fn case_jid(name: &str) -> String {
+    let c = cases()
+        .into_iter()
+        .find(|c| c["case"] == name)
+        .unwrap_or_else(|| panic!("case {name}"));
+    c["jid"].as_str().expect("jid").to_owned()
+}
+
+fn events_of<'r>(run: &'r Run, jid: &str) -> Vec<&'r Value> {
+    run.events.iter().filter(|e| e["jid"] == jid).collect()
+}
+
+/// Salt's view of one job of the main cache.
+fn view(jid: &str) -> Value {
+    let path = testdata(&format!("expected/{jid}.json"));
+    serde_json::from_slice(&std::fs::read(path).expect("expected file")).expect("JSON")
 }
 
 fn micros(rfc3339: &str) -> i64 {
@@ -137,13 +155,7 @@ fn named_cases_give_what_they_should() {
 #[test]
 fn orchestration_steps_carry_the_master_id_and_children_ship_once() {
     let run = full_run();
-    let case = |name: &str| -> String {
-        let c = cases()
-            .into_iter()
-            .find(|c| c["case"] == name)
-            .unwrap_or_else(|| panic!("case {name}"));
-        c["jid"].as_str().expect("jid").to_owned()
-    };
+    let case = case_jid;
     let orch = case("orchestrate");
     let steps: Vec<&Value> = run
         .events
@@ -209,4 +221,137 @@ fn pillar_argument_values_are_masked() {
         !shown.stdout.contains("gather_job_timeout"),
         "kwargs shipped"
     );
+}
+
+/// salt-ssh keeps the remote salt-call's return load in `return.p`: events carry the job's jid
+/// (not the inner one), the roster host, `.load.p`'s function and the inner retcode.
+#[test]
+fn salt_ssh_events_carry_the_jobs_jid_host_function_and_retcode() {
+    let run = full_run();
+    for (name, fun) in [
+        ("ssh-state-apply", "state.apply"),
+        ("ssh-state-sls", "state.sls"),
+        ("ssh-failures", "state.sls"),
+    ] {
+        let jid = case_jid(name);
+        let salt = view(&jid);
+        let inner = &salt["Result"]["ssh1"]["return"];
+        assert_ne!(
+            inner["jid"],
+            jid.as_str(),
+            "{name}: the inner jid is the remote's own"
+        );
+        let events = events_of(&run, &jid);
+        assert!(!events.is_empty(), "{name}: no events");
+        for ev in events {
+            assert_eq!(ev["minion_id"], "ssh1", "{name}");
+            assert_eq!(ev["fun"], fun, "{name}");
+            assert_eq!(ev["retcode"], inner["retcode"], "{name}");
+        }
+    }
+    let failures = events_of(&run, &case_jid("ssh-failures"));
+    assert!(failures.iter().any(|e| e["result"] == false));
+    assert!(failures.iter().all(|e| e["retcode"] == 2));
+}
+
+/// A salt-ssh host whose shim fails (or that cannot be reached) gives one failure event with
+/// `_error` and the end of its stderr; in a job with several hosts the others ship as usual.
+#[test]
+fn salt_ssh_runs_that_failed_before_any_state_give_one_error_event() {
+    let run = full_run();
+    let shim = events_of(&run, &case_jid("ssh-shim-failure"));
+    assert_eq!(shim.len(), 1);
+    let salt = view(&case_jid("ssh-shim-failure"));
+    let failed = &salt["Result"]["ssh-shimfail"]["return"];
+    let comment = shim[0]["comment"].as_str().expect("comment");
+    assert!(comment.starts_with(failed["_error"].as_str().expect("_error")));
+    let stderr = failed["stderr"].as_str().expect("stderr").trim_end();
+    assert!(!stderr.is_empty());
+    assert!(comment.ends_with(&stderr[stderr.len().saturating_sub(200)..]));
+    assert!(
+        comment.len() < 2200,
+        "stderr tail not bounded: {}",
+        comment.len()
+    );
+    assert_eq!(shim[0]["result"], false);
+    assert_eq!(shim[0]["retcode"], failed["retcode"]);
+    assert_eq!(shim[0]["fun"], "state.apply");
+
+    let mixed = events_of(&run, &case_jid("ssh-mixed"));
+    let per_host = |host: &str| mixed.iter().filter(|e| e["minion_id"] == host).count();
+    assert!(per_host("ssh1") >= 2);
+    assert_eq!(per_host("ssh-shimfail"), 1);
+    assert_eq!(per_host("ssh-unreachable"), 1);
+}
+
+/// `--fun` sees `.load.p`'s function for salt-ssh jobs, not the remote's `state.pkg`.
+#[test]
+fn fun_filter_sees_the_salt_ssh_jobs_function() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    let apply = case_jid("ssh-state-apply");
+    let run = backfill(&jobs, &["--fun", "state.apply"]);
+    assert!(!events_of(&run, &apply).is_empty());
+    assert!(run.events.iter().all(|e| e["fun"] == "state.apply"));
+    let pkg = backfill(&jobs, &["--fun", "state.pkg"]);
+    assert!(
+        pkg.events.is_empty(),
+        "{} events for state.pkg",
+        pkg.events.len()
+    );
+}
+
+/// `salt-run state.orchestrate_single`: `return.return` maps the master id to the state results,
+/// with no `data` level.
+#[test]
+fn orchestrate_single_results_ship_under_the_master_id() {
+    let run = full_run();
+    for (name, failed) in [
+        ("orchestrate-single", false),
+        ("orchestrate-single-fail", true),
+    ] {
+        let events = events_of(&run, &case_jid(name));
+        assert!(!events.is_empty(), "{name}: no events");
+        for ev in &events {
+            assert_eq!(ev["minion_id"], "testmaster", "{name}");
+            assert_eq!(ev["fun"], "runner.state.orchestrate_single", "{name}");
+            assert_eq!(ev["state"], "test", "{name}");
+        }
+        assert_eq!(
+            events.iter().any(|e| e["result"] == false),
+            failed,
+            "{name}"
+        );
+    }
+}
+
+/// A syndic's minion is stored by two masters under one jid: what each ships must differ only
+/// in `master`, so a receiver that drops duplicate event ids keeps one. (No real syndic cache in
+/// the fixtures yet; this ships one real cache as two masters would.)
+#[test]
+fn event_ids_do_not_depend_on_the_master() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    let top = backfill(&jobs, &[]);
+    let lower = saltship(&[
+        "backfill",
+        "--dry-run",
+        "--master-id",
+        "syndicmaster",
+        "--cache-dir",
+        jobs.to_str().expect("UTF-8 path"),
+    ]);
+    assert_eq!(lower.code, 0, "{}", lower.stderr);
+    assert_eq!(top.events.len(), lower.events.len());
+    assert!(!top.events.is_empty());
+    let strip = |run: &Run, master: &str| -> Vec<Value> {
+        run.events
+            .iter()
+            .map(|e| {
+                assert_eq!(e["master"], master);
+                let mut e = e.clone();
+                e.as_object_mut().expect("object").remove("master");
+                e
+            })
+            .collect()
+    };
+    assert!(strip(&top, "testmaster") == strip(&lower, "syndicmaster"));
 }

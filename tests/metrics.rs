@@ -284,14 +284,20 @@ fn gauges_follow_the_latest_real_runs_through_new_jobs_cleanup_and_restart() {
     assert!(want["db1"].failed > 0.0);
     wait_for_gauges(&addr, &want, &watch);
 
-    // The master cleans up the orchestration, the master id's only run: it drops out.
-    let orch = view_of(&views, "orchestrate");
-    let rel = source_job("orchestrate")
-        .strip_prefix(common::testdata("jobs"))
-        .expect("under jobs")
-        .to_owned();
-    std::fs::remove_dir_all(jobs.join(rel)).expect("remove the job");
-    views.retain(|v| v["jid"] != orch["jid"]);
+    // The master cleans up the orchestrations, the master id's only runs: it drops out.
+    for case in [
+        "orchestrate",
+        "orchestrate-single",
+        "orchestrate-single-fail",
+    ] {
+        let orch = view_of(&views, case);
+        let rel = source_job(case)
+            .strip_prefix(common::testdata("jobs"))
+            .expect("under jobs")
+            .to_owned();
+        std::fs::remove_dir_all(jobs.join(rel)).expect("remove the job");
+        views.retain(|v| v["jid"] != orch["jid"]);
+    }
     let (want, _) = fleet(&views);
     assert!(!want.contains_key("testmaster"));
     wait_for_gauges(&addr, &want, &watch);

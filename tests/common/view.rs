@@ -33,11 +33,18 @@ fn is_state(key: &str, v: &Value) -> bool {
     key.split("_|-").count() >= 4 && v.get("result").is_some()
 }
 
+/// An orchestration's results by master id: `{fun, return: {data: {<master>: states}}}`, or
+/// `{fun, return: {<master>: states}}` for orchestrate_single and orchestrate_high.
+fn per_master(ret: &Value) -> Option<&serde_json::Map<String, Value>> {
+    ret.pointer("/return/data")
+        .or_else(|| ret.get("return"))?
+        .as_object()
+}
+
 fn expectation(fun: &str, ret: &Value) -> Option<Expect> {
     if fun.starts_with("runner.state.orch") {
-        // Runner returns nest: {fun, return: {data: {<master>: states}}}; one master key.
-        let data = ret.pointer("/return/data")?.as_object()?;
-        let (_, states) = data.iter().next()?;
+        // One master key.
+        let (_, states) = per_master(ret)?.iter().next()?;
         return expectation("state.apply", states);
     }
     // No .load.p: Salt's view says unknown-function; state results are found by shape.
@@ -46,6 +53,27 @@ fn expectation(fun: &str, ret: &Value) -> Option<Expect> {
         return None;
     }
     match ret {
+        // salt-ssh keeps the remote salt-call's whole return load: the states are one level down.
+        Value::Object(load)
+            if load.contains_key("fun")
+                && load.contains_key("jid")
+                && load.contains_key("return") =>
+        {
+            expectation(fun, &load["return"])
+        }
+        // salt-ssh's report of a run that failed before any state ran: `_error` and the end of
+        // its output.
+        Value::Object(failed) if STATE_RUNS.contains(&fun) && failed.contains_key("_error") => {
+            let mut messages = vec![failed["_error"].as_str().expect("_error").to_owned()];
+            let output = ["stderr", "stdout"]
+                .iter()
+                .filter_map(|k| failed.get(*k).and_then(Value::as_str))
+                .find(|t| !t.trim().is_empty());
+            if let Some(last) = output.and_then(|o| o.trim_end().lines().last()) {
+                messages.push(last.to_owned());
+            }
+            Some(Expect::Error(messages))
+        }
         Value::Object(map) => {
             let states: BTreeMap<_, _> = map
                 .iter()
@@ -108,7 +136,7 @@ pub fn expectations(job: &Value) -> Vec<(String, String, Expect)> {
             };
             if let Some(expect) = expectation(fun, ret) {
                 // Orchestration steps carry the master id Salt reports as the data key.
-                let who = match ret.pointer("/return/data").and_then(Value::as_object) {
+                let who = match per_master(ret) {
                     Some(data) if fun.starts_with("runner.") => {
                         data.keys().next().expect("master key").clone()
                     }

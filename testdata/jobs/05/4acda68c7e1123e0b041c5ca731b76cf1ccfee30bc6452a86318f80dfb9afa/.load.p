@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun§cmd.run£arg‘·echo orchestrated hello¨tgt_type¤glob£ret £jid´20261201150523942253¦kwargs‚®expect_minionsÂ©_cmd_metaÃ¤user¤root

@@ -1,0 +1,1 @@
+†£jid´20261201150720046728¨tgt_type¤glob£tgt¬ssh-shimfail¤user¤root£fun«state.apply£arg

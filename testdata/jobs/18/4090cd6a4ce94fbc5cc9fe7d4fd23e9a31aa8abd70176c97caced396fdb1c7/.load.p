@@ -1,0 +1,1 @@
+†£jid´20261201150734523157¨tgt_type¤glob£tgt¤ssh1¤user¤root£fun®state.show_sls£arg‘£web

@@ -1,0 +1,3 @@
+¦return¦return…©web-indexƒ¤file•¤nameÙ)/tmp/saltship-fixture/ssh1/web/index.html¨makedirsÃ¨contents¹<h1>hello from web1</h1>
+§managed¥orderÍ'§__sls__£web§__env__¤base©web-helloƒ£cmd”¤name³echo web says hello§require‘¤file©web-index£run¥orderÍ'§__sls__£web§__env__¤base¬fixture-root„¤file”¤nameº/tmp/saltship-fixture/ssh1¨makedirsÃ©directory¥orderÍ'§__sls__¦common§__env__¤baseµ__sls_included_from__‘£web«common-motd„¤file•¤name¿/tmp/saltship-fixture/ssh1/motd¨contents¼managed by saltship fixture
+§require‘¤file¬fixture-root§managed¥orderÍ'§__sls__¦common§__env__¤baseµ__sls_included_from__‘£web´common-nothing-to-do„¤test“¤name´common nothing to do·succeed_without_changes¥orderÍ'§__sls__¦common§__env__¤baseµ__sls_included_from__‘£web

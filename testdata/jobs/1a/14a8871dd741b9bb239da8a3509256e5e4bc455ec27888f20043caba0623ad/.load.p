@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun®test.exception£arg‘­saltship boom¨tgt_type¤glob£ret £jid´20261201150251534861¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

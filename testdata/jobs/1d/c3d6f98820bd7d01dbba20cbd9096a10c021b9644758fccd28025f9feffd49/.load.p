@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt’¤web1£db1£fun«state.apply£arg¨tgt_type¤list£ret £jid´20261201150255201537¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun³state.show_lowstate£arg¨tgt_type¤glob£ret £jid´20261201150617618315¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

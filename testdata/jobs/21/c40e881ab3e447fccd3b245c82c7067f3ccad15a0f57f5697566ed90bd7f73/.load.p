@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¨web1,db1£fun©state.sls£arg’¯common,orchstepƒ©__kwarg__Ã¥queueÂªconcurrentÂ¨tgt_type¤list£ret £jid´20261123202951088026¦kwargs®expect_minionsÃ¤user¤root

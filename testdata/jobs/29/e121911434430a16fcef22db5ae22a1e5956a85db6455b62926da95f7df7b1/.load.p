@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt’¤web1£db1£fun©state.sls£arg‘®does_not_exist¨tgt_type¤list£ret £jid´20261201150419384717¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

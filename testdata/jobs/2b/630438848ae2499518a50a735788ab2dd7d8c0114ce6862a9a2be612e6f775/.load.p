@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun©state.sls£arg‘¦common¨tgt_type¤glob£ret £jid´20261201150445713810¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

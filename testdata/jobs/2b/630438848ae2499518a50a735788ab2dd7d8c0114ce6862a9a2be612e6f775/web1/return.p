@@ -1,0 +1,1 @@
+ƒ¦return‘Ù~The function "state.sls" is running as PID 25644 and was started at 2026, Dec 01 15:04:42.847299 with jid 20261201150442847299§retcode§successÂ

@@ -1,1 +1,0 @@
-â£cmdßpublish£tgt§web1£fun©state.sls£argë•twice®tgt_type§glob£ret†£jid¥20261123202953831385¶kwargsÅßnocache√§user§root

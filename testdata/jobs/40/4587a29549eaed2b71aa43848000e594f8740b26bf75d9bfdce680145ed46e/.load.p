@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun®state.show_top£arg¨tgt_type¤glob£ret £jid´20261201150621277500¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

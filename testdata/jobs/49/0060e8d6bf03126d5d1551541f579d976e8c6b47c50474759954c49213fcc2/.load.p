@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt’¤web1£db1£fun©state.sls£arg‘«jinja_error¨tgt_type¤list£ret £jid´20261123202856674000¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

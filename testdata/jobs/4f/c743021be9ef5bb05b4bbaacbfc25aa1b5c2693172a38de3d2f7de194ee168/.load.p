@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun©state.sls£arg‘¦common¨tgt_type¤glob£ret £jid´20261123202917179726¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,1 +1,0 @@
-ƒ¦return‘Ù}The function "state.sls" is running as PID 7838 and was started at 2026, Nov 23 20:29:15.137073 with jid 20261123202915137073§retcode§successÂ

@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun°schedule.run_job£arg’¸sched-nocache-return-job‚©__kwarg__Ã¥forceÃ¨tgt_type¤glob£ret £jid´20261123203016778990¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt’¤web1£db1£fun©test.ping£arg¨tgt_type¤list£ret £jid´20261201150241424096¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

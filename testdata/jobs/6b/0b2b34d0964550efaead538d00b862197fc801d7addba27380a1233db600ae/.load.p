@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt’¤web1£db1£fun¯state.highstate£arg¨tgt_type¤list£ret £jid´20261201150304348253¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun¶state.show_state_usage£arg¨tgt_type¤glob£ret £jid´20261201150627387773¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,3 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun²state.template_str£arg‘ÙCtmpl-ok:
-  test.succeed_with_changes:
-    - name: from template_str¨tgt_type¤glob£ret £jid´20261123202851606409¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

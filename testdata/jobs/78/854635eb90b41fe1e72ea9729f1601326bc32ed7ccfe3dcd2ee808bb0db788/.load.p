@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun©state.sls£arg‘¤slow¨tgt_type¤glob£ret £jid´20261201150442847299¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+â£cmdßpublish£tgt§web1£fun©state.sls£argë•twice®tgt_type§glob£ret†£jid¥20261201150527352877¶kwargsÅßnocache√§user§root

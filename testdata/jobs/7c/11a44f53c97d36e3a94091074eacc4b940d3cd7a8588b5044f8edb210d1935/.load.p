@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt’¤web1£db1£fun©state.sls£arg’§pending‚©__kwarg__Ã¤testÃ¨tgt_type¤list£ret £jid´20261201150329998952¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+†£jid´20261201150658288559¨tgt_type¤glob£tgt¤ssh1¤user¤root£fun©state.sls£arg‘¥twice

@@ -1,0 +1,1 @@
+¦return‡£fun½runner.state.orchestrate_high£jid´20261201150639815331¤user¤root¨fun_args‘‚¨high-one¼test.succeed_without_changes‘¤name¨high one¨high-two¹test.succeed_with_changes’¤name¨high two§require‘¤test¨high-one¦_stampÙ 2026-12-01T15:06:40.218086+00:00¦returnªtestmaster€§successÃ

@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt’¤web1£db1£fun©state.sls£arg’§pending‚©__kwarg__Ã¤testÃ¨tgt_type¤list£ret £jid´20261123202833855261¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

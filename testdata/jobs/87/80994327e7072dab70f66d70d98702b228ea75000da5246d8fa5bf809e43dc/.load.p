@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun¬state.single£arg’¬file.managedƒ©__kwarg__Ã¤nameÙ%/tmp/saltship-fixture/web1/single.txt¨contents·written by state.single¨tgt_type¤glob£ret £jid´20261201150348644314¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

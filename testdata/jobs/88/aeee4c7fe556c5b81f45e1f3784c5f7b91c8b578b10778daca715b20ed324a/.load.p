@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun°schedule.run_job£arg’°sched-return-job‚©__kwarg__Ã¥forceÃ¨tgt_type¤glob£ret £jid´20261201150536453673¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt’¤web1£db1£fun©state.sls£arg‘«jinja_error¨tgt_type¤list£ret £jid´20261201150410693988¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt’¤web1£db1£fun©state.sls£arg‘®does_not_exist¨tgt_type¤list£ret £jid´20261123202901958920¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

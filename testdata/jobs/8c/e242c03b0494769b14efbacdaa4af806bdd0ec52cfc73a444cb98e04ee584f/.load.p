@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¨web1,db1£fun©test.ping£arg¨tgt_type¤list£ret £jid´20261201150523393214¦kwargs‚®expect_minionsÂ©_cmd_metaÃ¤user¤root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun®state.show_sls£arg‘£web¨tgt_type¤glob£ret £jid´20261201150609054023¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt’¤web1£db1£fun§cmd.run£arg‘·echo hello from cmd.run¨tgt_type¤list£ret £jid´20261123202805731868¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun¬state.sls_id£arg’©web-index£web¨tgt_type¤glob£ret £jid´20261123202839337990¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

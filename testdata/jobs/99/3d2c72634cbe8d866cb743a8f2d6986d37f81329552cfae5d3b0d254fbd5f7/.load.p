@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun¬state.sls_id£arg’ªno-such-id£web¨tgt_type¤glob£ret £jid´20261123202842382413¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

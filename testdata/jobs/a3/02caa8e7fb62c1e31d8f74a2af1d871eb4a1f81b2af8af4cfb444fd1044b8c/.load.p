@@ -1,2 +1,0 @@
-â£cmdßpublish£tgtí§web1£db1£fun©test.ping£argê®tgt_type§list£ret†£jid¥20261123202912548194¶kwargsÇ≤gather_job_timeout
-Æyield_pub_data√§user§root

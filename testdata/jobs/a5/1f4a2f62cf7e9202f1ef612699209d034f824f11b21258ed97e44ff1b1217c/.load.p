@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun©state.sls£arg’£web‚©__kwarg__Ã¦pillar‚«db_password®hunter2-secret£api¥tokenªtok-secret¨tgt_type¤glob£ret £jid´20261201150318362941¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

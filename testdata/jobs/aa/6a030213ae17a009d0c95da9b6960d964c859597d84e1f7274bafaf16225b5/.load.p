@@ -1,0 +1,1 @@
+â£cmdßpublish£tgtë•down1£fun±saltutil.find_job£argë¥20261201150451707156®tgt_type§list£ret†£jid¥20261201150506752313¶kwargsÅ©delimiter°:§user§root

@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun©state.sls£arg’£web‚©__kwarg__Ã¦pillar‚«db_password®hunter2-secret£api¥tokenªtok-secret¨tgt_type¤glob£ret £jid´20261123202825222691¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

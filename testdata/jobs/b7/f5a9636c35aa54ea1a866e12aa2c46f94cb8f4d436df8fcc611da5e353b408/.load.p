@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt’¤web1£db1£fun«state.apply£arg¨tgt_type¤list£ret £jid´20261123202812156383¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

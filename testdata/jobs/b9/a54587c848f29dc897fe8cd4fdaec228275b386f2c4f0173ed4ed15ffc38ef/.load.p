@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun«state.apply£arg’£web‚©__kwarg__Ã¤testÃ¨tgt_type¤glob£ret £jid´20261201150334510285¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

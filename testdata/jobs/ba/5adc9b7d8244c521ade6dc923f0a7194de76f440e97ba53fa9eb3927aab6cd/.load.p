@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun¬state.sls_id£arg’ªno-such-id£web¨tgt_type¤glob£ret £jid´20261201150343852125¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

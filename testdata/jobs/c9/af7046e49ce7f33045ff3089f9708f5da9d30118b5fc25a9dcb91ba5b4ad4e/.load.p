@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun§cmd.run£arg‘·echo orchestrated hello¨tgt_type¤glob£ret £jid´20261123202951627112¦kwargs‚®expect_minionsÂ©_cmd_metaÃ¤user¤root

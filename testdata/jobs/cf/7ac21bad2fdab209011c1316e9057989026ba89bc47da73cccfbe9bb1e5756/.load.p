@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun¬grains.items£arg¨tgt_type¤glob£ret £jid´20261123202807874720¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

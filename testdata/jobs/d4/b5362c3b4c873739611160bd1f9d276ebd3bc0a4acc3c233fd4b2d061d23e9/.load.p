@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun¬grains.items£arg¨tgt_type¤glob£ret £jid´20261201150247660135¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

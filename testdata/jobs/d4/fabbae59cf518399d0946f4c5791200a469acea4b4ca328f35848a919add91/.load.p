@@ -1,0 +1,1 @@
+†£jid´20261201150648497178¨tgt_type¤glob£tgt¤ssh1¤user¤root£fun«state.apply£arg

@@ -1,2 +1,0 @@
-‰£cmd§publish£tgt‘£db1£fun©state.sls£arg‘¥twice¨tgt_type¤list£ret £jid´20261123202912638932¦kwargs‚£rawÂ²gather_job_timeout
-¤user¤root

@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt’¤web1£db1£fun©test.ping£arg¨tgt_type¤list£ret £jid´20261123202803581019¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt’¤web1£db1£fun§cmd.run£arg‘·echo hello from cmd.run¨tgt_type¤list£ret £jid´20261201150244615083¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

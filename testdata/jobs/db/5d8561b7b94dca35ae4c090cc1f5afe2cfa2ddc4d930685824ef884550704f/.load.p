@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun¬state.sls_id£arg’©web-index£web¨tgt_type¤glob£ret £jid´20261201150339360970¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤web1£fun’©test.ping©state.sls£arg’‘¥twice¨tgt_type¤glob£ret £jid´20261201150433810901¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun«state.apply£arg‘£web¨tgt_type¤glob£ret £jid´20261123202815717151¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

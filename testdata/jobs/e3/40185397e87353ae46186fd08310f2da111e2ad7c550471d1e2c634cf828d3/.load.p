@@ -1,0 +1,1 @@
+†£jid´20261201150723908562¨tgt_type¤list£tgt“¤ssh1¬ssh-shimfail¯ssh-unreachable¤user¤root£fun©state.sls£arg‘¦common

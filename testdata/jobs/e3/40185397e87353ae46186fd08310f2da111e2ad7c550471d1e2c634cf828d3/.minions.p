@@ -1,0 +1,1 @@
+“¬ssh-shimfail¯ssh-unreachable¤ssh1

@@ -1,0 +1,1 @@
+¦return…¦stdout ¦stderrÙ=ssh: connect to host 127.0.0.1 port 52155: Connection refused§retcodeÌÿ¦parsedÀ¦_errorÙ,The command resulted in a non-zero exit code

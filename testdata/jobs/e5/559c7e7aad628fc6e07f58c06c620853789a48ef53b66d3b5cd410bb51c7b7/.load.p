@@ -1,1 +1,0 @@
-â£cmdßpublish£tgtë•down1£fun±saltutil.find_job£argë¥20261123202923599266®tgt_type§list£ret†£jid¥20261123202938644256¶kwargsÅ©delimiter°:§user§root

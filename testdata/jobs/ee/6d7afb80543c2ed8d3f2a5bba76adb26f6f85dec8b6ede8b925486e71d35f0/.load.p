@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt“¤web1£db1¥down1£fun©state.sls£arg‘¦common¨tgt_type¤list£ret £jid´20261201150451707156¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun’©test.ping©state.sls£arg’‘¥twice¨tgt_type¤glob£ret £jid´20261123202910184410¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

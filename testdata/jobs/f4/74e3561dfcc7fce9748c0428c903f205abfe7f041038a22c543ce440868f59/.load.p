@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun¬state.single£arg’µfile.no_such_function‚©__kwarg__Ã¤name¼/tmp/saltship-fixture/web1/x¨tgt_type¤glob£ret £jid´20261123202847381798¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¤web1£fun®test.exception£arg‘­saltship boom¨tgt_type¤glob£ret £jid´20261123202810030509¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

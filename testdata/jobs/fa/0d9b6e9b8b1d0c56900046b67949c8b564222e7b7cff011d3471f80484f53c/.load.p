@@ -1,1 +1,0 @@
-‰£cmd§publish£tgt¨web1,db1£fun©test.ping£arg¨tgt_type¤list£ret £jid´20261123202951497973¦kwargs‚®expect_minionsÂ©_cmd_metaÃ¤user¤root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¨web1,db1£fun©state.sls£arg’¯common,orchstepƒ©__kwarg__Ã¥queueÂªconcurrentÂ¨tgt_type¤list£ret £jid´20261201150522299564¦kwargs®expect_minionsÃ¤user¤root
