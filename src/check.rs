@@ -1,10 +1,10 @@
 //! `saltship check`: tests a configuration without sending an event, one line per check on
 //! stdout (`ok` or `FAIL`, what was found, and for a failure what to do), like `filebeat test
 //! output`. The cache folder (a Salt job cache, readable, its jobs and returns), the state file
-//! (readable, writable, its lock free), each target as its sink speaks to it (for tcp a
-//! connection, the TLS handshake with the certificate checked, and the graceful close that
-//! confirms delivery; the HTTP sinks' credentials; Kafka's brokers and topic), the inotify
-//! watch limit that `watch` needs, and its metrics file when one is given.
+//! (readable, writable, its lock free), each target (a connection, the TLS handshake with the
+//! certificate checked, and the graceful close that confirms delivery; for the HTTP sinks, the
+//! endpoint and the token or key accepted; for Kafka, the brokers' metadata of the topic), the
+//! inotify watch limit that `watch` needs, and its metrics file when one is given.
 
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -198,10 +198,10 @@ fn writable_ancestor(folder: &Path) -> std::io::Result<()> {
     try_create(existing)
 }
 
-/// Each target, the way its sink is spoken to, without sending an event: for tcp a
-/// connection, the TLS handshake and certificate when `--tls`, and a graceful close (the
-/// receiver's confirmation that delivery relies on); for the HTTP sinks an empty request with
-/// the credentials; for Kafka the topic's metadata from the brokers.
+/// Each target, as its sink tests it without sending an event: a TCP connection, its TLS
+/// handshake and certificate when `--tls`, and a graceful close (the receiver's confirmation
+/// that delivery relies on); for the HTTP sinks, the endpoint and the token or key accepted;
+/// for Kafka, the topic's metadata from the brokers (credentials and topic).
 fn target_check(config: &Config, lines: &mut Vec<Line>) {
     let Some(opts) = &config.delivery else {
         lines.push(fail(
@@ -209,28 +209,25 @@ fn target_check(config: &Config, lines: &mut Vec<Line>) {
         ));
         return;
     };
-    // A TLS handshake that succeeded checked the certificate, unless told not to.
-    let handshake = ", TLS handshake done";
-    let tls = if config.tls_insecure {
-        ", TLS handshake done, certificate NOT checked (--tls-insecure-skip-verify)"
-    } else {
-        ", TLS handshake done and certificate verified"
-    };
-    for (i, target) in sink::targets(opts).iter().enumerate() {
+    for (i, target) in opts.targets().iter().enumerate() {
+        let tls = match (opts.uses_tls(i), config.tls_insecure) {
+            (false, _) => "",
+            (true, false) => ", TLS handshake done and certificate verified",
+            (true, true) => {
+                ", TLS handshake done, certificate NOT checked (--tls-insecure-skip-verify)"
+            }
+        };
         lines.push(match sink::probe(opts, i) {
-            Ok(found) => ok(format!(
-                "target {target}: {}",
-                found.replace(handshake, tls)
+            Ok(what) => ok(format!("target {target}: {what}{tls}")),
+            Err(e) if e.permanent => fail(format!(
+                "target {target}: {} (check the token, key or credentials, --tls-ca, \
+                 --tls-server-name, the receiver's certificate, the Kafka topic)",
+                e.why
             )),
-            Err(f) if f.permanent => fail(format!(
-                "target {target}: {} (retrying cannot help: check the credentials, --tls-ca, \
-                 --tls-server-name, the receiver's certificate, the topic or index)",
-                f.why
-            )),
-            Err(f) => fail(format!(
+            Err(e) => fail(format!(
                 "target {target}: {} (is the receiver running and listening there, and open in \
                  the firewall?)",
-                f.why
+                e.why
             )),
         });
     }

@@ -214,9 +214,9 @@ pub struct CommonArgs {
     #[arg(long, value_enum, env = "SALTSHIP_SINK", default_value = "tcp")]
     pub sink: SinkKind,
 
-    /// Send the events to this receiver: HOST:PORT for --sink tcp, a URL
-    /// (http[s]://HOST:PORT[/PATH]) for splunk-hec and elasticsearch; repeat for failover,
-    /// tried in order. For kafka: HOST:PORT bootstrap brokers (one list, not failover)
+    /// Send the events to this receiver: HOST:PORT for --sink tcp, a URL (http:// or
+    /// https://HOST:PORT, optionally with a path) for splunk-hec and elasticsearch; repeat for
+    /// failover, tried in order. For kafka: HOST:PORT bootstrap brokers (one list, not failover)
     #[arg(
         long,
         value_name = "TARGET",

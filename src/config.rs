@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-
 use clap::ValueEnum;
 
 use crate::cli::{
@@ -30,7 +29,7 @@ use crate::time::{parse_duration, parse_point, JidZone};
 pub struct Config {
     pub cache_dir: PathBuf,
     pub dry_run: bool,
-    /// Where and how to send, unless `dry_run`.
+    /// Where and how to send, unless `dry_run` (`check` keeps it on a dry run too).
     pub delivery: Option<Options>,
     /// `--tls-insecure-skip-verify`: the receiver's certificate is not checked.
     pub tls_insecure: bool,
@@ -167,11 +166,11 @@ impl Config {
                 args.jid_timezone
             )
         })?;
-        let format = check_targets(args)?;
         // A dry run checks the delivery options as a real run does, so a config can be tried
         // with it; it only does not need a target.
+        let format = check_targets(args)?;
         let delivery = match delivery(args) {
-            Ok(d) if checking || !args.dry_run => Some(d),
+            Ok(delivery) if checking || !args.dry_run => Some(delivery),
             Err(e) if !((checking || args.dry_run) && e.is::<NoTarget>()) => return Err(e),
             _ => None,
         };
@@ -317,6 +316,8 @@ fn delivery(args: &CommonArgs) -> Result<Options> {
         bail!("bad --max-rate {rate:?}: give a number of events per second, at least {MIN_RATE}");
     }
     if args.target.is_empty() {
+        // The TLS files are checked all the same.
+        tls(args)?;
         return Err(NoTarget.into());
     }
     let connect_timeout = Duration::from_secs(5);
@@ -491,7 +492,7 @@ fn kafka(args: &CommonArgs, deliver_timeout: Duration) -> Result<KafkaOptions> {
         set(key.trim(), value.trim().to_owned());
     }
     let opts = KafkaOptions {
-        brokers: args.target.clone(),
+        bootstrap: vec![args.target.join(",")],
         topic: k.kafka_topic.clone(),
         key: k.kafka_key,
         properties,

@@ -310,9 +310,6 @@ impl<P: Protocol> Delivery<P> {
     /// A fault on the current target: drop the connection, send every unacknowledged batch
     /// again; warn once when every target has failed since the last progress, then back off.
     fn fault(&mut self, fault: Fault) -> Result<(), SinkError> {
-        if self.wait.stopped() {
-            return Err(SinkError::Stopped);
-        }
         let i = self.current.take().expect("a fault is on a target");
         self.proto.disconnect();
         self.broken = true;
@@ -321,6 +318,9 @@ impl<P: Protocol> Delivery<P> {
             if matches!(b.state, BatchState::Sent { .. }) {
                 b.state = BatchState::Unsent;
             }
+        }
+        if self.wait.stopped() {
+            return Err(SinkError::Stopped);
         }
         self.failed_at[i] = Some(Instant::now());
         self.last_error = format!("{}: {}", self.proto.targets()[i], fault.why);
@@ -558,6 +558,18 @@ mod tests {
         );
         assert_eq!(s.stats().reconnects, 1);
         assert!(s.batches.is_empty());
+    }
+
+    #[test]
+    fn a_stop_mid_confirm_leaves_nothing_half_sent() {
+        let mut s = core(1, vec![None, Some(Fault::retriable("stopped"))]);
+        s.send(b"a\n", 1).expect("send");
+        s.opts.stop = Some(Arc::new(AtomicBool::new(true)));
+        s.wait = Wait::new(Duration::from_secs(2), s.opts.stop.clone());
+        assert!(matches!(s.confirm(), Err(SinkError::Stopped)));
+        // The next confirm starts over on a new connection, not on the dropped one.
+        assert!(s.current.is_none());
+        assert!(s.batches.iter().all(|b| b.state == BatchState::Unsent));
     }
 
     #[test]

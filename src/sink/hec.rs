@@ -3,7 +3,7 @@
 //!
 //! A reply with an `ackId` means the batch was received; it counts as delivered only once
 //! `/services/collector/ack` says that id is indexed (polled at confirm). One that is not
-//! acknowledged within [`ack_timeout`] is sent again, alone: only unacknowledged batches are
+//! acknowledged within `ack_timeout` is sent again, alone: only unacknowledged batches are
 //! ever resent. Without acknowledgement on the token, `200 {"code":0}` is the proof (received,
 //! not yet indexed). 400 naming one event (`invalid-event-number`) rejects that event, reported
 //! and counted; the rest is sent again.
@@ -194,7 +194,7 @@ impl Protocol for Hec {
     }
 
     /// Polls the indexer acknowledgements of every batch sent, backing off, until all are in;
-    /// a batch waiting longer than [`ack_timeout`] is a fault (sent again).
+    /// a batch waiting longer than `ack_timeout` is a fault (sent again).
     fn confirm(&mut self, batches: &mut VecDeque<Batch>, wait: &mut Wait) -> Result<bool, Fault> {
         let (_, url) = self.endpoints();
         let limit = ack_timeout(self.deliver_timeout);

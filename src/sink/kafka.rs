@@ -48,8 +48,9 @@ pub enum KafkaKey {
 
 #[derive(Debug, Clone)]
 pub struct KafkaOptions {
-    /// `HOST:PORT` bootstrap brokers.
-    pub brokers: Vec<String>,
+    /// One target for the core: the `--target`s (`HOST:PORT`) joined with commas, librdkafka's
+    /// bootstrap list.
+    pub bootstrap: Vec<String>,
     pub topic: String,
     pub key: KafkaKey,
     /// librdkafka properties besides ours (TLS, SASL, `--kafka-option`), applied in order.
@@ -64,7 +65,7 @@ impl KafkaOptions {
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         let record_timeout = self.deliver_timeout.min(RECORD_TIMEOUT).max(MIN_TIMEOUT);
-        c.set("bootstrap.servers", self.brokers.join(","))
+        c.set("bootstrap.servers", self.bootstrap.join(","))
             .set("client.id", concat!("saltship/", env!("CARGO_PKG_VERSION")))
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -82,6 +83,17 @@ impl KafkaOptions {
             c.set("sasl.password", &p.0);
         }
         c
+    }
+
+    /// Whether the brokers are spoken to over TLS (`--tls`, or a `--kafka-option`).
+    pub fn uses_tls(&self) -> bool {
+        let protocol = self.properties.iter().rev();
+        protocol
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .find(|(k, _)| *k == "security.protocol")
+            .is_some_and(|(_, v)| {
+                v.eq_ignore_ascii_case("ssl") || v.eq_ignore_ascii_case("sasl_ssl")
+            })
     }
 }
 
@@ -214,8 +226,6 @@ fn classify(code: Code, reason: &str) -> Class {
 
 pub struct Kafka {
     opts: KafkaOptions,
-    /// The bootstrap list as one target: failover is librdkafka's.
-    targets: Vec<String>,
     producer: Option<BaseProducer<Reports>>,
     next_seq: usize,
 }
@@ -223,7 +233,6 @@ pub struct Kafka {
 impl Kafka {
     pub fn new(opts: KafkaOptions) -> Kafka {
         Kafka {
-            targets: vec![opts.brokers.join(",")],
             opts,
             producer: None,
             next_seq: 0,
@@ -376,8 +385,9 @@ fn epoch_millis(rfc3339: &str) -> Option<i64> {
 }
 
 impl Protocol for Kafka {
+    /// The bootstrap list as one target: failover is librdkafka's.
     fn targets(&self) -> &[String] {
-        &self.targets
+        &self.opts.bootstrap
     }
 
     fn batch_bytes(&self) -> usize {
@@ -490,7 +500,7 @@ mod tests {
     #[test]
     fn options_come_last_and_the_password_stays_out_of_debug() {
         let opts = KafkaOptions {
-            brokers: vec!["a:9092".into(), "b:9092".into()],
+            bootstrap: vec!["a:9092,b:9092".into()],
             topic: "t".into(),
             key: KafkaKey::EventId,
             properties: vec![("acks".into(), "1".into())],
@@ -502,5 +512,6 @@ mod tests {
         assert_eq!(c.get("acks"), Some("1"));
         assert_eq!(c.get("message.timeout.ms"), Some("30000"));
         assert!(!format!("{opts:?}").contains("hunter2"));
+        assert!(!opts.uses_tls());
     }
 }

@@ -27,6 +27,27 @@ pub struct Options {
     pub sink: SinkOptions,
 }
 
+impl Options {
+    /// The targets, in failover order, as the user wrote them.
+    pub fn targets(&self) -> &[String] {
+        match &self.sink {
+            SinkOptions::Tcp(t) => &t.targets,
+            SinkOptions::Hec(h) => &h.http.targets,
+            SinkOptions::Elastic(e) => &e.http.targets,
+            SinkOptions::Kafka(k) => &k.bootstrap,
+        }
+    }
+
+    /// Whether target `i` is spoken to over TLS.
+    pub fn uses_tls(&self, i: usize) -> bool {
+        match &self.sink {
+            SinkOptions::Tcp(t) => t.tls.is_some(),
+            SinkOptions::Kafka(k) => k.uses_tls(),
+            _ => self.targets()[i].starts_with("https://"),
+        }
+    }
+}
+
 /// The receivers' protocols (`--sink`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SinkKind {
@@ -47,16 +68,6 @@ pub enum SinkOptions {
     Hec(hec::HecOptions),
     Elastic(elastic::ElasticOptions),
     Kafka(kafka::KafkaOptions),
-}
-
-/// The targets of `opts` as the delivery core sees them (Kafka's bootstrap list is one).
-pub fn targets(opts: &Options) -> Vec<String> {
-    match &opts.sink {
-        SinkOptions::Tcp(tcp) => tcp.targets.clone(),
-        SinkOptions::Hec(hec) => hec.http.targets.clone(),
-        SinkOptions::Elastic(es) => es.http.targets.clone(),
-        SinkOptions::Kafka(k) => vec![k.brokers.join(",")],
-    }
 }
 
 /// Checks target `i` of `opts` without sending an event (for `saltship check`): what it
