@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the saltship job-cache fixtures from REAL Salt runs.
-#   bash testdata/regen.sh
-# Output (all under testdata/): jobs/, expected/, cases.json, legacy/.
+#   bash testdata/regen.sh                 # everything
+#   bash testdata/regen.sh --syndic-only   # only the syndic phase (testdata/syndic/)
+# Output (all under testdata/): jobs/, expected/, cases.json, legacy/, syndic/.
 # Everything runs on 127.0.0.1 with non-default ports (sshd for salt-ssh on a
-# free port); states write only below
+# free port; the syndic's master on 127.0.0.2, same ports); states write only below
 # /tmp/saltship-fixture (wiped before and after).
 set -euo pipefail
 
@@ -14,6 +15,11 @@ PUB_PORT=${SALTSHIP_PUB_PORT:-45505}
 RET_PORT=${SALTSHIP_RET_PORT:-45506}
 FIXTURE_BASE=/tmp/saltship-fixture
 T0=$(date +%s)
+case ${1:-} in
+  "") MAIN=1 ;;
+  --syndic-only) MAIN= ;;
+  *) echo "usage: $0 [--syndic-only]" >&2; exit 2 ;;
+esac
 
 log() { printf '[regen %3ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 
@@ -64,6 +70,8 @@ trap 'exit 143' TERM INT HUP
 rm -rf "$FIXTURE_BASE"
 
 MCONF=$ROOT/master/conf
+CACHEDIR=$ROOT/master/var/cache/salt/master
+if [[ -n $MAIN ]]; then
 mkdir -p "$MCONF"
 cat > "$MCONF/master" <<EOF
 id: testmaster
@@ -88,15 +96,15 @@ ssh_log_file: $ROOT/master/ssh.log
 known_hosts_file: $ROOT/sshd/known_hosts
 enable_fqdns_grains: False
 EOF
-CACHEDIR=$ROOT/master/var/cache/salt/master
+fi
 
-mkminion() { # id
+mkminion() { # id [master address]
   mkdir -p "$ROOT/$1/conf"
   cat > "$ROOT/$1/conf/minion" <<EOF
 id: $1
 root_dir: $ROOT/$1
 user: root
-master: 127.0.0.1
+master: ${2:-127.0.0.1}
 master_port: $RET_PORT
 publish_port: $PUB_PORT
 log_file: $ROOT/$1/minion.log
@@ -124,7 +132,7 @@ schedule:
     return_job: nocache
 EOF
 }
-for m in web1 db1 down1; do mkminion $m; done
+if [[ -n $MAIN ]]; then for m in web1 db1 down1; do mkminion $m; done; fi
 
 start_daemon() { # name env... -- cmd...   (sets LAST_PID)
   local name=$1; shift
@@ -149,6 +157,7 @@ wait_ping() { # minion... ; pings until all answer (warm-up only, jobs are wiped
   echo "minions $* did not come up" >&2; exit 1
 }
 
+if [[ -n $MAIN ]]; then
 start_daemon master -- "$BIN/salt-master" -c "$MCONF" -l quiet
 MASTER_PID=$LAST_PID
 sleep 3
@@ -163,6 +172,7 @@ stop_pid "$DOWN1_PID"
 # Drop the warm-up jobs so the fixture only holds the jobs below.
 rm -rf "$CACHEDIR/jobs"
 mkdir -p "$CACHEDIR/jobs"
+fi
 
 # ---------------------------------------------------------------- jobs
 JSONL=$ROOT/cases.jsonl
@@ -192,6 +202,7 @@ for l in open(sys.argv[1]):
 W=(-L web1,db1)
 J=(--out=json -t 60)   # NOT --static: in 3008 --static switches the CLI to batch mode (extra test.ping job + .batch.p)
 
+if [[ -n $MAIN ]]; then
 log "running jobs"
 # --- non-state jobs
 run_case "test-ping|nothing|test.ping|non-state job, both minions return true" -- "${SALT[@]}" "${W[@]}" test.ping "${J[@]}"
@@ -395,4 +406,106 @@ for root, _, files in os.walk(here):
     size += sum(os.path.getsize(os.path.join(root, f)) for f in files)
 print("%d cases, %d jid dirs in jobs/, testdata is %.1f KB" % (len(cases), jids, size / 1024))
 EOF
+fi
+
+# ---------------------------------------------------------------- syndic
+# A master of masters (testmaster, order_masters) on 127.0.0.1, a second master
+# (syndicmaster) on 127.0.0.2 with the same ports, its salt-syndic (reads
+# $SYNCONF/master and $SYNCONF/minion), and one minion, app1, below it. All four
+# use transport: tcp: with the default zeromq transport salt-syndic 3008.5 hangs
+# for good in its first _fire_master (testdata/README.md, "Syndic").
+log "syndic phase"
+SYN=$ROOT/syndic
+TOPCONF=$SYN/top/conf
+SYNCONF=$SYN/lower/conf
+mkdir -p "$TOPCONF" "$SYNCONF"
+synmaster() { # root id interface extra-lines
+  cat <<EOF
+id: $2
+root_dir: $1
+user: root
+interface: $3
+publish_port: $PUB_PORT
+ret_port: $RET_PORT
+transport: tcp
+auto_accept: True
+keep_jobs_seconds: 315360000
+hash_type: sha256
+file_roots:
+  base:
+    - $HERE/salt/states
+pillar_roots:
+  base:
+    - $HERE/salt/pillar
+log_file: $1/master.log
+log_level_logfile: info
+enable_fqdns_grains: False
+$4
+EOF
+}
+synmaster "$SYN/top" testmaster 127.0.0.1 "order_masters: True" > "$TOPCONF/master"
+synmaster "$SYN/lower" syndicmaster 127.0.0.2 "syndic_master: 127.0.0.1
+syndic_master_port: $RET_PORT
+syndic_log_file: $SYN/lower/syndic.log
+syndic_pidfile: $SYN/lower/syndic.pid" > "$SYNCONF/master"
+# The syndic's minion side: its id, keys and transport come from here (a minion's defaults
+# would say zeromq and root_dir /).
+cat > "$SYNCONF/minion" <<EOF
+id: syndicmaster
+root_dir: $SYN/lower
+user: root
+transport: tcp
+log_level_logfile: info
+enable_fqdns_grains: False
+acceptance_wait_time: 1
+random_reauth_delay: 0
+EOF
+mkminion app1 127.0.0.2
+echo "transport: tcp" >> "$ROOT/app1/conf/minion"
+TOPCACHE=$SYN/top/var/cache/salt/master
+LOWCACHE=$SYN/lower/var/cache/salt/master
+
+start_daemon top-master -- "$BIN/salt-master" -c "$TOPCONF" -l quiet
+start_daemon syndic-master -- "$BIN/salt-master" -c "$SYNCONF" -l quiet
+sleep 3
+start_daemon syndic -- "$BIN/salt-syndic" -c "$SYNCONF" -l quiet
+start_daemon app1 -- "$BIN/salt-minion" -c "$ROOT/app1/conf" -l quiet
+SALT=("$BIN/salt" -c "$TOPCONF")
+wait_ping app1
+rm -rf "$TOPCACHE/jobs" "$LOWCACHE/jobs"
+mkdir -p "$TOPCACHE/jobs" "$LOWCACHE/jobs"
+
+CACHEDIR=$TOPCACHE # run_case records the jobs of the master of masters
+JSONL=$ROOT/syndic-cases.jsonl
+: > "$JSONL"
+run_case "syndic-state-apply|states|state.apply|state.apply (highstate) on app1 below the syndic: the same return.p in both caches; the top's .load.p adds Minions, its .minions.p is [] and .minions.syndicmaster.p lists app1" -- "${SALT[@]}" app1 state.apply "${J[@]}"
+run_case "syndic-state-sls|states|state.sls|state.sls twice on app1 below the syndic" -- "${SALT[@]}" app1 state.sls twice "${J[@]}"
+run_case "syndic-failures|states|state.sls|state.sls fail on app1 below the syndic: failed results" -- "${SALT[@]}" app1 state.sls fail "${J[@]}"
+run_case "syndic-render-error|error-event|state.sls|state.sls jinja_error on app1 below the syndic: render error list" -- "${SALT[@]}" app1 state.sls jinja_error "${J[@]}"
+run_case "syndic-test-ping|nothing|test.ping|test.ping on app1 below the syndic: not a state run" -- "${SALT[@]}" app1 test.ping "${J[@]}"
+$HELPER settle "$LOWCACHE"
+
+log "copying the syndic caches into testdata/syndic"
+rm -rf "$HERE/syndic"
+mkdir -p "$HERE/syndic/top" "$HERE/syndic/syndic"
+cp -a "$TOPCACHE/jobs" "$HERE/syndic/top/jobs"
+cp -a "$LOWCACHE/jobs" "$HERE/syndic/syndic/jobs"
+find "$HERE/syndic" -name '.___atomic_write*' -delete
+$HELPER cases "$JSONL" "$HERE/syndic/cases.json"
+$HELPER expected "$TOPCONF" "$HERE/syndic/top/jobs" "$HERE/syndic/top/expected" 2> "$ROOT/syndic-top-expected.stderr"
+$HELPER expected "$SYNCONF" "$HERE/syndic/syndic/jobs" "$HERE/syndic/syndic/expected" 2> "$ROOT/syndic-lower-expected.stderr"
+CHECK_JID=$(case_jid syndic-failures)
+for side in top:"$TOPCONF" syndic:"$SYNCONF"; do
+  "$BIN/salt-run" -c "${side#*:}" jobs.list_job "$CHECK_JID" --out=json > "$ROOT/check.json"
+  if ! cmp -s "$ROOT/check.json" "$HERE/syndic/${side%%:*}/expected/$CHECK_JID.json"; then
+    echo "syndic/${side%%:*}/expected/ differs from salt-run jobs.list_job --out=json" >&2
+    exit 1
+  fi
+done
+
+log "stopping the syndic phase's daemons"
+for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+PIDS=()
+"$PY" -c 'import json,sys
+for c in json.load(open(sys.argv[1])): print("%-22s %-24s %-12s %s" % (c["case"], c["jid"], c["expect"], c["fun"]))' "$HERE/syndic/cases.json"
 log "done"

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::view::{check, events_by_return, expected_files};
-use common::{backfill, cache_copy, saltship, testdata, Run};
+use common::{backfill, cache_copy, testdata, Run};
 use serde_json::Value;
 
 fn full_run() -> Run {
@@ -322,36 +322,4 @@ fn orchestrate_single_results_ship_under_the_master_id() {
             "{name}"
         );
     }
-}
-
-/// A syndic's minion is stored by two masters under one jid: what each ships must differ only
-/// in `master`, so a receiver that drops duplicate event ids keeps one. (No real syndic cache in
-/// the fixtures yet; this ships one real cache as two masters would.)
-#[test]
-fn event_ids_do_not_depend_on_the_master() {
-    let (_tmp, jobs) = cache_copy("jobs");
-    let top = backfill(&jobs, &[]);
-    let lower = saltship(&[
-        "backfill",
-        "--dry-run",
-        "--master-id",
-        "syndicmaster",
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8 path"),
-    ]);
-    assert_eq!(lower.code, 0, "{}", lower.stderr);
-    assert_eq!(top.events.len(), lower.events.len());
-    assert!(!top.events.is_empty());
-    let strip = |run: &Run, master: &str| -> Vec<Value> {
-        run.events
-            .iter()
-            .map(|e| {
-                assert_eq!(e["master"], master);
-                let mut e = e.clone();
-                e.as_object_mut().expect("object").remove("master");
-                e
-            })
-            .collect()
-    };
-    assert!(strip(&top, "testmaster") == strip(&lower, "syndicmaster"));
 }

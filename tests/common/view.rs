@@ -95,17 +95,23 @@ fn expectation(fun: &str, ret: &Value) -> Option<Expect> {
 
 /// Every `testdata/expected/*.json`, parsed.
 pub fn expected_files() -> Vec<Value> {
-    let dir = testdata("expected");
+    let views = expected_in("expected");
+    assert!(
+        views.len() >= 20,
+        "too few expected files in testdata/expected"
+    );
+    views
+}
+
+/// Every `testdata/<rel>/*.json` (list_job views), parsed.
+pub fn expected_in(rel: &str) -> Vec<Value> {
+    let dir = testdata(rel);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("testdata/expected")
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("entry").path())
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 20,
-        "too few expected files in {}",
-        dir.display()
-    );
+    assert!(!files.is_empty(), "no expected files in {}", dir.display());
     files
         .iter()
         .map(|p| serde_json::from_slice(&std::fs::read(p).expect("read")).expect("expected JSON"))

@@ -1,0 +1,1 @@
+â£cmdßpublish£tgt§app1£fun©test.ping£argê®tgt_type§glob£ret†£jid¥20261201154310838156¶kwargsÅ§user§root§user§root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤app1£fun«state.apply£arg¨tgt_type¤glob£ret £jid´20261201154236744252¦kwargs¤user¤root¤user¤root

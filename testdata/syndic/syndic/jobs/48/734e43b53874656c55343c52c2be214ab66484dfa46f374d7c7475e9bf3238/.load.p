@@ -1,0 +1,1 @@
+â£cmdßpublish£tgt§app1£fun©state.sls£argë§fail®tgt_type§glob£ret†£jid¥20261201154252941109¶kwargsÅ§user§root§user§root

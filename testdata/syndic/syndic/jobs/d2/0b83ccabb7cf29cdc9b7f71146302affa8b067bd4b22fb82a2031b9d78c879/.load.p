@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¤app1£fun©state.sls£arg‘«jinja_error¨tgt_type¤glob£ret £jid´20261201154301532964¦kwargs¤user¤root¤user¤root

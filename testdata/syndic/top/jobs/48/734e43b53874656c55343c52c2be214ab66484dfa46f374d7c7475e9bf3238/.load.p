@@ -1,0 +1,1 @@
+Š£cmd§publish£tgt¤app1£fun©state.sls£arg‘¤fail¨tgt_type¤glob£ret £jid´20261201154252941109¦kwargs¤user¤root¤user¤root§Minions‘¤app1

@@ -1,0 +1,1 @@
+ä£cmdßpublish£tgt§app1£fun©state.sls£argë•twice®tgt_type§glob£ret†£jid¥20261201154244548575¶kwargsÅ§user§root§user§rootßMinionsë§app1
