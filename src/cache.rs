@@ -1,11 +1,15 @@
 //! Discovery: the job folders of a master's cache (`jobs/<2 hex>/<rest>/`), with their jid and
 //! minion folders. Reads only the small `jid` files; returns are decoded later.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::msgpack;
+use crate::msgpack::{self, ReadError};
+
+/// A `jid` file holds twenty digits (or a custom jid): anything bigger is not one.
+const JID_FILE_MAX: u64 = 4096;
 
 /// One job folder.
 #[derive(Debug, Clone)]
@@ -17,8 +21,11 @@ pub struct JobDir {
     pub jid: String,
     /// A `nocache` marker: the master stores no returns for this job.
     pub nocache: bool,
-    /// Minion folders (each should hold a `return.p`), sorted; empty when not listed.
+    /// Minion folders (each should hold a `return.p`), sorted; empty when not listed. A name
+    /// that is not UTF-8 appears with its odd bytes escaped (`\xff`), see `raw`.
     pub minions: Vec<String>,
+    /// The raw names of the minion folders whose names are not UTF-8, by escaped name.
+    pub raw: Vec<(String, OsString)>,
     /// The folder's mtime when scanned: unchanged means no minion folder came or went.
     pub mtime: Option<i64>,
 }
@@ -29,23 +36,39 @@ impl JobDir {
     }
 
     pub fn return_path(&self, minion: &str) -> PathBuf {
-        self.dir.join(minion).join("return.p")
+        match self.raw.iter().find(|(name, _)| name == minion) {
+            Some((_, raw)) => self.dir.join(raw).join("return.p"),
+            None => self.dir.join(minion).join("return.p"),
+        }
     }
 
-    /// The jid from the `jid` file, or from `.load.p` when the file is empty (it is rewritten
-    /// at every return, so it can be caught empty).
-    pub fn read_jid(&self) -> Option<String> {
-        let from_file = std::fs::read(self.dir.join("jid"))
-            .ok()
-            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-            .filter(|j| !j.is_empty());
-        from_file.or_else(|| {
-            let buf = msgpack::read_file(&self.load_path()).ok()?;
-            let load = msgpack::decode(&buf).ok()?;
+    /// The jid from the `jid` file, or from `.load.p` (of at most `max` bytes) when the file is
+    /// missing or empty (it is rewritten at every return, so it can be caught empty). `Ok(None)`
+    /// when neither has one; `Err` when a file could not be read (permission denied...).
+    pub fn read_jid(&self, max: u64) -> Result<Option<String>, Problem> {
+        let problem = |path: PathBuf, e: ReadError| Problem {
+            path,
+            why: e.to_string(),
+        };
+        let jid_path = self.dir.join("jid");
+        let from_file = match msgpack::read_file(&jid_path, JID_FILE_MAX) {
+            Ok(b) => Some(String::from_utf8_lossy(&b).trim().to_owned()).filter(|j| !j.is_empty()),
+            Err(e) if e.is_vanished() => None,
+            Err(e) => return Err(problem(jid_path, e)),
+        };
+        if from_file.is_some() {
+            return Ok(from_file);
+        }
+        let buf = match msgpack::read_file(&self.load_path(), max) {
+            Ok(buf) => buf,
+            Err(e) if e.is_vanished() => return Ok(None),
+            Err(e) => return Err(problem(self.load_path(), e)),
+        };
+        Ok(msgpack::decode(&buf).ok().and_then(|load| {
             msgpack::get(&load, "jid")
                 .and_then(msgpack::as_text)
                 .map(|j| j.into_owned())
-        })
+        }))
     }
 }
 
@@ -122,6 +145,7 @@ pub fn scan(
                 jid: String::new(),
                 nocache: false,
                 minions: Vec::new(),
+                raw: Vec::new(),
                 mtime,
             };
             if list(&job.key, mtime) {
@@ -145,6 +169,7 @@ impl JobDir {
             jid: String::new(),
             nocache: false,
             minions: Vec::new(),
+            raw: Vec::new(),
             mtime: Some(mtime),
         };
         job.list(&mut Vec::new());
@@ -167,9 +192,18 @@ impl JobDir {
             }
         };
         for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let raw = entry.file_name();
+            let name = match raw.to_str() {
+                Some(name) => name.to_owned(),
+                None => escaped(raw.as_encoded_bytes()),
+            };
             match entry.file_type() {
-                Ok(t) if t.is_dir() => self.minions.push(name),
+                Ok(t) if t.is_dir() => {
+                    if raw.to_str().is_none() {
+                        self.raw.push((name.clone(), raw));
+                    }
+                    self.minions.push(name)
+                }
                 _ if name == "nocache" => self.nocache = true,
                 _ => {}
             }
@@ -208,6 +242,31 @@ pub fn mtime_nanos(dir: &Path) -> Option<i64> {
     i64::try_from(d.as_nanos()).ok()
 }
 
+/// A file name that is not UTF-8, its odd bytes as `\xNN`: readable in an event and in the
+/// checkpoint, and different for different bytes.
+fn escaped(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
 fn is_hex_pair(name: Option<&str>) -> bool {
     name.is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_not_utf8_are_escaped_apart() {
+        assert_eq!(escaped(b"web\xff01"), "web\\xff01");
+        assert_ne!(escaped(b"a\xff"), escaped(b"a\xfe"));
+        assert_eq!(escaped("caf\u{e9}".as_bytes()), "caf\u{e9}");
+    }
 }

@@ -86,7 +86,10 @@ fn cache_check(config: &Config, lines: &mut Vec<Line>) -> Option<Vec<JobDir>> {
                 .count()
         })
         .sum();
-    let mut jids: Vec<String> = dirs.iter().filter_map(JobDir::read_jid).collect();
+    let mut jids: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| d.read_jid(config.max_return_bytes).ok().flatten())
+        .collect();
     jids.sort();
     let range = match (jids.first(), jids.last()) {
         (Some(first), Some(last)) => format!(", oldest jid {first}, newest jid {last}"),
@@ -269,6 +272,7 @@ mod tests {
             jid: String::new(),
             nocache: false,
             minions: minions.iter().map(|m| m.to_string()).collect(),
+            raw: Vec::new(),
             mtime: None,
         }
     }

@@ -15,8 +15,9 @@ Exit status:
   0  done
   0  also for sync and watch: another saltship holds the state file's lock (it says so;
      -q silences it); backfill then ships without recording
-  1  finished, but some cache files could not be read, or the receiver refused some events
-     for good (each was named in a warning); for check: some check failed
+  1  finished, but some cache files could not be read (each was named in a warning; those
+     unreadable for now, permission denied, too big..., are tried again next run), or the
+     receiver refused some events for good; for check: some check failed
   2  usage or configuration error (bad option, a cache folder that is not a Salt job
      cache, unreadable state file)
   3  could not deliver the events (no acknowledgement within --deliver-timeout, or a bad
@@ -272,6 +273,38 @@ pub struct CommonArgs {
     /// Ship the values of a `pillar=` argument in fun_args instead of masking them
     #[arg(long, env = "SALTSHIP_SHOW_PILLAR_ARGS", value_parser = Boolish)]
     pub show_pillar_args: bool,
+
+    /// Also mask the values of keyword arguments with this name in fun_args (repeatable). Always
+    /// masked: password, passwd, pass, secret, token, api_key, apikey, private_key, ssh_key, key,
+    /// and any name that ends in one of them after '_' or '-' (db_password, auth-token), at any
+    /// depth; and pillar, unless --show-pillar-args
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SALTSHIP_MASK_ARG",
+        value_delimiter = ','
+    )]
+    pub mask_arg: Vec<String>,
+
+    /// Read no cache file larger than this (a return or a .load.p): it is named in a warning,
+    /// counted as failed and tried again at the next run. Bytes, or with K, M, G (KiB...)
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SALTSHIP_MAX_RETURN_BYTES",
+        default_value = "256M"
+    )]
+    pub max_return_bytes: String,
+
+    /// Memory for the returns being decoded and sent at once, across the threads; a return
+    /// needing more is handled alone. Bytes, or with K, M, G (KiB...)
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SALTSHIP_MEMORY_BUDGET",
+        default_value = "64M"
+    )]
+    pub memory_budget: String,
 
     /// Threads that decode and encode returns [default: one per core]; events still go out in
     /// jid order

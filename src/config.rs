@@ -40,6 +40,12 @@ pub struct Config {
     pub funs: Vec<String>,
     pub only_failures: bool,
     pub show_pillar_args: bool,
+    /// Keyword arguments masked in `fun_args` beyond the built-in secret names.
+    pub mask_args: Vec<String>,
+    /// No cache file larger than this is read.
+    pub max_return_bytes: u64,
+    /// Bytes of returns in flight across the workers.
+    pub memory_budget: u64,
     pub master_id: String,
     pub jid_zone: JidZone,
     /// Jobs published in `[since, until)`, microseconds since the epoch.
@@ -198,6 +204,10 @@ impl Config {
             funs: args.fun.clone(),
             only_failures: args.only_failures,
             show_pillar_args: args.show_pillar_args,
+            mask_args: args.mask_arg.clone(),
+            max_return_bytes: parse_size(&args.max_return_bytes)
+                .context("bad --max-return-bytes")?,
+            memory_budget: parse_size(&args.memory_budget).context("bad --memory-budget")?,
             master_id: args.master_id.clone().unwrap_or_else(hostname),
             jid_zone,
             since: None,
@@ -451,6 +461,25 @@ fn load_tls(t: &TlsArgs) -> Result<Tls> {
     })
 }
 
+/// A size in bytes: `1048576`, `512K`, `64M`, `1G` (powers of 1024; `KiB`, `MiB`, `GiB` too).
+fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => bail!("'{text}': give bytes, or a number with K, M or G"),
+    };
+    n.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|n| *n > 0)
+        .with_context(|| format!("'{text}': give a positive size, like 64M"))
+}
+
 /// This host's name, the master's default `id`.
 fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
@@ -470,4 +499,20 @@ pub fn journal_stream() -> bool {
     };
     std::fs::metadata("/proc/self/fd/2")
         .is_ok_and(|m| wanted.trim() == format!("{}:{}", m.dev(), m.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("1048576").ok(), Some(1 << 20));
+        assert_eq!(parse_size("512K").ok(), Some(512 << 10));
+        assert_eq!(parse_size("64MiB").ok(), Some(64 << 20));
+        assert_eq!(parse_size("2g").ok(), Some(2 << 30));
+        for bad in ["", "0", "-1", "12X", "M", "99999999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! What a job's `.load.p` tells us: the function(s) run and their arguments, with secrets kept
-//! home (`kwargs` is never read; `pillar=` values are masked unless asked otherwise).
+//! home (`kwargs` is never read; the values of secret-looking keyword arguments are masked, and
+//! of `pillar=` unless asked otherwise).
 
 use rmpv::ValueRef;
 use serde_json::Value;
@@ -8,6 +9,44 @@ use crate::json::Json;
 use crate::msgpack::{as_text, get};
 
 const MASK: &str = "********";
+
+/// Keyword arguments whose values are masked: these names, and names ending in one of them
+/// after `_` or `-` (`db_password`, `auth-token`), in any case. The README and `--help` list
+/// them; keep the three in step.
+pub const SECRET_ARGS: [&str; 10] = [
+    "password",
+    "passwd",
+    "pass",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "private_key",
+    "ssh_key",
+    "key",
+];
+
+/// Which keyword arguments of `fun_args` have their values masked (by default the secret
+/// names and `pillar`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Masking<'m> {
+    /// `--show-pillar-args`: ship `pillar=` values.
+    pub show_pillar: bool,
+    /// `--mask-arg`: more names, matched whole.
+    pub extra: &'m [String],
+}
+
+impl Masking<'_> {
+    fn hides(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        (name == "pillar" && !self.show_pillar)
+            || self.extra.iter().any(|x| x.eq_ignore_ascii_case(&name))
+            || SECRET_ARGS.iter().any(|s| {
+                name.strip_suffix(s)
+                    .is_some_and(|head| head.is_empty() || head.ends_with(['_', '-']))
+            })
+    }
+}
 
 /// One job of the cache, as far as events need it.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +66,7 @@ impl Job {
     pub fn from_load(
         jid: String,
         load: Option<&ValueRef<'_>>,
-        show_pillar: bool,
+        masking: Masking<'_>,
         publish: Option<i64>,
     ) -> Job {
         let Some(load) = load else {
@@ -54,7 +93,7 @@ impl Job {
             .or_else(|| get(load, "return").and_then(|r| get(r, "fun_args")))
             .map(|a| serde_json::to_value(Json(a)).unwrap_or(Value::Null))
             .unwrap_or(Value::Null);
-        let args = if show_pillar { args } else { mask_pillar(args) };
+        let args = mask(args, masking);
         Job {
             jid,
             funs,
@@ -85,23 +124,32 @@ impl Job {
     }
 }
 
-/// Replaces the values of a `pillar` keyword argument, both as Salt packs parsed kwargs
-/// (`{"pillar": {...}, "__kwarg__": true}`) and as raw `pillar=...` strings.
-fn mask_pillar(args: Value) -> Value {
+/// Replaces the values of the keyword arguments `masking` hides, at any depth (a `pillar=`
+/// nested in another argument too), both as Salt packs parsed kwargs (`{"pillar": {...},
+/// "__kwarg__": true}`) and as raw `name=value` strings. A masked dict keeps its keys.
+fn mask(args: Value, masking: Masking<'_>) -> Value {
     match args {
-        Value::Array(items) => Value::Array(items.into_iter().map(mask_pillar).collect()),
-        Value::Object(mut map) => {
-            if let Some(pillar) = map.get_mut("pillar") {
-                *pillar = match pillar.take() {
-                    Value::Object(p) => {
-                        Value::Object(p.into_iter().map(|(k, _)| (k, MASK.into())).collect())
-                    }
-                    _ => MASK.into(),
-                };
-            }
-            Value::Object(map)
-        }
-        Value::String(s) if s.starts_with("pillar=") => Value::String(format!("pillar={MASK}")),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| mask(v, masking)).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::Object(p) if masking.hides(&k) => {
+                            Value::Object(p.into_iter().map(|(k, _)| (k, MASK.into())).collect())
+                        }
+                        _ if masking.hides(&k) => MASK.into(),
+                        // --show-pillar-args ships the pillar as it is.
+                        v if k == "pillar" => v,
+                        v => mask(v, masking),
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        Value::String(s) => match s.split_once('=') {
+            Some((k, _)) if masking.hides(k) => Value::String(format!("{k}={MASK}")),
+            _ => Value::String(s),
+        },
         other => other,
     }
 }
@@ -111,15 +159,63 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const DEFAULT: Masking<'static> = Masking {
+        show_pillar: false,
+        extra: &[],
+    };
+
     #[test]
     fn pillar_values_are_masked_in_both_forms() {
         let args = json!(["web", {"pillar": {"db_pass": "s3cret", "n": 1}, "__kwarg__": true}, "pillar={\"x\": 1}"]);
-        let masked = mask_pillar(args);
+        let masked = mask(args, DEFAULT);
         assert_eq!(
             masked,
             json!(["web", {"pillar": {"db_pass": MASK, "n": MASK}, "__kwarg__": true}, format!("pillar={MASK}")])
         );
         assert!(!masked.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn secret_kwargs_are_masked_at_any_depth() {
+        let args = json!([
+            "bob",
+            {"password": "hunter2", "DB_Password": "p2", "auth-token": {"a": "t"}, "__kwarg__": true},
+            {"kwarg": {"pillar": {"k": "deep"}, "opts": [{"api_key": "ak"}]}},
+            "passwd=s3",
+            "bypass=keep",
+            "keyboard=keep",
+            "name=keep"
+        ]);
+        let masked = mask(args, DEFAULT);
+        assert_eq!(
+            masked,
+            json!([
+                "bob",
+                {"password": MASK, "DB_Password": MASK, "auth-token": {"a": MASK}, "__kwarg__": true},
+                {"kwarg": {"pillar": {"k": MASK}, "opts": [{"api_key": MASK}]}},
+                format!("passwd={MASK}"),
+                "bypass=keep",
+                "keyboard=keep",
+                "name=keep"
+            ])
+        );
+    }
+
+    #[test]
+    fn mask_arg_adds_names_and_show_pillar_keeps_pillar() {
+        let extra = ["Community".to_owned()];
+        let masking = Masking {
+            show_pillar: true,
+            extra: &extra,
+        };
+        let masked = mask(
+            json!([{"community": "public", "pillar": {"a": 1, "password": "p"}, "password": "x"}, "COMMUNITY=c"]),
+            masking,
+        );
+        assert_eq!(
+            masked,
+            json!([{"community": MASK, "pillar": {"a": 1, "password": "p"}, "password": MASK}, format!("COMMUNITY={MASK}")])
+        );
     }
 
     #[test]

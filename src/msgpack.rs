@@ -8,10 +8,15 @@ use std::path::Path;
 use rmpv::ValueRef;
 
 /// Why a cache file could not be used. Callers branch on the kind: a truncated `.load.p`
-/// may still be being written, a vanished file was removed by the master's cleanup.
+/// may still be being written, a vanished file was removed by the master's cleanup, and only
+/// a [permanent](ReadError::is_permanent) error may be recorded as done.
 #[derive(Debug)]
 pub enum ReadError {
     Io(io::Error),
+    /// Not a regular file (a FIFO, socket, device or folder): never opened for reading.
+    NotRegular(&'static str),
+    /// Larger than the cap (`--max-return-bytes`): (its size, the cap).
+    TooBig(u64, u64),
     Empty,
     Truncated,
     Corrupt(String),
@@ -22,6 +27,20 @@ impl ReadError {
     pub fn is_vanished(&self) -> bool {
         matches!(self, ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound)
     }
+
+    /// Broken for good: the same bytes will fail the same way at the next pass, so the file may
+    /// be recorded after its one warning. Everything else (permission denied, I/O error, out of
+    /// memory, too many open files, vanished, over the size cap) depends on the moment or the
+    /// configuration, and is tried again.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ReadError::NotRegular(_)
+                | ReadError::Empty
+                | ReadError::Truncated
+                | ReadError::Corrupt(_)
+        )
+    }
 }
 
 impl fmt::Display for ReadError {
@@ -29,6 +48,11 @@ impl fmt::Display for ReadError {
         match self {
             ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound => f.write_str("vanished"),
             ReadError::Io(e) => write!(f, "unreadable: {e}"),
+            ReadError::NotRegular(kind) => write!(f, "not a regular file ({kind}): not read"),
+            ReadError::TooBig(size, cap) => write!(
+                f,
+                "{size} bytes, more than --max-return-bytes {cap}: not read"
+            ),
             ReadError::Empty => f.write_str("empty file"),
             ReadError::Truncated => f.write_str("truncated msgpack"),
             ReadError::Corrupt(why) => write!(f, "not msgpack: {why}"),
@@ -36,9 +60,44 @@ impl fmt::Display for ReadError {
     }
 }
 
-/// Reads a whole file; the bytes outlive the values decoded from them.
-pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
-    std::fs::read(path).map_err(ReadError::Io)
+/// Reads a whole regular file of at most `max` bytes; the bytes outlive the values decoded
+/// from them. Opened without blocking, so a FIFO in the cache (or a device) cannot hang a run,
+/// and never read beyond `max`, so a file that grows (or `/dev/zero` behind a link) cannot
+/// fill the memory.
+pub fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(ReadError::Io)?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    let t = meta.file_type();
+    if !t.is_file() {
+        return Err(ReadError::NotRegular(match () {
+            _ if t.is_dir() => "a folder",
+            _ if t.is_fifo() => "a FIFO",
+            _ if t.is_socket() => "a socket",
+            _ if t.is_char_device() || t.is_block_device() => "a device",
+            _ => "not a file",
+        }));
+    }
+    if meta.len() > max {
+        return Err(ReadError::TooBig(meta.len(), max));
+    }
+    let mut buf = Vec::new();
+    // A return too big for the memory left is a failed file for now, not an abort.
+    buf.try_reserve_exact(meta.len() as usize + 1)
+        .map_err(|_| ReadError::Io(io::ErrorKind::OutOfMemory.into()))?;
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(ReadError::Io)?;
+    if buf.len() as u64 > max {
+        return Err(ReadError::TooBig(buf.len() as u64, max));
+    }
+    Ok(buf)
 }
 
 /// How deep values may nest, counted as rmpv counts it (a container costs two, a string
@@ -59,6 +118,7 @@ pub fn decode(buf: &[u8]) -> Result<ValueRef<'_>, ReadError> {
     let value = d.value(MAX_DEPTH).map_err(|bad| match bad {
         Bad::Truncated => ReadError::Truncated,
         Bad::Deep => ReadError::Corrupt("depth limit exceeded".into()),
+        Bad::OutOfMemory => ReadError::Io(io::ErrorKind::OutOfMemory.into()),
     })?;
     if d.pos != buf.len() {
         // Plain text decodes as a fixint followed by junk: that is not a Salt file.
@@ -75,6 +135,8 @@ pub fn decode(buf: &[u8]) -> Result<ValueRef<'_>, ReadError> {
 enum Bad {
     Truncated,
     Deep,
+    /// A map or array larger than the memory left: transient, unlike the other two.
+    OutOfMemory,
 }
 
 /// A cursor over one file's bytes. The helpers are `inline(always)`: left to itself the
@@ -195,7 +257,10 @@ impl<'a> Decoder<'a> {
     fn seq(&mut self, n: usize, depth: u16) -> Result<ValueRef<'a>, Bad> {
         let depth = deeper(depth)?;
         // Every item takes at least a byte: a corrupt length cannot reserve more than the file.
-        let mut items = Vec::with_capacity(n.min(self.left()));
+        let mut items = Vec::new();
+        items
+            .try_reserve_exact(n.min(self.left()))
+            .map_err(|_| Bad::OutOfMemory)?;
         for _ in 0..n {
             items.push(self.value(depth)?);
         }
@@ -206,7 +271,10 @@ impl<'a> Decoder<'a> {
     fn map(&mut self, n: usize, depth: u16) -> Result<ValueRef<'a>, Bad> {
         let depth = deeper(depth)?;
         // Every entry takes at least two bytes.
-        let mut entries = Vec::with_capacity(n.min(self.left() / 2));
+        let mut entries = Vec::new();
+        entries
+            .try_reserve_exact(n.min(self.left() / 2))
+            .map_err(|_| Bad::OutOfMemory)?;
         for _ in 0..n {
             let key = self.value(depth)?;
             entries.push((key, self.value(depth)?));

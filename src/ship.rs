@@ -3,6 +3,7 @@
 //! after the confirmation that covers it. A bad file is named in one warning and counted; the
 //! run goes on.
 
+mod budget;
 mod work;
 
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ use crate::metrics::{Metrics, Own};
 use crate::sink::stdout::StdoutSink;
 use crate::sink::{self, Sink, SinkError};
 use crate::{pipeline, progress, time};
+use budget::Budget;
 use work::{load_job, work, BufferPool, Done, Loaded, Read, Step};
 
 /// Confirm delivery whenever this much is unconfirmed: bounds memory and what a failure resends.
@@ -27,7 +29,7 @@ const CONFIRM_BYTES: usize = 4 << 20;
 /// A folder's mtime is trusted to show a new entry only when older than this (the clock
 /// behind mtimes is coarse).
 const SETTLED_AFTER: Duration = Duration::from_secs(2);
-/// Returns per hand-off to a worker thread.
+/// Returns per hand-off to a worker thread, at most: fewer when they are big (see [`Budget`]).
 const CHUNK: usize = 16;
 
 /// Which returns a run takes.
@@ -184,6 +186,16 @@ impl<'c> Shipper<'c> {
             self.blocked.clone(),
         );
         bar.set_message(self.bar_message());
+        let pool = std::mem::take(&mut self.pool);
+        // A pass of a chunk or less (most of watch's) is not worth starting threads for.
+        let returns: usize = jobs.iter().map(|(_, m)| m.len()).sum();
+        let threads = if returns <= CHUNK { 1 } else { config.threads };
+        // Two hand-offs per worker plus one in order keep the cores busy. What bounds memory is
+        // the budget: each hand-off takes its returns' share before it is made, and gives it
+        // back once their events are sent.
+        let window = 2 * threads + 1;
+        let budget = Budget::new(config.memory_budget);
+        let share = budget.share(window);
         // Jobs are loaded in order on one thread, their returns decoded and encoded on all cores.
         let steps = jobs.iter().flat_map(|(dir, minions)| {
             let (loaded, load_failed) = load_job(config, mode, dir);
@@ -191,25 +203,46 @@ impl<'c> Shipper<'c> {
                 Loaded::Job(job) => Some(Arc::new(job.clone())),
                 _ => None,
             };
+            let (budget, pool) = (&budget, &pool);
             let returns = job.into_iter().flat_map(move |job| {
-                minions
-                    .chunks(CHUNK)
-                    .map(move |m| Step::Returns(dir, job.clone(), m))
+                let costs: Vec<u64> = minions
+                    .iter()
+                    .map(|m| budget::cost(&dir.return_path(m), config.max_return_bytes))
+                    .collect();
+                budget::runs(&costs, CHUNK, share)
+                    .into_iter()
+                    .map(move |(start, end, cost)| {
+                        budget.take(cost);
+                        let step = Step::Returns(dir, job.clone(), &minions[start..end], cost);
+                        // One that goes alone is worked on here: no worker could work beside it
+                        // anyway, and on one thread the allocator keeps one copy of its memory
+                        // for reuse, not one per worker thread.
+                        if budget.alone(cost) {
+                            Step::Worked(work(config, pool, step))
+                        } else {
+                            step
+                        }
+                    })
             });
             std::iter::once(Step::Job(dir, minions.len(), loaded, load_failed)).chain(returns)
         });
-        let pool = std::mem::take(&mut self.pool);
-        // A pass of a chunk or less (most of watch's) is not worth starting threads for.
-        let returns: usize = jobs.iter().map(|(_, m)| m.len()).sum();
-        let threads = if returns <= CHUNK { 1 } else { config.threads };
-        // Two chunks per worker plus one in order: enough to keep the cores busy, and what bounds
-        // memory (each chunk holds CHUNK returns' events).
         let result = pipeline::ordered(
             threads,
-            2 * threads + 1,
+            window,
             steps,
             |step| work(config, &pool, step),
-            |done| self.take(done, &bar, &pool),
+            |done| {
+                let cost = match &done {
+                    Done::Returns(_, _, cost) => *cost,
+                    Done::Job(..) => 0,
+                };
+                let taken = self.take(done, &bar, &pool);
+                budget.give(cost);
+                if taken.is_err() {
+                    budget.close();
+                }
+                taken
+            },
         );
         self.pool = pool;
         bar.finish_and_clear();
@@ -297,7 +330,7 @@ impl<'c> Shipper<'c> {
                     }
                 }
             }
-            Done::Returns(dir, returns) => {
+            Done::Returns(dir, returns, _) => {
                 for Read {
                     minion,
                     buf,
@@ -510,19 +543,25 @@ fn plan(
             }
             continue;
         }
-        match known
-            .map(|s| s.jid.clone())
-            .filter(|j| !j.is_empty())
-            .or_else(|| dir.read_jid())
-        {
-            Some(jid) => dir.jid = jid,
-            None => {
-                // Salt's cleanup deletes a folder without a `jid` file at once; one that still
-                // has a `.load.p` is being created or half deleted: no job yet either way.
+        let jid = match known.map(|s| s.jid.clone()).filter(|j| !j.is_empty()) {
+            Some(jid) => Ok(Some(jid)),
+            None => dir.read_jid(config.max_return_bytes),
+        };
+        match jid {
+            Ok(Some(jid)) => dir.jid = jid,
+            // Salt's cleanup deletes a folder without a `jid` file at once; one that still has a
+            // `.load.p` is being created or half deleted: no job yet either way.
+            Ok(None) => {
                 if dir.load_path().exists() {
                     warn!("{}: missing or empty", dir.dir.join("jid").display());
                     totals.failed_files += 1;
                 }
+                continue;
+            }
+            // Not recorded: the job is tried again at the next pass.
+            Err(p) => {
+                warn!("{}: {}", p.path.display(), p.why);
+                totals.failed_files += 1;
                 continue;
             }
         }
@@ -543,7 +582,9 @@ pub fn start_at_now(config: &Config, checkpoint: &mut Checkpoint) -> anyhow::Res
     let (dirs, _) = scan(&config.cache_dir, |_| {}, |_, _| true);
     let mut returns = 0;
     for dir in dirs {
-        let Some(jid) = dir.read_jid() else { continue };
+        let Ok(Some(jid)) = dir.read_jid(config.max_return_bytes) else {
+            continue;
+        };
         for minion in &dir.minions {
             checkpoint.record(&dir.key, &jid, minion);
             returns += 1;

@@ -34,6 +34,19 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The jids of a cache's job folders (their `jid` files), oldest first.
+fn fixture_jids(jobs: &Path) -> Vec<String> {
+    let mut jids: Vec<String> = walkdir::WalkDir::new(jobs)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.depth() == 3 && e.file_name() == "jid")
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|j| j.trim().to_string())
+        .collect();
+    jids.sort();
+    jids
+}
+
 fn p(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
 }
@@ -200,7 +213,7 @@ fn backfill_while_the_daemon_runs_ships_without_recording_and_sync_waits() {
 fn the_keep_jobs_warning_is_for_sync_not_backfill() {
     let (tmp, jobs) = cache_copy("jobs");
     let target = format!("127.0.0.1:{}", free_port());
-    // The fixtures are days old: far past a keep_jobs of one hour.
+    // The fixtures are older than a second: past a keep_jobs of one second.
     let one = |cmd: &str, state: &str| {
         let state = tmp.path().join(state);
         let args = [
@@ -212,7 +225,7 @@ fn the_keep_jobs_warning_is_for_sync_not_backfill() {
             "--deliver-timeout",
             "1s",
             "--keep-jobs",
-            "1h",
+            "1s",
             "--state-file",
             p(&state),
         ];
@@ -233,7 +246,9 @@ fn the_keep_jobs_warning_is_for_sync_not_backfill() {
 #[test]
 fn verbose_says_what_was_skipped_and_why() {
     let jobs = testdata("jobs");
-    let since = ["--since", "20261123203000000000"];
+    // Half the fixtures' jobs are older than this.
+    let jids = fixture_jids(&jobs);
+    let since = ["--since", jids[jids.len() / 2].as_str()];
     let quiet = backfill(&jobs, &since);
     assert!(!quiet.stderr.contains("debug"), "{}", quiet.stderr);
     let verbose = backfill(&jobs, &[&since[..], &["-v"]].concat());
@@ -327,10 +342,19 @@ fn check_says_ok_for_a_working_configuration() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(lines.iter().all(|l| l.starts_with("ok ")), "{text}");
-    assert!(
-        text.contains("a Salt job cache, 42 jobs, 57 returns, oldest jid 20261123202803581019"),
-        "{text}"
+    let jids = fixture_jids(&jobs);
+    let returns = walkdir::WalkDir::new(&jobs)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.depth() == 4 && e.file_name() == "return.p")
+        .count();
+    let expect = format!(
+        "a Salt job cache, {} jobs, {returns} returns, oldest jid {}, newest jid {}",
+        jids.len(),
+        jids[0],
+        jids[jids.len() - 1]
     );
+    assert!(text.contains(&expect), "{text}\nexpected: {expect}");
     assert!(
         text.contains(&format!("target {target}: accepts")),
         "{text}"

@@ -304,7 +304,12 @@ mod tests {
         )]);
         let bytes = rmp_bytes(&load);
         let load = crate::msgpack::decode(&bytes).expect("valid msgpack");
-        let job = Job::from_load("20261123202950677169".into(), Some(&load), false, None);
+        let job = Job::from_load(
+            "20261123202950677169".into(),
+            Some(&load),
+            crate::job::Masking::default(),
+            None,
+        );
         let states = Mp::Map(vec![(
             "salt_|-deploy_|-deploy_|-state".into(),
             state(Mp::Nil, empty(), 1.0),

@@ -53,7 +53,12 @@ impl Metrics {
     /// Metrics whose fleet is what the cache shows now (see [`rebuild`]).
     pub fn rebuilt(config: &crate::config::Config) -> Metrics {
         let metrics = Metrics::default();
-        metrics.lock().fleet = rebuild::rebuild(&config.cache_dir, config.jid_zone, &config.funs);
+        metrics.lock().fleet = rebuild::rebuild(
+            &config.cache_dir,
+            config.jid_zone,
+            &config.funs,
+            config.max_return_bytes,
+        );
         metrics
     }
 

@@ -12,19 +12,19 @@ use log::debug;
 use super::fleet::{observe, Fleet};
 use crate::cache::scan;
 use crate::extract::extract;
-use crate::job::Job;
+use crate::job::{Job, Masking};
 use crate::msgpack;
 use crate::time::{jid_instant, JidZone};
 
 /// Every minion's latest real state run in the cache under `root`, of the jobs `--fun` (`funs`)
-/// takes. Unreadable files are skipped here: shipping names them.
-pub fn rebuild(root: &Path, zone: JidZone, funs: &[String]) -> Fleet {
+/// takes. Unreadable files (and files over `max` bytes) are skipped here: shipping names them.
+pub fn rebuild(root: &Path, zone: JidZone, funs: &[String], max: u64) -> Fleet {
     let (dirs, _) = scan(root, |_| {}, |_, _| true);
     let mut jobs: Vec<_> = dirs
         .into_iter()
         .filter(|d| !d.nocache && !d.minions.is_empty())
         .filter_map(|mut d| {
-            d.jid = d.read_jid()?;
+            d.jid = d.read_jid(max).ok().flatten()?;
             Some(d)
         })
         .collect();
@@ -41,15 +41,15 @@ pub fn rebuild(root: &Path, zone: JidZone, funs: &[String]) -> Fleet {
         if wanted.is_empty() {
             continue;
         }
-        let load = msgpack::read_file(&dir.load_path()).ok();
+        let load = msgpack::read_file(&dir.load_path(), max).ok();
         let value = load.as_deref().and_then(|b| msgpack::decode(b).ok());
         let publish = jid_instant(&dir.jid, zone);
-        let job = Job::from_load(dir.jid.clone(), value.as_ref(), false, publish);
+        let job = Job::from_load(dir.jid.clone(), value.as_ref(), Masking::default(), publish);
         if !job.taken(funs) {
             continue;
         }
         for minion in wanted {
-            let Ok(bytes) = msgpack::read_file(&dir.return_path(minion)) else {
+            let Ok(bytes) = msgpack::read_file(&dir.return_path(minion), max) else {
                 continue;
             };
             let Ok(ret) = msgpack::decode(&bytes) else {

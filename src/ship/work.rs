@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::event::{to_map, write_json};
 use crate::extract::{extract, StateEvent};
 use crate::format::{self, Format};
-use crate::job::Job;
+use crate::job::{Job, Masking};
 use crate::metrics::fleet::{self, Observed};
 use crate::msgpack::{self, ReadError};
 use crate::{glob, time};
@@ -27,14 +27,18 @@ pub(super) enum Step<'j> {
     /// A job's load, before its returns: (folder, how many returns, what the load said, whether
     /// `.load.p` was broken).
     Job(&'j JobDir, usize, Loaded, bool),
-    /// Up to [`CHUNK`] returns of one job: fewer hand-offs between threads.
-    Returns(&'j JobDir, std::sync::Arc<Job>, &'j [String]),
+    /// Up to [`CHUNK`](super::CHUNK) returns of one job (fewer hand-offs between threads), and
+    /// the bytes of the memory budget they took.
+    Returns(&'j JobDir, std::sync::Arc<Job>, &'j [String], u64),
+    /// Returns already worked on by the producer (one too big to go beside others).
+    Worked(Done<'j>),
 }
 
 /// What the workers hand back, in the same order.
 pub(super) enum Done<'j> {
     Job(&'j JobDir, usize, Loaded, bool),
-    Returns(&'j JobDir, Vec<Read<'j>>),
+    /// The returns read, and the bytes of the memory budget they took.
+    Returns(&'j JobDir, Vec<Read<'j>>, u64),
 }
 
 /// One return read, decoded and encoded.
@@ -54,7 +58,8 @@ pub(super) struct Read<'j> {
 pub(super) fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Done<'j> {
     match step {
         Step::Job(dir, n, loaded, failed) => Done::Job(dir, n, loaded, failed),
-        Step::Returns(dir, job, minions) => Done::Returns(
+        Step::Worked(done) => done,
+        Step::Returns(dir, job, minions, cost) => Done::Returns(
             dir,
             minions
                 .iter()
@@ -73,31 +78,41 @@ pub(super) fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Do
                     }
                 })
                 .collect(),
+            cost,
         ),
     }
 }
 
 /// Output buffers go back and forth between the workers and the consumer instead of being
 /// allocated per return: a return's events are often over the size at which the allocator
-/// maps fresh pages, and faulting those in costs more than writing the events.
+/// maps fresh pages, and faulting those in costs more than writing the events. What it keeps
+/// is bounded in bytes, outside the memory budget.
 #[derive(Default)]
-pub(super) struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
+pub(super) struct BufferPool(std::sync::Mutex<(Vec<Vec<u8>>, usize)>);
+
+/// Bytes of idle buffers the pool keeps.
+const POOL_BYTES: usize = 8 << 20;
 
 impl BufferPool {
     pub(super) fn take(&self) -> Vec<u8> {
         self.0
             .lock()
             .ok()
-            .and_then(|mut p| p.pop())
+            .and_then(|mut p| {
+                let buf = p.0.pop()?;
+                p.1 -= buf.capacity();
+                Some(buf)
+            })
             .unwrap_or_else(|| Vec::with_capacity(1 << 16))
     }
 
     pub(super) fn give(&self, mut buf: Vec<u8>) {
         buf.clear();
         if let Ok(mut pool) = self.0.lock() {
-            // As many as can be in flight; a huge one is let go.
-            if pool.len() < 64 && buf.capacity() <= 4 << 20 {
-                pool.push(buf);
+            // A huge one is let go.
+            if pool.1 + buf.capacity() <= POOL_BYTES {
+                pool.1 += buf.capacity();
+                pool.0.push(buf);
             }
         }
     }
@@ -116,7 +131,7 @@ pub(super) fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bo
     let publish = time::jid_instant(&dir.jid, config.jid_zone);
     let path = dir.load_path();
     let mut failed = false;
-    let buf = match read_load(&path) {
+    let buf = match read_load(&path, config.max_return_bytes) {
         Ok(buf) => Some(buf),
         Err(e)
             if mode == Mode::Sync
@@ -130,6 +145,11 @@ pub(super) fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bo
             return (Loaded::NotYet, false);
         }
         Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
+        // Not this file's fault for good: its returns wait for the next pass.
+        Err(e) if !e.is_permanent() => {
+            warn!("{}: {e}", path.display());
+            return (Loaded::NotYet, true);
+        }
         Err(e) => {
             warn!("{}: {e}", path.display());
             failed = true;
@@ -140,7 +160,10 @@ pub(super) fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bo
     let job = Job::from_load(
         dir.jid.clone(),
         load.as_ref(),
-        config.show_pillar_args,
+        Masking {
+            show_pillar: config.show_pillar_args,
+            extra: &config.mask_args,
+        },
         publish,
     );
     // Jobs whose functions are known and none of them a state run are never decoded further.
@@ -163,10 +186,10 @@ pub(super) fn settling(dir: &JobDir) -> bool {
 }
 
 /// `.load.p` is written in place, not atomically: a truncated one may be mid-write, so retry.
-pub(super) fn read_load(path: &Path) -> Result<Vec<u8>, ReadError> {
+pub(super) fn read_load(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     let mut tries = 0;
     loop {
-        let buf = msgpack::read_file(path)?;
+        let buf = msgpack::read_file(path, max)?;
         match msgpack::decode(&buf) {
             Ok(_) => return Ok(buf),
             Err(ReadError::Truncated | ReadError::Empty) if tries < 3 => {
@@ -179,9 +202,10 @@ pub(super) fn read_load(path: &Path) -> Result<Vec<u8>, ReadError> {
 }
 
 /// Decodes one minion's return and appends its events to `buf`: how many, or `None` when the
-/// return has not landed yet (and is not done). A broken file is warned about, counted, and
-/// done: it will not mend, and warning again every run would be noise. With metrics kept,
-/// `seen` gets the return's state runs, before any filter.
+/// return is not done (not landed yet, or unreadable for now: tried again at the next pass).
+/// A file broken for good is warned about, counted, and done: it will not mend, and warning
+/// again every run would be noise. With metrics kept, `seen` gets the return's state runs,
+/// before any filter.
 pub(super) fn ship_return(
     config: &Config,
     job: &Job,
@@ -192,26 +216,26 @@ pub(super) fn ship_return(
     seen: &mut Option<Observed>,
 ) -> Option<u64> {
     let path = dir.return_path(minion);
-    let bytes = match msgpack::read_file(&path) {
+    let failed = |e: ReadError, totals: &mut Totals| {
+        warn!("{}: {e}", path.display());
+        totals.failed_files += 1;
+        e.is_permanent().then_some(0)
+    };
+    let bytes = match msgpack::read_file(&path, config.max_return_bytes) {
         Ok(bytes) => bytes,
         // The minion folder is made before return.p lands; nothing to read yet.
         Err(e) if e.is_vanished() && path.parent().is_some_and(Path::exists) => {
             debug!("{}: not written yet", path.display());
             return None;
         }
-        Err(e) => {
-            warn!("{}: {e}", path.display());
-            totals.failed_files += 1;
-            return Some(0);
-        }
+        Err(e) => return failed(e, totals),
     };
+    if !super::budget::fits(bytes.len()) {
+        return failed(ReadError::Io(io::ErrorKind::OutOfMemory.into()), totals);
+    }
     let value = match msgpack::decode(&bytes) {
         Ok(value) => value,
-        Err(e) => {
-            warn!("{}: {e}", path.display());
-            totals.failed_files += 1;
-            return Some(0);
-        }
+        Err(e) => return failed(e, totals),
     };
     totals.returns += 1;
     let mut n = 0;
