@@ -18,7 +18,7 @@ Exit status:
      -q silences it); backfill then ships without recording
   1  finished, but some cache files could not be read (each was named in a warning; those
      unreadable for now, permission denied, too big..., are tried again next run), or the
-     receiver refused some events for good (each named too); for check: some check failed
+     receiver refused some events for good; for check: some check failed
   2  usage or configuration error (bad option, a cache folder that is not a Salt job
      cache, unreadable state file)
   3  could not deliver the events (no acknowledgement within --deliver-timeout, or a bad
