@@ -2,8 +2,9 @@
 //! stdout (`ok` or `FAIL`, what was found, and for a failure what to do), like `filebeat test
 //! output`. The cache folder (a Salt job cache, readable, its jobs and returns), the state file
 //! (readable, writable, its lock free), each target (a connection, the TLS handshake with the
-//! certificate checked, and the graceful close that confirms delivery), the inotify watch
-//! limit that `watch` needs, and its metrics file when one is given.
+//! certificate checked, and the graceful close that confirms delivery; for the HTTP sinks, the
+//! endpoint and the token or key accepted; for Kafka, the brokers' metadata of the topic), the
+//! inotify watch limit that `watch` needs, and its metrics file when one is given.
 
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -11,7 +12,7 @@ use std::path::Path;
 use crate::cache::{self, JobDir};
 use crate::checkpoint::{Busy, Checkpoint};
 use crate::config::Config;
-use crate::sink::{tcp, tls};
+use crate::sink;
 use crate::Exit;
 
 const MAX_USER_WATCHES: &str = "/proc/sys/fs/inotify/max_user_watches";
@@ -200,34 +201,36 @@ fn writable_ancestor(folder: &Path) -> std::io::Result<()> {
     try_create(existing)
 }
 
-/// Each target: a connection, the TLS handshake and certificate when `--tls`, and a graceful
-/// close (the receiver's confirmation that delivery relies on). Nothing is sent.
+/// Each target, as its sink tests it without sending an event: a TCP connection, its TLS
+/// handshake and certificate when `--tls`, and a graceful close (the receiver's confirmation
+/// that delivery relies on); for the HTTP sinks, the endpoint and the token or key accepted;
+/// for Kafka, the topic's metadata from the brokers (credentials and topic).
 fn target_check(config: &Config, lines: &mut Vec<Line>) {
-    let Some(opts) = &config.tcp else {
+    let Some(opts) = &config.delivery else {
         lines.push(fail(
-            "targets: none given; give --target HOST:PORT (or SALTSHIP_TARGET)".into(),
+            "targets: none given; give --target (or SALTSHIP_TARGET)".into(),
         ));
         return;
     };
-    let tls = match (&opts.tls, config.tls_insecure) {
-        (None, _) => "",
-        (Some(_), false) => ", TLS handshake done and certificate verified",
-        (Some(_), true) => {
-            ", TLS handshake done, certificate NOT checked (--tls-insecure-skip-verify)"
-        }
-    };
-    for target in &opts.targets {
-        lines.push(match tcp::probe(target, opts) {
-            Ok(()) => ok(format!(
-                "target {target}: accepts a connection{tls}, and closes after ours (delivery can be confirmed)"
-            )),
-            Err(e) if tls::is_permanent(&e) => fail(format!(
-                "target {target}: {e} (check --tls-ca, --tls-server-name and the receiver's \
-                 certificate)"
+    for (i, target) in opts.targets().iter().enumerate() {
+        let tls = match (opts.uses_tls(i), config.tls_insecure) {
+            (false, _) => "",
+            (true, false) => ", TLS handshake done and certificate verified",
+            (true, true) => {
+                ", TLS handshake done, certificate NOT checked (--tls-insecure-skip-verify)"
+            }
+        };
+        lines.push(match sink::probe(opts, i) {
+            Ok(what) => ok(format!("target {target}: {what}{tls}")),
+            Err(e) if e.permanent => fail(format!(
+                "target {target}: {} (check the token, key or credentials, --tls-ca, \
+                 --tls-server-name, the receiver's certificate, the Kafka topic)",
+                e.why
             )),
             Err(e) => fail(format!(
-                "target {target}: {e} (is the receiver running and listening there, and open in \
-                 the firewall?)"
+                "target {target}: {} (is the receiver running and listening there, and open in \
+                 the firewall?)",
+                e.why
             )),
         });
     }

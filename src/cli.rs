@@ -8,6 +8,8 @@ use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
 use crate::format::Format;
+use crate::sink::kafka::KafkaKey;
+use crate::sink::SinkKind;
 
 const EXIT_STATUS: &str = "\
 Exit status:
@@ -15,12 +17,14 @@ Exit status:
   0  also for sync and watch: another saltship holds the state file's lock (it says so;
      -q silences it); backfill then ships without recording
   1  finished, but some cache files could not be read (each was named in a warning; those
-     unreadable for now, permission denied, too big..., are tried again next run);
-     for check: some check failed
+     unreadable for now, permission denied, too big..., are tried again next run), or the
+     receiver refused some events for good; for check: some check failed
   2  usage or configuration error (bad option, a cache folder that is not a Salt job
      cache, unreadable state file)
-  3  could not deliver the events, or could not save the checkpoint (state folder full or
-     read-only): the run stops rather than ship again and again what it cannot record";
+  3  could not deliver the events (no acknowledgement within --deliver-timeout, or a bad
+     token, certificate or credentials on every target, or a Kafka topic that does not exist),
+     or could not save the checkpoint (state folder full or read-only): the run stops rather
+     than ship again and again what it cannot record";
 
 /// Ship every SaltStack state result from the master's job cache to your log aggregator.
 ///
@@ -204,10 +208,21 @@ pub struct CommonArgs {
     )]
     pub cache_dir: PathBuf,
 
-    /// Send the events to this receiver (HOST:PORT); repeat for failover, tried in order
+    /// The receiver's protocol. tcp: lines over TCP or TLS; delivery is confirmed by a graceful
+    /// close (our FIN, then the receiver's EOF), which proves the receiver's socket read every
+    /// byte but not that an application stored it: a proxy or load balancer in between, or a
+    /// receiver that half-closes without reading, defeats it. splunk-hec, elasticsearch and
+    /// kafka are acknowledged by the store itself (indexer acknowledgement; per-item bulk
+    /// status; a delivery report per record with acks=all)
+    #[arg(long, value_enum, env = "SALTSHIP_SINK", default_value = "tcp")]
+    pub sink: SinkKind,
+
+    /// Send the events to this receiver: HOST:PORT for --sink tcp, a URL (http:// or
+    /// https://HOST:PORT, optionally with a path) for splunk-hec and elasticsearch; repeat for
+    /// failover, tried in order. For kafka: HOST:PORT bootstrap brokers (one list, not failover)
     #[arg(
         long,
-        value_name = "HOST:PORT",
+        value_name = "TARGET",
         env = "SALTSHIP_TARGET",
         value_delimiter = ','
     )]
@@ -218,16 +233,18 @@ pub struct CommonArgs {
     pub dry_run: bool,
 
     /// Wire format: json (one object per line), ecs (Elastic Common Schema, one per line),
-    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted)
-    #[arg(long, value_enum, env = "SALTSHIP_FORMAT", default_value = "json")]
-    pub format: Format,
+    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted); the HTTP sinks and
+    /// kafka take json or ecs [default: json; ecs for --sink elasticsearch]
+    #[arg(long, value_enum, env = "SALTSHIP_FORMAT")]
+    pub format: Option<Format>,
 
     /// Cut events longer than N bytes (biggest strings first, marked "truncated": true) [default:
     /// 10000 when sending, which a stock Splunk TCP input keeps whole; no limit with --dry-run]
     #[arg(long, value_name = "N", env = "SALTSHIP_MAX_EVENT_BYTES")]
     pub max_event_bytes: Option<usize>,
 
-    /// Give up (exit 3) when no receiver confirmed delivery for this long, e.g. 90s, 5m
+    /// Give up (exit 3) when no receiver took or acknowledged anything for this long, e.g. 90s,
+    /// 5m; every wait (connect, handshake, write, acknowledgement, close) ends by it
     #[arg(
         long,
         value_name = "DURATION",
@@ -314,6 +331,112 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// The Kafka sink. The password comes from a file or the environment, never from the command
+/// line.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Kafka")]
+pub struct KafkaArgs {
+    /// The topic every event goes to
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SALTSHIP_KAFKA_TOPIC",
+        default_value = "salt-states"
+    )]
+    pub kafka_topic: String,
+
+    /// Each record's key
+    #[arg(
+        long,
+        value_enum,
+        value_name = "KEY",
+        env = "SALTSHIP_KAFKA_KEY",
+        default_value = "event_id"
+    )]
+    pub kafka_key: KafkaKey,
+
+    /// SASL authentication: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with --kafka-user (over TLS
+    /// when --tls is given)
+    #[arg(long, value_name = "MECHANISM", env = "SALTSHIP_KAFKA_SASL_MECHANISM", value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], requires = "kafka_user")]
+    pub kafka_sasl_mechanism: Option<String>,
+
+    /// The SASL user; the password comes from --kafka-password-file or SALTSHIP_KAFKA_PASSWORD
+    #[arg(
+        long,
+        value_name = "USER",
+        env = "SALTSHIP_KAFKA_USER",
+        requires = "kafka_sasl_mechanism"
+    )]
+    pub kafka_user: Option<String>,
+
+    /// File holding the password of --kafka-user
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_KAFKA_PASSWORD_FILE")]
+    pub kafka_password_file: Option<PathBuf>,
+
+    /// A librdkafka property for the producer, e.g. compression.type=zstd or linger.ms=20
+    /// (repeatable, or several separated by ';'; applied last, so it can change saltship's own
+    /// settings)
+    #[arg(
+        long,
+        value_name = "KEY=VALUE",
+        env = "SALTSHIP_KAFKA_OPTION",
+        value_delimiter = ';'
+    )]
+    pub kafka_option: Vec<String>,
+}
+
+/// The HTTP sinks: Splunk HEC and Elasticsearch / OpenSearch. Secrets come from files or the
+/// environment, never from the command line.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Splunk HEC and Elasticsearch")]
+pub struct HttpArgs {
+    /// File holding the HEC token (or set SALTSHIP_HEC_TOKEN); sent as `Authorization: Splunk`
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_HEC_TOKEN_FILE")]
+    pub hec_token_file: Option<PathBuf>,
+
+    /// The `sourcetype` of every HEC event
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SALTSHIP_HEC_SOURCETYPE",
+        default_value = "salt:state"
+    )]
+    pub hec_sourcetype: String,
+
+    /// The Splunk index of every HEC event [default: the token's default index]
+    #[arg(long, value_name = "NAME", env = "SALTSHIP_HEC_INDEX")]
+    pub hec_index: Option<String>,
+
+    /// The Elasticsearch index or data stream (the stock logs-*-* template makes a data stream)
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SALTSHIP_ES_INDEX",
+        default_value = "logs-salt.state-default"
+    )]
+    pub es_index: String,
+
+    /// File holding an Elasticsearch API key (the encoded form, or set SALTSHIP_ES_API_KEY); sent
+    /// as `Authorization: ApiKey`
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_ES_API_KEY_FILE")]
+    pub es_api_key_file: Option<PathBuf>,
+
+    /// User for HTTP basic authentication (Elasticsearch, OpenSearch); the password comes from
+    /// --http-password-file or SALTSHIP_HTTP_PASSWORD
+    #[arg(long, value_name = "USER", env = "SALTSHIP_HTTP_USER")]
+    pub http_user: Option<String>,
+
+    /// File holding the password of --http-user
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_HTTP_PASSWORD_FILE")]
+    pub http_password_file: Option<PathBuf>,
 }
 
 /// TLS to the receivers.

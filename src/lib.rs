@@ -6,7 +6,9 @@
 //! - [`job`] reads `.load.p`; [`extract`] (pure) turns a return into [`extract::StateEvent`]s;
 //! - [`event`] encodes an event as JSON ([`json`] renders msgpack values, [`time`] the clocks);
 //!   [`format`] renders it as ecs, gelf or syslog and cuts oversize events;
-//! - [`sink`] delivers (stdout, TCP, TLS) and confirms delivery; [`checkpoint`] records it;
+//! - [`sink`] delivers and confirms delivery: stdout, or one delivery core (`sink/deliver.rs`:
+//!   failover, backoff, deadlines, outage reporting) under a protocol per receiver (`tcp.rs`
+//!   with `tls.rs`, `hec.rs`, `elastic.rs` with `http.rs`); [`checkpoint`] records it;
 //! - [`ship`] runs `backfill` and `sync` passes, decoding on every core through [`pipeline`];
 //!   [`watch`] follows the cache and makes passes as returns land;
 //! - [`metrics`] keeps the fleet's health (each minion's latest state run) and serves it;
@@ -137,7 +139,7 @@ pub fn main() -> Exit {
     match outcome {
         Ok(totals) => {
             info!("{}", totals.summary());
-            if totals.failed_files > 0 {
+            if totals.failed_files > 0 || totals.rejected > 0 {
                 Exit::FilesFailed
             } else {
                 Exit::Done

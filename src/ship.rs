@@ -19,8 +19,7 @@ use crate::checkpoint::{Checkpoint, SaveStats};
 use crate::config::Config;
 use crate::metrics::{Metrics, Own};
 use crate::sink::stdout::StdoutSink;
-use crate::sink::tcp::{TcpOptions, TcpSink};
-use crate::sink::{Sink, SinkError};
+use crate::sink::{self, Sink, SinkError};
 use crate::{pipeline, progress, time};
 use budget::Budget;
 use work::{load_job, work, BufferPool, Done, Loaded, Read, Step};
@@ -52,12 +51,18 @@ pub struct Totals {
     pub skipped: u64,
     pub failed_files: u64,
     pub reconnects: u64,
+    /// Events the receiver refused for good (a mapping error), their returns still recorded.
+    pub rejected: u64,
 }
 
 impl Totals {
     pub fn summary(&self) -> String {
+        let rejected = match self.rejected {
+            0 => String::new(),
+            n => format!(", {n} events rejected by the receiver"),
+        };
         format!(
-            "{} jobs, {} returns, {} events, {} skipped, {} failed files, {} reconnects",
+            "{} jobs, {} returns, {} events, {} skipped, {} failed files, {} reconnects{rejected}",
             self.jobs, self.returns, self.events, self.skipped, self.failed_files, self.reconnects
         )
     }
@@ -125,11 +130,8 @@ impl<'c> Shipper<'c> {
         checkpoint: Option<Checkpoint>,
         stop: Option<Arc<AtomicBool>>,
     ) -> Shipper<'c> {
-        let sink: Box<dyn Sink> = match &config.tcp {
-            Some(opts) => Box::new(TcpSink::new(TcpOptions {
-                stop: stop.clone(),
-                ..opts.clone()
-            })),
+        let sink: Box<dyn Sink> = match &config.delivery {
+            Some(opts) => sink::open(opts, stop.clone()),
             None => Box::new(StdoutSink::new()),
         };
         Shipper {
@@ -496,6 +498,7 @@ impl<'c> Shipper<'c> {
     /// Warns about returns near cleanup and turns the outcome into the run's result.
     pub fn finish(mut self, result: Result<(), SinkError>) -> Result<Totals, (Totals, String)> {
         self.totals.reconnects = self.sink.stats().reconnects;
+        self.totals.rejected = self.sink.stats().rejected;
         if let Some(jid) = self
             .pending
             .first()

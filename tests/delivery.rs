@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::receiver::{event_ids, Faults, Receiver};
+use common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
 use common::{backfill, multiplied_cache, saltship, Run};
 
 /// Backfills `jobs` to a receiver with `faults` and checks every dry-run event arrived.
@@ -59,7 +59,7 @@ fn receiver_up_two_seconds_late() {
     );
     // One warning when the outage starts and one line when it ends, not one per attempt.
     assert_eq!(
-        run.stderr.matches("cannot reach").count(),
+        run.stderr.matches("cannot deliver").count(),
         1,
         "{}",
         run.stderr
@@ -182,5 +182,57 @@ fn fails_over_to_the_next_target_in_order() {
         .iter()
         .all(|e| got.contains(e["event_id"].as_str().expect("id"))));
     // The second target answered at once: no outage was declared.
-    assert!(!run.stderr.contains("cannot reach"), "{}", run.stderr);
+    assert!(!run.stderr.contains("cannot deliver"), "{}", run.stderr);
+}
+
+/// `--deliver-timeout` is a deadline for every wait: a receiver that accepts and never reads
+/// ends the run (exit 3) about that long after it stopped taking bytes.
+#[test]
+fn a_receiver_that_never_reads_ends_the_run_by_the_deadline() {
+    let (_tmp, jobs) = multiplied_cache(100);
+    let deaf = Deaf::start(Deafness::NeverReads);
+    let start = Instant::now();
+    let run = saltship(&[
+        "backfill",
+        "--cache-dir",
+        jobs.to_str().expect("UTF-8"),
+        "--target",
+        &deaf.target(),
+        "--deliver-timeout",
+        "5s",
+    ]);
+    let took = start.elapsed();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(took >= Duration::from_secs(5), "{took:?}: {}", run.stderr);
+    // 5 s plus reading the cache, on a loaded machine; not 20-80 s.
+    assert!(took < Duration::from_secs(15), "{took:?}: {}", run.stderr);
+}
+
+/// A receiver that accepts and closes at once is one outage: one warning, not one per
+/// reconnect.
+#[test]
+fn a_receiver_that_closes_at_once_is_warned_about_once() {
+    let (_tmp, jobs) = common::cache_copy("jobs");
+    let rude = Deaf::start(Deafness::ClosesAtOnce);
+    let run = saltship(&[
+        "backfill",
+        "--cache-dir",
+        jobs.to_str().expect("UTF-8"),
+        "--target",
+        &rude.target(),
+        "--deliver-timeout",
+        "3s",
+    ]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        rude.accepted.load(std::sync::atomic::Ordering::SeqCst) > 2,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("cannot deliver").count(),
+        1,
+        "{}",
+        run.stderr
+    );
 }

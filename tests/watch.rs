@@ -8,7 +8,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::receiver::{event_ids, Faults, Receiver};
+use common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
 use common::watch::{land_job, p, source_job, Watch};
 use common::{age_folders, backfill, cache_copy, multiplied_cache, saltship};
 
@@ -347,6 +347,27 @@ fn watches_follow_the_jobs_in_flight() {
     let (code, _, log) = watch.stop();
     assert_eq!(code, 0, "{log}");
     assert!(receiver.finish().len() > shipped);
+}
+
+/// SIGTERM ends watch within 5 s while it is stuck writing to a receiver that never reads.
+#[test]
+fn sigterm_ends_watch_stuck_on_a_receiver_that_never_reads() {
+    let (tmp, jobs) = multiplied_cache(100);
+    let state = tmp.path().join("state");
+    let deaf = Deaf::start(Deafness::NeverReads);
+    let watch = Watch::start(&jobs, &state, &deaf.target(), &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deaf.accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "watch never connected");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Long enough for the socket buffers to fill and the write to block.
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, took, log) = watch.stop();
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM took {took:?}: {log}"
+    );
 }
 
 /// A receiver down from the start: watch says it is unreachable and how many returns wait,

@@ -104,6 +104,11 @@ impl Tls {
         })
     }
 
+    /// The client set-up, for the HTTP sinks' client.
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        self.config.clone()
+    }
+
     /// The TLS handshake on a fresh connection to `target` (`host:port`), within `timeout`.
     /// Nothing of ours is written before it succeeded.
     pub fn connect(

@@ -2,8 +2,11 @@
 //! what it prints.
 #![allow(dead_code)]
 
+pub mod fluentbit;
+pub mod http_server;
 pub mod receiver;
 pub mod rsyslog;
+pub mod tansu;
 pub mod view;
 pub mod watch;
 

@@ -139,3 +139,61 @@ pub fn event_ids(lines: &[String]) -> HashSet<String> {
         })
         .collect()
 }
+
+/// What a [`Deaf`] listener does with each connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Deafness {
+    /// Holds it open and never reads a byte.
+    NeverReads,
+    /// Closes it at once.
+    ClosesAtOnce,
+}
+
+/// A listener on 127.0.0.1 that accepts connections and then misbehaves, until dropped (at
+/// most two minutes).
+pub struct Deaf {
+    pub port: u16,
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Deaf {
+    pub fn start(how: Deafness) -> Deaf {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, a) = (stop.clone(), accepted.clone());
+        thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut held = Vec::new();
+            while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        a.fetch_add(1, Ordering::SeqCst);
+                        if how == Deafness::NeverReads {
+                            held.push(conn);
+                        }
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Deaf {
+            port,
+            accepted,
+            stop,
+        }
+    }
+
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Deaf {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}

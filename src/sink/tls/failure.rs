@@ -51,8 +51,8 @@ pub(super) fn explain(e: io::Error, ctx: Ctx, timeout: Duration) -> io::Error {
     match e.kind() {
         io::ErrorKind::TimedOut => failure(
             format!(
-                "handshake timed out after {} s (is this a TLS port?)",
-                timeout.as_secs()
+                "handshake timed out after {:.1} s (is this a TLS port?)",
+                timeout.as_secs_f64()
             ),
             false,
         ),

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, ProtocolVersion};
 
+use crate::sink::wait::{Patient, Wait};
+
 use super::failure::{describe, explain, failure, Ctx};
 
 /// A TLS connection to a receiver, past its handshake.
@@ -36,8 +38,8 @@ impl TlsStream {
         Ok(TlsStream { conn, sock, ctx })
     }
 
-    /// Encrypts and writes all of `bytes` (blocking, with the socket's write timeout).
-    pub fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    /// Encrypts and writes all of `bytes`, by the deadline of `wait`.
+    pub fn write_all(&mut self, mut bytes: &[u8], wait: &mut Wait) -> io::Result<()> {
         while !bytes.is_empty() {
             // rustls takes what fits in its buffer; writing that out makes room for the rest.
             let n = self.conn.writer().write(bytes)?;
@@ -45,14 +47,18 @@ impl TlsStream {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             bytes = &bytes[n..];
-            self.flush_tls()?;
+            self.flush_tls(wait)?;
         }
         Ok(())
     }
 
-    fn flush_tls(&mut self) -> io::Result<()> {
+    fn flush_tls(&mut self, wait: &mut Wait) -> io::Result<()> {
+        let mut sock = Patient {
+            sock: &self.sock,
+            wait,
+        };
         while self.conn.wants_write() {
-            self.conn.write_tls(&mut self.sock)?;
+            self.conn.write_tls(&mut sock)?;
         }
         Ok(())
     }
@@ -77,9 +83,9 @@ impl TlsStream {
         }
     }
 
-    /// Our close_notify and FIN, then the receiver's close_notify or EOF within `timeout`:
+    /// Our close_notify and FIN, then the receiver's close_notify or EOF by the deadline:
     /// proof it read every byte before ours.
-    pub fn close_gracefully(&mut self, timeout: Duration) -> io::Result<()> {
+    pub fn close_gracefully(&mut self, wait: &mut Wait) -> io::Result<()> {
         // A receiver that closed earlier would show an EOF that proves nothing.
         if let Some(e) = self.peer_closed() {
             return Err(match e.kind() {
@@ -91,11 +97,11 @@ impl TlsStream {
             });
         }
         self.conn.send_close_notify();
-        self.flush_tls()?;
+        self.flush_tls(wait)?;
         self.sock.shutdown(Shutdown::Write)?;
-        let mut io = Until {
+        let mut io = Patient {
             sock: &self.sock,
-            deadline: Instant::now() + timeout,
+            wait,
         };
         match read_to_close(&mut self.conn, &mut io, self.ctx) {
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(io::Error::new(

@@ -1,0 +1,158 @@
+//! The HTTP sinks against a real receiver: Fluent Bit's `splunk` (HEC) and `elasticsearch`
+//! (`_bulk`) inputs, started by the test on 127.0.0.1 (see ../shared/receivers/README.md).
+//! Every event_id of the dry run must be stored, also across receiver restarts, with
+//! `backfill`, `sync` and `watch`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fluentbit::{binary, id_counts, FluentBit, TOKEN};
+use common::{backfill, cache_copy, multiplied_cache, saltship, Run};
+
+/// The two HTTP sinks: `--sink`, the file Fluent Bit writes, the URL.
+fn sinks(fb: &FluentBit) -> [(&'static str, &'static str, String); 2] {
+    [
+        ("splunk-hec", "hec.jsonl", fb.hec_url()),
+        ("elasticsearch", "es.jsonl", fb.es_url()),
+    ]
+}
+
+fn want(jobs: &Path) -> HashSet<String> {
+    let run = backfill(jobs, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.events
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// The arguments that send `jobs` with `sink` to `url`.
+fn args<'a>(cmd: &'a str, jobs: &'a Path, sink: &'a str, url: &'a str) -> Vec<&'a str> {
+    vec![
+        cmd,
+        "--cache-dir",
+        jobs.to_str().expect("UTF-8"),
+        "--master-id",
+        "testmaster",
+        "--sink",
+        sink,
+        "--target",
+        url,
+    ]
+}
+
+fn run(cmd: &str, jobs: &Path, sink: &str, url: &str, extra: &[&str]) -> Run {
+    let mut a = args(cmd, jobs, sink, url);
+    a.extend_from_slice(extra);
+    // The token from the environment here; http_faults.rs reads it from a file.
+    std::env::set_var("SALTSHIP_HEC_TOKEN", TOKEN);
+    saltship(&a)
+}
+
+fn stored(fb: &FluentBit, file: &str, want: &HashSet<String>) -> HashSet<String> {
+    id_counts(&fb.records(file, want.len()))
+        .into_keys()
+        .collect()
+}
+
+#[test]
+fn backfill_and_sync_store_every_event_in_fluent_bit() {
+    let Some(bin) = binary() else { return };
+    let (tmp, jobs) = cache_copy("jobs");
+    let want = want(&jobs);
+    let fb = FluentBit::start(&bin, tmp.path());
+    for (sink, file, url) in sinks(&fb) {
+        let state = tmp.path().join(format!("{sink}.state"));
+        let state = state.to_str().expect("UTF-8");
+        let done = run("sync", &jobs, sink, &url, &["--state-file", state]);
+        assert_eq!(done.code, 0, "{sink}: {}", done.stderr);
+        assert_eq!(stored(&fb, file, &want), want, "{sink}: {}", done.stderr);
+        // Recorded: a second sync sends nothing.
+        let again = run("sync", &jobs, sink, &url, &["--state-file", state]);
+        assert_eq!(again.code, 0, "{}", again.stderr);
+        assert!(again.stderr.contains(" 0 events"), "{}", again.stderr);
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(fb.lines_now(file), want.len(), "{sink}: sent again");
+    }
+}
+
+/// Fluent Bit stopped (SIGTERM) and started again twice while a 2,000-event backfill runs:
+/// every event still arrives.
+#[test]
+fn every_event_arrives_across_two_receiver_restarts() {
+    let Some(bin) = binary() else { return };
+    let (tmp, jobs) = multiplied_cache(20);
+    let want = want(&jobs);
+    let mut fb = FluentBit::start(&bin, tmp.path());
+    for (sink, file, url) in sinks(&fb) {
+        let mut a = args("backfill", &jobs, sink, &url);
+        // Slow enough to restart the receiver twice during the run.
+        a.extend_from_slice(&["--max-rate", "800", "--no-checkpoint"]);
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
+            .args(&a)
+            .env("SALTSHIP_HEC_TOKEN", TOKEN)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let start = fb.lines_now(file);
+        let mut restarts = 0;
+        for at in [want.len() / 5, want.len() / 2] {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while fb.lines_now(file) < start + at && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if child.try_wait().expect("wait").is_none() {
+                fb.restart();
+                restarts += 1;
+            }
+        }
+        let out = child.wait_with_output().expect("saltship");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{sink}: {stderr}");
+        assert_eq!(restarts, 2, "{sink}: the run ended before the restarts");
+        let records = fb.records(file, start + want.len());
+        let got: HashSet<String> = id_counts(&records[start..]).into_keys().collect();
+        assert_eq!(got.len(), want.len(), "{sink}: {stderr}");
+        assert_eq!(got, want, "{sink}");
+    }
+}
+
+#[test]
+fn watch_ships_to_both_http_sinks() {
+    let Some(bin) = binary() else { return };
+    let (tmp, jobs) = cache_copy("jobs");
+    let want = want(&jobs);
+    let fb = FluentBit::start(&bin, tmp.path());
+    for (sink, file, url) in sinks(&fb) {
+        let state = tmp.path().join(format!("{sink}.watch.state"));
+        let mut a = args("watch", &jobs, sink, &url);
+        a.extend_from_slice(&["--state-file", state.to_str().expect("UTF-8")]);
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
+            .args(&a)
+            .env("SALTSHIP_HEC_TOKEN", TOKEN)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn watch");
+        let got = stored(&fb, file, &want);
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "watch did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("watch");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{sink}: {stderr}");
+        assert_eq!(got, want, "{sink}: {stderr}");
+    }
+}
