@@ -26,7 +26,7 @@ use notify::EventKind;
 use crate::cache::JobDir;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::metrics::{self, FileWriter};
+use crate::metrics;
 use crate::ship::{Mode, Shipper, Totals};
 use crate::sink::SinkError;
 use watches::{Events, Watches};
@@ -72,10 +72,6 @@ pub fn run(
             Err(e) => return Err((Totals::default(), format!("--metrics-listen: {e}"))),
         }
     }
-    let writer = match (&shipper.metrics, &config.metrics_file) {
-        (Some(metrics), Some(path)) => Some(FileWriter::spawn(metrics.clone(), path.clone())),
-        _ => None,
-    };
     let mut watches = None;
     let mut catch_up = full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
         .and_then(|()| shipper.confirm());
@@ -155,10 +151,8 @@ pub fn run(
     // A stop during an outage must not wait for the receiver: the checkpoint holds what was
     // confirmed, and the rest is shipped again on the next start.
     let result = shipper.confirm();
+    daemon.next_metrics = Instant::now();
     daemon.tick(&shipper, watches.as_ref());
-    if let Some(writer) = writer {
-        writer.finish();
-    }
     shipper.finish(result)
 }
 
@@ -394,6 +388,7 @@ struct Daemon<'c> {
     config: &'c Config,
     next_rescan: Instant,
     next_stats: Instant,
+    next_metrics: Instant,
     next_watchdog: Option<Instant>,
     last_pass: Instant,
     events_seen: u64,
@@ -407,6 +402,7 @@ impl<'c> Daemon<'c> {
             config,
             next_rescan: now + config.rescan_interval,
             next_stats: now + config.stats_interval,
+            next_metrics: now,
             next_watchdog: config.watchdog.map(|_| now),
             last_pass: now,
             events_seen: 0,
@@ -471,6 +467,17 @@ impl<'c> Daemon<'c> {
                 watches: watches as u64,
                 ..shipper.own_metrics(lag)
             });
+            if let Some(path) = self
+                .config
+                .metrics_file
+                .as_ref()
+                .filter(|_| now >= self.next_metrics)
+            {
+                self.next_metrics = now + Duration::from_secs(10);
+                if let Err(e) = metrics.write_file(path) {
+                    warn!("metrics file {}: {e}", path.display());
+                }
+            }
         }
     }
 

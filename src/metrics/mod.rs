@@ -11,10 +11,8 @@ pub mod serve;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
@@ -164,47 +162,6 @@ impl Metrics {
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
-    }
-}
-
-/// Writes the metrics file every [`FILE_EVERY`] on a thread of its own: rendering a big
-/// fleet's series and the fsync must not hold up a return that lands meanwhile.
-pub struct FileWriter {
-    done: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-/// How often `watch` rewrites the metrics file.
-pub const FILE_EVERY: Duration = Duration::from_secs(10);
-
-impl FileWriter {
-    pub fn spawn(metrics: Metrics, path: PathBuf) -> FileWriter {
-        let done = Arc::new(AtomicBool::new(false));
-        let flag = done.clone();
-        let thread = std::thread::spawn(move || {
-            let write = || {
-                if let Err(e) = metrics.write_file(&path) {
-                    log::warn!("metrics file {}: {e}", path.display());
-                }
-            };
-            loop {
-                write();
-                let next = Instant::now() + FILE_EVERY;
-                while Instant::now() < next {
-                    if flag.load(Ordering::SeqCst) {
-                        return write();
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        });
-        FileWriter { done, thread }
-    }
-
-    /// Stops the thread, which writes the file once more with the final numbers.
-    pub fn finish(self) {
-        self.done.store(true, Ordering::SeqCst);
-        let _ = self.thread.join();
     }
 }
 
