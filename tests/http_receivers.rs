@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fluentbit::{binary, id_counts, FluentBit, TOKEN};
+use common::watch::Watch;
 use common::{backfill, cache_copy, multiplied_cache, saltship, Run};
 
 /// The two HTTP sinks: `--sink`, the file Fluent Bit writes, the URL.
@@ -133,26 +134,19 @@ fn watch_ships_to_both_http_sinks() {
         let state = tmp.path().join(format!("{sink}.watch.state"));
         let mut a = args("watch", &jobs, sink, &url);
         a.extend_from_slice(&["--state-file", state.to_str().expect("UTF-8")]);
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
+        let log = tmp.path().join(format!("{sink}.watch.log"));
+        let child = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
             .args(&a)
             .env("SALTSHIP_HEC_TOKEN", TOKEN)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("spawn watch");
+        let watch = Watch::spawned(child, log);
         let got = stored(&fb, file, &want);
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().expect("wait").is_none() {
-            assert!(Instant::now() < deadline, "watch did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().expect("watch");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{sink}: {stderr}");
+        let (code, _, stderr) = watch.stop();
+        assert_eq!(code, 0, "{sink}: {stderr}");
         assert_eq!(got, want, "{sink}: {stderr}");
     }
 }

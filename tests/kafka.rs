@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::tansu::{binary, Record, Tansu};
+use common::watch::Watch;
 use common::{backfill, cache_copy, multiplied_cache, saltship, Run};
 
 const TOPIC: &str = "salt-states";
@@ -160,26 +161,19 @@ fn watch_ships_ecs_keyed_by_minion() {
     let mut a = args("watch", &jobs, &target);
     a.extend_from_slice(&["--state-file", state.to_str().expect("UTF-8")]);
     a.extend_from_slice(&["--format", "ecs", "--kafka-key", "minion"]);
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
+    let log = tmp.path().join("watch.log");
+    let child = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
         .args(&a)
         .env("SALTSHIP_KAFKA_TOPIC", "ecs")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("spawn watch");
+    let watch = Watch::spawned(child, log);
     let records = tansu.records("ecs", want.len());
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "watch did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("watch");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, _, stderr) = watch.stop();
+    assert_eq!(code, 0, "{stderr}");
     let got: HashSet<String> = id_counts(&records).into_keys().collect();
     assert_eq!(got, want, "{stderr}");
     for r in &records {
