@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::http_server::{json, Answer, Request, Server};
-use common::{backfill, cache_copy, multiplied_cache, saltship, Run};
+use common::{cache_copy, dry_run_ids, multiplied_cache, saltship, Run};
 use serde_json::{json as j, Value};
 
 const TOKEN: &str = "s3cr3t-t0ken-value";
@@ -43,12 +43,7 @@ fn ship(jobs: &Path, sink: &str, url: &str, extra: &[&str]) -> (Run, Duration) {
 
 /// The event ids of the dry run.
 fn want(jobs: &Path) -> Vec<String> {
-    let run = backfill(jobs, &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    run.events
-        .iter()
-        .map(|e| e["event_id"].as_str().expect("id").to_owned())
-        .collect()
+    dry_run_ids(jobs)
 }
 
 /// The event ids in a HEC request (one envelope per line).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::fluentbit::{binary, id_counts, FluentBit, TOKEN};
 use common::watch::Watch;
-use common::{backfill, cache_copy, multiplied_cache, saltship, Run};
+use common::{cache_copy, dry_run_ids, multiplied_cache, saltship, Run};
 
 /// The two HTTP sinks: `--sink`, the file Fluent Bit writes, the URL.
 fn sinks(fb: &FluentBit) -> [(&'static str, &'static str, String); 2] {
@@ -22,13 +22,9 @@ fn sinks(fb: &FluentBit) -> [(&'static str, &'static str, String); 2] {
     ]
 }
 
+/// The event ids of the dry run.
 fn want(jobs: &Path) -> HashSet<String> {
-    let run = backfill(jobs, &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    run.events
-        .iter()
-        .map(|e| e["event_id"].as_str().expect("id").to_owned())
-        .collect()
+    dry_run_ids(jobs)
 }
 
 /// The arguments that send `jobs` with `sink` to `url`.

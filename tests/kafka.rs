@@ -12,17 +12,13 @@ use std::time::{Duration, Instant};
 
 use common::tansu::{binary, Record, Tansu};
 use common::watch::Watch;
-use common::{backfill, cache_copy, multiplied_cache, saltship, Run};
+use common::{backfill, cache_copy, dry_run_ids, multiplied_cache, saltship, Run};
 
 const TOPIC: &str = "salt-states";
 
+/// The event ids of the dry run.
 fn want(jobs: &Path) -> HashSet<String> {
-    let run = backfill(jobs, &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    run.events
-        .iter()
-        .map(|e| e["event_id"].as_str().expect("id").to_owned())
-        .collect()
+    dry_run_ids(jobs)
 }
 
 /// The arguments that send `jobs` to the broker at `target`.

@@ -10,15 +10,11 @@ use std::time::{Duration, Instant};
 
 use common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
 use common::watch::{land_job, p, source_job, Watch};
-use common::{age_folders, backfill, cache_copy, multiplied_cache, saltship};
+use common::{age_folders, backfill, cache_copy, dry_run_ids, multiplied_cache, saltship};
 
 /// The event ids a dry-run of the same cache gives.
 fn wanted(jobs: &Path) -> HashSet<String> {
-    backfill(jobs, &[])
-        .events
-        .iter()
-        .map(|e| e["event_id"].as_str().expect("id").to_owned())
-        .collect()
+    dry_run_ids(jobs)
 }
 
 /// Waits (bounded) until `receiver` has every id of `want`.

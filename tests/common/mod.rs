@@ -87,6 +87,17 @@ pub fn saltship(args: &[&str]) -> Run {
     }
 }
 
+/// The event ids a dry run of `jobs` prints, in its order (or as a set): what a receiver must
+/// end up holding.
+pub fn dry_run_ids<C: FromIterator<String>>(jobs: &Path) -> C {
+    let run = backfill(jobs, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.events
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
 /// `saltship backfill --dry-run --cache-dir <jobs> --master-id testmaster <extra>`.
 pub fn backfill(jobs: &Path, extra: &[&str]) -> Run {
     let mut args = vec![
