@@ -9,6 +9,7 @@ pub mod elastic;
 pub mod hec;
 pub mod http;
 pub mod kafka;
+pub mod relp;
 pub mod stdout;
 pub mod tcp;
 pub mod tls;

@@ -5,6 +5,7 @@
 pub mod fluentbit;
 pub mod http_server;
 pub mod receiver;
+pub mod relp;
 pub mod rsyslog;
 pub mod tansu;
 pub mod view;

@@ -1,0 +1,3 @@
+//! The RELP sink: rsyslog's acknowledged protocol (see `frame.rs` for the wire format).
+
+pub(crate) mod frame;
