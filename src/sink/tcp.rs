@@ -150,7 +150,7 @@ fn dial(target: &str, opts: &TcpOptions, wait: &mut Wait) -> io::Result<Stream> 
 }
 
 /// One TCP connection attempt to `target`, with the socket options we want.
-fn dial_tcp(target: &str, timeout: Duration) -> io::Result<TcpStream> {
+pub(crate) fn dial_tcp(target: &str, timeout: Duration) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "name resolves to no address");
     for addr in target.to_socket_addrs()? {
         let socket = Socket::new(

@@ -1,4 +1,4 @@
-//! rsyslog's imrelp as a RELP receiver for the tests, and HAProxy (tcp mode) to put in front
+//! rsyslog's imrelp (or imtcp, to compare) as a receiver for the tests, and HAProxy (tcp mode) to put in front
 //! of a receiver. Each runs as a process of its own, with its files in the test's temp dir
 //! and a free port on 127.0.0.1, and is stopped by its PID (SIGKILL: rsyslog's Direct main
 //! queue has written every line it answered `rsp 200` for, so a kill loses nothing it
@@ -35,7 +35,9 @@ pub fn haproxy() -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists());
-    have("haproxy", bin.is_some(), "haproxy").then_some(bin).flatten()
+    have("haproxy", bin.is_some(), "haproxy")
+        .then_some(bin)
+        .flatten()
 }
 
 /// Files for imrelp's TLS (`tls="on"`): a CA and the server's certificate and key.
@@ -45,9 +47,17 @@ pub struct RelpTls {
     pub key: PathBuf,
 }
 
-/// rsyslogd with one imrelp input whose every message goes, as received (`%rawmsg%`), to
-/// `relp.log` before imrelp answers (`main_queue(queue.type="Direct")`).
-pub struct Imrelp {
+/// The input a [`Rsyslogd`] listens with.
+pub enum Input<'a> {
+    /// imrelp, with TLS when given files for it.
+    Relp(Option<&'a RelpTls>),
+    /// imtcp, one message per line: what `--sink tcp` speaks.
+    Tcp,
+}
+
+/// rsyslogd with one input whose every message goes, as received (`%rawmsg%`), to
+/// `relp.log`, before imrelp answers (`main_queue(queue.type="Direct")`).
+pub struct Rsyslogd {
     bin: PathBuf,
     dir: PathBuf,
     pub port: u16,
@@ -55,30 +65,41 @@ pub struct Imrelp {
     pub starts: usize,
 }
 
-impl Imrelp {
+impl Rsyslogd {
     /// Starts it in `dir` on a free port and waits until it listens.
-    pub fn start(bin: &Path, dir: &Path, tls: Option<&RelpTls>) -> Imrelp {
+    pub fn start(bin: &Path, dir: &Path, input: Input) -> Rsyslogd {
         let port = super::free_port();
-        let tls = tls.map_or(String::new(), |t| {
-            format!(
-                r#" tls="on" tls.cacert="{}" tls.mycert="{}" tls.myprivkey="{}" tls.authmode="certvalid""#,
-                t.ca.display(),
-                t.cert.display(),
-                t.key.display()
-            )
-        });
+        let input = match input {
+            Input::Relp(tls) => {
+                // imrelp checks the client's certificate: `certvalid` takes any the CA signed.
+                let tls = tls.map_or(String::new(), |t| {
+                    format!(
+                        r#" tls="on" tls.cacert="{}" tls.mycert="{}" tls.myprivkey="{}" tls.authmode="certvalid""#,
+                        t.ca.display(),
+                        t.cert.display(),
+                        t.key.display()
+                    )
+                });
+                format!(
+                    "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" \
+                     port=\"{port}\" maxDataSize=\"128k\"{tls})"
+                )
+            }
+            Input::Tcp => format!(
+                "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")"
+            ),
+        };
         let d = dir.display();
         let conf = format!(
             r#"global(workDirectory="{d}" maxMessageSize="128k")
 main_queue(queue.type="Direct")
-module(load="imrelp")
-input(type="imrelp" address="127.0.0.1" port="{port}" maxDataSize="128k"{tls})
+{input}
 template(name="raw" type="string" string="%rawmsg%\n")
 action(type="omfile" file="{d}/relp.log" template="raw")
 "#
         );
         std::fs::write(dir.join("rsyslog.conf"), conf).expect("write rsyslog.conf");
-        let mut me = Imrelp {
+        let mut me = Rsyslogd {
             bin: bin.to_owned(),
             dir: dir.to_owned(),
             port,
@@ -102,7 +123,7 @@ action(type="omfile" file="{d}/relp.log" template="raw")
         }
     }
 
-    /// Starts it again (after [`Imrelp::kill`]) on the same port, and waits until it listens.
+    /// Starts it again (after [`Rsyslogd::kill`]) on the same port, and waits until it listens.
     pub fn restart(&mut self) {
         self.kill();
         let log = std::fs::File::options()
@@ -121,7 +142,7 @@ action(type="omfile" file="{d}/relp.log" template="raw")
             .expect("start rsyslogd");
         self.child = Some(child);
         self.starts += 1;
-        wait_for_port(self.port, "rsyslogd imrelp");
+        wait_for_port(self.port, "rsyslogd");
     }
 
     /// The lines in `relp.log` so far.
@@ -151,7 +172,7 @@ action(type="omfile" file="{d}/relp.log" template="raw")
     }
 }
 
-impl Drop for Imrelp {
+impl Drop for Rsyslogd {
     fn drop(&mut self) {
         self.kill();
     }

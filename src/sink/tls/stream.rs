@@ -63,6 +63,47 @@ impl TlsStream {
         Ok(())
     }
 
+    /// Reads what the receiver sent (decrypted): waits for it by the deadline of `wait` when
+    /// `block`, else `Ok(None)` when nothing is ready; `Ok(Some(0))` when it closed.
+    pub fn read(
+        &mut self,
+        buf: &mut [u8],
+        block: bool,
+        wait: &mut Wait,
+    ) -> io::Result<Option<usize>> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
+                Err(e) => return Err(e),
+            }
+            let got = if block {
+                self.conn.read_tls(&mut Patient {
+                    sock: &self.sock,
+                    wait,
+                })
+            } else {
+                self.sock.set_nonblocking(true)?;
+                let got = self.conn.read_tls(&mut &self.sock);
+                self.sock.set_nonblocking(false)?;
+                got
+            };
+            match got {
+                Ok(0) => return Ok(Some(0)),
+                Ok(_) => {
+                    self.conn.process_new_packets().map_err(|e| {
+                        let (why, permanent) = describe(&e, self.ctx);
+                        failure(why, permanent)
+                    })?;
+                }
+                Err(e) if !block && e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Why the receiver is gone, if it closed (close_notify or EOF), broke the connection or
     /// sent an alert since we last looked; anything else it sent is read and dropped.
     pub fn peer_closed(&mut self) -> Option<io::Error> {
