@@ -337,6 +337,25 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub relp: RelpArgs,
+}
+
+/// The RELP sink.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "RELP")]
+pub struct RelpArgs {
+    /// At most N frames (events) sent and not yet answered by the receiver (rsp 200); as
+    /// librelp's default. Frames leave at once; the window only bounds what is in flight
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SALTSHIP_RELP_WINDOW",
+        default_value_t = crate::sink::relp::DEFAULT_WINDOW,
+        value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize)
+    )]
+    pub relp_window: usize,
 }
 
 /// The Kafka sink. The password comes from a file or the environment, never from the command

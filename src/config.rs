@@ -19,6 +19,7 @@ use crate::sink::elastic::ElasticOptions;
 use crate::sink::hec::HecOptions;
 use crate::sink::http::{HttpOptions, Secret};
 use crate::sink::kafka::KafkaOptions;
+use crate::sink::relp::RelpOptions;
 use crate::sink::tcp::TcpOptions;
 use crate::sink::tls::{Tls, TlsOptions};
 use crate::sink::{Options, SinkKind, SinkOptions};
@@ -302,8 +303,14 @@ fn check_targets(args: &CommonArgs) -> Result<Format> {
         SinkKind::Elasticsearch => Format::Ecs,
         _ => Format::Json,
     });
-    if args.sink != SinkKind::Tcp && !matches!(format, Format::Json | Format::Ecs) {
-        bail!("--sink {sink} takes --format json or ecs");
+    match args.sink {
+        SinkKind::Tcp => {}
+        SinkKind::Relp if format != Format::Gelf => {}
+        SinkKind::Relp => bail!("--sink relp takes --format json, ecs or syslog"),
+        _ if !matches!(format, Format::Json | Format::Ecs) => {
+            bail!("--sink {sink} takes --format json or ecs")
+        }
+        _ => {}
     }
     Ok(format)
 }
@@ -348,6 +355,13 @@ fn delivery(args: &CommonArgs) -> Result<Options> {
             index: args.http.es_index.clone(),
         }),
         SinkKind::Kafka => SinkOptions::Kafka(kafka(args, deliver_timeout)?),
+        SinkKind::Relp => SinkOptions::Relp(RelpOptions {
+            targets: args.target.clone(),
+            connect_timeout,
+            tls: tls(args)?,
+            window: args.relp.relp_window,
+            format: check_targets(args)?,
+        }),
     };
     Ok(Options {
         core: CoreOptions {

@@ -9,7 +9,6 @@ pub mod elastic;
 pub mod hec;
 pub mod http;
 pub mod kafka;
-#[allow(dead_code)] // wired into --sink once the layout of issue 19 lands
 pub mod relp;
 pub mod stdout;
 pub mod tcp;
@@ -37,6 +36,7 @@ impl Options {
             SinkOptions::Hec(h) => &h.http.targets,
             SinkOptions::Elastic(e) => &e.http.targets,
             SinkOptions::Kafka(k) => &k.bootstrap,
+            SinkOptions::Relp(r) => &r.targets,
         }
     }
 
@@ -45,6 +45,7 @@ impl Options {
         match &self.sink {
             SinkOptions::Tcp(t) => t.tls.is_some(),
             SinkOptions::Kafka(k) => k.uses_tls(),
+            SinkOptions::Relp(r) => r.tls.is_some(),
             _ => self.targets()[i].starts_with("https://"),
         }
     }
@@ -61,6 +62,8 @@ pub enum SinkKind {
     Elasticsearch,
     /// Apache Kafka (or any broker speaking its protocol): one record per event, `acks=all`
     Kafka,
+    /// RELP (rsyslog's imrelp): one frame per event, each acknowledged by the receiver
+    Relp,
 }
 
 /// The sink chosen with `--sink`, with its own options.
@@ -70,6 +73,7 @@ pub enum SinkOptions {
     Hec(hec::HecOptions),
     Elastic(elastic::ElasticOptions),
     Kafka(kafka::KafkaOptions),
+    Relp(relp::RelpOptions),
 }
 
 /// Checks target `i` of `opts` without sending an event (for `saltship check`): what it
@@ -84,6 +88,7 @@ pub fn probe(opts: &Options, i: usize) -> Result<String, deliver::Fault> {
         }
         SinkOptions::Elastic(es) => Delivery::new(elastic::Elastic::new(es.clone()), core).probe(i),
         SinkOptions::Kafka(k) => Delivery::new(kafka::Kafka::new(k.clone()), core).probe(i),
+        SinkOptions::Relp(r) => Delivery::new(relp::Relp::new(r.clone()), core).probe(i),
     }
 }
 
@@ -103,6 +108,7 @@ pub fn open(opts: &Options, stop: Option<Arc<AtomicBool>>) -> Box<dyn Sink> {
             Box::new(Delivery::new(elastic::Elastic::new(es.clone()), core))
         }
         SinkOptions::Kafka(k) => Box::new(Delivery::new(kafka::Kafka::new(k.clone()), core)),
+        SinkOptions::Relp(r) => Box::new(Delivery::new(relp::Relp::new(r.clone()), core)),
     }
 }
 

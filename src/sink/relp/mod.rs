@@ -1,5 +1,298 @@
-//! The RELP sink: rsyslog's acknowledged protocol (see `frame.rs` for the wire format).
+//! The RELP sink: rsyslog's own acknowledged protocol, on the delivery core.
+//!
+//! Each event is one `syslog` frame (its `--format` line without the stream framing: the
+//! RFC 5424 message for `syslog`, the JSON object for `json` and `ecs`), numbered within its
+//! session, with at most `--relp-window` frames unanswered. A frame counts as delivered at its
+//! `rsp 200`, which the receiver itself sends, so unlike the TCP sink's graceful close it
+//! proves delivery through a proxy or a load balancer too ([`session`] says what it proves in
+//! rsyslog). A frame leaves as soon as it is given: nothing waits for a window to fill.
+//!
+//! After a fault (another code, `serverclose`, a broken connection) the core sends every
+//! batch not yet confirmed again on a new session; the events of them already answered `200`
+//! are left out ([`Relp::stored`]), so only frames that were in flight unanswered can reach
+//! the receiver twice.
+//!
+//! No RELP crate is well kept (the few on crates.io are unmaintained or server-only), so
+//! the framing is ours ([`frame`]), after librelp's.
 
 pub(crate) mod frame;
 pub(crate) mod link;
 pub(crate) mod session;
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use std::hash::{Hash, Hasher};
+use std::io;
+
+use self::link::Conn;
+use self::session::{Id, Session, SessionError};
+use crate::format::Format;
+use crate::sink::deliver::{Batch, BatchState, Fault, Protocol, Reply};
+use crate::sink::tls::{self, Tls};
+use crate::sink::wait::Wait;
+
+/// librelp's default window: frames sent and not yet answered.
+pub(crate) const DEFAULT_WINDOW: usize = 128;
+
+/// How long the polite `close` at the end may take.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct RelpOptions {
+    /// `host:port`, in failover order.
+    pub targets: Vec<String>,
+    /// The longest a connect (and a TLS handshake) may take, within the deadline.
+    pub connect_timeout: Duration,
+    /// Speak TLS to every target, with this set-up (imrelp's `tls="on"`).
+    pub tls: Option<Tls>,
+    /// At most this many frames unanswered (`--relp-window`).
+    pub window: usize,
+    /// The events' format, to take its stream framing off.
+    pub format: Format,
+}
+
+/// The RELP sink's protocol.
+pub(crate) struct Relp {
+    opts: RelpOptions,
+    session: Option<Session<Conn>>,
+    /// The target of the open session.
+    target: Option<usize>,
+    /// Events answered `200` since the last confirm: not sent again after a fault.
+    stored: HashSet<Id>,
+}
+
+impl Relp {
+    pub(crate) fn new(opts: RelpOptions) -> Relp {
+        Relp {
+            opts,
+            session: None,
+            target: None,
+            stored: HashSet::new(),
+        }
+    }
+
+    fn open(&self, i: usize, wait: &mut Wait) -> Result<Session<Conn>, Fault> {
+        let o = &self.opts;
+        let conn = link::dial(&o.targets[i], o.connect_timeout, o.tls.as_ref(), wait)
+            .map_err(|e| io_fault(&e))?;
+        Session::open(conn, wait).map_err(fault)
+    }
+
+    /// The open session, renewed first when the server ended it while idle (a proxy's idle
+    /// timeout, a receiver restart between two runs of `watch`) or when its transaction
+    /// numbers would run out: nothing is unanswered then, so nothing is lost.
+    fn session_for(&mut self, frames: usize, wait: &mut Wait) -> Result<&mut Session<Conn>, Fault> {
+        let (Some(s), Some(i)) = (self.session.as_mut(), self.target) else {
+            return Err(Fault::retriable("not connected"));
+        };
+        if !s.has_numbers_for(frames) {
+            s.drain(&mut self.stored, wait).map_err(fault)?;
+            let old = self.session.take().expect("checked above");
+            let _ = old.close(wait);
+            self.session = Some(self.open(i, wait)?);
+        } else if s.closed_while_idle(wait) {
+            log::debug!(
+                "{}: RELP session ended while idle; opening another",
+                self.opts.targets[i]
+            );
+            self.session = Some(self.open(i, wait)?);
+        }
+        Ok(self.session.as_mut().expect("opened above"))
+    }
+}
+
+/// A session's end as the core sees it.
+fn fault(e: SessionError) -> Fault {
+    match e {
+        SessionError::Retry(why) => Fault::retriable(why),
+        SessionError::Refused(why) => Fault::permanent(why),
+    }
+}
+
+/// A connection's failure: retried, unless it is a certificate problem.
+fn io_fault(e: &io::Error) -> Fault {
+    match tls::is_permanent(e) {
+        true => Fault::permanent(e.to_string()),
+        false => Fault::retriable(e.to_string()),
+    }
+}
+
+/// The framed events of `bytes`, each with its framing.
+fn split(format: Format, bytes: &[u8]) -> Vec<&[u8]> {
+    match format {
+        Format::Json | Format::Ecs => bytes.split_inclusive(|&c| c == b'\n').collect(),
+        Format::Gelf => bytes.split_inclusive(|&c| c == 0).collect(),
+        Format::Syslog => {
+            let mut out = Vec::new();
+            let mut rest = bytes;
+            while let Some(at) = rest.iter().position(|&c| c == b' ') {
+                let len: usize = std::str::from_utf8(&rest[..at])
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(rest.len());
+                let end = (at + 1 + len).min(rest.len());
+                out.push(&rest[..end]);
+                rest = &rest[end..];
+            }
+            out
+        }
+    }
+}
+
+/// An id for an event, from its bytes (the same event twice is one event).
+fn id_of(event: &[u8]) -> Id {
+    let mut id = [0u8; 32];
+    for (i, chunk) in id.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (i, event).hash(&mut h);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    id
+}
+
+/// The event without its stream framing (RELP frames carry their own length).
+fn unframe(format: Format, event: &[u8]) -> &[u8] {
+    match format {
+        Format::Json | Format::Ecs => event.strip_suffix(b"\n").unwrap_or(event),
+        Format::Gelf => event.strip_suffix(b"\0").unwrap_or(event),
+        // `LEN SP MSG` (RFC 6587 octet counting).
+        Format::Syslog => event
+            .iter()
+            .position(|&c| c == b' ')
+            .filter(|&at| at > 0 && event[..at].iter().all(u8::is_ascii_digit))
+            .map_or(event, |at| &event[at + 1..]),
+    }
+}
+
+impl Relp {
+    /// Sends `events`, each as soon as the window has room for it.
+    fn send_events(
+        &mut self,
+        events: &[(Id, &[u8])],
+        stored: &mut HashSet<Id>,
+        wait: &mut Wait,
+    ) -> Result<(), Fault> {
+        let window = self.opts.window.max(1);
+        let session = self.session_for(events.len(), wait)?;
+        let mut rest = events;
+        while !rest.is_empty() {
+            // Answers that arrived make room; wait for one only when the window is full.
+            let full = session.unanswered() >= window;
+            if session.collect(stored, full, wait).map_err(fault)? > 0 {
+                wait.progress();
+            }
+            let n = window.saturating_sub(session.unanswered()).min(rest.len());
+            session
+                .send(rest[..n].iter().copied(), wait)
+                .map_err(fault)?;
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+}
+
+impl Protocol for Relp {
+    fn targets(&self) -> &[String] {
+        &self.opts.targets
+    }
+
+    fn batch_bytes(&self) -> usize {
+        0
+    }
+
+    fn connect(&mut self, i: usize, wait: &mut Wait) -> Result<(), Fault> {
+        self.session = None;
+        self.target = None;
+        let session = self.open(i, wait)?;
+        self.session = Some(session);
+        self.target = Some(i);
+        Ok(())
+    }
+
+    fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
+        let format = self.opts.format;
+        // Sent again after a fault: what was answered 200 before it is not sent twice.
+        let events: Vec<(Id, &[u8])> = split(format, &batch.bytes)
+            .into_iter()
+            .map(|e| (id_of(e), unframe(format, e)))
+            .filter(|(id, _)| !self.stored.contains(id))
+            .collect();
+        if events.is_empty() {
+            return Ok(Reply::Stored { rejected: 0 });
+        }
+        let mut stored = std::mem::take(&mut self.stored);
+        let result = self.send_events(&events, &mut stored, wait);
+        self.stored.extend(stored);
+        result.map(|()| Reply::Taken { ack: None })
+    }
+
+    fn confirm(&mut self, batches: &mut VecDeque<Batch>, wait: &mut Wait) -> Result<bool, Fault> {
+        let Some(session) = self.session.as_mut() else {
+            return Err(Fault::retriable("no RELP session to confirm on"));
+        };
+        session.drain(&mut self.stored, wait).map_err(fault)?;
+        // Every batch sent went on this session (a fault sends them all again on the next),
+        // and every frame of it is now answered 200.
+        for b in batches.iter_mut() {
+            if matches!(b.state, BatchState::Sent { .. }) {
+                b.state = BatchState::Done;
+            }
+        }
+        self.stored.clear();
+        Ok(true)
+    }
+
+    fn disconnect(&mut self) {
+        self.session = None;
+        self.target = None;
+    }
+
+    fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault> {
+        let session = self.open(i, wait)?;
+        session.close(wait).map_err(fault)?;
+        Ok(
+            "opened and closed a RELP session with the syslog command: every event will be \
+            acknowledged (rsp 200) by the receiver itself, through a proxy too"
+                .into(),
+        )
+    }
+}
+
+impl Drop for Relp {
+    /// `close` at the end, when nothing is left unanswered.
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            if session.unanswered() == 0 {
+                let _ = session.close(&mut Wait::new(CLOSE_WAIT, None));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_lose_their_stream_framing() {
+        assert_eq!(unframe(Format::Json, b"{\"a\":1}\n"), b"{\"a\":1}");
+        assert_eq!(unframe(Format::Ecs, b"{}\n"), b"{}");
+        assert_eq!(unframe(Format::Gelf, b"{}\0"), b"{}");
+        assert_eq!(unframe(Format::Syslog, b"12 <14>1 - x y"), b"<14>1 - x y");
+        assert_eq!(unframe(Format::Syslog, b"<14>1 - x y"), b"<14>1 - x y");
+    }
+
+    #[test]
+    fn a_buffer_splits_into_its_framed_events() {
+        assert_eq!(
+            split(Format::Json, b"{}\n{\"a\":1}\n"),
+            [&b"{}\n"[..], b"{\"a\":1}\n"]
+        );
+        assert_eq!(
+            split(Format::Syslog, b"3 a b5 c d e"),
+            [&b"3 a b"[..], b"5 c d e"]
+        );
+        assert_eq!(split(Format::Gelf, b"{}\0{}\0"), [&b"{}\0"[..], b"{}\0"]);
+    }
+}
