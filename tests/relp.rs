@@ -371,7 +371,7 @@ fn serve(
     let mut r = BufReader::new(conn);
     let mut index = 0;
     let rsp = |out: &mut TcpStream, txnr: u32, text: &str| {
-        let _ = write!(out, "{txnr} rsp {} {text}\n", text.len());
+        let _ = writeln!(out, "{txnr} rsp {} {text}", text.len());
     };
     while let Some((txnr, command, data)) = read_frame(&mut r) {
         match command.as_str() {
