@@ -56,6 +56,16 @@ impl Wait {
         self.until = Instant::now() + self.patience;
     }
 
+    /// The same wait (the same stop flag), ending `d` from now at the latest, and not pushed
+    /// back by progress: for one step that must not take the whole deadline.
+    pub fn capped(&self, d: Duration) -> Wait {
+        Wait {
+            until: self.until.min(Instant::now() + d),
+            slides: false,
+            ..self.clone()
+        }
+    }
+
     pub fn stopped(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }
@@ -153,6 +163,19 @@ mod tests {
         let start = Instant::now();
         assert!(wait.sleep(Duration::from_secs(10)).is_err());
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_capped_wait_ends_at_its_cap_or_the_deadline_whichever_comes_first() {
+        let long = Wait::new(Duration::from_secs(60), None);
+        let mut short = long.capped(Duration::from_millis(20));
+        assert!(short.until() < long.until());
+        short.progress();
+        sleep(Duration::from_millis(30));
+        assert!(short.left().is_err());
+        assert!(long.left().is_ok());
+        let near = Wait::new(Duration::from_millis(10), None);
+        assert_eq!(near.capped(Duration::from_secs(60)).until(), near.until());
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub(crate) const DEFAULT_WINDOW: usize = 128;
 
 /// How long the polite `close` at the end may take.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long the answer to `open` may take: a port that accepts and never answers (not a RELP
+/// server) must not take the whole deadline.
+const OPEN_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct RelpOptions {
@@ -76,7 +79,7 @@ impl Relp {
         let o = &self.opts;
         let conn = link::dial(&o.targets[i], o.connect_timeout, o.tls.as_ref(), wait)
             .map_err(|e| io_fault(&e))?;
-        Session::open(conn, wait).map_err(fault)
+        Session::open(conn, &mut wait.capped(OPEN_WAIT)).map_err(fault)
     }
 
     /// The open session, renewed first when the server ended it while idle (a proxy's idle
