@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::relp::{haproxy, rsyslogd_with_relp, HaProxy, Input, Rsyslogd};
-use common::watch::Watch;
+use common::watch::{land_job, source_job, Watch};
 use common::{cache_copy, dry_run_ids, multiplied_cache};
 use shim::Saltship;
 
@@ -501,4 +501,31 @@ fn a_receiver_that_never_answers_200_ends_the_run_unrecorded_by_the_deadline() {
         .map(|e| e["event_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, want);
+}
+
+#[test]
+fn a_session_the_proxy_closed_while_idle_is_reopened_without_a_fault() {
+    let (Some(bin), Some(proxy)) = (rsyslogd_with_relp(), haproxy()) else {
+        return;
+    };
+    let (tmp, jobs) = cache_copy("jobs");
+    let want: HashSet<String> = dry_run_ids(&jobs);
+    let rsyslogd = Rsyslogd::start(&bin, tmp.path(), Input::Relp(None));
+    let haproxy = HaProxy::with_idle_timeout(&proxy, tmp.path(), &rsyslogd.target(), "1s");
+    let state = tmp.path().join("state");
+    let env = [("SALTSHIP_SINK", "relp"), ("RUST_LOG", "saltship=debug")];
+    let watch = Watch::start(&jobs, &state, &haproxy.target(), &env);
+    let caught_up = rsyslogd.id_counts(want.len());
+    assert_eq!(caught_up.len(), want.len(), "{}", watch.log());
+    // HAProxy closes the idle session; the next return opens another, with nothing to resend.
+    thread::sleep(Duration::from_secs(3));
+    let jid = "20991231235959000001";
+    land_job(&jobs, &source_job("failures"), jid, Duration::ZERO);
+    let want: HashSet<String> = dry_run_ids(&jobs);
+    let counts = rsyslogd.id_counts(want.len());
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(counts.len(), want.len(), "{log}");
+    assert!(log.contains("RELP session ended while idle"), "{log}");
+    assert!(!log.contains("cannot deliver"), "{log}");
 }

@@ -201,10 +201,15 @@ pub struct HaProxy {
 
 impl HaProxy {
     pub fn start(bin: &Path, dir: &Path, backend: &str) -> HaProxy {
+        HaProxy::with_idle_timeout(bin, dir, backend, "60s")
+    }
+
+    /// Closing a connection idle for `idle` (HAProxy's `timeout client` and `server`).
+    pub fn with_idle_timeout(bin: &Path, dir: &Path, backend: &str, idle: &str) -> HaProxy {
         let port = super::free_port();
         let conf = format!(
             "global\n  maxconn 64\ndefaults\n  mode tcp\n  timeout connect 1s\n  \
-             timeout client 60s\n  timeout server 60s\nfrontend fe\n  bind 127.0.0.1:{port}\n  \
+             timeout client {idle}\n  timeout server {idle}\nfrontend fe\n  bind 127.0.0.1:{port}\n  \
              default_backend be\nbackend be\n  server s1 {backend}\n"
         );
         let path = dir.join("haproxy.cfg");
