@@ -211,13 +211,14 @@ pub struct CommonArgs {
     /// The receiver's protocol. tcp: lines over TCP or TLS; delivery is confirmed by a graceful
     /// close (our FIN, then the receiver's EOF), which proves the receiver's socket read every
     /// byte but not that an application stored it: a proxy or load balancer in between, or a
-    /// receiver that half-closes without reading, defeats it. splunk-hec, elasticsearch and
-    /// kafka are acknowledged by the store itself (indexer acknowledgement; per-item bulk
-    /// status; a delivery report per record with acks=all)
+    /// receiver that half-closes without reading, defeats it. relp: rsyslog's RELP, each
+    /// event answered (rsp 200) by the receiver itself, so it holds through a proxy too.
+    /// splunk-hec, elasticsearch and kafka are acknowledged by the store itself (indexer
+    /// acknowledgement; per-item bulk status; a delivery report per record with acks=all)
     #[arg(long, value_enum, env = "SALTSHIP_SINK", default_value = "tcp")]
     pub sink: SinkKind,
 
-    /// Send the events to this receiver: HOST:PORT for --sink tcp, a URL (http:// or
+    /// Send the events to this receiver: HOST:PORT for --sink tcp and relp, a URL (http:// or
     /// https://HOST:PORT, optionally with a path) for splunk-hec and elasticsearch; repeat for
     /// failover, tried in order. For kafka: HOST:PORT bootstrap brokers (one list, not failover)
     #[arg(
@@ -234,7 +235,8 @@ pub struct CommonArgs {
 
     /// Wire format: json (one object per line), ecs (Elastic Common Schema, one per line),
     /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted); the HTTP sinks and
-    /// kafka take json or ecs [default: json; ecs for --sink elasticsearch]
+    /// kafka take json or ecs, relp json, ecs or syslog (one event per RELP frame, unframed)
+    /// [default: json; ecs for --sink elasticsearch]
     #[arg(long, value_enum, env = "SALTSHIP_FORMAT")]
     pub format: Option<Format>,
 
