@@ -286,10 +286,6 @@ impl Checkpoint {
         self.jobs.get(key)
     }
 
-    pub fn jobs(&self) -> impl Iterator<Item = (&String, &JobState)> {
-        self.jobs.iter()
-    }
-
     /// Whether `minion`'s return in `job` is done.
     pub fn is_done(&self, job: &JobState, minion: &str) -> bool {
         self.names

@@ -14,13 +14,15 @@ use std::time::{Duration, Instant, SystemTime};
 use indicatif::ProgressBar;
 use log::{debug, info, warn};
 
+use crate::app::Failure;
+use crate::app::{pipeline, progress};
 use crate::cache::{scan, JobDir};
 use crate::checkpoint::{Checkpoint, SaveStats};
-use crate::config::Config;
+use crate::cli::Config;
 use crate::metrics::{Metrics, Own};
 use crate::sink::stdout::StdoutSink;
 use crate::sink::{self, Sink, SinkError};
-use crate::{pipeline, progress, time};
+use crate::time;
 use budget::Budget;
 use work::{load_job, work, BufferPool, Done, Loaded, Read, Step};
 
@@ -68,6 +70,22 @@ impl Totals {
     }
 }
 
+/// Why a pass ended early.
+#[derive(Debug)]
+pub(crate) enum PassError {
+    /// The sink: a delivery that failed, a closed receiver, or a stop request.
+    Sink(SinkError),
+    /// The checkpoint could not be saved: the run must end (shipping on would send the same
+    /// events again and again without ever recording them).
+    Save(String),
+}
+
+impl From<SinkError> for PassError {
+    fn from(e: SinkError) -> PassError {
+        PassError::Sink(e)
+    }
+}
+
 /// A return whose events were sent, waiting for the confirmation that makes it done.
 struct Pending {
     key: String,
@@ -79,11 +97,11 @@ struct Pending {
 
 /// Runs one pass of `mode` over the whole cache and confirms it: `backfill` and `sync`.
 /// `Err` carries what was done and why delivery stopped (exit status 3).
-pub fn run(
+pub(crate) fn run(
     config: &Config,
     mode: Mode,
     checkpoint: Option<Checkpoint>,
-) -> Result<Totals, (Totals, String)> {
+) -> Result<Totals, Failure> {
     let mut shipper = Shipper::new(config, checkpoint, None);
     // A backfill replays old history on purpose: its age says nothing about an outage.
     shipper.warn_cleanup = mode == Mode::Sync;
@@ -112,8 +130,6 @@ pub struct Shipper<'c> {
     pub bars: bool,
     /// Set by a signal handler: end the pass after the return at hand.
     stop: Option<Arc<AtomicBool>>,
-    /// Why the checkpoint could not be saved: the run stops (exit status 3).
-    save_failed: Option<String>,
     /// Warn when unshipped returns near the master's keep_jobs (sync and watch).
     pub warn_cleanup: bool,
     /// Set while waiting on the sink, for the progress bar.
@@ -144,7 +160,6 @@ impl<'c> Shipper<'c> {
             pool: BufferPool::default(),
             bars: !config.quiet,
             stop,
-            save_failed: None,
             warn_cleanup: true,
             blocked: progress::Blocked::default(),
             metrics: config.metrics().then(|| Metrics::rebuilt(config)),
@@ -158,7 +173,7 @@ impl<'c> Shipper<'c> {
 
     /// Ships what `mode` takes from `dirs`, or from a scan of the whole cache (which also
     /// prunes the checkpoint). Confirms whenever enough is unconfirmed, not at the end.
-    pub fn pass(&mut self, mode: Mode, dirs: Option<Vec<JobDir>>) -> Result<(), SinkError> {
+    pub fn pass(&mut self, mode: Mode, dirs: Option<Vec<JobDir>>) -> Result<(), PassError> {
         let config = self.config;
         let dirs = match dirs {
             Some(dirs) => dirs,
@@ -326,13 +341,13 @@ impl<'c> Shipper<'c> {
         done: Done<'_>,
         bar: &ProgressBar,
         pool: &BufferPool,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), PassError> {
         if self
             .stop
             .as_ref()
             .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
         {
-            return Err(SinkError::Stopped);
+            return Err(SinkError::Stopped.into());
         }
         match done {
             Done::Job(dir, n, loaded, failed) => {
@@ -408,7 +423,7 @@ impl<'c> Shipper<'c> {
     /// Confirms delivery, then records and saves every return sent before it. A save that
     /// fails ends the run: shipping on, or running again, would send the same events again
     /// and again without ever recording them.
-    pub fn confirm(&mut self) -> Result<(), SinkError> {
+    pub fn confirm(&mut self) -> Result<(), PassError> {
         self.blocked.start();
         let confirmed = self.sink.confirm();
         self.blocked.end();
@@ -423,21 +438,11 @@ impl<'c> Shipper<'c> {
         for p in &pending {
             cp.record(&p.key, &p.jid, &p.minion);
         }
-        if let Err(e) = cp.save() {
-            self.save_failed = Some(format!("{e:#}"));
-            // Ends the pass like a stop request; `finish` tells why.
-            return Err(SinkError::Stopped);
-        }
-        Ok(())
+        cp.save().map_err(|e| PassError::Save(format!("{e:#}")))
     }
 
     pub fn checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoint.as_ref()
-    }
-
-    /// Whether the checkpoint could not be saved: the run must end.
-    pub fn save_failed(&self) -> bool {
-        self.save_failed.is_some()
     }
 
     /// What saving the checkpoint has cost so far.
@@ -496,7 +501,7 @@ impl<'c> Shipper<'c> {
     }
 
     /// Warns about returns near cleanup and turns the outcome into the run's result.
-    pub fn finish(mut self, result: Result<(), SinkError>) -> Result<Totals, (Totals, String)> {
+    pub fn finish(mut self, result: Result<(), PassError>) -> Result<Totals, Failure> {
         self.totals.reconnects = self.sink.stats().reconnects;
         self.totals.rejected = self.sink.stats().rejected;
         if let Some(jid) = self
@@ -510,19 +515,19 @@ impl<'c> Shipper<'c> {
         {
             warn_before_cleanup(self.config, jid);
         }
-        if let Some(why) = self.save_failed {
-            return Err((
+        match result {
+            Ok(()) | Err(PassError::Sink(SinkError::Closed | SinkError::Stopped)) => {
+                Ok(self.totals)
+            }
+            Err(PassError::Save(why)) => Err(Failure::Undelivered(
                 self.totals,
                 format!("{why}; stopped, since what is shipped cannot be recorded"),
-            ));
-        }
-        match result {
-            Ok(()) | Err(SinkError::Closed | SinkError::Stopped) => Ok(self.totals),
-            Err(e) => {
+            )),
+            Err(PassError::Sink(e)) => {
                 let from = self.pending.first().map_or(String::new(), |p| {
                     format!("; not delivered: every event from job {} on", p.jid)
                 });
-                Err((self.totals, format!("{e}{from}")))
+                Err(Failure::Undelivered(self.totals, format!("{e}{from}")))
             }
         }
     }

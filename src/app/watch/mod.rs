@@ -23,11 +23,12 @@ use log::{debug, error, info, warn};
 use notify::event::{AccessKind, AccessMode, CreateKind};
 use notify::EventKind;
 
+use crate::app::ship::{Mode, PassError, Shipper, Totals};
+use crate::app::Failure;
 use crate::cache::JobDir;
 use crate::checkpoint::Checkpoint;
-use crate::config::Config;
+use crate::cli::Config;
 use crate::metrics;
-use crate::ship::{Mode, Shipper, Totals};
 use crate::sink::SinkError;
 use watches::{Events, Watches};
 
@@ -40,21 +41,23 @@ const SETTLE: Duration = Duration::from_millis(2);
 const RELIST: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(500)];
 
 /// Runs until SIGTERM or SIGINT; then confirms what was sent, saves the checkpoint and
-/// returns. `Err` only when the daemon cannot start.
-/// `listener`, when given, serves the metrics once the fleet is rebuilt.
-pub fn run(
-    config: &Config,
-    checkpoint: Checkpoint,
-    listener: Option<TcpListener>,
-) -> Result<Totals, (Totals, String)> {
+/// returns. `Err` when the daemon cannot start (a usage error), or when the checkpoint could
+/// not be saved.
+pub(crate) fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, Failure> {
+    // Bound once the lock is ours (a second instance exits quietly before), before the
+    // catch-up: a taken address is a configuration error. It serves the metrics once the
+    // fleet is rebuilt.
+    let listener: Option<TcpListener> = config
+        .metrics_listen
+        .map(|addr| {
+            TcpListener::bind(addr)
+                .map_err(|e| Failure::Usage(anyhow::anyhow!("--metrics-listen {addr}: {e}")))
+        })
+        .transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
-            return Err((
-                Totals::default(),
-                format!("cannot handle signal {signal}: {e}"),
-            ));
-        }
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| Failure::Usage(anyhow::anyhow!("cannot handle signal {signal}: {e}")))?;
     }
     let (tx, events) = channel();
     let mut follow = Follow {
@@ -69,7 +72,7 @@ pub fn run(
     if let (Some(listener), Some(metrics)) = (listener, &shipper.metrics) {
         match metrics::serve::spawn(listener, metrics.clone()) {
             Ok(addr) => info!("serving metrics at http://{addr}/metrics"),
-            Err(e) => return Err((Totals::default(), format!("--metrics-listen: {e}"))),
+            Err(e) => return Err(Failure::Usage(anyhow::anyhow!("--metrics-listen: {e}"))),
         }
     }
     let mut watches = None;
@@ -83,10 +86,9 @@ pub fn run(
     }
     shipper.bars = false;
     let mut daemon = Daemon::new(config);
-    let receiver_down = matches!(catch_up, Err(SinkError::Undelivered(_)));
-    if let Err(e) = catch_up {
-        daemon.delivery_failed(&mut shipper, e);
-    }
+    let receiver_down = matches!(catch_up, Err(PassError::Sink(SinkError::Undelivered(_))));
+    // Set when the checkpoint could not be saved: the daemon stops.
+    let mut unsaved = daemon.failed(&mut shipper, catch_up);
     daemon.notify("READY=1");
     if receiver_down {
         // "0 events shipped" would read like success.
@@ -102,7 +104,7 @@ pub fn run(
             shipper.totals.events
         );
     }
-    while !stop.load(Ordering::SeqCst) && !shipper.save_failed() {
+    while !stop.load(Ordering::SeqCst) && unsaved.is_none() {
         let deadline = follow
             .next_relist()
             .map_or(daemon.next_deadline(&shipper), |r| {
@@ -141,19 +143,17 @@ pub fn run(
             daemon.events_seen = shipper.totals.events;
             daemon.last_pass = Instant::now();
         }
-        if let Err(e) = result {
-            daemon.delivery_failed(&mut shipper, e);
-        }
+        unsaved = daemon.failed(&mut shipper, result);
         daemon.tick(&shipper, watches.as_ref());
     }
     daemon.notify("STOPPING=1");
     info!("stopping: confirming what was sent");
     // A stop during an outage must not wait for the receiver: the checkpoint holds what was
     // confirmed, and the rest is shipped again on the next start.
-    let result = shipper.confirm();
+    let last = shipper.confirm();
     daemon.next_metrics = Instant::now();
     daemon.tick(&shipper, watches.as_ref());
-    shipper.finish(result)
+    shipper.finish(unsaved.map_or(last, Err))
 }
 
 /// A pass over the whole cache with fresh watches: the two-hex folders watched before the
@@ -168,7 +168,7 @@ fn full_pass(
     shipper: &mut Shipper<'_>,
     watches: &mut Option<Watches>,
     follow: &mut Follow,
-) -> Result<(), SinkError> {
+) -> Result<(), PassError> {
     let mut fresh = match Watches::new(&config.cache_dir, tx) {
         Ok(fresh) => Some(fresh),
         Err(e) => {
@@ -424,13 +424,23 @@ impl<'c> Daemon<'c> {
         .unwrap_or(self.next_rescan)
     }
 
-    /// A receiver stayed away past `--deliver-timeout`: the returns sent but not confirmed are
-    /// not recorded, so a later pass ships them again; the daemon goes on.
-    fn delivery_failed(&mut self, shipper: &mut Shipper<'_>, e: SinkError) {
-        if !matches!(e, SinkError::Stopped) {
-            error!("{e}; trying again at the next rescan");
-            shipper.drop_unconfirmed();
-            self.next_rescan = self.next_rescan.min(Instant::now() + IDLE);
+    /// How a pass ended, for the daemon. A receiver that stayed away past `--deliver-timeout`
+    /// is not the end: the returns sent but not confirmed are not recorded, so a later pass
+    /// ships them again. A checkpoint that could not be saved is: it comes back.
+    fn failed(
+        &mut self,
+        shipper: &mut Shipper<'_>,
+        result: Result<(), PassError>,
+    ) -> Option<PassError> {
+        match result {
+            Ok(()) | Err(PassError::Sink(SinkError::Stopped)) => None,
+            Err(PassError::Sink(e)) => {
+                error!("{e}; trying again at the next rescan");
+                shipper.drop_unconfirmed();
+                self.next_rescan = self.next_rescan.min(Instant::now() + IDLE);
+                None
+            }
+            Err(save @ PassError::Save(_)) => Some(save),
         }
     }
 

@@ -1,0 +1,8 @@
+//! The command line: the clap definition ([`args`]) and the [`Config`] it is validated into
+//! ([`config`]), once, at start.
+
+mod args;
+pub(crate) mod config;
+
+pub use args::*;
+pub(crate) use config::Config;
