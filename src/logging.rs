@@ -19,7 +19,7 @@ pub fn init(verbose: u8, quiet: bool) {
         (false, 1) => LevelFilter::Debug,
         (false, _) => LevelFilter::Trace,
     };
-    let journal = crate::cli::config::journal_stream();
+    let journal = crate::cli::parse::journal_stream();
     let inner = env_logger::Builder::new()
         .filter_level(ours.min(LevelFilter::Warn))
         .filter_module("saltship", ours)

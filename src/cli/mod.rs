@@ -3,6 +3,10 @@
 
 mod args;
 pub(crate) mod config;
+mod delivery;
+pub(crate) mod parse;
+mod receivers;
 
 pub use args::*;
 pub(crate) use config::Config;
+pub use receivers::*;
