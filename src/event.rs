@@ -239,6 +239,12 @@ pub fn to_map(
     }
 }
 
+/// The event's `event_id`: of its state key, or its function for an error return.
+pub fn id_of(job: &Job, ev: &StateEvent<'_>) -> EventId {
+    let key = ev.key.as_deref().or(ev.fun.as_deref()).unwrap_or("");
+    EventId::new(&job.jid, &ev.minion, key)
+}
+
 fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wire<'e, 'a> {
     let fields = ev.state.map(Fields::of).unwrap_or_default();
     let key = ev.key.as_deref();
@@ -252,11 +258,7 @@ fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wi
     let changes = fields.changes;
     Wire {
         timestamp: ev.instant.map(crate::time::Rfc3339::new),
-        event_id: EventId::new(
-            &job.jid,
-            &ev.minion,
-            key.or(ev.fun.as_deref()).unwrap_or(""),
-        ),
+        event_id: id_of(job, ev),
         master,
         minion_id: &ev.minion,
         jid: &job.jid,

@@ -5,121 +5,29 @@
 //!
 //! A sink ([`Protocol`]) only says how to connect, how to send a batch and what the reply
 //! acknowledged, in the manner of vector's `RetryLogic`: stored, taken (proof comes at
-//! [`Protocol::confirm`]), partly stored, or a [`Fault`] that is retriable or permanent for
-//! the target. After a fault every batch not yet acknowledged is sent again.
+//! [`Protocol::confirm`]), partly stored, or a [`Fault`]: retry, or permanent for the target.
+//! After a fault every batch not yet acknowledged is sent again.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
+use super::protocol::{Batch, BatchState, Fault, Protocol, Reply};
 use super::wait::Wait;
-use super::{Sink, SinkError, SinkStats};
+use super::CoreOptions;
+use crate::sink::keys::Keys;
+use crate::sink::{Sink, SinkError, SinkStats};
 
 /// How long a failed target is passed over before it is tried first again.
-pub const FAILBACK: Duration = Duration::from_secs(60);
+pub(crate) const FAILBACK: Duration = Duration::from_secs(60);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// The shortest wait between two attempts once every target failed.
 const MIN_PAUSE: Duration = Duration::from_millis(50);
 
-/// Events framed for the wire, sent and acknowledged as one.
-#[derive(Debug, Default)]
-pub struct Batch {
-    pub bytes: Vec<u8>,
-    pub events: u64,
-    pub state: BatchState,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum BatchState {
-    #[default]
-    Unsent,
-    /// Taken by the receiver, waiting for its proof; `ack` is the sink's token for it.
-    Sent { ack: Option<u64>, at: Instant },
-    /// Acknowledged: may be forgotten.
-    Done,
-}
-
-/// What the reply to one batch acknowledged.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Reply {
-    /// Stored; `rejected` of its events were refused for good (reported by the sink).
-    Stored { rejected: u64 },
-    /// Taken; the proof comes at [`Protocol::confirm`].
-    Taken { ack: Option<u64> },
-    /// Some events stored (or `rejected`); the sink left the rest in the batch to send again,
-    /// after `after` if the receiver asked for a pause.
-    Partly {
-        rejected: u64,
-        after: Option<Duration>,
-    },
-}
-
-/// Why a send or a confirmation failed.
-#[derive(Debug)]
-pub struct Fault {
-    pub why: String,
-    /// Retrying this target cannot help (bad token, certificate): fail over, and give up at
-    /// once when every target has such a fault.
-    pub permanent: bool,
-    /// The receiver asked us to wait this long (`Retry-After`).
-    pub after: Option<Duration>,
-}
-
-impl Fault {
-    pub fn retriable(why: impl Into<String>) -> Fault {
-        Fault {
-            why: why.into(),
-            permanent: false,
-            after: None,
-        }
-    }
-
-    pub fn permanent(why: impl Into<String>) -> Fault {
-        Fault {
-            why: why.into(),
-            permanent: true,
-            after: None,
-        }
-    }
-}
-
-/// How one kind of receiver is spoken to.
-pub trait Protocol {
-    /// The targets, in failover order, as the user wrote them.
-    fn targets(&self) -> &[String];
-    /// Batches of at most this many bytes of whole events are sent; 0: each `send` at once,
-    /// as it came.
-    fn batch_bytes(&self) -> usize;
-    /// Opens a connection to target `i`.
-    fn connect(&mut self, i: usize, wait: &mut Wait) -> Result<(), Fault>;
-    /// Sends one batch on the open connection.
-    fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault>;
-    /// Waits for the proof of every batch sent and marks them `Done`; `Ok(true)` when the
-    /// connection stays open.
-    fn confirm(&mut self, batches: &mut VecDeque<Batch>, wait: &mut Wait) -> Result<bool, Fault>;
-    /// Drops the connection, after a fault.
-    fn disconnect(&mut self);
-    /// Checks target `i` without sending an event (`saltship check`): what it proved.
-    fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault>;
-}
-
-/// What the core needs besides the protocol.
-#[derive(Debug, Clone)]
-pub struct CoreOptions {
-    /// Give up (exit 3) after this long without progress.
-    pub deliver_timeout: Duration,
-    /// At most this many events per second, on average.
-    pub max_rate: Option<f64>,
-    /// Set by a signal handler: stop waiting for receivers.
-    pub stop: Option<Arc<AtomicBool>>,
-}
-
 /// A [`Sink`] made of a [`Protocol`] and the core.
-pub struct Delivery<P: Protocol> {
+pub(crate) struct Delivery<P: Protocol> {
     proto: P,
     opts: CoreOptions,
     batches: VecDeque<Batch>,
@@ -173,23 +81,26 @@ impl<P: Protocol> Delivery<P> {
         self.batches
             .iter()
             .filter(|b| b.state != BatchState::Done)
-            .map(|b| b.events)
+            .map(Batch::events)
             .sum()
     }
 
-    /// Adds `bytes` to the batches: as they are, or cut at event ends (`\n`) into batches of
-    /// at most `batch_bytes`.
-    fn queue(&mut self, bytes: &[u8], events: u64) {
+    /// Adds the events to the batches: as they are, or into batches of at most `batch_bytes`
+    /// (cut at event ends).
+    fn queue(&mut self, bytes: &[u8], keys: &[Keys]) {
         let limit = self.proto.batch_bytes();
         if limit == 0 {
             self.batches.push_back(Batch {
                 bytes: bytes.to_vec(),
-                events,
+                keys: keys.to_vec(),
                 state: BatchState::Unsent,
             });
             return;
         }
-        for event in bytes.split_inclusive(|b| *b == b'\n') {
+        let mut at = 0;
+        for k in keys {
+            let event = &bytes[at..at + k.len];
+            at += k.len;
             let room = self.batches.back().is_some_and(|b| {
                 b.state == BatchState::Unsent && b.bytes.len() + event.len() <= limit
             });
@@ -198,7 +109,7 @@ impl<P: Protocol> Delivery<P> {
             }
             let batch = self.batches.back_mut().expect("pushed above");
             batch.bytes.extend_from_slice(event);
-            batch.events += 1;
+            batch.keys.push(k.clone());
         }
     }
 
@@ -213,7 +124,7 @@ impl<P: Protocol> Delivery<P> {
                 continue;
             }
             self.ensure_connected()?;
-            let before = self.batches[i].events;
+            let before = self.batches[i].events();
             match self.proto.send(&mut self.batches[i], &mut self.wait) {
                 Ok(reply) => self.took(i, reply, before)?,
                 Err(fault) => {
@@ -242,7 +153,7 @@ impl<P: Protocol> Delivery<P> {
             }
             Reply::Partly { rejected, after } => {
                 self.stats.rejected += rejected;
-                let left = batch.events;
+                let left = batch.events();
                 if left == 0 {
                     batch.state = BatchState::Done;
                 }
@@ -323,12 +234,12 @@ impl<P: Protocol> Delivery<P> {
             return Err(SinkError::Stopped);
         }
         self.failed_at[i] = Some(Instant::now());
-        self.last_error = format!("{}: {}", self.proto.targets()[i], fault.why);
-        self.permanent[i] = fault.permanent.then(|| self.last_error.clone());
+        self.last_error = format!("{}: {}", self.proto.targets()[i], fault.why());
+        self.permanent[i] = fault.is_permanent().then(|| self.last_error.clone());
         debug!("{}", self.last_error);
         self.give_up_if_permanent()?;
         self.failures += 1;
-        if self.failures < self.proto.targets().len() && fault.after.is_none() {
+        if self.failures < self.proto.targets().len() && fault.after().is_none() {
             return Ok(()); // fail over at once
         }
         if self.outage.is_none() {
@@ -340,7 +251,7 @@ impl<P: Protocol> Delivery<P> {
             );
             self.outage = Some(Instant::now());
         }
-        self.pause(fault.after)
+        self.pause(fault.after())
     }
 
     /// Every target failed in a way retrying cannot fix: no use waiting out the deadline.
@@ -425,9 +336,7 @@ impl<P: Protocol> Delivery<P> {
         self.rate_next = self.rate_next.max(now) + Duration::from_secs_f64(events as f64 / rate);
         Ok(())
     }
-}
 
-impl<P: Protocol> Delivery<P> {
     /// Checks target `i` without sending an event, within `--deliver-timeout`.
     pub fn probe(&mut self, i: usize) -> Result<String, Fault> {
         self.wait.restart();
@@ -436,13 +345,14 @@ impl<P: Protocol> Delivery<P> {
 }
 
 impl<P: Protocol> Sink for Delivery<P> {
-    fn send(&mut self, bytes: &[u8], events: u64) -> Result<(), SinkError> {
+    fn send(&mut self, bytes: &[u8], keys: &[Keys]) -> Result<(), SinkError> {
+        let events = keys.len() as u64;
         self.throttle(events)?;
         if self.batches.is_empty() {
             // The deadline counts from the first event not yet acknowledged.
             self.wait.restart();
         }
-        self.queue(bytes, events);
+        self.queue(bytes, keys);
         self.send_unsent(false)?;
         self.stats.events_sent += events;
         Ok(())
@@ -480,6 +390,9 @@ impl<P: Protocol> Sink for Delivery<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::keys::Origin;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
 
     /// A protocol whose every step fails as told, to drive the core.
     struct Script {
@@ -487,6 +400,19 @@ mod tests {
         faults: VecDeque<Option<Fault>>,
         sent: Vec<(usize, Vec<u8>)>,
         current: usize,
+        batch_bytes: usize,
+    }
+
+    /// The keys of the newline-ended events in `bytes`.
+    fn keys(bytes: &[u8]) -> Vec<Keys> {
+        let origin = Arc::new(Origin::default());
+        let keys = bytes.split_inclusive(|b| *b == b'\n').map(|event| Keys {
+            len: event.len(),
+            id: Keys::id_from("0"),
+            time: None,
+            origin: origin.clone(),
+        });
+        keys.collect()
     }
 
     impl Protocol for Script {
@@ -494,7 +420,7 @@ mod tests {
             &self.targets
         }
         fn batch_bytes(&self) -> usize {
-            0
+            self.batch_bytes
         }
         fn connect(&mut self, i: usize, _: &mut Wait) -> Result<(), Fault> {
             self.current = i;
@@ -511,10 +437,6 @@ mod tests {
             batches.iter_mut().for_each(|b| b.state = BatchState::Done);
             Ok(false)
         }
-        fn disconnect(&mut self) {}
-        fn probe(&mut self, _: usize, _: &mut Wait) -> Result<String, Fault> {
-            Ok(String::new())
-        }
     }
 
     fn core(targets: usize, faults: Vec<Option<Fault>>) -> Delivery<Script> {
@@ -524,6 +446,7 @@ mod tests {
                 faults: faults.into(),
                 sent: Vec::new(),
                 current: 0,
+                batch_bytes: 0,
             },
             CoreOptions {
                 deliver_timeout: Duration::from_secs(2),
@@ -546,10 +469,10 @@ mod tests {
 
     #[test]
     fn a_lost_connection_sends_the_unacknowledged_batches_again_on_the_next_target() {
-        let lost = Some(Fault::retriable("reset"));
+        let lost = Some(Fault::retry("reset"));
         let mut s = core(2, vec![None, lost, None, None]);
-        s.send(b"a\n", 1).expect("send");
-        s.send(b"b\n", 1).expect("send");
+        s.send(b"a\n", &keys(b"a\n")).expect("send");
+        s.send(b"b\n", &keys(b"b\n")).expect("send");
         s.confirm().expect("confirm");
         let sent: Vec<(usize, &[u8])> = s.proto.sent.iter().map(|(t, b)| (*t, &b[..])).collect();
         assert_eq!(
@@ -562,8 +485,8 @@ mod tests {
 
     #[test]
     fn a_stop_mid_confirm_leaves_nothing_half_sent() {
-        let mut s = core(1, vec![None, Some(Fault::retriable("stopped"))]);
-        s.send(b"a\n", 1).expect("send");
+        let mut s = core(1, vec![None, Some(Fault::retry("stopped"))]);
+        s.send(b"a\n", &keys(b"a\n")).expect("send");
         s.opts.stop = Some(Arc::new(AtomicBool::new(true)));
         s.wait = Wait::new(Duration::from_secs(2), s.opts.stop.clone());
         assert!(matches!(s.confirm(), Err(SinkError::Stopped)));
@@ -577,20 +500,32 @@ mod tests {
         let bad = || Some(Fault::permanent("bad token"));
         let mut s = core(2, vec![bad(), bad()]);
         let start = Instant::now();
-        let e = s.send(b"a\n", 1).expect_err("permanent");
+        let e = s.send(b"a\n", &keys(b"a\n")).expect_err("permanent");
         assert!(matches!(&e, SinkError::Undelivered(why) if why.matches("bad token").count() == 2));
         assert!(start.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
     fn gives_up_when_the_deadline_passes() {
-        let down = || Some(Fault::retriable("refused"));
+        let down = || Some(Fault::retry("refused"));
         let mut s = core(1, (0..100).map(|_| down()).collect());
         let start = Instant::now();
-        let e = s.send(b"a\n", 1).expect_err("deadline");
+        let e = s.send(b"a\n", &keys(b"a\n")).expect_err("deadline");
         assert!(matches!(e, SinkError::Undelivered(_)), "{e}");
         assert!(start.elapsed() >= Duration::from_secs(2));
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn batches_are_cut_at_the_event_ends_the_keys_give() {
+        let mut s = core(1, vec![]);
+        s.proto.batch_bytes = 6;
+        let bytes = b"aa\nbb\ncccc\nd\n";
+        s.send(bytes, &keys(bytes)).expect("send");
+        s.confirm().expect("confirm");
+        let sent: Vec<&[u8]> = s.proto.sent.iter().map(|(_, b)| &b[..]).collect();
+        assert_eq!(sent, [&b"aa\nbb\n"[..], b"cccc\n", b"d\n"]);
+        assert_eq!(s.stats().events_sent, 4);
     }
 
     #[test]

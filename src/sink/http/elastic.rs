@@ -5,27 +5,27 @@
 //! delivered; 429 and 5xx items are sent again, alone; any other item error (a mapping error)
 //! rejects that event for good: reported once with its reason, and counted.
 
-use std::collections::VecDeque;
-
 use log::warn;
 use serde::Deserialize;
 
-use super::deliver::{Batch, Fault, Protocol, Reply};
-use super::http::{events, one_line, split_url, Head, Http, HttpOptions};
-use super::wait::Wait;
+use super::client::{self, one_line, split_url, Http, HttpOptions};
+use crate::json::write_str;
+use crate::sink::core::{Batch, Fate, Fault, Protocol, Reply, Wait};
 
 /// Requests carry at most this much: well under any `http.max_content_length`.
 const BATCH_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
-pub struct ElasticOptions {
+pub(crate) struct ElasticOptions {
     pub http: HttpOptions,
     pub index: String,
 }
 
-pub struct Elastic {
+pub(crate) struct Elastic {
     opts: ElasticOptions,
     http: Http,
+    /// `{"create":{"_index":..` of every action, written once.
+    action: Vec<u8>,
     current: usize,
 }
 
@@ -44,8 +44,11 @@ struct Item {
 
 impl Elastic {
     pub fn new(opts: ElasticOptions) -> Elastic {
+        let mut action = b"{\"create\":{\"_index\":".to_vec();
+        write_str(&mut action, &opts.index);
         Elastic {
             http: Http::new(&opts.http),
+            action,
             opts,
             current: 0,
         }
@@ -58,58 +61,46 @@ impl Elastic {
         format!("{base}{path}/_bulk")
     }
 
-    fn body(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut body = Vec::with_capacity(bytes.len() + bytes.len() / 4);
-        for event in events(bytes) {
-            let head = Head::of(event);
-            let mut action = serde_json::json!({ "create": { "_index": self.opts.index } });
-            if let Some(id) = head.id() {
-                action["create"]["_id"] = id.into();
-            }
-            serde_json::to_writer(&mut body, &action).expect("JSON serializes");
-            body.push(b'\n');
+    /// One `create` action per event, `_id` = `event_id`, then the event as we encoded it.
+    fn body(&self, batch: &Batch) -> Vec<u8> {
+        let mut body = Vec::with_capacity(batch.bytes.len() + batch.keys.len() * 96);
+        for (keys, event) in batch.each() {
+            body.extend_from_slice(&self.action);
+            body.extend_from_slice(b",\"_id\":");
+            write_str(&mut body, keys.id());
+            body.extend_from_slice(b"}}\n");
             body.extend_from_slice(event);
-            body.push(b'\n');
         }
         body
     }
 
     /// Keeps in `batch` only the events to send again; reports the rejected ones.
     fn items(&self, batch: &mut Batch, reply: &BulkReply) -> Result<Reply, Fault> {
-        let lines: Vec<&[u8]> = events(&batch.bytes).collect();
-        if reply.items.len() != lines.len() {
-            return Err(Fault::retriable(format!(
+        if reply.items.len() != batch.keys.len() {
+            return Err(Fault::retry(format!(
                 "_bulk answered {} items for {} events",
                 reply.items.len(),
-                lines.len()
+                batch.keys.len()
             )));
         }
-        let mut again = Vec::new();
-        let (mut kept, mut rejected) = (0, 0);
-        for (line, item) in lines.iter().zip(&reply.items) {
-            let Some(item) = item.values().next() else {
-                continue;
+        let target = &self.opts.http.targets[self.current];
+        let rejected = batch.retain(|i, keys| {
+            let Some(item) = reply.items[i].values().next() else {
+                return Fate::Stored;
             };
             match item.status {
-                200..=299 | 409 => {}
-                429 | 500..=599 => {
-                    again.extend_from_slice(line);
-                    again.push(b'\n');
-                    kept += 1;
-                }
+                200..=299 | 409 => Fate::Stored,
+                429 | 500..=599 => Fate::Again,
                 status => {
-                    rejected += 1;
                     let why = item.error.as_ref().map_or_else(String::new, reason);
                     warn!(
-                        "{}: event {} rejected (HTTP {status}): {why}",
-                        self.opts.http.targets[self.current],
-                        Head::of(line).id().unwrap_or("?"),
+                        "{target}: event {} rejected (HTTP {status}): {why}",
+                        keys.id()
                     );
+                    Fate::Rejected
                 }
             }
-        }
-        batch.bytes = again;
-        batch.events = kept;
+        });
         Ok(Reply::Partly {
             rejected,
             after: None,
@@ -142,45 +133,32 @@ impl Protocol for Elastic {
         let headers = [("Content-Type", "application/x-ndjson".to_owned())];
         let answer = self
             .http
-            .post(&self.url(), &headers, self.body(&batch.bytes), wait)?;
+            .post(&self.url(), &headers, self.body(batch), wait)?;
         if let Some(fault) = answer.fault() {
             return Err(fault);
         }
-        let why = || format!("HTTP {}: {}", answer.status, one_line(&answer.body));
         if !(200..=299).contains(&answer.status) {
             // A wrong path or index name: the target's problem, not one event's.
-            return Err(Fault::permanent(why()));
+            return Err(answer.refused());
         }
-        let reply: BulkReply = serde_json::from_str(&answer.body)
-            .map_err(|e| Fault::retriable(format!("{}: {e}", why())))?;
+        let reply: BulkReply = serde_json::from_str(&answer.body).map_err(|e| {
+            Fault::retry(format!(
+                "HTTP {}: {}: {e}",
+                answer.status,
+                one_line(&answer.body)
+            ))
+        })?;
         if !reply.errors {
             return Ok(Reply::Stored { rejected: 0 });
         }
         self.items(batch, &reply)
     }
 
-    fn confirm(&mut self, _: &mut VecDeque<Batch>, _: &mut Wait) -> Result<bool, Fault> {
-        // Every batch was acknowledged by its reply.
-        Ok(true)
-    }
-
-    fn disconnect(&mut self) {}
-
     /// An empty `_bulk`: answered 400 (no body) once the credentials were accepted, 401/403 if
     /// not, 404 for a wrong path.
     fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault> {
         self.current = i;
-        let answer = self.http.post(&self.url(), &[], Vec::new(), wait)?;
-        match answer.fault() {
-            Some(fault) => Err(fault),
-            None if matches!(answer.status, 200..=299 | 400) => {
-                Ok("_bulk answers and accepts the credentials".into())
-            }
-            None => Err(Fault::permanent(format!(
-                "HTTP {}: {}",
-                answer.status,
-                one_line(&answer.body)
-            ))),
-        }
+        let proved = "_bulk answers and accepts the credentials";
+        client::probe(&self.http, &self.url(), &[], wait, proved)
     }
 }

@@ -1,32 +1,18 @@
 //! What the HTTP sinks (`splunk-hec`, `elasticsearch`) share: one keep-alive `ureq` agent with
-//! our rustls set-up, a POST that ends by the deadline or at once on a stop, the reply's
+//! our rustls set-up, a POST that ends by the deadline or at once on a stop, and the reply's
 //! status classified (vector's `RetryLogic`: 401/403 permanent, 429 and 5xx retriable with
-//! `Retry-After`), secrets that never reach a log, and the few fields of an event the
-//! envelopes need (the last two serve the Kafka sink too).
+//! `Retry-After`).
 
-use std::fmt;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::deliver::Fault;
-use super::tls::Tls;
-use super::wait::Wait;
-
-/// A token or password: never printed, not even with `{:?}`.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
+use crate::sink::core::{Fault, Wait};
+use crate::sink::secret::Secret;
+use crate::sink::tls::Tls;
 
 /// What every HTTP sink takes.
 #[derive(Debug, Clone)]
-pub struct HttpOptions {
+pub(crate) struct HttpOptions {
     /// `http://` or `https://` URLs, in failover order.
     pub targets: Vec<String>,
     /// The `Authorization` header's value.
@@ -38,14 +24,14 @@ pub struct HttpOptions {
 
 /// The reply to a POST.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub retry_after: Option<Duration>,
     pub body: String,
 }
 
 /// A keep-alive HTTP client.
-pub struct Http {
+pub(crate) struct Http {
     agent: ureq::Agent,
     auth: Option<Secret>,
 }
@@ -74,7 +60,7 @@ impl Http {
         body: Vec<u8>,
         wait: &Wait,
     ) -> Result<Answer, Fault> {
-        let left = wait.left().map_err(|e| Fault::retriable(e.to_string()))?;
+        let left = wait.left()?;
         let mut request = self
             .agent
             .post(url)
@@ -91,12 +77,12 @@ impl Http {
             let _ = tx.send(answer(request.send_bytes(&body)));
         });
         loop {
-            let slice = wait.slice().map_err(|e| Fault::retriable(e.to_string()))?;
+            let slice = wait.slice()?;
             match rx.recv_timeout(slice) {
                 Ok(answer) => return answer,
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(Fault::retriable("HTTP request thread ended"))
+                    return Err(Fault::retry("HTTP request thread ended"))
                 }
             }
         }
@@ -112,7 +98,7 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Answer, Fault> 
             return Err(if certificate_problem(&t) {
                 Fault::permanent(format!("TLS: {why}"))
             } else {
-                Fault::retriable(why)
+                Fault::retry(why)
             });
         }
     };
@@ -123,7 +109,7 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Answer, Fault> 
         .map(Duration::from_secs);
     let body = response
         .into_string()
-        .map_err(|e| Fault::retriable(format!("reading the reply: {e}")))?;
+        .map_err(|e| Fault::retry(format!("reading the reply: {e}")))?;
     Ok(Answer {
         status,
         retry_after,
@@ -159,17 +145,43 @@ impl Answer {
         match self.status {
             200..=299 => None,
             401 | 403 => Some(Fault::permanent(why())),
-            408 | 429 | 500..=599 => Some(Fault {
+            408 | 429 | 500..=599 => Some(Fault::Retry {
+                why: why(),
                 after: self.retry_after,
-                ..Fault::retriable(why())
             }),
             _ => None,
         }
     }
 }
 
+/// `saltship check` for an HTTP sink: POSTs an empty body to `url`, which the receiver
+/// answers 400 (no data) once it accepted our credentials, 401/403 if not, 404 for a wrong
+/// path; `proved` says what a 2xx or 400 proves.
+pub(crate) fn probe(
+    http: &Http,
+    url: &str,
+    headers: &[(&str, String)],
+    wait: &Wait,
+    proved: &str,
+) -> Result<String, Fault> {
+    let answer = http.post(url, headers, Vec::new(), wait)?;
+    match answer.fault() {
+        Some(fault) => Err(fault),
+        None if matches!(answer.status, 200..=299 | 400) => Ok(proved.into()),
+        None => Err(answer.refused()),
+    }
+}
+
+impl Answer {
+    /// A refusal that is the target's, not one event's (a wrong path or index, a disabled
+    /// token): permanent.
+    pub fn refused(&self) -> Fault {
+        Fault::permanent(format!("HTTP {}: {}", self.status, one_line(&self.body)))
+    }
+}
+
 /// At most 200 characters of `s` on one line, for a message.
-pub fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     let flat: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -178,79 +190,8 @@ pub fn one_line(s: &str) -> String {
     flat.trim().to_owned()
 }
 
-/// The fields of an encoded event (`json` or `ecs`) that the HTTP envelopes need.
-#[derive(Debug, Default, Deserialize)]
-pub struct Head {
-    pub event_id: Option<String>,
-    pub timestamp: Option<String>,
-    pub minion_id: Option<String>,
-    pub master: Option<String>,
-    pub jid: Option<String>,
-    #[serde(rename = "@timestamp")]
-    pub at_timestamp: Option<String>,
-    pub event: Option<EcsEvent>,
-    pub host: Option<EcsHost>,
-    pub observer: Option<EcsObserver>,
-    pub salt: Option<EcsSalt>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct EcsEvent {
-    pub id: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct EcsHost {
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct EcsSalt {
-    pub jid: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct EcsObserver {
-    pub hostname: Option<String>,
-}
-
-impl Head {
-    /// Reads the head of one encoded event; an event we encoded always parses.
-    pub fn of(event: &[u8]) -> Head {
-        serde_json::from_slice(event).unwrap_or_default()
-    }
-
-    pub fn id(&self) -> Option<&str> {
-        self.event_id
-            .as_deref()
-            .or(self.event.as_ref().and_then(|e| e.id.as_deref()))
-    }
-
-    pub fn time(&self) -> Option<&str> {
-        self.timestamp.as_deref().or(self.at_timestamp.as_deref())
-    }
-
-    pub fn minion(&self) -> Option<&str> {
-        self.minion_id
-            .as_deref()
-            .or(self.host.as_ref().and_then(|h| h.name.as_deref()))
-    }
-
-    pub fn master(&self) -> Option<&str> {
-        self.master
-            .as_deref()
-            .or(self.observer.as_ref().and_then(|o| o.hostname.as_deref()))
-    }
-
-    pub fn jid(&self) -> Option<&str> {
-        self.jid
-            .as_deref()
-            .or(self.salt.as_ref().and_then(|s| s.jid.as_deref()))
-    }
-}
-
 /// `scheme://host[:port]` and the path of a URL (without a trailing `/`).
-pub fn split_url(url: &str) -> (&str, &str) {
+pub(crate) fn split_url(url: &str) -> (&str, &str) {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     match url[after_scheme..].find('/') {
         Some(i) => (
@@ -261,28 +202,9 @@ pub fn split_url(url: &str) -> (&str, &str) {
     }
 }
 
-/// The events of a batch: its lines, without their newline.
-pub fn events(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    bytes.split(|b| *b == b'\n').filter(|line| !line.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn heads_of_both_formats() {
-        let json = br#"{"timestamp":"2026-01-01T00:00:00.5Z","event_id":"ab","minion_id":"m1","master":"s","jid":"j"}"#;
-        let ecs = br#"{"@timestamp":"2026-01-01T00:00:00.5Z","event":{"id":"ab"},"host":{"name":"m1"},"observer":{"hostname":"s"},"salt":{"jid":"j"}}"#;
-        for line in [&json[..], &ecs[..]] {
-            let head = Head::of(line);
-            assert_eq!(head.id(), Some("ab"));
-            assert_eq!(head.time(), Some("2026-01-01T00:00:00.5Z"));
-            assert_eq!(head.minion(), Some("m1"));
-            assert_eq!(head.master(), Some("s"));
-            assert_eq!(head.jid(), Some("j"));
-        }
-    }
 
     #[test]
     fn urls_split_into_base_and_path() {
@@ -301,9 +223,9 @@ mod tests {
         assert!(a(200).fault().is_none());
         assert!(a(401)
             .fault()
-            .is_some_and(|f| f.permanent && f.why == "HTTP 401: no way"));
+            .is_some_and(|f| f.is_permanent() && f.why() == "HTTP 401: no way"));
         let busy = a(503).fault().expect("fault");
-        assert!(!busy.permanent && busy.after == Some(Duration::from_secs(3)));
+        assert!(!busy.is_permanent() && busy.after() == Some(Duration::from_secs(3)));
         assert!(a(400).fault().is_none());
     }
 }

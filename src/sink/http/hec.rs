@@ -9,28 +9,31 @@
 //! and counted; the rest is sent again.
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use serde::Deserialize;
 
-use super::deliver::{Batch, BatchState, Fault, Protocol, Reply};
-use super::http::{events, one_line, split_url, Answer, Head, Http, HttpOptions};
-use super::wait::Wait;
+use super::client::{self, one_line, split_url, Answer, Http, HttpOptions};
+use crate::json::write_str;
+use crate::sink::core::{Batch, BatchState, Fate, Fault, Protocol, Reply, Wait};
 
 /// Requests carry at most this much (Splunk's old `max_content_length` was 1 MB).
 const BATCH_BYTES: usize = 512 << 10;
 
 #[derive(Debug, Clone)]
-pub struct HecOptions {
+pub(crate) struct HecOptions {
     pub http: HttpOptions,
     pub sourcetype: String,
     pub index: Option<String>,
 }
 
-pub struct Hec {
+pub(crate) struct Hec {
     opts: HecOptions,
     http: Http,
+    /// `"sourcetype":..` and `"index":..` of every envelope, written once.
+    fixed: Vec<u8>,
     /// `X-Splunk-Request-Channel`: one per run.
     channel: String,
     current: usize,
@@ -59,8 +62,15 @@ struct AckReply {
 
 impl Hec {
     pub fn new(opts: HecOptions, deliver_timeout: Duration) -> Hec {
+        let mut fixed = b"\"sourcetype\":".to_vec();
+        write_str(&mut fixed, &opts.sourcetype);
+        if let Some(index) = &opts.index {
+            fixed.extend_from_slice(b",\"index\":");
+            write_str(&mut fixed, index);
+        }
         Hec {
             http: Http::new(&opts.http),
+            fixed,
             opts,
             channel: uuid(),
             current: 0,
@@ -92,64 +102,46 @@ impl Hec {
     }
 
     /// One envelope per event: the time as epoch seconds with microseconds, the minion as
-    /// host, `saltship:<master>` as source.
-    fn envelopes(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut body = Vec::with_capacity(bytes.len() + bytes.len() / 4);
-        for event in events(bytes) {
-            let head = Head::of(event);
-            let mut envelope = serde_json::Map::new();
-            if let Some(time) = head.time().and_then(epoch) {
-                envelope.insert("time".into(), serde_json::Value::Number(time));
+    /// host, `saltship:<master>` as source; the event goes in as we encoded it.
+    fn envelopes(&self, batch: &Batch) -> Vec<u8> {
+        let mut body = Vec::with_capacity(batch.bytes.len() + batch.keys.len() * 160);
+        for (keys, event) in batch.each() {
+            body.push(b'{');
+            if let Some((seconds, micros)) = keys.seconds_micros() {
+                let _ = write!(body, "\"time\":{seconds}.{micros:06},");
             }
-            if let Some(host) = head.minion() {
-                envelope.insert("host".into(), host.into());
-            }
-            if let Some(master) = head.master() {
-                envelope.insert("source".into(), format!("saltship:{master}").into());
-            }
-            envelope.insert("sourcetype".into(), self.opts.sourcetype.clone().into());
-            if let Some(index) = &self.opts.index {
-                envelope.insert("index".into(), index.clone().into());
-            }
-            let mut text = serde_json::to_vec(&envelope).expect("JSON with string keys serializes");
-            // The event goes in as we encoded it.
-            text.pop();
-            if !envelope.is_empty() {
-                text.push(b',');
-            }
-            text.extend_from_slice(b"\"event\":");
-            text.extend_from_slice(event);
-            text.extend_from_slice(b"}\n");
-            body.extend_from_slice(&text);
+            body.extend_from_slice(b"\"host\":");
+            write_str(&mut body, &keys.origin.host);
+            body.extend_from_slice(b",\"source\":\"saltship:");
+            // The master's name, escaped, inside the quotes we opened.
+            let at = body.len();
+            write_str(&mut body, &keys.origin.master);
+            body.remove(at);
+            body.push(b',');
+            body.extend_from_slice(&self.fixed);
+            body.extend_from_slice(b",\"event\":");
+            body.extend_from_slice(event.strip_suffix(b"\n").unwrap_or(event));
+            body.extend_from_slice(b"}\n");
         }
         body
     }
 
     /// A 400 about one event: that event is rejected (reported once), the rest sent again.
-    fn bad_event(&self, batch: &mut Batch, reply: &EventReply) -> Option<Reply> {
-        let n = reply.invalid_event?;
-        let mut kept = Vec::with_capacity(batch.bytes.len());
-        let mut rejected = 0;
-        for (i, event) in events(&batch.bytes).enumerate() {
-            if i == n {
-                warn!(
-                    "{}: event {} rejected: {}",
-                    self.opts.http.targets[self.current],
-                    Head::of(event).id().unwrap_or("?"),
-                    reply.text.as_deref().unwrap_or("invalid event")
-                );
-                rejected += 1;
+    fn bad_event(&self, batch: &mut Batch, reply: &EventReply) -> Reply {
+        let target = &self.opts.http.targets[self.current];
+        let why = reply.text.as_deref().unwrap_or("invalid event");
+        let rejected = batch.retain(|i, keys| {
+            if Some(i) == reply.invalid_event {
+                warn!("{target}: event {} rejected: {why}", keys.id());
+                Fate::Rejected
             } else {
-                kept.extend_from_slice(event);
-                kept.push(b'\n');
+                Fate::Again
             }
-        }
-        batch.bytes = kept;
-        batch.events -= rejected;
-        Some(Reply::Partly {
+        });
+        Reply::Partly {
             rejected,
             after: None,
-        })
+        }
     }
 }
 
@@ -170,7 +162,7 @@ impl Protocol for Hec {
 
     fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
         let (url, _) = self.endpoints();
-        let answer = self.post(&url, self.envelopes(&batch.bytes), wait)?;
+        let answer = self.post(&url, self.envelopes(batch), wait)?;
         if let Some(fault) = answer.fault() {
             return Err(fault);
         }
@@ -181,15 +173,11 @@ impl Protocol for Hec {
                 None => Reply::Stored { rejected: 0 },
             }),
             (400, Some(reply)) if reply.invalid_event.is_some() => {
-                Ok(self.bad_event(batch, &reply).expect("an invalid event"))
+                Ok(self.bad_event(batch, &reply))
             }
             // Any other refusal (a wrong index, a disabled token, a wrong path) is the
             // target's, not one event's: nothing is dropped for it.
-            _ => Err(Fault::permanent(format!(
-                "HTTP {}: {}",
-                answer.status,
-                one_line(&answer.body)
-            ))),
+            _ => Err(answer.refused()),
         }
     }
 
@@ -217,7 +205,7 @@ impl Protocol for Hec {
                 return Err(fault);
             }
             let acks: AckReply = serde_json::from_str(&answer.body).map_err(|_| {
-                Fault::retriable(format!(
+                Fault::retry(format!(
                     "indexer acknowledgement: HTTP {}: {}",
                     answer.status,
                     one_line(&answer.body)
@@ -240,45 +228,26 @@ impl Protocol for Hec {
                         "no indexer acknowledgement for {:.1} s",
                         at.elapsed().as_secs_f64()
                     );
-                    return Err(Fault::retriable(format!(
+                    return Err(Fault::retry(format!(
                         "no indexer acknowledgement within {} s",
                         limit.as_secs_f64()
                     )));
                 }
                 Some(_) => {}
             }
-            wait.sleep(pause)
-                .map_err(|e| Fault::retriable(e.to_string()))?;
+            wait.sleep(pause)?;
             pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
-
-    fn disconnect(&mut self) {}
 
     /// An empty request: HEC answers 400 "No data" once it accepted the token, 401/403 if not.
     fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault> {
         self.current = i;
         let (url, _) = self.endpoints();
-        let answer = self.post(&url, Vec::new(), wait)?;
-        match answer.fault() {
-            Some(fault) => Err(fault),
-            None if matches!(answer.status, 200..=299 | 400) => {
-                Ok("HEC answers and accepts the token".into())
-            }
-            None => Err(Fault::permanent(format!(
-                "HTTP {}: {}",
-                answer.status,
-                one_line(&answer.body)
-            ))),
-        }
+        let headers = [("X-Splunk-Request-Channel", self.channel.clone())];
+        let proved = "HEC answers and accepts the token";
+        client::probe(&self.http, &url, &headers, wait, proved)
     }
-}
-
-/// RFC 3339 as epoch seconds with microseconds, as HEC's `time` takes it.
-fn epoch(rfc3339: &str) -> Option<serde_json::Number> {
-    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
-    let text = format!("{}.{:06}", t.timestamp(), t.timestamp_subsec_micros());
-    text.parse().ok()
 }
 
 /// A random (version 4) UUID for the request channel.
@@ -303,14 +272,116 @@ fn uuid() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
     use super::*;
+    use crate::sink::keys::{Keys, Origin};
+    use crate::sink::secret::Secret;
+
+    fn hec(target: &str, token: &str) -> Hec {
+        let http = HttpOptions {
+            targets: vec![target.to_owned()],
+            auth: Some(Secret(format!("Splunk {token}"))),
+            connect_timeout: Duration::from_secs(5),
+            tls: None,
+        };
+        let opts = HecOptions {
+            http,
+            sourcetype: "salt:state".into(),
+            index: Some("main".into()),
+        };
+        Hec::new(opts, Duration::from_secs(10))
+    }
 
     #[test]
-    fn time_is_epoch_seconds_with_microseconds() {
-        assert_eq!(
-            epoch("2026-11-23T18:57:50.440911Z").map(|n| n.to_string()),
-            Some("1795460270.440911".to_owned())
-        );
+    fn envelopes_carry_the_keys_and_the_event_as_encoded() {
+        let event = b"{\"timestamp\":\"2026-11-23T18:57:50.440911Z\",\"x\":\"\\\"q\"}\n";
+        let origin = Origin {
+            host: "web\"1".into(),
+            master: "salt\\m".into(),
+            jid: "j".into(),
+        };
+        let keys = Keys {
+            len: event.len(),
+            id: Keys::id_from("ab"),
+            time: Some(1_795_460_270_440_911),
+            origin: Arc::new(origin),
+        };
+        let batch = Batch {
+            bytes: event.to_vec(),
+            keys: vec![keys],
+            state: BatchState::Unsent,
+        };
+        let body = hec("http://127.0.0.1:1", "t").envelopes(&batch);
+        let text = String::from_utf8(body).expect("UTF-8");
+        assert!(text.starts_with("{\"time\":1795460270.440911,"), "{text}");
+        assert!(text.ends_with("}\n"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("one JSON envelope");
+        assert_eq!(v["host"], "web\"1");
+        assert_eq!(v["source"], "saltship:salt\\m");
+        assert_eq!(v["sourcetype"], "salt:state");
+        assert_eq!(v["index"], "main");
+        assert_eq!(v["event"]["x"], "\"q");
+    }
+
+    /// Answers `n` requests as HEC does an empty one: 400 "No data" with the right token,
+    /// 403 without; hands back the bodies it got.
+    fn fake_hec(n: usize) -> (String, std::thread::JoinHandle<Vec<usize>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let server = std::thread::spawn(move || {
+            let mut bodies = Vec::new();
+            for _ in 0..n {
+                let (conn, _) = listener.accept().expect("accept");
+                conn.set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                let mut reader = BufReader::new(&conn);
+                let (mut good, mut length) = (false, 0);
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).expect("request line");
+                    let lower = line.to_ascii_lowercase();
+                    good |= lower.starts_with("authorization: splunk good");
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().expect("a length");
+                    }
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).expect("body");
+                bodies.push(length);
+                let (status, text) = if good {
+                    ("400 Bad Request", r#"{"text":"No data","code":5}"#)
+                } else {
+                    ("403 Forbidden", r#"{"text":"Invalid token","code":4}"#)
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                std::io::Write::write_all(&mut &conn, reply.as_bytes()).expect("reply");
+            }
+            bodies
+        });
+        (url, server)
+    }
+
+    #[test]
+    fn probe_tells_a_bad_token_without_sending_an_event() {
+        let (url, server) = fake_hec(2);
+        let mut wait = Wait::new(Duration::from_secs(10), None);
+        let ok = hec(&url, "good").probe(0, &mut wait);
+        assert!(ok.is_ok(), "{ok:?}");
+        let bad = hec(&url, "wrong")
+            .probe(0, &mut wait)
+            .expect_err("a bad token");
+        assert!(bad.is_permanent() && bad.why().contains("403"), "{bad:?}");
+        assert_eq!(server.join().expect("server"), [0, 0], "no event sent");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! a certificate problem is [permanent](is_permanent), so the sink gives up at once instead of
 //! retrying it. The connection itself, [`TlsStream`], is in `tls/stream.rs`.
 
-mod failure;
+pub(crate) mod failure;
 mod stream;
 
 use std::io;
@@ -32,7 +32,7 @@ use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-pub use failure::{is_permanent, TlsFailure};
+pub(crate) use failure::is_permanent;
 pub use stream::TlsStream;
 
 /// The TLS options as given, before loading.

@@ -33,6 +33,7 @@ impl Wait {
         }
     }
 
+    #[cfg(test)]
     pub fn until(&self) -> Instant {
         self.until
     }
