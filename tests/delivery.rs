@@ -7,26 +7,17 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
-use common::{backfill, multiplied_cache, saltship, Run};
+use common::{multiplied_cache, Run, Saltship};
 
 /// Backfills `jobs` to a receiver with `faults` and checks every dry-run event arrived.
 fn deliver(jobs: &std::path::Path, faults: Faults, extra: &[&str]) -> (Run, Vec<String>, usize) {
-    let want = backfill(jobs, &[]);
+    let want = Saltship::dry_run(jobs).run();
     assert_eq!(want.code, 0, "{}", want.stderr);
     let receiver = Receiver::start(faults);
-    let target = receiver.target();
-    let jobs_arg = jobs.to_str().expect("UTF-8");
-    let mut args = vec![
-        "backfill",
-        "--cache-dir",
-        jobs_arg,
-        "--master-id",
-        "testmaster",
-        "--target",
-        &target,
-    ];
-    args.extend_from_slice(extra);
-    let run = saltship(&args);
+    let run = Saltship::backfill(jobs)
+        .target(&receiver.target())
+        .more(extra)
+        .run();
     let lines = receiver.finish();
     assert_eq!(run.code, 0, "{}", run.stderr);
     let got = event_ids(&lines);
@@ -142,16 +133,10 @@ fn max_rate_spaces_events_out() {
 fn no_receiver_exits_3_and_says_what_was_not_delivered() {
     let (_tmp, jobs) = common::cache_copy("jobs");
     let port = common::free_port();
-    let target = format!("127.0.0.1:{port}");
-    let run = saltship(&[
-        "backfill",
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8"),
-        "--target",
-        &target,
-        "--deliver-timeout",
-        "1s",
-    ]);
+    let run = Saltship::backfill(&jobs)
+        .target(&format!("127.0.0.1:{port}"))
+        .more(["--deliver-timeout", "1s"])
+        .run();
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("not delivered"), "{}", run.stderr);
     assert!(run.stdout.is_empty());
@@ -160,21 +145,12 @@ fn no_receiver_exits_3_and_says_what_was_not_delivered() {
 #[test]
 fn fails_over_to_the_next_target_in_order() {
     let (_tmp, jobs) = common::cache_copy("jobs");
-    let want = backfill(&jobs, &[]);
+    let want = Saltship::dry_run(&jobs).run();
     let dead = common::free_port();
     let receiver = Receiver::start(Faults::default());
     let targets = format!("127.0.0.1:{dead},{}", receiver.target());
-    let cache = jobs.to_str().expect("UTF-8");
     // Comma-separated, as SALTSHIP_TARGET takes them.
-    let run = saltship(&[
-        "backfill",
-        "--cache-dir",
-        cache,
-        "--master-id",
-        "testmaster",
-        "--target",
-        &targets,
-    ]);
+    let run = Saltship::backfill(&jobs).target(&targets).run();
     let got = event_ids(&receiver.finish());
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(want
@@ -192,15 +168,10 @@ fn a_receiver_that_never_reads_ends_the_run_by_the_deadline() {
     let (_tmp, jobs) = multiplied_cache(100);
     let deaf = Deaf::start(Deafness::NeverReads);
     let start = Instant::now();
-    let run = saltship(&[
-        "backfill",
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8"),
-        "--target",
-        &deaf.target(),
-        "--deliver-timeout",
-        "5s",
-    ]);
+    let run = Saltship::backfill(&jobs)
+        .target(&deaf.target())
+        .more(["--deliver-timeout", "5s"])
+        .run();
     let took = start.elapsed();
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(took >= Duration::from_secs(5), "{took:?}: {}", run.stderr);
@@ -214,15 +185,10 @@ fn a_receiver_that_never_reads_ends_the_run_by_the_deadline() {
 fn a_receiver_that_closes_at_once_is_warned_about_once() {
     let (_tmp, jobs) = common::cache_copy("jobs");
     let rude = Deaf::start(Deafness::ClosesAtOnce);
-    let run = saltship(&[
-        "backfill",
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8"),
-        "--target",
-        &rude.target(),
-        "--deliver-timeout",
-        "3s",
-    ]);
+    let run = Saltship::backfill(&jobs)
+        .target(&rude.target())
+        .more(["--deliver-timeout", "3s"])
+        .run();
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(
         rude.accepted.load(std::sync::atomic::Ordering::SeqCst) > 2,
