@@ -3,16 +3,14 @@
 //! recording them; temp files of a dead instance are removed at the next start.
 //!
 //! The folder is a small tmpfs mounted by the test, so it needs root (CI runs as root);
-//! elsewhere the tests skip through `common::skip` (a failure under CI).
-
-mod common;
+//! elsewhere the tests skip through `crate::common::skip` (a failure under CI).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::receiver::{Faults, Receiver};
-use common::{cache_copy, case_jid, copy_tree, job_dir, p, skip, Run, Saltship};
+use crate::common::receiver::{Faults, Receiver};
+use crate::common::{cache_copy, case_jid, copy_tree, job_dir, p, skip, Run, Saltship};
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct Tmpfs(PathBuf);

@@ -1,16 +1,14 @@
 //! `saltship watch` against a cache that changes while it runs: jobs landed the way a master
 //! writes them, SIGTERM and restart, a job folder removed, a receiver that is down.
 
-mod common;
-
 use std::collections::HashSet;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
-use common::watch::{land_job, source_job, Watch};
-use common::{age_folders, cache_copy, dry_run_ids, multiplied_cache, p, Saltship};
+use crate::common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
+use crate::common::watch::{land_job, source_job, Watch};
+use crate::common::{age_folders, cache_copy, dry_run_ids, multiplied_cache, p, Saltship};
 
 /// Waits (bounded) until `receiver` has every id of `want`.
 fn wait_for(receiver: &Receiver, want: &HashSet<String>, within: Duration) -> HashSet<String> {
@@ -124,7 +122,7 @@ fn a_job_folder_removed_while_watching_is_no_error() {
     // The master's cleanup removes a job; another lands after it.
     let gone = source_job("state-highstate");
     let gone = jobs.join(
-        gone.strip_prefix(common::testdata("jobs"))
+        gone.strip_prefix(crate::common::testdata("jobs"))
             .expect("under testdata"),
     );
     std::fs::remove_dir_all(&gone).expect("cleanup");
@@ -220,7 +218,7 @@ fn tells_systemd_through_notify_socket() {
 fn a_long_outage_is_reported_once_per_timeout() {
     let (tmp, jobs) = cache_copy("jobs");
     let state = tmp.path().join("state");
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let target = format!("127.0.0.1:{port}");
     let watch = Watch::start(
         &jobs,
@@ -369,7 +367,7 @@ fn receiver_down_at_start_is_said_and_metrics_stay_readable() {
     let state = tmp.path().join("state");
     let metrics = tmp.path().join("saltship.prom");
     let log = tmp.path().join("watch.log");
-    let target = format!("127.0.0.1:{}", common::free_port());
+    let target = format!("127.0.0.1:{}", crate::common::free_port());
     let child = Saltship::watch(&jobs)
         .state_file(&state)
         .target(&target)

@@ -1,16 +1,14 @@
 //! `saltship sync`: ship what the checkpoint does not hold, record it after confirmation, and
 //! never ship anything twice but the unconfirmed tail after a crash.
 
-mod common;
-
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::receiver::{Faults, Receiver};
-use common::{
+use crate::common::receiver::{Faults, Receiver};
+use crate::common::{
     age_folders, cache_copy, case_jid, copy_tree, job_dir, multiplied_cache, p, Run, Saltship,
 };
 use serde_json::Value;
@@ -295,7 +293,7 @@ fn sigkill_mid_sync_loses_nothing() {
 fn warns_when_unshipped_returns_near_the_masters_cleanup() {
     let (tmp, jobs) = cache_copy("jobs");
     let state = tmp.path().join("state");
-    let dead = common::free_port();
+    let dead = crate::common::free_port();
     let target = format!("127.0.0.1:{dead}");
     // The fixture jobs are older than 45 s: past three quarters of a 1 minute keep_jobs.
     let run = sync(

@@ -1,12 +1,10 @@
 //! The tool's events against Salt's own view of every job in the real-Salt cache
 //! (`testdata/expected/<jid>.json` = `salt-run jobs.list_job <jid> --out=json`).
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::view::{check, events_by_return, expected_files};
-use common::{cache_copy, testdata, Run, Saltship};
+use crate::common::view::{check, events_by_return, expected_files};
+use crate::common::{cache_copy, testdata, Run, Saltship};
 use serde_json::Value;
 
 fn full_run() -> Run {

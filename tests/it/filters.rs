@@ -1,8 +1,6 @@
 //! `--minion`, `--fun`, `--only-failures`, `--since`/`--until` select subsets of the full run.
 
-mod common;
-
-use common::{cache_copy, Run, Saltship};
+use crate::common::{cache_copy, Run, Saltship};
 use serde_json::Value;
 
 fn run(extra: &[&str]) -> Run {
@@ -98,7 +96,7 @@ fn since_and_until_take_jids_and_times() {
 /// Decoding on several threads changes nothing: the same bytes in the same order as one thread.
 #[test]
 fn output_is_the_same_bytes_on_one_thread_and_many() {
-    let (_tmp, jobs) = common::multiplied_cache(12);
+    let (_tmp, jobs) = crate::common::multiplied_cache(12);
     let one = Saltship::dry_run(&jobs).more(["--threads", "1"]).run();
     let many = Saltship::dry_run(&jobs).more(["--threads", "4"]).run();
     assert_eq!(one.code, 0, "{}", one.stderr);

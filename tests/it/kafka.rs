@@ -3,17 +3,15 @@
 //! event_id of the dry run must be stored, also across two broker restarts, with `backfill`,
 //! `sync` and `watch`; a missing topic and bad credentials end the run at once.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::tansu::{binary, Record, Tansu};
-use common::tls::{Pki, SServer};
-use common::watch::Watch;
-use common::{cache_copy, dry_run_ids, multiplied_cache, Run, Saltship};
+use crate::common::tansu::{binary, Record, Tansu};
+use crate::common::tls::{Pki, SServer};
+use crate::common::watch::Watch;
+use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Run, Saltship};
 
 const TOPIC: &str = "salt-states";
 
@@ -65,7 +63,10 @@ fn sync_stores_every_event_as_a_keyed_timestamped_record() {
             .expect("RFC 3339")
             .timestamp_millis();
         assert_eq!(r.timestamp, Some(ms), "{id}");
-        assert_eq!(header(r, "saltship-master"), Some(common::saltship::MASTER));
+        assert_eq!(
+            header(r, "saltship-master"),
+            Some(crate::common::saltship::MASTER)
+        );
         assert_eq!(header(r, "saltship-jid"), r.value["jid"].as_str());
     }
     // The same key always lands on the same partition.

@@ -2,14 +2,12 @@
 //! file at all, too big, under a name that is not UTF-8, with secrets in their arguments. A
 //! transient error is retried at the next run; only a file broken for good is recorded.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::receiver::{event_ids, Faults, Receiver};
-use common::{cache_copy, p, root_for, Run, Saltship};
+use crate::common::receiver::{event_ids, Faults, Receiver};
+use crate::common::{cache_copy, p, root_for, Run, Saltship};
 
 fn warnings(run: &Run) -> Vec<&str> {
     run.stderr
@@ -307,7 +305,7 @@ fn secret_arguments_are_masked_in_every_format() {
 /// the same order.
 #[test]
 fn a_budget_smaller_than_every_return_ships_them_one_by_one() {
-    let jobs = common::testdata("jobs");
+    let jobs = crate::common::testdata("jobs");
     let normal = Saltship::dry_run(&jobs).run();
     for threads in ["1", "2"] {
         let tiny = Saltship::dry_run(&jobs)

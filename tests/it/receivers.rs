@@ -2,10 +2,8 @@
 //! to a file. Every event must arrive intact and parse back. CI installs rsyslog and sets
 //! SALTSHIP_REQUIRE_RECEIVERS=1, so there a missing rsyslogd fails instead of skipping.
 
-mod common;
-
-use common::rsyslog::{contrib_conf, rsyslogd, Rsyslog};
-use common::{cache_copy, free_port, Saltship};
+use crate::common::rsyslog::{contrib_conf, rsyslogd, Rsyslog};
+use crate::common::{cache_copy, free_port, Saltship};
 use serde_json::Value;
 
 /// `contrib/rsyslog/saltship.conf`, the config the README gives, with this test's ports and

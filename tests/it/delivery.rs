@@ -2,12 +2,10 @@
 //! receiver runs inside the test on 127.0.0.1, bounded in time; in every case each event of
 //! the dry-run must arrive at least once and the exit status must be 0.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
-use common::{multiplied_cache, Run, Saltship};
+use crate::common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
+use crate::common::{multiplied_cache, Run, Saltship};
 
 /// Backfills `jobs` to a receiver with `faults` and checks every dry-run event arrived.
 fn deliver(jobs: &std::path::Path, faults: Faults, extra: &[&str]) -> (Run, Vec<String>, usize) {
@@ -39,7 +37,7 @@ fn deliver(jobs: &std::path::Path, faults: Faults, extra: &[&str]) -> (Run, Vec<
 
 #[test]
 fn receiver_up_two_seconds_late() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
     let (run, lines, _) = deliver(
         &jobs,
         Faults {
@@ -90,7 +88,7 @@ fn receiver_that_resets_after_3000_lines_five_times() {
 
 #[test]
 fn slow_receiver() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
     deliver(
         &jobs,
         Faults {
@@ -116,7 +114,7 @@ fn receiver_that_half_closes() {
 
 #[test]
 fn max_rate_spaces_events_out() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
     let start = Instant::now();
     let (run, lines, _) = deliver(&jobs, Faults::default(), &["--max-rate", "200"]);
     // ~110 events at 200/s cannot take less than about half a second.
@@ -131,8 +129,8 @@ fn max_rate_spaces_events_out() {
 
 #[test]
 fn no_receiver_exits_3_and_says_what_was_not_delivered() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
-    let port = common::free_port();
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
+    let port = crate::common::free_port();
     let run = Saltship::backfill(&jobs)
         .target(&format!("127.0.0.1:{port}"))
         .more(["--deliver-timeout", "1s"])
@@ -144,9 +142,9 @@ fn no_receiver_exits_3_and_says_what_was_not_delivered() {
 
 #[test]
 fn fails_over_to_the_next_target_in_order() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
     let want = Saltship::dry_run(&jobs).run();
-    let dead = common::free_port();
+    let dead = crate::common::free_port();
     let receiver = Receiver::start(Faults::default());
     let targets = format!("127.0.0.1:{dead},{}", receiver.target());
     // Comma-separated, as SALTSHIP_TARGET takes them.
@@ -183,7 +181,7 @@ fn a_receiver_that_never_reads_ends_the_run_by_the_deadline() {
 /// reconnect.
 #[test]
 fn a_receiver_that_closes_at_once_is_warned_about_once() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
     let rude = Deaf::start(Deafness::ClosesAtOnce);
     let run = Saltship::backfill(&jobs)
         .target(&rude.target())

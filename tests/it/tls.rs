@@ -1,17 +1,15 @@
 //! TLS to real peers started by the test on 127.0.0.1: `openssl s_server`, which writes what it
 //! decrypts to a file, and rsyslog with its gtls driver (RFC 5425). The certificates are made
-//! with the `openssl` command line in a temp dir (`common::tls`). Without openssl (or
-//! rsyslog-gnutls) the tests skip through `common::have`, a failure under CI.
-
-mod common;
+//! with the `openssl` command line in a temp dir (`crate::common::tls`). Without openssl (or
+//! rsyslog-gnutls) the tests skip through `crate::common::have`, a failure under CI.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::rsyslog::{contrib_conf, ids, Rsyslog};
-use common::tls::{Pki, SServer};
-use common::{cache_copy, free_port, have, p, Saltship};
+use crate::common::rsyslog::{contrib_conf, ids, Rsyslog};
+use crate::common::tls::{Pki, SServer};
+use crate::common::{cache_copy, free_port, have, p, Saltship};
 use serde_json::Value;
 
 /// rsyslogd and its gtls network stream driver.

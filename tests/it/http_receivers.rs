@@ -3,16 +3,14 @@
 //! Every event_id of the dry run must be stored, also across receiver restarts, with
 //! `backfill`, `sync` and `watch`.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::fluentbit::{binary, id_counts, FluentBit, TOKEN};
-use common::watch::Watch;
-use common::{cache_copy, dry_run_ids, multiplied_cache, Saltship};
+use crate::common::fluentbit::{binary, id_counts, FluentBit, TOKEN};
+use crate::common::watch::Watch;
+use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Saltship};
 
 /// The two HTTP sinks: `--sink`, the file Fluent Bit writes, the URL.
 fn sinks(fb: &FluentBit) -> [(&'static str, &'static str, String); 2] {

@@ -3,16 +3,14 @@
 //! acknowledgement, 409 on a resend, item-level 429, 401, 503 with Retry-After, a connection
 //! cut mid-body.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::http_server::{json, Answer, Request, Server};
-use common::{cache_copy, dry_run_ids, multiplied_cache, Run, Saltship};
+use crate::common::http_server::{json, Answer, Request, Server};
+use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Run, Saltship};
 use serde_json::{json as j, Value};
 
 const TOKEN: &str = "s3cr3t-t0ken-value";

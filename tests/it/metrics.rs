@@ -3,8 +3,6 @@
 //! (`testdata/expected/`, `jobs.list_job`) says of its latest real state run; a real
 //! Prometheus scraping the endpoint; an idle scraper that must hold nothing up.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,10 +10,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::receiver::{event_ids, Faults, Receiver};
-use common::view::{expectations, expected_files, Expect};
-use common::watch::{land_job, source_job, Watch};
-use common::{cache_copy, dry_run_ids, free_port, have, p, Saltship};
+use crate::common::receiver::{event_ids, Faults, Receiver};
+use crate::common::view::{expectations, expected_files, Expect};
+use crate::common::watch::{land_job, source_job, Watch};
+use crate::common::{cache_copy, dry_run_ids, free_port, have, p, Saltship};
 use serde_json::Value;
 
 /// What the gauges should say of one minion's latest real state run.
@@ -291,7 +289,7 @@ fn gauges_follow_the_latest_real_runs_through_new_jobs_cleanup_and_restart() {
     ] {
         let orch = view_of(&views, case);
         let rel = source_job(case)
-            .strip_prefix(common::testdata("jobs"))
+            .strip_prefix(crate::common::testdata("jobs"))
             .expect("under jobs")
             .to_owned();
         std::fs::remove_dir_all(jobs.join(rel)).expect("remove the job");
@@ -683,7 +681,9 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
     let xml = contrib("contrib/splunk/saltship_fleet.xml");
     xml_balanced(&xml).expect("well-formed XML");
     assert!(xml_balanced("<a><b></a></b>").is_err());
-    let events = Saltship::dry_run(&common::testdata("jobs")).run().events;
+    let events = Saltship::dry_run(&crate::common::testdata("jobs"))
+        .run()
+        .events;
     // Splunk's own words and the names the searches define; the rest must be event fields.
     let splunk = [
         "index",

@@ -1,9 +1,7 @@
 //! Usage and configuration errors: one line on stderr naming what is wrong, exit status 2,
 //! nothing on stdout.
 
-mod common;
-
-use common::{p, Saltship};
+use crate::common::{p, Saltship};
 
 fn assert_usage_error(args: &[&str], needle: &str) {
     let run = Saltship::args(args).run();

@@ -1,10 +1,8 @@
 //! Caches in the shapes older Salt versions wrote, and broken files, each derived from real
 //! files (`testdata/legacy/<variant>/`, made by `testdata/derive-legacy.py`).
 
-mod common;
-
-use common::view::check;
-use common::{cache_copy, p, testdata, Run, Saltship};
+use crate::common::view::check;
+use crate::common::{cache_copy, p, testdata, Run, Saltship};
 use serde_json::Value;
 
 fn variant(name: &str) -> Value {

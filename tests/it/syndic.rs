@@ -4,10 +4,8 @@
 //! state result as that master's `salt-run jobs.list_job` shows it, and both ship the same
 //! `event_id`s: only `master` differs, so a receiver that drops duplicate ids keeps one.
 
-mod common;
-
-use common::view::{check, expected_in};
-use common::{cache_copy, p, testdata, Run, Saltship};
+use crate::common::view::{check, expected_in};
+use crate::common::{cache_copy, p, testdata, Run, Saltship};
 use serde_json::Value;
 
 const SIDES: [(&str, &str); 2] = [("top", "testmaster"), ("syndic", "syndicmaster")];

@@ -1,13 +1,11 @@
 //! An operator's first hour: the usual mistakes are caught with one line that says what to
 //! do, and the tool explains itself (`saltship check`, journald priorities, `-v`).
 
-mod common;
-
 use std::fs::File;
 use std::path::Path;
 
-use common::receiver::{event_ids, Faults, Receiver};
-use common::{cache_copy, free_port, p, testdata, Run, Saltship};
+use crate::common::receiver::{event_ids, Faults, Receiver};
+use crate::common::{cache_copy, free_port, p, testdata, Run, Saltship};
 
 /// `saltship <args>` with `env`, a state file of its own, and no `SALTSHIP_*` from outside.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
