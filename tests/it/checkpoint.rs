@@ -3,16 +3,14 @@
 //! recording them; temp files of a dead instance are removed at the next start.
 //!
 //! The folder is a small tmpfs mounted by the test, so it needs root (CI runs as root);
-//! elsewhere the tests skip with a notice.
-
-mod common;
+//! elsewhere the tests skip through `crate::common::skip` (a failure under CI).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::receiver::{Faults, Receiver};
-use common::{cache_copy, case_jid, copy_tree, job_dir, saltship, Run};
+use crate::common::receiver::{Faults, Receiver};
+use crate::common::{cache_copy, case_jid, copy_tree, job_dir, p, skip, Run, Saltship};
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -26,9 +24,9 @@ impl Tmpfs {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!(
-                "SKIPPED: cannot mount a tmpfs at {} (needs root)",
-                dir.display()
+            skip(
+                &format!("cannot mount a tmpfs at {}", dir.display()),
+                "run the tests as root",
             );
             return None;
         }
@@ -51,21 +49,13 @@ impl Drop for Tmpfs {
     }
 }
 
+/// `saltship sync -q` of `jobs` to `target`, recording in `state`.
 fn sync(jobs: &Path, state: &Path, target: &str) -> Run {
-    let (jobs, state) = (
-        jobs.to_str().expect("UTF-8"),
-        state.to_str().expect("UTF-8"),
-    );
-    saltship(&[
-        "sync",
-        "-q",
-        "--cache-dir",
-        jobs,
-        "--state-file",
-        state,
-        "--target",
-        target,
-    ])
+    Saltship::sync(jobs)
+        .arg("-q")
+        .state_file(state)
+        .target(target)
+        .run()
 }
 
 /// Copies of a state job land, under new jids, enough to need more than one page of journal.
@@ -122,8 +112,7 @@ fn a_full_state_folder_stops_the_run_with_one_line_and_exit_3() {
     assert_eq!(full.code, 3, "{}", full.stderr);
     assert_eq!(full.stderr.lines().count(), 1, "{}", full.stderr);
     assert!(
-        full.stderr.contains(state.to_str().expect("UTF-8"))
-            && full.stderr.contains("No space left on device"),
+        full.stderr.contains(p(&state)) && full.stderr.contains("No space left on device"),
         "{}",
         full.stderr
     );

@@ -1,21 +1,14 @@
 //! `saltship watch` against a cache that changes while it runs: jobs landed the way a master
 //! writes them, SIGTERM and restart, a job folder removed, a receiver that is down.
 
-mod common;
-
 use std::collections::HashSet;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
-use common::watch::{land_job, p, source_job, Watch};
-use common::{age_folders, backfill, cache_copy, dry_run_ids, multiplied_cache, saltship};
-
-/// The event ids a dry-run of the same cache gives.
-fn wanted(jobs: &Path) -> HashSet<String> {
-    dry_run_ids(jobs)
-}
+use crate::common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
+use crate::common::watch::{land_job, source_job, Watch};
+use crate::common::{age_folders, cache_copy, dry_run_ids, multiplied_cache, p, Saltship};
 
 /// Waits (bounded) until `receiver` has every id of `want`.
 fn wait_for(receiver: &Receiver, want: &HashSet<String>, within: Duration) -> HashSet<String> {
@@ -41,7 +34,7 @@ fn live_jobs_ship_as_they_land_and_sigterm_exits_cleanly() {
         &receiver.target(),
         &[("SALTSHIP_METRICS_FILE", p(&metrics))],
     );
-    let before = wanted(&jobs);
+    let before: HashSet<String> = dry_run_ids(&jobs);
     assert_eq!(
         wait_for(&receiver, &before, Duration::from_secs(20)).len(),
         before.len(),
@@ -58,7 +51,7 @@ fn live_jobs_ship_as_they_land_and_sigterm_exits_cleanly() {
             Duration::from_millis(30),
         );
     }
-    let all = wanted(&jobs);
+    let all: HashSet<String> = dry_run_ids(&jobs);
     assert!(all.len() > before.len());
     let got = wait_for(&receiver, &all, Duration::from_secs(20));
     let (code, took, log) = watch.stop();
@@ -92,7 +85,7 @@ fn live_jobs_ship_as_they_land_and_sigterm_exits_cleanly() {
 fn sigterm_mid_stream_then_restart_loses_nothing() {
     let (tmp, jobs) = multiplied_cache(120);
     let state = tmp.path().join("state");
-    let want = wanted(&jobs);
+    let want: HashSet<String> = dry_run_ids(&jobs);
     let receiver = Receiver::start(Faults {
         slow: Duration::from_micros(100),
         ..Faults::default()
@@ -124,12 +117,12 @@ fn a_job_folder_removed_while_watching_is_no_error() {
     let state = tmp.path().join("state");
     let receiver = Receiver::start(Faults::default());
     let watch = Watch::start(&jobs, &state, &receiver.target(), &[]);
-    let before = wanted(&jobs);
+    let before: HashSet<String> = dry_run_ids(&jobs);
     wait_for(&receiver, &before, Duration::from_secs(20));
     // The master's cleanup removes a job; another lands after it.
     let gone = source_job("state-highstate");
     let gone = jobs.join(
-        gone.strip_prefix(common::testdata("jobs"))
+        gone.strip_prefix(crate::common::testdata("jobs"))
             .expect("under testdata"),
     );
     std::fs::remove_dir_all(&gone).expect("cleanup");
@@ -139,7 +132,7 @@ fn a_job_folder_removed_while_watching_is_no_error() {
         "20990101000000000042",
         Duration::ZERO,
     );
-    let all = wanted(&jobs);
+    let all: HashSet<String> = dry_run_ids(&jobs);
     let got = wait_for(&receiver, &all, Duration::from_secs(20));
     let (code, _, log) = watch.stop();
     assert_eq!(code, 0, "{log}");
@@ -155,7 +148,7 @@ fn a_return_landing_while_the_receiver_is_down_arrives_later() {
     let receiver = Receiver::start(Faults::default());
     let port = receiver.port;
     let watch = Watch::start(&jobs, &state, &receiver.target(), &[]);
-    wait_for(&receiver, &wanted(&jobs), Duration::from_secs(20));
+    wait_for(&receiver, &dry_run_ids(&jobs), Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(1500));
     drop(receiver.finish());
     land_job(
@@ -166,7 +159,9 @@ fn a_return_landing_while_the_receiver_is_down_arrives_later() {
     );
     std::thread::sleep(Duration::from_secs(1));
     let back = Receiver::start_on(port, Faults::default());
-    let new: HashSet<String> = backfill(&jobs, &["--since", "20990101000000000000"])
+    let new: HashSet<String> = Saltship::dry_run(&jobs)
+        .more(["--since", "20990101000000000000"])
+        .run()
         .events
         .iter()
         .map(|e| e["event_id"].as_str().expect("id").to_owned())
@@ -223,7 +218,7 @@ fn tells_systemd_through_notify_socket() {
 fn a_long_outage_is_reported_once_per_timeout() {
     let (tmp, jobs) = cache_copy("jobs");
     let state = tmp.path().join("state");
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let target = format!("127.0.0.1:{port}");
     let watch = Watch::start(
         &jobs,
@@ -233,10 +228,13 @@ fn a_long_outage_is_reported_once_per_timeout() {
     );
     std::thread::sleep(Duration::from_millis(5500));
     let receiver = Receiver::start_on(port, Faults::default());
-    let got = wait_for(&receiver, &wanted(&jobs), Duration::from_secs(30));
+    let got = wait_for(&receiver, &dry_run_ids(&jobs), Duration::from_secs(30));
     let (code, _, log) = watch.stop();
     assert_eq!(code, 0, "{log}");
-    assert!(wanted(&jobs).is_subset(&got), "{log}");
+    assert!(
+        dry_run_ids::<HashSet<String>>(&jobs).is_subset(&got),
+        "{log}"
+    );
     let errors = log
         .lines()
         .filter(|l| l.contains("could not deliver"))
@@ -274,17 +272,10 @@ fn watches_follow_the_jobs_in_flight() {
     let receiver = Receiver::start(Faults::default());
     // Two syncs: everything shipped, then every job settled.
     for _ in 0..2 {
-        let run = saltship(&[
-            "sync",
-            "--cache-dir",
-            p(&jobs),
-            "--state-file",
-            p(&state),
-            "--target",
-            &receiver.target(),
-            "--master-id",
-            "testmaster",
-        ]);
+        let run = Saltship::sync(&jobs)
+            .state_file(&state)
+            .target(&receiver.target())
+            .run();
         assert_eq!(run.code, 0, "{}", run.stderr);
     }
     let shipped = receiver.lines_so_far().len();
@@ -376,18 +367,15 @@ fn receiver_down_at_start_is_said_and_metrics_stay_readable() {
     let state = tmp.path().join("state");
     let metrics = tmp.path().join("saltship.prom");
     let log = tmp.path().join("watch.log");
-    let target = format!("127.0.0.1:{}", common::free_port());
-    let child = std::process::Command::new("sh")
-        .args(["-c", "umask 077; exec \"$0\" \"$@\""])
-        .arg(assert_cmd::cargo::cargo_bin("saltship"))
-        .args(["watch", "--cache-dir", p(&jobs), "--state-file", p(&state)])
-        .args(["--target", &target, "--deliver-timeout", "1s"])
-        .args(["--metrics-file", p(&metrics)])
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn watch");
+    let target = format!("127.0.0.1:{}", crate::common::free_port());
+    let child = Saltship::watch(&jobs)
+        .state_file(&state)
+        .target(&target)
+        .more(["--deliver-timeout", "1s"])
+        .arg("--metrics-file")
+        .arg(&metrics)
+        .under(&["sh", "-c", "umask 077; exec \"$0\" \"$@\""])
+        .spawn(std::fs::File::create(&log).expect("log"));
     let watch = Watch::spawned(child, log);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(metrics.exists() && watch.log().contains("returns wait")) {

@@ -1,40 +1,25 @@
 //! `saltship sync`: ship what the checkpoint does not hold, record it after confirmation, and
 //! never ship anything twice but the unconfirmed tail after a crash.
 
-mod common;
-
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::receiver::{Faults, Receiver};
-use common::{
-    age_folders, backfill, cache_copy, case_jid, copy_tree, job_dir, multiplied_cache, saltship,
-    Run,
+use crate::common::receiver::{Faults, Receiver};
+use crate::common::{
+    age_folders, cache_copy, case_jid, copy_tree, job_dir, multiplied_cache, p, Run, Saltship,
 };
 use serde_json::Value;
 
 /// `saltship sync` of `jobs` to `target`, recording into `state`.
 fn sync(jobs: &Path, state: &Path, target: &str, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "sync",
-        "--cache-dir",
-        path(jobs),
-        "--state-file",
-        path(state),
-        "--target",
-        target,
-        "--master-id",
-        "testmaster",
-    ];
-    args.extend_from_slice(extra);
-    saltship(&args)
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 path")
+    Saltship::sync(jobs)
+        .state_file(state)
+        .target(target)
+        .more(extra)
+        .run()
 }
 
 /// Event ids of `lines`, with how often each came.
@@ -57,7 +42,7 @@ fn second_sync_ships_nothing_then_only_new_jobs_and_late_returns() {
     let late_job = job_dir(&jobs, &case_jid("state-apply-highstate"));
     let held = tmp.path().join("held-db1");
     std::fs::rename(late_job.join("db1"), &held).expect("hold back db1");
-    let all = backfill(&jobs, &[]);
+    let all = Saltship::dry_run(&jobs).run();
 
     let receiver = Receiver::start(Faults::default());
     let first = sync(&jobs, &state, &receiver.target(), &[]);
@@ -90,12 +75,15 @@ fn second_sync_ships_nothing_then_only_new_jobs_and_late_returns() {
         .iter()
         .map(|l| serde_json::from_str(l).expect("JSON"))
         .collect();
-    let late = backfill(&jobs, &["--minion", "db1"])
+    let late = Saltship::dry_run(&jobs)
+        .more(["--minion", "db1"])
+        .run()
         .events
         .into_iter()
         .filter(|e| e["jid"] == case_jid("state-apply-highstate").as_str())
         .count();
-    let copied = backfill(&jobs, &[])
+    let copied = Saltship::dry_run(&jobs)
+        .run()
         .events
         .into_iter()
         .filter(|e| e["jid"] == new_jid.as_str())
@@ -110,12 +98,7 @@ fn second_sync_ships_nothing_then_only_new_jobs_and_late_returns() {
 
     // The master cleans a job up: the checkpoint forgets it.
     let text = checkpoint_text(&state);
-    let key = source
-        .strip_prefix(&jobs)
-        .expect("under jobs")
-        .to_str()
-        .expect("UTF-8")
-        .to_owned();
+    let key = p(source.strip_prefix(&jobs).expect("under jobs")).to_owned();
     assert!(text.contains(&key));
     std::fs::remove_dir_all(&source).expect("cleanup");
     let receiver = Receiver::start(Faults::default());
@@ -151,20 +134,14 @@ fn start_at_now_ships_only_what_arrives_later() {
 fn backfill_records_so_sync_does_not_repeat() {
     let (tmp, jobs) = cache_copy("jobs");
     let state = tmp.path().join("state");
-    let all = backfill(&jobs, &[]);
+    let all = Saltship::dry_run(&jobs).run();
     let receiver = Receiver::start(Faults::default());
     let mid = case_jid("failures");
-    let run = saltship(&[
-        "backfill",
-        "--cache-dir",
-        path(&jobs),
-        "--state-file",
-        path(&state),
-        "--target",
-        &receiver.target(),
-        "--since",
-        &mid,
-    ]);
+    let run = Saltship::backfill(&jobs)
+        .state_file(&state)
+        .target(&receiver.target())
+        .more(["--since", &mid])
+        .run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(sync(&jobs, &state, &receiver.target(), &[]).code, 0);
     let got = counts(&receiver.finish());
@@ -213,7 +190,7 @@ fn a_state_file_that_cannot_be_read_stops_everything() {
         assert_eq!(run.code, 2, "{what}: {}", run.stderr);
         assert_eq!(run.stderr.lines().count(), 1, "{what}: {}", run.stderr);
         assert!(
-            run.stderr.contains(path(&state)) && run.stderr.contains("--reset-state"),
+            run.stderr.contains(p(&state)) && run.stderr.contains("--reset-state"),
             "{what}: {}",
             run.stderr
         );
@@ -234,14 +211,10 @@ fn a_state_file_that_cannot_be_read_stops_everything() {
 fn dry_run_sync_touches_no_state() {
     let (tmp, jobs) = cache_copy("jobs");
     let state = tmp.path().join("state");
-    let run = saltship(&[
-        "sync",
-        "--dry-run",
-        "--cache-dir",
-        path(&jobs),
-        "--state-file",
-        path(&state),
-    ]);
+    let run = Saltship::sync(&jobs)
+        .arg("--dry-run")
+        .state_file(&state)
+        .run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.events.is_empty());
     assert!(!state.exists() && !tmp.path().join("state.lock").exists());
@@ -254,7 +227,7 @@ fn dry_run_sync_touches_no_state() {
 fn sigkill_mid_sync_loses_nothing() {
     let (tmp, jobs) = multiplied_cache(240);
     let state = tmp.path().join("state");
-    let all = backfill(&jobs, &[]);
+    let all = Saltship::dry_run(&jobs).run();
     let receiver = Receiver::start(Faults {
         slow: Duration::from_micros(100),
         ..Faults::default()
@@ -262,21 +235,11 @@ fn sigkill_mid_sync_loses_nothing() {
     let target = receiver.target();
     let mut recorded = Vec::new();
     for round in 0..5u64 {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
-            .args([
-                "sync",
-                "--cache-dir",
-                path(&jobs),
-                "--state-file",
-                path(&state),
-                "--target",
-                &target,
-                "-q",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut child = Saltship::sync(&jobs)
+            .state_file(&state)
+            .target(&target)
+            .arg("-q")
+            .spawn(Stdio::null());
         // Each kill falls after at least one save of this run (the state file or its journal
         // grows), however loaded the machine, and then a little later every round.
         let saved = |state: &Path| {
@@ -330,7 +293,7 @@ fn sigkill_mid_sync_loses_nothing() {
 fn warns_when_unshipped_returns_near_the_masters_cleanup() {
     let (tmp, jobs) = cache_copy("jobs");
     let state = tmp.path().join("state");
-    let dead = common::free_port();
+    let dead = crate::common::free_port();
     let target = format!("127.0.0.1:{dead}");
     // The fixture jobs are older than 45 s: past three quarters of a 1 minute keep_jobs.
     let run = sync(
@@ -398,7 +361,9 @@ fn settled_jobs_still_see_late_returns() {
         .map(|l| serde_json::from_str(l).expect("JSON"))
         .collect();
     let want = |jid: &str, minion: &str| {
-        backfill(&jobs, &["--minion", minion])
+        Saltship::dry_run(&jobs)
+            .more(["--minion", minion])
+            .run()
             .events
             .into_iter()
             .filter(|e| e["jid"] == jid)

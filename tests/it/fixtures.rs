@@ -1,17 +1,15 @@
 //! The tool's events against Salt's own view of every job in the real-Salt cache
 //! (`testdata/expected/<jid>.json` = `salt-run jobs.list_job <jid> --out=json`).
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::view::{check, events_by_return, expected_files};
-use common::{backfill, cache_copy, testdata, Run};
+use crate::common::view::{check, events_by_return, expected_files};
+use crate::common::{cache_copy, testdata, Run, Saltship};
 use serde_json::Value;
 
 fn full_run() -> Run {
     let (_tmp, jobs) = cache_copy("jobs");
-    let run = backfill(&jobs, &[]);
+    let run = Saltship::dry_run(&jobs).run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     run
 }
@@ -197,7 +195,7 @@ fn pillar_argument_values_are_masked() {
         .expect("jid")
         .to_owned();
     let (_tmp, jobs) = cache_copy("jobs");
-    let masked = backfill(&jobs, &[]);
+    let masked = Saltship::dry_run(&jobs).run();
     assert!(!masked.stdout.contains("hunter2-secret") && !masked.stdout.contains("tok-secret"));
     let of_job: Vec<&Value> = masked
         .events
@@ -210,7 +208,7 @@ fn pillar_argument_values_are_masked() {
         assert_eq!(ev["fun_args"][1]["pillar"]["db_password"], "********");
         assert_eq!(ev["fun_args"][1]["pillar"]["api"], "********");
     }
-    let shown = backfill(&jobs, &["--show-pillar-args"]);
+    let shown = Saltship::dry_run(&jobs).more(["--show-pillar-args"]).run();
     let ev = shown
         .events
         .iter()
@@ -289,10 +287,12 @@ fn salt_ssh_runs_that_failed_before_any_state_give_one_error_event() {
 fn fun_filter_sees_the_salt_ssh_jobs_function() {
     let (_tmp, jobs) = cache_copy("jobs");
     let apply = case_jid("ssh-state-apply");
-    let run = backfill(&jobs, &["--fun", "state.apply"]);
+    let run = Saltship::dry_run(&jobs)
+        .more(["--fun", "state.apply"])
+        .run();
     assert!(!events_of(&run, &apply).is_empty());
     assert!(run.events.iter().all(|e| e["fun"] == "state.apply"));
-    let pkg = backfill(&jobs, &["--fun", "state.pkg"]);
+    let pkg = Saltship::dry_run(&jobs).more(["--fun", "state.pkg"]).run();
     assert!(
         pkg.events.is_empty(),
         "{} events for state.pkg",

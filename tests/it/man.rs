@@ -1,6 +1,6 @@
 //! The man pages in `man/` are generated from the clap definition (names, synopses, options,
 //! commands, environment, exit status) with the hand-written sections of `man/src/` kept beside
-//! it; this fails when they are stale. `SALTSHIP_UPDATE_MAN=1 cargo test --test man` writes
+//! it; this fails when they are stale. `SALTSHIP_UPDATE_MAN=1 cargo test --test it man::` writes
 //! them anew; `man -l man/saltship.1` shows one.
 
 use std::path::Path;
@@ -11,7 +11,7 @@ use clap_mangen::Man;
 
 /// The hand-written part of saltship(1): the event fields, examples, environment beyond the
 /// options, files. `@ENVIRONMENT@` marks where the options' variables go.
-const HAND: &str = include_str!("../man/src/saltship.1.in");
+const HAND: &str = include_str!("../../man/src/saltship.1.in");
 
 /// One rendered piece; roff's preamble is kept only in the first piece of a page.
 fn piece(page: &mut String, render: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) {
@@ -204,7 +204,7 @@ fn man_pages_are_current() {
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             current == page,
-            "man/{file} is stale: run SALTSHIP_UPDATE_MAN=1 cargo test --test man"
+            "man/{file} is stale: run SALTSHIP_UPDATE_MAN=1 cargo test --test it man::"
         );
     }
 }

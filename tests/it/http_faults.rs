@@ -3,16 +3,14 @@
 //! acknowledgement, 409 on a resend, item-level 429, 401, 503 with Retry-After, a connection
 //! cut mid-body.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::http_server::{json, Answer, Request, Server};
-use common::{cache_copy, dry_run_ids, multiplied_cache, saltship, Run};
+use crate::common::http_server::{json, Answer, Request, Server};
+use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Run, Saltship};
 use serde_json::{json as j, Value};
 
 const TOKEN: &str = "s3cr3t-t0ken-value";
@@ -22,28 +20,15 @@ fn ship(jobs: &Path, sink: &str, url: &str, extra: &[&str]) -> (Run, Duration) {
     let dir = tempfile::tempdir().expect("tempdir");
     let token = dir.path().join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
-    let mut args = vec![
-        "backfill",
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8"),
-        "--master-id",
-        "testmaster",
-        "--sink",
-        sink,
-        "--target",
-        url,
-        "--hec-token-file",
-        token.to_str().expect("UTF-8"),
-    ];
-    args.extend_from_slice(extra);
+    let cmd = Saltship::backfill(jobs)
+        .sink(sink)
+        .target(url)
+        .arg("--hec-token-file")
+        .arg(&token)
+        .more(extra);
     let start = Instant::now();
-    let run = saltship(&args);
+    let run = cmd.run();
     (run, start.elapsed())
-}
-
-/// The event ids of the dry run.
-fn want(jobs: &Path) -> Vec<String> {
-    dry_run_ids(jobs)
 }
 
 /// The event ids in a HEC request (one envelope per line).
@@ -104,7 +89,7 @@ fn hec_with_acks(acked: impl Fn(u64, usize) -> bool + Send + Sync + 'static) -> 
 #[test]
 fn hec_counts_a_batch_only_once_its_ack_turns_true() {
     let (_tmp, jobs) = cache_copy("jobs");
-    let want = want(&jobs);
+    let want: Vec<String> = dry_run_ids(&jobs);
     // Every ackId is false at its first poll, true at the second.
     let server = hec_with_acks(|_, polls| polls >= 2);
     let (run, _) = ship(&jobs, "splunk-hec", &server.url(), &[]);
@@ -130,7 +115,7 @@ fn hec_counts_a_batch_only_once_its_ack_turns_true() {
 #[test]
 fn hec_resends_only_the_batch_whose_ack_never_comes() {
     let (_tmp, jobs) = multiplied_cache(20);
-    let want = want(&jobs);
+    let want: Vec<String> = dry_run_ids(&jobs);
     // ackId 0 is never acknowledged; every other at once.
     let server = hec_with_acks(|id, _| id != 0);
     let (run, _) = ship(
@@ -192,7 +177,10 @@ fn hec_503_waits_for_retry_after() {
     let r = server.requests();
     assert_eq!(r.len(), 2, "{}", run.stderr);
     assert!(r[1].at - r[0].at >= Duration::from_millis(1900));
-    assert_eq!(hec_ids(&r[1]).len(), want(&jobs).len());
+    assert_eq!(
+        hec_ids(&r[1]).len(),
+        dry_run_ids::<Vec<String>>(&jobs).len()
+    );
 }
 
 #[test]
@@ -207,7 +195,7 @@ fn hec_connection_cut_mid_body_is_sent_again() {
     let r = server.requests();
     assert_eq!(r.len(), 2, "{}", run.stderr);
     let got: HashSet<String> = hec_ids(&r[1]).into_iter().collect();
-    assert_eq!(got, want(&jobs).into_iter().collect());
+    assert_eq!(got, dry_run_ids::<HashSet<String>>(&jobs));
 }
 
 /// An Elasticsearch that stores documents by `_id`: a second `create` of an id is a 409. Its
@@ -260,7 +248,7 @@ fn elastic(
 #[test]
 fn elasticsearch_resend_after_a_lost_reply_is_a_409_and_one_copy() {
     let (_tmp, jobs) = cache_copy("jobs");
-    let want = want(&jobs);
+    let want: Vec<String> = dry_run_ids(&jobs);
     // The first request is stored, but its reply is lost.
     let (server, stored) = elastic(|i| i == 0, |_, _| None);
     let (run, _) = ship(&jobs, "elasticsearch", &server.url(), &[]);
@@ -280,7 +268,7 @@ fn elasticsearch_resend_after_a_lost_reply_is_a_409_and_one_copy() {
 #[test]
 fn elasticsearch_item_429_is_retried_without_the_rest() {
     let (_tmp, jobs) = cache_copy("jobs");
-    let want = want(&jobs);
+    let want: Vec<String> = dry_run_ids(&jobs);
     let (server, stored) = elastic(|_| false, |i, n| (i == 0 && n == 3).then_some(429));
     let (run, _) = ship(&jobs, "elasticsearch", &server.url(), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -14,7 +14,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
-use super::rsyslog::{have, wait_for_port};
+use super::have;
+use super::rsyslog::wait_for_port;
 
 /// The tansu binary, if it is there and runs.
 pub fn binary() -> Option<PathBuf> {

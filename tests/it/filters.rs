@@ -1,13 +1,11 @@
 //! `--minion`, `--fun`, `--only-failures`, `--since`/`--until` select subsets of the full run.
 
-mod common;
-
-use common::{backfill, cache_copy, Run};
+use crate::common::{cache_copy, Run, Saltship};
 use serde_json::Value;
 
 fn run(extra: &[&str]) -> Run {
     let (_tmp, jobs) = cache_copy("jobs");
-    let run = backfill(&jobs, extra);
+    let run = Saltship::dry_run(&jobs).more(extra).run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     run
 }
@@ -98,9 +96,9 @@ fn since_and_until_take_jids_and_times() {
 /// Decoding on several threads changes nothing: the same bytes in the same order as one thread.
 #[test]
 fn output_is_the_same_bytes_on_one_thread_and_many() {
-    let (_tmp, jobs) = common::multiplied_cache(12);
-    let one = backfill(&jobs, &["--threads", "1"]);
-    let many = backfill(&jobs, &["--threads", "4"]);
+    let (_tmp, jobs) = crate::common::multiplied_cache(12);
+    let one = Saltship::dry_run(&jobs).more(["--threads", "1"]).run();
+    let many = Saltship::dry_run(&jobs).more(["--threads", "4"]).run();
     assert_eq!(one.code, 0, "{}", one.stderr);
     assert!(one.events.len() > 1000);
     assert!(

@@ -1,10 +1,12 @@
 //! A `saltship watch` run by a test, and real jobs landed under it the way a master writes them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use super::Saltship;
 
 /// A running `saltship watch`, stopped with SIGTERM.
 pub struct Watch {
@@ -16,29 +18,13 @@ impl Watch {
     /// Rescans every 60 s unless `env` sets `SALTSHIP_RESCAN_INTERVAL`.
     pub fn start(jobs: &Path, state: &Path, target: &str, env: &[(&str, &str)]) -> Watch {
         let log = state.with_extension("log");
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("saltship"));
-        cmd.args([
-            "watch",
-            "--cache-dir",
-            p(jobs),
-            "--state-file",
-            p(state),
-            "--target",
-            target,
-            "--master-id",
-            "testmaster",
-        ])
-        .env("SALTSHIP_RESCAN_INTERVAL", "60s")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Watch {
-            child: cmd.spawn().expect("spawn watch"),
-            log,
-        }
+        let child = Saltship::watch(jobs)
+            .state_file(state)
+            .target(target)
+            .env("SALTSHIP_RESCAN_INTERVAL", "60s")
+            .envs(env)
+            .spawn(std::fs::File::create(&log).expect("log"));
+        Watch { child, log }
     }
 
     /// A watch the test started its own way (under a umask, say), logging to `log`.
@@ -83,10 +69,6 @@ impl Drop for Watch {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-pub fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
 }
 
 pub fn cases() -> Vec<Value> {

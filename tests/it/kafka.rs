@@ -3,43 +3,21 @@
 //! event_id of the dry run must be stored, also across two broker restarts, with `backfill`,
 //! `sync` and `watch`; a missing topic and bad credentials end the run at once.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::tansu::{binary, Record, Tansu};
-use common::watch::Watch;
-use common::{backfill, cache_copy, dry_run_ids, multiplied_cache, saltship, Run};
+use crate::common::tansu::{binary, Record, Tansu};
+use crate::common::tls::{Pki, SServer};
+use crate::common::watch::Watch;
+use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Run, Saltship};
 
 const TOPIC: &str = "salt-states";
 
-/// The event ids of the dry run.
-fn want(jobs: &Path) -> HashSet<String> {
-    dry_run_ids(jobs)
-}
-
-/// The arguments that send `jobs` to the broker at `target`.
-fn args<'a>(cmd: &'a str, jobs: &'a Path, target: &'a str) -> Vec<&'a str> {
-    vec![
-        cmd,
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8"),
-        "--master-id",
-        "testmaster",
-        "--sink",
-        "kafka",
-        "--target",
-        target,
-    ]
-}
-
-fn run(cmd: &str, jobs: &Path, target: &str, extra: &[&str]) -> Run {
-    let mut a = args(cmd, jobs, target);
-    a.extend_from_slice(extra);
-    saltship(&a)
+/// `saltship <cmd>` that sends `jobs` to the broker at `target`.
+fn send(cmd: &str, jobs: &Path, target: &str) -> Saltship {
+    Saltship::on(cmd, jobs).sink("kafka").target(target)
 }
 
 /// How many records carry each event_id (json or ecs).
@@ -66,13 +44,12 @@ fn header<'a>(r: &'a Record, name: &str) -> Option<&'a str> {
 fn sync_stores_every_event_as_a_keyed_timestamped_record() {
     let Some(bin) = binary() else { return };
     let (tmp, jobs) = cache_copy("jobs");
-    let want = want(&jobs);
+    let want: HashSet<String> = dry_run_ids(&jobs);
     let tansu = Tansu::start(&bin, tmp.path());
     tansu.create_topic(TOPIC, 3);
     let target = tansu.target();
     let state = tmp.path().join("state");
-    let state = state.to_str().expect("UTF-8");
-    let done = run("sync", &jobs, &target, &["--state-file", state]);
+    let done = send("sync", &jobs, &target).state_file(&state).run();
     assert_eq!(done.code, 0, "{}", done.stderr);
     let records = tansu.records(TOPIC, want.len());
     let counts = id_counts(&records);
@@ -86,14 +63,17 @@ fn sync_stores_every_event_as_a_keyed_timestamped_record() {
             .expect("RFC 3339")
             .timestamp_millis();
         assert_eq!(r.timestamp, Some(ms), "{id}");
-        assert_eq!(header(r, "saltship-master"), Some("testmaster"));
+        assert_eq!(
+            header(r, "saltship-master"),
+            Some(crate::common::saltship::MASTER)
+        );
         assert_eq!(header(r, "saltship-jid"), r.value["jid"].as_str());
     }
     // The same key always lands on the same partition.
     let partitions: HashSet<i32> = records.iter().map(|r| r.partition).collect();
     assert!(partitions.len() > 1, "one partition for every key");
     // Recorded: a second sync sends nothing.
-    let again = run("sync", &jobs, &target, &["--state-file", state]);
+    let again = send("sync", &jobs, &target).state_file(&state).run();
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(again.stderr.contains(" 0 events"), "{}", again.stderr);
     std::thread::sleep(Duration::from_millis(500));
@@ -106,20 +86,14 @@ fn sync_stores_every_event_as_a_keyed_timestamped_record() {
 fn every_event_arrives_across_two_broker_restarts() {
     let Some(bin) = binary() else { return };
     let (tmp, jobs) = multiplied_cache(20);
-    let want = want(&jobs);
+    let want: HashSet<String> = dry_run_ids(&jobs);
     let mut tansu = Tansu::start(&bin, tmp.path());
     tansu.create_topic(TOPIC, 3);
     let target = tansu.target();
-    let mut a = args("backfill", &jobs, &target);
     // Slow enough to restart the broker twice during the run.
-    a.extend_from_slice(&["--max-rate", "800", "--no-checkpoint"]);
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
-        .args(&a)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = send("backfill", &jobs, &target)
+        .more(["--max-rate", "800", "--no-checkpoint"])
+        .spawn(Stdio::piped());
     let mut restarts = 0;
     for pause in [Duration::from_millis(600), Duration::from_millis(900)] {
         std::thread::sleep(pause);
@@ -149,23 +123,17 @@ fn every_event_arrives_across_two_broker_restarts() {
 fn watch_ships_ecs_keyed_by_minion() {
     let Some(bin) = binary() else { return };
     let (tmp, jobs) = cache_copy("jobs");
-    let want = want(&jobs);
+    let want: HashSet<String> = dry_run_ids(&jobs);
     let tansu = Tansu::start(&bin, tmp.path());
     tansu.create_topic("ecs", 2);
     let target = tansu.target();
     let state = tmp.path().join("watch.state");
-    let mut a = args("watch", &jobs, &target);
-    a.extend_from_slice(&["--state-file", state.to_str().expect("UTF-8")]);
-    a.extend_from_slice(&["--format", "ecs", "--kafka-key", "minion"]);
     let log = tmp.path().join("watch.log");
-    let child = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
-        .args(&a)
+    let child = send("watch", &jobs, &target)
+        .state_file(&state)
+        .more(["--format", "ecs", "--kafka-key", "minion"])
         .env("SALTSHIP_KAFKA_TOPIC", "ecs")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn watch");
+        .spawn(std::fs::File::create(&log).expect("log"));
     let watch = Watch::spawned(child, log);
     let records = tansu.records("ecs", want.len());
     let (code, _, stderr) = watch.stop();
@@ -200,7 +168,7 @@ fn a_missing_topic_and_bad_credentials_end_the_run_at_once() {
     let mut extra = slow.to_vec();
     extra.extend_from_slice(&["--kafka-topic", "no-such-topic"]);
     fails_at_once(
-        || run("backfill", &jobs, &target, &extra),
+        || send("backfill", &jobs, &target).more(&extra).run(),
         "no-such-topic does not exist",
     );
 
@@ -208,11 +176,12 @@ fn a_missing_topic_and_bad_credentials_end_the_run_at_once() {
     let password = tmp.path().join("password");
     let sasl = |pw: &str| {
         std::fs::write(&password, pw).expect("write password");
-        let mut extra = slow.to_vec();
-        let file = password.to_str().expect("UTF-8");
-        extra.extend_from_slice(&["--kafka-sasl-mechanism", "SCRAM-SHA-256"]);
-        extra.extend_from_slice(&["--kafka-user", "saltship", "--kafka-password-file", file]);
-        run("backfill", &jobs, &target, &extra)
+        send("backfill", &jobs, &target)
+            .more(slow)
+            .more(["--kafka-sasl-mechanism", "SCRAM-SHA-256"])
+            .more(["--kafka-user", "saltship", "--kafka-password-file"])
+            .arg(&password)
+            .run()
     };
     fails_at_once(|| sasl("wrong"), "uthentication");
     assert!(!sasl("wrong").stderr.contains("wrong"), "password logged");
@@ -224,7 +193,9 @@ fn a_missing_topic_and_bad_credentials_end_the_run_at_once() {
 fn a_record_too_large_is_reported_and_counted_not_retried() {
     let Some(bin) = binary() else { return };
     let (tmp, jobs) = cache_copy("jobs");
-    let dry = backfill(&jobs, &["--max-event-bytes", "10000"]);
+    let dry = Saltship::dry_run(&jobs)
+        .more(["--max-event-bytes", "10000"])
+        .run();
     let sizes: Vec<usize> = dry.stdout.lines().map(str::len).collect();
     let limit = 2000;
     let big = sizes.iter().filter(|n| **n > limit).count();
@@ -240,7 +211,7 @@ fn a_record_too_large_is_reported_and_counted_not_retried() {
         "--kafka-option",
         "batch.size=1000",
     ];
-    let r = run("backfill", &jobs, &target, &extra);
+    let r = send("backfill", &jobs, &target).more(extra).run();
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(
         r.stderr.matches("rejected").count(),
@@ -257,50 +228,21 @@ fn a_record_too_large_is_reported_and_counted_not_retried() {
 /// CAs do not sign ends the run at once, as for the other sinks.
 #[test]
 fn an_untrusted_broker_certificate_ends_the_run_at_once() {
-    let openssl = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !common::rsyslog::have("openssl", openssl, "openssl") {
-        return;
-    }
     let (tmp, jobs) = cache_copy("jobs");
-    let dir = tmp.path();
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args([
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .current_dir(dir)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl req");
-    assert!(made.success());
-    let port = common::free_port();
-    let mut server = Command::new("openssl")
-        .args(["s_server", "-quiet", "-accept", &port.to_string()])
-        .args(["-cert", "cert.pem", "-key", "key.pem"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl s_server");
-    common::rsyslog::wait_for_port(port, "openssl s_server");
-    let target = format!("127.0.0.1:{port}");
+    let Some(pki) = Pki::make(tmp.path()) else {
+        return;
+    };
+    // Signed by the test CA, which the system's store does not hold.
+    let server = SServer::start(&pki, "server", &[]);
     let extra = ["--tls", "--deliver-timeout", "5m", "--no-checkpoint"];
     fails_at_once(
-        || run("backfill", &jobs, &target, &extra),
+        || {
+            send("backfill", &jobs, &server.target("127.0.0.1"))
+                .more(extra)
+                .run()
+        },
         "certificate verify failed",
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[test]
@@ -312,32 +254,17 @@ fn check_asks_the_brokers_for_the_topic() {
     let target = tansu.target();
     let state = tmp.path().join("state");
     let check = |topic: &str| {
-        let args = [
-            "check",
-            "--cache-dir",
-            jobs.to_str().expect("UTF-8"),
-            "--state-file",
-            state.to_str().expect("UTF-8"),
-            "--sink",
-            "kafka",
-            "--target",
-            &target,
-            "--kafka-topic",
-            topic,
-        ];
-        let out = assert_cmd::Command::cargo_bin("saltship")
-            .expect("binary")
-            .args(args)
-            .timeout(Duration::from_secs(60))
-            .output()
-            .expect("run check");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout
+        let out = send("check", &jobs, &target)
+            .state_file(&state)
+            .more(["--kafka-topic", topic])
+            .run_text();
+        let line = out
+            .stdout
             .lines()
             .find(|l| l.contains("target "))
             .map(str::to_owned)
             .unwrap_or_default();
-        (out.status.code().unwrap_or(-1), line)
+        (out.code, line)
     };
     let (code, line) = check(TOPIC);
     assert_eq!(code, 0, "{line}");

@@ -2,18 +2,12 @@
 //! file at all, too big, under a name that is not UTF-8, with secrets in their arguments. A
 //! transient error is retried at the next run; only a file broken for good is recorded.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::receiver::{event_ids, Faults, Receiver};
-use common::{backfill, cache_copy, saltship, Run};
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 path")
-}
+use crate::common::receiver::{event_ids, Faults, Receiver};
+use crate::common::{cache_copy, p, root_for, Run, Saltship};
 
 fn warnings(run: &Run) -> Vec<&str> {
     run.stderr
@@ -54,7 +48,7 @@ fn events_of(all: &Run, ret: &Path) -> Vec<String> {
 
 /// A return.p whose dry run gives events, and those events' ids.
 fn return_with_events(jobs: &Path) -> (PathBuf, Vec<String>) {
-    let all = backfill(jobs, &[]);
+    let all = Saltship::dry_run(jobs).run();
     returns(jobs)
         .into_iter()
         .map(|p| {
@@ -67,34 +61,22 @@ fn return_with_events(jobs: &Path) -> (PathBuf, Vec<String>) {
 
 /// `saltship sync` run as `nobody`, for whom file modes count (root reads a mode 000 file).
 fn sync_as_nobody(jobs: &Path, state: &Path, target: &str) -> Run {
-    let out = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(assert_cmd::cargo::cargo_bin("saltship"))
-        .args([
-            "sync",
-            "--cache-dir",
-            path(jobs),
-            "--state-file",
-            path(state),
-        ])
-        .args([
-            "--target",
-            target,
-            "--master-id",
-            "testmaster",
-            "--deliver-timeout",
-            "60s",
-        ])
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("setpriv");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        events: Vec::new(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Saltship::sync(jobs)
+        .state_file(state)
+        .target(target)
+        .more(["--deliver-timeout", "60s"])
+        .under(&NOBODY)
+        .run_text()
 }
+
+/// `setpriv` words that run a command as `nobody`.
+const NOBODY: [&str; 5] = [
+    "setpriv",
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+    "--",
+];
 
 fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -105,9 +87,7 @@ fn chmod(p: &Path, mode: u32) {
 /// ships exactly what was held back.
 #[test]
 fn permission_denied_is_retried_at_the_next_run() {
-    let root = nix_root();
-    if !root {
-        eprintln!("NOTICE: skipped, dropping privileges needs root");
+    if !root_for("dropping privileges") {
         return;
     }
     let (tmp, jobs) = cache_copy("jobs");
@@ -134,7 +114,7 @@ fn permission_denied_is_retried_at_the_next_run() {
     for file in [&locked, &jid_file] {
         assert!(
             w.iter()
-                .any(|l| l.contains(path(file)) && l.contains("Permission denied")),
+                .any(|l| l.contains(p(file)) && l.contains("Permission denied")),
             "{}",
             first.stderr
         );
@@ -153,7 +133,7 @@ fn permission_denied_is_retried_at_the_next_run() {
     let lines = receiver.finish();
     let got = event_ids(&lines);
     assert!(held_back.iter().all(|id| got.contains(id)));
-    let all = backfill(&jobs, &[]);
+    let all = Saltship::dry_run(&jobs).run();
     let missing = all
         .events
         .iter()
@@ -178,13 +158,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Whether this test runs as root (and so can drop to `nobody`).
-fn nix_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-    })
-}
-
 /// A FIFO where a return should be: one warning, no hang, recorded (it will not turn into a
 /// return); a file over --max-return-bytes: one warning per run, never recorded, shipped once the
 /// cap allows it.
@@ -206,34 +179,28 @@ fn a_fifo_is_one_warning_and_an_oversize_file_waits_for_a_bigger_cap() {
     let (size, big) = sizes.pop().expect("files");
     let cap = sizes.last().expect("files").0;
     assert!(cap < size && big.ends_with("return.p"));
-    let big_ids = events_of(&backfill(&jobs, &[]), &big);
+    let big_ids = events_of(&Saltship::dry_run(&jobs).run(), &big);
     assert!(!big_ids.is_empty());
     let receiver = Receiver::start(Faults::default());
     let sync = |cap: u64| {
-        saltship(&[
-            "sync",
-            "--cache-dir",
-            path(&jobs),
-            "--state-file",
-            path(&state),
-            "--target",
-            &receiver.target(),
-            "--max-return-bytes",
-            &cap.to_string(),
-        ])
+        Saltship::sync(&jobs)
+            .state_file(&state)
+            .target(&receiver.target())
+            .more(["--max-return-bytes", &cap.to_string()])
+            .run()
     };
     let first = sync(cap);
     assert_eq!(first.code, 1, "{}", first.stderr);
     let w = warnings(&first);
     assert!(
         w.iter()
-            .any(|l| l.contains(path(fifo)) && l.contains("not a regular file (a FIFO)")),
+            .any(|l| l.contains(p(fifo)) && l.contains("not a regular file (a FIFO)")),
         "{}",
         first.stderr
     );
     assert!(
         w.iter()
-            .any(|l| l.contains(path(&big)) && l.contains("more than --max-return-bytes")),
+            .any(|l| l.contains(p(&big)) && l.contains("more than --max-return-bytes")),
         "{}",
         first.stderr
     );
@@ -241,7 +208,7 @@ fn a_fifo_is_one_warning_and_an_oversize_file_waits_for_a_bigger_cap() {
     assert_eq!(second.code, 1, "{}", second.stderr);
     let w = warnings(&second);
     assert_eq!(w.len(), 1, "the FIFO is recorded: {}", second.stderr);
-    assert!(w[0].contains(path(&big)), "{}", second.stderr);
+    assert!(w[0].contains(p(&big)), "{}", second.stderr);
     let got = event_ids(&receiver.lines_so_far());
     assert!(big_ids.iter().all(|id| !got.contains(id)));
     let third = sync(size);
@@ -249,7 +216,7 @@ fn a_fifo_is_one_warning_and_an_oversize_file_waits_for_a_bigger_cap() {
     let got = event_ids(&receiver.finish());
     assert!(big_ids.iter().all(|id| got.contains(id)));
     // A dry run with the FIFO: done in bounded time (the helper's own timeout is 60 s).
-    let dry = backfill(&jobs, &[]);
+    let dry = Saltship::dry_run(&jobs).run();
     assert_eq!(dry.code, 1, "{}", dry.stderr);
     assert_eq!(warnings(&dry).len(), 1, "{}", dry.stderr);
 }
@@ -265,7 +232,7 @@ fn a_minion_folder_named_in_latin1_ships() {
     name.push(0xe9);
     let odd = minion.with_file_name(std::ffi::OsStr::from_bytes(&name));
     std::fs::rename(minion, &odd).expect("rename");
-    let run = backfill(&jobs, &[]);
+    let run = Saltship::dry_run(&jobs).run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     let expected = format!(
         "{}\\xe9",
@@ -320,25 +287,16 @@ fn secret_arguments_are_masked_in_every_format() {
     rmpv::encode::write_value(&mut buf, &load).expect("encode");
     std::fs::write(&load_path, buf).expect("write");
     for format in ["json", "ecs", "gelf", "syslog"] {
-        let out = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
-            .args([
-                "backfill",
-                "--dry-run",
-                "--cache-dir",
-                path(&jobs),
-                "--format",
-                format,
-            ])
-            .args(["--mask-arg", "community"])
-            .output()
-            .expect("run");
-        assert_eq!(out.status.code(), Some(0));
-        let text = String::from_utf8_lossy(&out.stdout);
+        let out = Saltship::dry_run(&jobs)
+            .more(["--format", format, "--mask-arg", "community"])
+            .run_text();
+        assert_eq!(out.code, 0);
+        let text = out.stdout;
         assert!(!text.contains("hunter2"), "{format}: a secret shipped");
         assert!(text.contains("********"), "{format}");
     }
     // Without --mask-arg the extra name ships; --show-pillar-args ships the pillar.
-    let run = backfill(&jobs, &["--show-pillar-args"]);
+    let run = Saltship::dry_run(&jobs).more(["--show-pillar-args"]).run();
     assert!(run.stdout.contains("hunter2-snmp") && run.stdout.contains("hunter2-pillar"));
     assert!(!run.stdout.contains("hunter2-pw") && !run.stdout.contains("hunter2-raw"));
 }
@@ -347,14 +305,18 @@ fn secret_arguments_are_masked_in_every_format() {
 /// the same order.
 #[test]
 fn a_budget_smaller_than_every_return_ships_them_one_by_one() {
-    let jobs = common::testdata("jobs");
-    let normal = backfill(&jobs, &[]);
+    let jobs = crate::common::testdata("jobs");
+    let normal = Saltship::dry_run(&jobs).run();
     for threads in ["1", "2"] {
-        let tiny = backfill(&jobs, &["--memory-budget", "1", "--threads", threads]);
+        let tiny = Saltship::dry_run(&jobs)
+            .more(["--memory-budget", "1", "--threads", threads])
+            .run();
         assert_eq!(tiny.code, normal.code, "{}", tiny.stderr);
         assert_eq!(tiny.events, normal.events);
     }
-    let bad = backfill(&jobs, &["--memory-budget", "0"]);
+    let bad = Saltship::dry_run(&jobs)
+        .more(["--memory-budget", "0"])
+        .run();
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("bad --memory-budget"), "{}", bad.stderr);
 }
@@ -390,31 +352,22 @@ fn a_return_too_big_for_the_memory_left_is_a_failed_file() {
     let mut buf = Vec::new();
     rmpv::encode::write_value(&mut buf, &value).expect("encode");
     std::fs::write(&ret, buf).expect("write");
-    let limited = Command::new("sh")
-        .args(["-c", "ulimit -v 400000 && exec \"$0\" \"$@\""])
-        .arg(assert_cmd::cargo::cargo_bin("saltship"))
-        .args([
-            "backfill",
-            "--dry-run",
-            "--cache-dir",
-            path(&jobs),
-            "--threads",
-            "2",
-        ])
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&limited.stderr);
-    assert_eq!(limited.status.code(), Some(1), "{stderr}");
+    let limited = Saltship::dry_run(&jobs)
+        .more(["--threads", "2"])
+        .under(&["sh", "-c", "ulimit -v 400000 && exec \"$0\" \"$@\""])
+        .run_text();
+    let stderr = limited.stderr;
+    assert_eq!(limited.code, 1, "{stderr}");
     let w: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
     assert_eq!(w.len(), 1, "{stderr}");
     assert!(
-        w[0].contains(path(&ret)) && w[0].ends_with("unreadable: out of memory"),
+        w[0].contains(p(&ret)) && w[0].ends_with("unreadable: out of memory"),
         "{stderr}"
     );
-    let stdout = String::from_utf8_lossy(&limited.stdout);
+    let stdout = limited.stdout;
     assert!(stdout.lines().count() > 50, "the other returns still ship");
     assert!(ids.iter().all(|id| !stdout.contains(id.as_str())));
-    let free = backfill(&jobs, &[]);
+    let free = Saltship::dry_run(&jobs).run();
     assert_eq!(free.code, 0, "{}", free.stderr);
     assert!(ids
         .iter()
@@ -424,8 +377,7 @@ fn a_return_too_big_for_the_memory_left_is_a_failed_file() {
 /// `watch` takes an unreadable return up again at its next rescan, once it can be read.
 #[test]
 fn watch_ships_a_return_once_it_can_be_read() {
-    if !nix_root() {
-        eprintln!("NOTICE: skipped, dropping privileges needs root");
+    if !root_for("dropping privileges") {
         return;
     }
     let (tmp, jobs) = cache_copy("jobs");
@@ -434,25 +386,15 @@ fn watch_ships_a_return_once_it_can_be_read() {
     std::fs::create_dir(&state_dir).expect("mkdir");
     chmod(&state_dir, 0o777);
     let (locked, held_back) = return_with_events(&jobs);
-    let all = backfill(&jobs, &[]).events.len();
+    let all = Saltship::dry_run(&jobs).run().events.len();
     chmod(&locked, 0o000);
     let receiver = Receiver::start(Faults::default());
-    let watch = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(assert_cmd::cargo::cargo_bin("saltship"))
-        .args([
-            "watch",
-            "--cache-dir",
-            path(&jobs),
-            "--rescan-interval",
-            "1s",
-        ])
-        .args(["--state-file", path(&state_dir.join("state"))])
-        .args(["--target", &receiver.target(), "--master-id", "testmaster"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("watch");
+    let watch = Saltship::watch(&jobs)
+        .more(["--rescan-interval", "1s"])
+        .state_file(&state_dir.join("state"))
+        .target(&receiver.target())
+        .under(&NOBODY)
+        .spawn(std::process::Stdio::piped());
     let wait_for = |n: usize| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while event_ids(&receiver.lines_so_far()).len() < n && std::time::Instant::now() < deadline
@@ -470,7 +412,7 @@ fn watch_ships_a_return_once_it_can_be_read() {
         .all(|id| !receiver.lines_so_far().concat().contains(id)));
     chmod(&locked, 0o644);
     let after = wait_for(all);
-    Command::new("kill")
+    std::process::Command::new("kill")
         .arg(watch.id().to_string())
         .status()
         .expect("kill");

@@ -2,10 +2,8 @@
 //! to a file. Every event must arrive intact and parse back. CI installs rsyslog and sets
 //! SALTSHIP_REQUIRE_RECEIVERS=1, so there a missing rsyslogd fails instead of skipping.
 
-mod common;
-
-use common::rsyslog::{contrib_conf, rsyslogd, Rsyslog};
-use common::{backfill, cache_copy, free_port, saltship};
+use crate::common::rsyslog::{contrib_conf, rsyslogd, Rsyslog};
+use crate::common::{cache_copy, free_port, Saltship};
 use serde_json::Value;
 
 /// `contrib/rsyslog/saltship.conf`, the config the README gives, with this test's ports and
@@ -15,7 +13,9 @@ fn the_contrib_rsyslog_config_receives_json_and_syslog() {
     let Some(bin) = rsyslogd() else { return };
     let (tmp, jobs) = cache_copy("jobs");
     // What is sent: events cut to the default 10,000 bytes (the dry-run prints them whole).
-    let want = backfill(&jobs, &["--max-event-bytes", "10000"]);
+    let want = Saltship::dry_run(&jobs)
+        .more(["--max-event-bytes", "10000"])
+        .run();
     assert!(
         want.events.iter().any(|e| e["truncated"] == true),
         "no event big enough to be cut"
@@ -23,20 +23,11 @@ fn the_contrib_rsyslog_config_receives_json_and_syslog() {
     let (json_port, syslog_port) = (free_port(), free_port());
     let conf = contrib_conf(json_port, syslog_port, tmp.path());
     let rsyslog = Rsyslog::start(&bin, tmp.path(), &conf, &[json_port, syslog_port]);
-    let cache = jobs.to_str().expect("UTF-8");
     for (port, format) in [(json_port, "json"), (syslog_port, "syslog")] {
-        let target = format!("127.0.0.1:{port}");
-        let run = saltship(&[
-            "backfill",
-            "--cache-dir",
-            cache,
-            "--master-id",
-            "testmaster",
-            "--target",
-            &target,
-            "--format",
-            format,
-        ]);
+        let run = Saltship::backfill(&jobs)
+            .target(&format!("127.0.0.1:{port}"))
+            .more(["--format", format])
+            .run();
         assert_eq!(run.code, 0, "{format}: {}", run.stderr);
     }
     rsyslog.assert_contrib_outputs(&want.events);
@@ -48,7 +39,9 @@ fn the_contrib_rsyslog_config_receives_json_and_syslog() {
 fn rsyslog_parses_octet_counted_rfc5424() {
     let Some(bin) = rsyslogd() else { return };
     let (tmp, jobs) = cache_copy("jobs");
-    let want = backfill(&jobs, &["--max-event-bytes", "10000"]);
+    let want = Saltship::dry_run(&jobs)
+        .more(["--max-event-bytes", "10000"])
+        .run();
     let template = r#"template(name="out" type="list" option.jsonf="on") {
   property(outname="host" name="hostname" format="jsonf")
   property(outname="app" name="app-name" format="jsonf")
@@ -68,19 +61,10 @@ ruleset(name="saltship") {{ action(type="omfile" file="{}/received.log" template
         tmp.path().display()
     );
     let rsyslog = Rsyslog::start(&bin, tmp.path(), &conf, &[port]);
-    let target = format!("127.0.0.1:{port}");
-    let cache = jobs.to_str().expect("UTF-8");
-    let run = saltship(&[
-        "backfill",
-        "--cache-dir",
-        cache,
-        "--master-id",
-        "testmaster",
-        "--target",
-        &target,
-        "--format",
-        "syslog",
-    ]);
+    let run = Saltship::backfill(&jobs)
+        .target(&format!("127.0.0.1:{port}"))
+        .more(["--format", "syslog"])
+        .run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     // jsonf writes one object per message, with nothing between them.
     let text = rsyslog.output("received.log", |t| {

@@ -1,33 +1,15 @@
 //! A real rsyslogd for the tests, on 127.0.0.1, with a config of the test's own (often the
 //! README's `contrib/rsyslog/saltship.conf`), stopped by its PID when dropped. Tools that are
-//! not installed make a test skip with a notice that shows in `cargo test`'s output, or fail when SALTSHIP_REQUIRE_RECEIVERS is set
-//! (CI sets it).
+//! not installed skip the test through `common::have` (a failure under CI).
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Whether a tool is installed; a missing one fails under SALTSHIP_REQUIRE_RECEIVERS.
-pub fn have(what: &str, found: bool, install: &str) -> bool {
-    if !found {
-        assert!(
-            std::env::var_os("SALTSHIP_REQUIRE_RECEIVERS").is_none(),
-            "{what} is not installed"
-        );
-        // Straight to stderr, not eprintln!: the harness hides what a passing test prints
-        // through the macros, and a skip must show in plain `cargo test` output.
-        let test = std::thread::current().name().unwrap_or("a test").to_owned();
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: {what} is not installed (apt-get install {install})"
-        );
-    }
-    found
-}
+use super::have;
 
 /// The rsyslogd binary, if installed.
 pub fn rsyslogd() -> Option<PathBuf> {
@@ -60,7 +42,7 @@ pub fn contrib_conf(json_port: u16, syslog_port: u16, out: &Path) -> String {
         r#"port="6514""#,
         &format!(r#"port="{syslog_port}" address="127.0.0.1""#),
     )
-    .replace("/var/log/saltship", out.to_str().expect("UTF-8 path"))
+    .replace("/var/log/saltship", super::p(out))
 }
 
 pub struct Rsyslog {

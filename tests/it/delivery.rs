@@ -2,31 +2,20 @@
 //! receiver runs inside the test on 127.0.0.1, bounded in time; in every case each event of
 //! the dry-run must arrive at least once and the exit status must be 0.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
-use common::{backfill, multiplied_cache, saltship, Run};
+use crate::common::receiver::{event_ids, Deaf, Deafness, Faults, Receiver};
+use crate::common::{multiplied_cache, Run, Saltship};
 
 /// Backfills `jobs` to a receiver with `faults` and checks every dry-run event arrived.
 fn deliver(jobs: &std::path::Path, faults: Faults, extra: &[&str]) -> (Run, Vec<String>, usize) {
-    let want = backfill(jobs, &[]);
+    let want = Saltship::dry_run(jobs).run();
     assert_eq!(want.code, 0, "{}", want.stderr);
     let receiver = Receiver::start(faults);
-    let target = receiver.target();
-    let jobs_arg = jobs.to_str().expect("UTF-8");
-    let mut args = vec![
-        "backfill",
-        "--cache-dir",
-        jobs_arg,
-        "--master-id",
-        "testmaster",
-        "--target",
-        &target,
-    ];
-    args.extend_from_slice(extra);
-    let run = saltship(&args);
+    let run = Saltship::backfill(jobs)
+        .target(&receiver.target())
+        .more(extra)
+        .run();
     let lines = receiver.finish();
     assert_eq!(run.code, 0, "{}", run.stderr);
     let got = event_ids(&lines);
@@ -48,7 +37,7 @@ fn deliver(jobs: &std::path::Path, faults: Faults, extra: &[&str]) -> (Run, Vec<
 
 #[test]
 fn receiver_up_two_seconds_late() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
     let (run, lines, _) = deliver(
         &jobs,
         Faults {
@@ -99,7 +88,7 @@ fn receiver_that_resets_after_3000_lines_five_times() {
 
 #[test]
 fn slow_receiver() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
     deliver(
         &jobs,
         Faults {
@@ -125,7 +114,7 @@ fn receiver_that_half_closes() {
 
 #[test]
 fn max_rate_spaces_events_out() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
     let start = Instant::now();
     let (run, lines, _) = deliver(&jobs, Faults::default(), &["--max-rate", "200"]);
     // ~110 events at 200/s cannot take less than about half a second.
@@ -140,18 +129,12 @@ fn max_rate_spaces_events_out() {
 
 #[test]
 fn no_receiver_exits_3_and_says_what_was_not_delivered() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
-    let port = common::free_port();
-    let target = format!("127.0.0.1:{port}");
-    let run = saltship(&[
-        "backfill",
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8"),
-        "--target",
-        &target,
-        "--deliver-timeout",
-        "1s",
-    ]);
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
+    let port = crate::common::free_port();
+    let run = Saltship::backfill(&jobs)
+        .target(&format!("127.0.0.1:{port}"))
+        .more(["--deliver-timeout", "1s"])
+        .run();
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("not delivered"), "{}", run.stderr);
     assert!(run.stdout.is_empty());
@@ -159,22 +142,13 @@ fn no_receiver_exits_3_and_says_what_was_not_delivered() {
 
 #[test]
 fn fails_over_to_the_next_target_in_order() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
-    let want = backfill(&jobs, &[]);
-    let dead = common::free_port();
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
+    let want = Saltship::dry_run(&jobs).run();
+    let dead = crate::common::free_port();
     let receiver = Receiver::start(Faults::default());
     let targets = format!("127.0.0.1:{dead},{}", receiver.target());
-    let cache = jobs.to_str().expect("UTF-8");
     // Comma-separated, as SALTSHIP_TARGET takes them.
-    let run = saltship(&[
-        "backfill",
-        "--cache-dir",
-        cache,
-        "--master-id",
-        "testmaster",
-        "--target",
-        &targets,
-    ]);
+    let run = Saltship::backfill(&jobs).target(&targets).run();
     let got = event_ids(&receiver.finish());
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(want
@@ -192,15 +166,10 @@ fn a_receiver_that_never_reads_ends_the_run_by_the_deadline() {
     let (_tmp, jobs) = multiplied_cache(100);
     let deaf = Deaf::start(Deafness::NeverReads);
     let start = Instant::now();
-    let run = saltship(&[
-        "backfill",
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8"),
-        "--target",
-        &deaf.target(),
-        "--deliver-timeout",
-        "5s",
-    ]);
+    let run = Saltship::backfill(&jobs)
+        .target(&deaf.target())
+        .more(["--deliver-timeout", "5s"])
+        .run();
     let took = start.elapsed();
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(took >= Duration::from_secs(5), "{took:?}: {}", run.stderr);
@@ -212,17 +181,12 @@ fn a_receiver_that_never_reads_ends_the_run_by_the_deadline() {
 /// reconnect.
 #[test]
 fn a_receiver_that_closes_at_once_is_warned_about_once() {
-    let (_tmp, jobs) = common::cache_copy("jobs");
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
     let rude = Deaf::start(Deafness::ClosesAtOnce);
-    let run = saltship(&[
-        "backfill",
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8"),
-        "--target",
-        &rude.target(),
-        "--deliver-timeout",
-        "3s",
-    ]);
+    let run = Saltship::backfill(&jobs)
+        .target(&rude.target())
+        .more(["--deliver-timeout", "3s"])
+        .run();
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(
         rude.accepted.load(std::sync::atomic::Ordering::SeqCst) > 2,

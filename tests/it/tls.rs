@@ -1,27 +1,16 @@
 //! TLS to real peers started by the test on 127.0.0.1: `openssl s_server`, which writes what it
 //! decrypts to a file, and rsyslog with its gtls driver (RFC 5425). The certificates are made
-//! with the `openssl` command line in a temp dir. Without openssl (or rsyslog-gnutls) the tests
-//! skip with a notice, unless SALTSHIP_REQUIRE_RECEIVERS is set (CI sets it).
+//! with the `openssl` command line in a temp dir (`crate::common::tls`). Without openssl (or
+//! rsyslog-gnutls) the tests skip through `crate::common::have`, a failure under CI.
 
-mod common;
-
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::rsyslog::{contrib_conf, have, ids, wait_for_port, Rsyslog};
-use common::{backfill, cache_copy, free_port};
+use crate::common::rsyslog::{contrib_conf, ids, Rsyslog};
+use crate::common::tls::{Pki, SServer};
+use crate::common::{cache_copy, free_port, have, p, Saltship};
 use serde_json::Value;
-
-fn have_openssl() -> bool {
-    let found = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    have("openssl", found, "openssl")
-}
 
 /// rsyslogd and its gtls network stream driver.
 fn rsyslogd_gtls() -> Option<PathBuf> {
@@ -41,132 +30,6 @@ fn rsyslogd_gtls() -> Option<PathBuf> {
     found
 }
 
-/// Test certificates, made by the openssl command line in `dir`: a CA, and signed by it a
-/// server certificate for localhost and 127.0.0.1, one for another name, an expired one and a
-/// client certificate; plus a second, untrusted CA.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn make(dir: &Path) -> Pki {
-        let pki = Pki {
-            dir: dir.join("pki"),
-        };
-        std::fs::create_dir_all(pki.dir.join("issued")).expect("mkdir pki");
-        std::fs::write(pki.dir.join("index.txt"), "").expect("index");
-        std::fs::write(pki.dir.join("serial"), "01\n").expect("serial");
-        // `openssl ca`, unlike `x509 -req` in OpenSSL 3.0, can set any validity period.
-        let conf = "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\n\
-                    new_certs_dir = issued\nserial = serial\ndefault_md = sha256\n\
-                    policy = any\ncopy_extensions = copy\nunique_subject = no\n\
-                    x509_extensions = leaf\n[any]\ncommonName = supplied\n\
-                    [leaf]\nbasicConstraints = CA:FALSE\n";
-        std::fs::write(pki.dir.join("ca.cnf"), conf).expect("ca.cnf");
-        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-        for ca in ["ca", "other-ca"] {
-            pki.openssl(&format!(
-                "req -x509 {ec} -keyout {ca}.key -out {ca}.pem -days 2 -subj /CN=test-{ca}"
-            ));
-        }
-        // Each leaf: a key and request, then signed by ca.pem for a validity period.
-        let both = "-addext subjectAltName=DNS:localhost,IP:127.0.0.1";
-        let other = "-addext subjectAltName=DNS:other.example";
-        let (valid, past) = (
-            "-days 2",
-            "-startdate 20200101000000Z -enddate 20200201000000Z",
-        );
-        for (name, cn, san, validity) in [
-            ("server", "localhost", both, valid),
-            ("wrong-name", "other.example", other, valid),
-            ("expired", "localhost", both, past),
-            ("client", "saltship", "", valid),
-        ] {
-            pki.openssl(&format!(
-                "req {ec} -keyout {name}.key -out {name}.csr -subj /CN={cn} {san}"
-            ));
-            pki.openssl(&format!(
-                "ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in {name}.csr \
-                 -out {name}.pem {validity}"
-            ));
-        }
-        pki
-    }
-
-    /// `openssl <command>` in the pki folder (no argument has a space).
-    fn openssl(&self, command: &str) {
-        let args: Vec<&str> = command.split_whitespace().collect();
-        let out = Command::new("openssl")
-            .args(&args)
-            .current_dir(&self.dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {command}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).to_str().expect("UTF-8").to_owned()
-    }
-}
-
-/// `openssl s_server` of the test's own, writing what it decrypts to a file; stopped (by its
-/// PID) when dropped.
-struct SServer {
-    child: Child,
-    /// s_server ends a connection when its stdin closes, so it stays open.
-    _stdin: ChildStdin,
-    port: u16,
-    out: PathBuf,
-}
-
-impl SServer {
-    fn start(pki: &Pki, cert: &str, extra: &[&str]) -> SServer {
-        let port = free_port();
-        let out = pki.dir.join(format!("s_server-{port}.out"));
-        let err = File::create(pki.dir.join(format!("s_server-{port}.err"))).expect("err file");
-        let mut child = Command::new("openssl")
-            .args(["s_server", "-quiet", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-cert", &pki.path(&format!("{cert}.pem"))])
-            .args(["-key", &pki.path(&format!("{cert}.key"))])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(File::create(&out).expect("out file"))
-            .stderr(err)
-            .spawn()
-            .expect("start openssl s_server");
-        let stdin = child.stdin.take().expect("stdin");
-        let server = SServer {
-            child,
-            _stdin: stdin,
-            port,
-            out,
-        };
-        wait_for_port(port, "openssl s_server");
-        server
-    }
-
-    fn target(&self, host: &str) -> String {
-        format!("{host}:{}", self.port)
-    }
-
-    /// The plaintext it received so far.
-    fn received(&self) -> Vec<u8> {
-        std::fs::read(&self.out).expect("s_server output")
-    }
-}
-
-impl Drop for SServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Shipped {
     code: i32,
     stderr: String,
@@ -176,59 +39,32 @@ struct Shipped {
 /// `saltship backfill --tls --target <target> <extra>` of `jobs`, with `env` added; the
 /// deliver timeout is 60 s unless `extra` says otherwise.
 fn ship(jobs: &Path, target: &str, extra: &[&str], env: &[(&str, String)]) -> Shipped {
-    let state = tempfile::tempdir().expect("tempdir");
-    let start = Instant::now();
-    let out = assert_cmd::Command::cargo_bin("saltship")
-        .expect("binary")
-        .args([
-            "backfill",
-            "--master-id",
-            "testmaster",
-            "--tls",
-            "--cache-dir",
-        ])
-        .arg(jobs)
-        .args(["--target", target])
-        .args(extra)
-        .env_remove("RUST_LOG")
+    let mut cmd = Saltship::backfill(jobs)
+        .arg("--tls")
+        .target(target)
+        .more(extra)
         .env("SALTSHIP_DELIVER_TIMEOUT", "60s")
-        .env("SALTSHIP_STATE_FILE", state.path().join("state"))
-        .env("TZ", "UTC")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .timeout(Duration::from_secs(90))
-        .output()
-        .expect("run saltship");
-    assert!(out.stdout.is_empty(), "stdout when sending");
+        .timeout(Duration::from_secs(90));
+    for (key, value) in env {
+        cmd = cmd.env(key, value);
+    }
+    let start = Instant::now();
+    let run = cmd.run_text();
+    assert!(run.stdout.is_empty(), "stdout when sending");
     Shipped {
-        code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: run.code,
+        stderr: run.stderr,
         took: start.elapsed(),
     }
 }
 
 /// The bytes `--dry-run` prints for `format`: exactly what goes on the wire.
 fn dry_run(jobs: &Path, format: &str) -> Vec<u8> {
-    let out = assert_cmd::Command::cargo_bin("saltship")
-        .expect("binary")
-        .args([
-            "backfill",
-            "--dry-run",
-            "--master-id",
-            "testmaster",
-            "--cache-dir",
-        ])
-        .arg(jobs)
-        .args(["--format", format, "--max-event-bytes", "10000"])
-        .env("TZ", "UTC")
-        .timeout(Duration::from_secs(60))
-        .output()
-        .expect("run saltship");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let run = Saltship::dry_run(jobs)
+        .more(["--format", format, "--max-event-bytes", "10000"])
+        .run_text();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout.into_bytes()
 }
 
 /// Refused at once, in one error line saying `why`, before any event was sent.
@@ -252,11 +88,10 @@ fn assert_refused(run: &Shipped, server: &SServer, why: &str) {
 
 #[test]
 fn every_format_arrives_intact_over_tls() {
-    if !have_openssl() {
-        return;
-    }
     let (tmp, jobs) = cache_copy("jobs");
-    let pki = Pki::make(tmp.path());
+    let Some(pki) = Pki::make(tmp.path()) else {
+        return;
+    };
     let server = SServer::start(&pki, "server", &[]);
     let ca = pki.path("ca.pem");
     let mut want = Vec::new();
@@ -288,11 +123,10 @@ fn every_format_arrives_intact_over_tls() {
 
 #[test]
 fn certificate_problems_end_the_run_at_once_and_send_nothing() {
-    if !have_openssl() {
-        return;
-    }
     let (tmp, jobs) = cache_copy("jobs");
-    let pki = Pki::make(tmp.path());
+    let Some(pki) = Pki::make(tmp.path()) else {
+        return;
+    };
     let (ca, other_ca) = (pki.path("ca.pem"), pki.path("other-ca.pem"));
 
     let server = SServer::start(&pki, "server", &[]);
@@ -325,11 +159,10 @@ fn certificate_problems_end_the_run_at_once_and_send_nothing() {
 
 #[test]
 fn a_client_certificate_when_the_receiver_requires_one() {
-    if !have_openssl() {
-        return;
-    }
     let (tmp, jobs) = cache_copy("jobs");
-    let pki = Pki::make(tmp.path());
+    let Some(pki) = Pki::make(tmp.path()) else {
+        return;
+    };
     let ca = pki.path("ca.pem");
     let want = dry_run(&jobs, "json");
     let (cert, key) = (pki.path("client.pem"), pki.path("client.key"));
@@ -372,11 +205,10 @@ fn a_client_certificate_when_the_receiver_requires_one() {
 
 #[test]
 fn insecure_skip_verify_warns_once_and_delivers() {
-    if !have_openssl() {
-        return;
-    }
     let (tmp, jobs) = cache_copy("jobs");
-    let pki = Pki::make(tmp.path());
+    let Some(pki) = Pki::make(tmp.path()) else {
+        return;
+    };
     let server = SServer::start(&pki, "expired", &[]);
     let run = ship(
         &jobs,
@@ -437,7 +269,7 @@ fn a_plain_receiver_gets_no_plain_text() {
 fn tls_options_are_checked_at_start() {
     let (tmp, jobs) = cache_copy("jobs");
     let missing = tmp.path().join("missing.pem");
-    let missing = missing.to_str().expect("UTF-8");
+    let missing = p(&missing);
     let cases: [(&[&str], &str); 3] = [
         (&["--tls-ca", missing], missing),
         (&["--tls-cert", missing, "--tls-key", missing], missing),
@@ -453,15 +285,12 @@ fn tls_options_are_checked_at_start() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--tls-key"), "{}", run.stderr);
     // Options that need --tls say so, from the environment too.
-    let out = assert_cmd::Command::cargo_bin("saltship")
-        .expect("binary")
-        .args(["backfill", "--target", "127.0.0.1:9", "--cache-dir"])
-        .arg(&jobs)
+    let out = Saltship::backfill(&jobs)
+        .target("127.0.0.1:9")
         .env("SALTSHIP_TLS_CA", missing)
-        .output()
-        .expect("run saltship");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls"));
+        .run_text();
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--tls"));
 }
 
 /// `contrib/rsyslog/saltship.conf` with its inputs on TLS (gtls, with `auth_mode`), on free
@@ -492,13 +321,14 @@ fn rsyslog_gtls(bin: &Path, pki: &Pki, dir: &Path, auth_mode: &str) -> (Rsyslog,
 /// json lines and octet-counted syslog (RFC 5425) both arrive whole.
 #[test]
 fn rsyslog_receives_json_and_syslog_over_tls() {
-    if !have_openssl() {
-        return;
-    }
     let Some(bin) = rsyslogd_gtls() else { return };
     let (tmp, jobs) = cache_copy("jobs");
-    let pki = Pki::make(tmp.path());
-    let want = backfill(&jobs, &["--max-event-bytes", "10000"]);
+    let Some(pki) = Pki::make(tmp.path()) else {
+        return;
+    };
+    let want = Saltship::dry_run(&jobs)
+        .more(["--max-event-bytes", "10000"])
+        .run();
     let (rsyslog, json_port, syslog_port) = rsyslog_gtls(&bin, &pki, tmp.path(), "anon");
     let ca = pki.path("ca.pem");
     for (port, format) in [(json_port, "json"), (syslog_port, "syslog")] {
@@ -512,13 +342,14 @@ fn rsyslog_receives_json_and_syslog_over_tls() {
 /// rsyslog requiring a client certificate signed by its CA (`x509/certvalid`).
 #[test]
 fn rsyslog_with_mutual_tls() {
-    if !have_openssl() {
-        return;
-    }
     let Some(bin) = rsyslogd_gtls() else { return };
     let (tmp, jobs) = cache_copy("jobs");
-    let pki = Pki::make(tmp.path());
-    let want = backfill(&jobs, &["--max-event-bytes", "10000"]);
+    let Some(pki) = Pki::make(tmp.path()) else {
+        return;
+    };
+    let want = Saltship::dry_run(&jobs)
+        .more(["--max-event-bytes", "10000"])
+        .run();
     let (rsyslog, json_port, _) = rsyslog_gtls(&bin, &pki, tmp.path(), "x509/certvalid");
     let target = format!("localhost:{json_port}");
     let ca = pki.path("ca.pem");
@@ -541,32 +372,25 @@ fn rsyslog_with_mutual_tls() {
 /// `saltship check --tls` does the handshake and checks the certificate, sending nothing.
 #[test]
 fn check_verifies_the_receivers_certificate() {
-    if !have_openssl() {
-        return;
-    }
     let (tmp, jobs) = cache_copy("jobs");
-    let pki = Pki::make(tmp.path());
+    let Some(pki) = Pki::make(tmp.path()) else {
+        return;
+    };
     let server = SServer::start(&pki, "server", &[]);
     let target = server.target("localhost");
     let check = |ca: &str| {
-        let out = assert_cmd::Command::cargo_bin("saltship")
-            .expect("binary")
-            .args(["check", "--tls", "--tls-ca", ca, "--target", &target])
-            .arg("--cache-dir")
-            .arg(&jobs)
-            .arg("--state-file")
-            .arg(tmp.path().join("state"))
-            .env_remove("RUST_LOG")
-            .timeout(Duration::from_secs(60))
-            .output()
-            .expect("run saltship check");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let out = Saltship::check(&jobs)
+            .more(["--tls", "--tls-ca", ca])
+            .target(&target)
+            .state_file(&tmp.path().join("state"))
+            .run_text();
+        let text = out.stdout;
         let line = text
             .lines()
             .find(|l| l.contains(&target))
             .unwrap_or_else(|| panic!("no line for {target}: {text}"))
             .to_owned();
-        (out.status.code(), line)
+        (Some(out.code), line)
     };
     let (code, line) = check(&pki.path("ca.pem"));
     assert_eq!(code, Some(0), "{line}");

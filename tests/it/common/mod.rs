@@ -6,13 +6,17 @@ pub mod fluentbit;
 pub mod http_server;
 pub mod receiver;
 pub mod rsyslog;
+pub mod saltship;
 pub mod tansu;
+pub mod tls;
 pub mod view;
 pub mod watch;
 
+pub use saltship::{json_lines, p, Run, Saltship};
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use serde_json::Value;
 
 pub fn testdata(rel: &str) -> PathBuf {
@@ -53,64 +57,52 @@ pub fn cache_copy(rel: &str) -> (tempfile::TempDir, PathBuf) {
     (tmp, jobs)
 }
 
-pub struct Run {
-    pub code: i32,
-    pub events: Vec<Value>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// `saltship <args>` with a clean environment; every stdout line must be a JSON object. Each
-/// run gets a state file of its own unless `args` name one.
-pub fn saltship(args: &[&str]) -> Run {
-    let state = tempfile::tempdir().expect("tempdir");
-    let out = Command::cargo_bin("saltship")
-        .expect("binary")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("SALTSHIP_STATE_FILE", state.path().join("state"))
-        .env("TZ", "UTC")
-        .timeout(std::time::Duration::from_secs(60))
-        .output()
-        .expect("run saltship");
-    let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
-    let events = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .inspect(|v| assert!(v.is_object(), "not an object: {v}"))
-        .collect();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        events,
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// The event ids a dry run of `jobs` prints, in its order (or as a set): what a receiver must
 /// end up holding.
 pub fn dry_run_ids<C: FromIterator<String>>(jobs: &Path) -> C {
-    let run = backfill(jobs, &[]);
+    let run = Saltship::dry_run(jobs).run();
     assert_eq!(run.code, 0, "{}", run.stderr);
-    run.events
-        .iter()
-        .map(|e| e["event_id"].as_str().expect("id").to_owned())
-        .collect()
+    run.ids()
 }
 
-/// `saltship backfill --dry-run --cache-dir <jobs> --master-id testmaster <extra>`.
-pub fn backfill(jobs: &Path, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "backfill",
-        "--dry-run",
-        "--master-id",
-        "testmaster",
-        "--cache-dir",
-    ];
-    let jobs = jobs.to_str().expect("UTF-8 path");
-    args.push(jobs);
-    args.extend_from_slice(extra);
-    saltship(&args)
+/// Skips the calling test: `SKIPPED <test>: <why> (<remedy>)` on stderr, or fails it when
+/// SALTSHIP_REQUIRE_RECEIVERS is set (CI sets it, so nothing is skipped there unnoticed).
+pub fn skip(why: &str, remedy: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    assert!(
+        std::env::var_os("SALTSHIP_REQUIRE_RECEIVERS").is_none(),
+        "{test}: {why} ({remedy})"
+    );
+    // Straight to stderr, not eprintln!: the harness hides what a passing test prints
+    // through the macros, and a skip must show in plain `cargo test` output.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why} ({remedy})");
+}
+
+/// Whether a tool is installed; a missing one skips the test (fails it under CI).
+pub fn have(what: &str, found: bool, install: &str) -> bool {
+    if !found {
+        skip(
+            &format!("{what} is not installed"),
+            &format!("apt-get install {install}"),
+        );
+    }
+    found
+}
+
+/// Whether the test runs as root; if not, it is skipped (fails under CI, which runs as root).
+pub fn root_for(what: &str) -> bool {
+    let root = nix_is_root();
+    if !root {
+        skip(&format!("{what} needs root"), "run the tests as root");
+    }
+    root
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
 }
 
 /// A bigger cache made from the real one: the folders of the jobs that hold state results

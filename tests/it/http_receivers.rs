@@ -3,16 +3,14 @@
 //! Every event_id of the dry run must be stored, also across receiver restarts, with
 //! `backfill`, `sync` and `watch`.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::fluentbit::{binary, id_counts, FluentBit, TOKEN};
-use common::watch::Watch;
-use common::{cache_copy, dry_run_ids, multiplied_cache, saltship, Run};
+use crate::common::fluentbit::{binary, id_counts, FluentBit, TOKEN};
+use crate::common::watch::Watch;
+use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Saltship};
 
 /// The two HTTP sinks: `--sink`, the file Fluent Bit writes, the URL.
 fn sinks(fb: &FluentBit) -> [(&'static str, &'static str, String); 2] {
@@ -22,32 +20,13 @@ fn sinks(fb: &FluentBit) -> [(&'static str, &'static str, String); 2] {
     ]
 }
 
-/// The event ids of the dry run.
-fn want(jobs: &Path) -> HashSet<String> {
-    dry_run_ids(jobs)
-}
-
-/// The arguments that send `jobs` with `sink` to `url`.
-fn args<'a>(cmd: &'a str, jobs: &'a Path, sink: &'a str, url: &'a str) -> Vec<&'a str> {
-    vec![
-        cmd,
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8"),
-        "--master-id",
-        "testmaster",
-        "--sink",
-        sink,
-        "--target",
-        url,
-    ]
-}
-
-fn run(cmd: &str, jobs: &Path, sink: &str, url: &str, extra: &[&str]) -> Run {
-    let mut a = args(cmd, jobs, sink, url);
-    a.extend_from_slice(extra);
-    // The token from the environment here; http_faults.rs reads it from a file.
-    std::env::set_var("SALTSHIP_HEC_TOKEN", TOKEN);
-    saltship(&a)
+/// `saltship <cmd>` that sends `jobs` with `sink` to `url`, the token from the environment
+/// (http_faults.rs reads it from a file).
+fn send(cmd: &str, jobs: &Path, sink: &str, url: &str) -> Saltship {
+    Saltship::on(cmd, jobs)
+        .sink(sink)
+        .target(url)
+        .env("SALTSHIP_HEC_TOKEN", TOKEN)
 }
 
 fn stored(fb: &FluentBit, file: &str, want: &HashSet<String>) -> HashSet<String> {
@@ -60,16 +39,15 @@ fn stored(fb: &FluentBit, file: &str, want: &HashSet<String>) -> HashSet<String>
 fn backfill_and_sync_store_every_event_in_fluent_bit() {
     let Some(bin) = binary() else { return };
     let (tmp, jobs) = cache_copy("jobs");
-    let want = want(&jobs);
+    let want: HashSet<String> = dry_run_ids(&jobs);
     let fb = FluentBit::start(&bin, tmp.path());
     for (sink, file, url) in sinks(&fb) {
         let state = tmp.path().join(format!("{sink}.state"));
-        let state = state.to_str().expect("UTF-8");
-        let done = run("sync", &jobs, sink, &url, &["--state-file", state]);
+        let done = send("sync", &jobs, sink, &url).state_file(&state).run();
         assert_eq!(done.code, 0, "{sink}: {}", done.stderr);
         assert_eq!(stored(&fb, file, &want), want, "{sink}: {}", done.stderr);
         // Recorded: a second sync sends nothing.
-        let again = run("sync", &jobs, sink, &url, &["--state-file", state]);
+        let again = send("sync", &jobs, sink, &url).state_file(&state).run();
         assert_eq!(again.code, 0, "{}", again.stderr);
         assert!(again.stderr.contains(" 0 events"), "{}", again.stderr);
         std::thread::sleep(Duration::from_millis(500));
@@ -83,20 +61,13 @@ fn backfill_and_sync_store_every_event_in_fluent_bit() {
 fn every_event_arrives_across_two_receiver_restarts() {
     let Some(bin) = binary() else { return };
     let (tmp, jobs) = multiplied_cache(20);
-    let want = want(&jobs);
+    let want: HashSet<String> = dry_run_ids(&jobs);
     let mut fb = FluentBit::start(&bin, tmp.path());
     for (sink, file, url) in sinks(&fb) {
-        let mut a = args("backfill", &jobs, sink, &url);
         // Slow enough to restart the receiver twice during the run.
-        a.extend_from_slice(&["--max-rate", "800", "--no-checkpoint"]);
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
-            .args(&a)
-            .env("SALTSHIP_HEC_TOKEN", TOKEN)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let mut child = send("backfill", &jobs, sink, &url)
+            .more(["--max-rate", "800", "--no-checkpoint"])
+            .spawn(Stdio::piped());
         let start = fb.lines_now(file);
         let mut restarts = 0;
         for at in [want.len() / 5, want.len() / 2] {
@@ -124,21 +95,14 @@ fn every_event_arrives_across_two_receiver_restarts() {
 fn watch_ships_to_both_http_sinks() {
     let Some(bin) = binary() else { return };
     let (tmp, jobs) = cache_copy("jobs");
-    let want = want(&jobs);
+    let want: HashSet<String> = dry_run_ids(&jobs);
     let fb = FluentBit::start(&bin, tmp.path());
     for (sink, file, url) in sinks(&fb) {
         let state = tmp.path().join(format!("{sink}.watch.state"));
-        let mut a = args("watch", &jobs, sink, &url);
-        a.extend_from_slice(&["--state-file", state.to_str().expect("UTF-8")]);
         let log = tmp.path().join(format!("{sink}.watch.log"));
-        let child = Command::new(assert_cmd::cargo::cargo_bin("saltship"))
-            .args(&a)
-            .env("SALTSHIP_HEC_TOKEN", TOKEN)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn watch");
+        let child = send("watch", &jobs, sink, &url)
+            .state_file(&state)
+            .spawn(std::fs::File::create(&log).expect("log"));
         let watch = Watch::spawned(child, log);
         let got = stored(&fb, file, &want);
         let (code, _, stderr) = watch.stop();

@@ -3,8 +3,6 @@
 //! (`testdata/expected/`, `jobs.list_job`) says of its latest real state run; a real
 //! Prometheus scraping the endpoint; an idle scraper that must hold nothing up.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,11 +10,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::receiver::{event_ids, Faults, Receiver};
-use common::rsyslog::have;
-use common::view::{expectations, expected_files, Expect};
-use common::watch::{land_job, p, source_job, Watch};
-use common::{backfill, cache_copy, free_port};
+use crate::common::receiver::{event_ids, Faults, Receiver};
+use crate::common::view::{expectations, expected_files, Expect};
+use crate::common::watch::{land_job, source_job, Watch};
+use crate::common::{cache_copy, dry_run_ids, free_port, have, p, Saltship};
 use serde_json::Value;
 
 /// What the gauges should say of one minion's latest real state run.
@@ -292,7 +289,7 @@ fn gauges_follow_the_latest_real_runs_through_new_jobs_cleanup_and_restart() {
     ] {
         let orch = view_of(&views, case);
         let rel = source_job(case)
-            .strip_prefix(common::testdata("jobs"))
+            .strip_prefix(crate::common::testdata("jobs"))
             .expect("under jobs")
             .to_owned();
         std::fs::remove_dir_all(jobs.join(rel)).expect("remove the job");
@@ -317,18 +314,13 @@ fn gauges_follow_the_latest_real_runs_through_new_jobs_cleanup_and_restart() {
 fn sync_writes_the_same_gauges_to_its_metrics_file() {
     let (tmp, jobs) = cache_copy("jobs");
     let file = tmp.path().join("saltship.prom");
-    let run = backfill(&jobs, &[]);
+    let run = Saltship::dry_run(&jobs).run();
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let run = common::saltship(&[
-        "sync",
-        "--dry-run",
-        "--master-id",
-        "testmaster",
-        "--cache-dir",
-        p(&jobs),
-        "--metrics-file",
-        p(&file),
-    ]);
+    let run = Saltship::sync(&jobs)
+        .arg("--dry-run")
+        .arg("--metrics-file")
+        .arg(&file)
+        .run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     let text = std::fs::read_to_string(&file).expect("metrics file");
     let (want, _) = fleet(&expected_files());
@@ -369,15 +361,10 @@ fn a_taken_address_is_a_configuration_error() {
     let (_tmp, jobs) = cache_copy("jobs");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
-    let run = common::saltship(&[
-        "watch",
-        "--cache-dir",
-        p(&jobs),
-        "--target",
-        &format!("127.0.0.1:{}", free_port()),
-        "--metrics-listen",
-        &addr,
-    ]);
+    let run = Saltship::watch(&jobs)
+        .target(&format!("127.0.0.1:{}", free_port()))
+        .more(["--metrics-listen", &addr])
+        .run();
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!("--metrics-listen {addr}: ")),
@@ -411,11 +398,7 @@ fn idle_scrapers_hold_up_neither_shipping_nor_the_endpoint() {
         "20991231000000000001",
         Duration::from_millis(10),
     );
-    let want: std::collections::HashSet<String> = backfill(&jobs, &[])
-        .events
-        .iter()
-        .map(|e| e["event_id"].as_str().expect("id").to_owned())
-        .collect();
+    let want: std::collections::HashSet<String> = dry_run_ids(&jobs);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !want.is_subset(&event_ids(&receiver.lines_so_far())) {
         assert!(
@@ -546,14 +529,11 @@ fn a_real_prometheus_scrapes_the_gauges() {
 fn exposed_names() -> Vec<String> {
     let (tmp, jobs) = cache_copy("jobs");
     let file = tmp.path().join("saltship.prom");
-    let run = common::saltship(&[
-        "sync",
-        "--dry-run",
-        "--cache-dir",
-        p(&jobs),
-        "--metrics-file",
-        p(&file),
-    ]);
+    let run = Saltship::sync(&jobs)
+        .arg("--dry-run")
+        .arg("--metrics-file")
+        .arg(&file)
+        .run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     std::fs::read_to_string(&file)
         .expect("metrics file")
@@ -701,7 +681,9 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
     let xml = contrib("contrib/splunk/saltship_fleet.xml");
     xml_balanced(&xml).expect("well-formed XML");
     assert!(xml_balanced("<a><b></a></b>").is_err());
-    let events = backfill(&common::testdata("jobs"), &[]).events;
+    let events = Saltship::dry_run(&crate::common::testdata("jobs"))
+        .run()
+        .events;
     // Splunk's own words and the names the searches define; the rest must be event fields.
     let splunk = [
         "index",

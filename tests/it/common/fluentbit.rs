@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::rsyslog::{have, wait_for_port};
+use super::rsyslog::wait_for_port;
+use super::{have, json_lines};
 
 /// The HEC token the receiver requires.
 pub const TOKEN: &str = "TESTTOKEN";
@@ -117,10 +118,7 @@ impl FluentBit {
         loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             if text.lines().count() >= count || Instant::now() > deadline {
-                return text
-                    .lines()
-                    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: {e}: {l}")))
-                    .collect();
+                return json_lines(&text);
             }
             std::thread::sleep(Duration::from_millis(50));
         }

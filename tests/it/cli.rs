@@ -1,12 +1,10 @@
 //! Usage and configuration errors: one line on stderr naming what is wrong, exit status 2,
 //! nothing on stdout.
 
-mod common;
-
-use common::saltship;
+use crate::common::{p, Saltship};
 
 fn assert_usage_error(args: &[&str], needle: &str) {
-    let run = saltship(args);
+    let run = Saltship::args(args).run();
     assert_eq!(run.code, 2, "exit status for {args:?}: {}", run.stderr);
     assert!(run.stdout.is_empty(), "stdout for {args:?}: {}", run.stdout);
     let lines: Vec<&str> = run
@@ -25,9 +23,9 @@ fn assert_usage_error(args: &[&str], needle: &str) {
 fn missing_cache_folder_is_one_line_and_exit_2() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let missing = tmp.path().join("nope");
-    let missing = missing.to_str().expect("UTF-8");
+    let missing = p(&missing);
     assert_usage_error(&["backfill", "--dry-run", "--cache-dir", missing], missing);
-    let run = saltship(&["backfill", "--dry-run", "--cache-dir", missing]);
+    let run = Saltship::args(["backfill", "--dry-run", "--cache-dir", missing]).run();
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     assert!(run.stderr.starts_with("saltship: "), "{}", run.stderr);
 }
@@ -35,7 +33,7 @@ fn missing_cache_folder_is_one_line_and_exit_2() {
 #[test]
 fn bad_times_and_options_exit_2() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().to_str().expect("UTF-8");
+    let dir = p(tmp.path());
     assert_usage_error(
         &[
             "backfill",
@@ -87,12 +85,7 @@ fn bad_times_and_options_exit_2() {
 #[test]
 fn an_empty_cache_is_not_an_error() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let run = saltship(&[
-        "backfill",
-        "--dry-run",
-        "--cache-dir",
-        tmp.path().to_str().expect("UTF-8"),
-    ]);
+    let run = Saltship::args(["backfill", "--dry-run", "--cache-dir", p(tmp.path())]).run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.events.is_empty());
     assert!(

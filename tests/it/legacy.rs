@@ -1,10 +1,8 @@
 //! Caches in the shapes older Salt versions wrote, and broken files, each derived from real
 //! files (`testdata/legacy/<variant>/`, made by `testdata/derive-legacy.py`).
 
-mod common;
-
-use common::view::check;
-use common::{backfill, cache_copy, testdata, Run};
+use crate::common::view::check;
+use crate::common::{cache_copy, p, testdata, Run, Saltship};
 use serde_json::Value;
 
 fn variant(name: &str) -> Value {
@@ -23,7 +21,7 @@ fn views(expected: &Value) -> Vec<Value> {
 
 fn run(name: &str, extra: &[&str]) -> Run {
     let (_tmp, jobs) = cache_copy(&format!("legacy/{name}/jobs"));
-    backfill(&jobs, extra)
+    Saltship::dry_run(&jobs).more(extra).run()
 }
 
 /// Old formats read the same as the real 3008 cache: every state once, equal to Salt's view.
@@ -192,7 +190,7 @@ fn vanished_and_unreadable_files_do_not_stop_the_run() {
     std::fs::create_dir(&returns[0]).expect("mkdir");
     // A minion folder whose return.p has not landed yet is not an error.
     std::fs::remove_file(&returns[1]).expect("rm");
-    let run = backfill(&jobs, &[]);
+    let run = Saltship::dry_run(&jobs).run();
     assert_eq!(run.code, 1, "{}", run.stderr);
     let warnings: Vec<&str> = run
         .stderr
@@ -200,11 +198,7 @@ fn vanished_and_unreadable_files_do_not_stop_the_run() {
         .filter(|l| l.contains("warning"))
         .collect();
     assert_eq!(warnings.len(), 1, "{}", run.stderr);
-    assert!(
-        warnings[0].contains(returns[0].to_str().expect("UTF-8")),
-        "{}",
-        warnings[0]
-    );
+    assert!(warnings[0].contains(p(&returns[0])), "{}", warnings[0]);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

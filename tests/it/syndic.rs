@@ -4,24 +4,17 @@
 //! state result as that master's `salt-run jobs.list_job` shows it, and both ship the same
 //! `event_id`s: only `master` differs, so a receiver that drops duplicate ids keeps one.
 
-mod common;
-
-use common::view::{check, expected_in};
-use common::{cache_copy, saltship, testdata, Run};
+use crate::common::view::{check, expected_in};
+use crate::common::{cache_copy, p, testdata, Run, Saltship};
 use serde_json::Value;
 
 const SIDES: [(&str, &str); 2] = [("top", "testmaster"), ("syndic", "syndicmaster")];
 
 fn ship(side: &str, master: &str) -> Run {
     let (_tmp, jobs) = cache_copy(&format!("syndic/{side}/jobs"));
-    let run = saltship(&[
-        "backfill",
-        "--dry-run",
-        "--master-id",
-        master,
-        "--cache-dir",
-        jobs.to_str().expect("UTF-8 path"),
-    ]);
+    let run = Saltship::args(["backfill", "--dry-run", "--master-id", master])
+        .more(["--cache-dir", p(&jobs)])
+        .run();
     assert_eq!(run.code, 0, "{side}: {}", run.stderr);
     run
 }

@@ -1,37 +1,15 @@
 //! An operator's first hour: the usual mistakes are caught with one line that says what to
 //! do, and the tool explains itself (`saltship check`, journald priorities, `-v`).
 
-mod common;
-
 use std::fs::File;
 use std::path::Path;
-use std::process::Output;
 
-use assert_cmd::Command;
-use common::receiver::{event_ids, Faults, Receiver};
-use common::{backfill, cache_copy, free_port, testdata};
+use crate::common::receiver::{event_ids, Faults, Receiver};
+use crate::common::{cache_copy, free_port, p, testdata, Run, Saltship};
 
 /// `saltship <args>` with `env`, a state file of its own, and no `SALTSHIP_*` from outside.
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::cargo_bin("saltship").expect("binary");
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("JOURNAL_STREAM")
-        .env("SALTSHIP_STATE_FILE", state.path().join("state"))
-        .timeout(std::time::Duration::from_secs(60));
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run saltship")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    Saltship::args(args).envs(env).run_text()
 }
 
 /// The jids of a cache's job folders (their `jid` files), oldest first.
@@ -47,15 +25,11 @@ fn fixture_jids(jobs: &Path) -> Vec<String> {
     jids
 }
 
-fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
-}
-
 /// Exit 2 with one line on stderr that contains `needle`.
 fn assert_refused(args: &[&str], env: &[(&str, &str)], needle: &str) {
     let out = run(args, env);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+    let err = &out.stderr;
+    assert_eq!(out.code, 2, "{args:?} {env:?}: {err}");
     assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
     assert!(err.contains(needle), "{args:?} lacks {needle:?}: {err}");
 }
@@ -85,7 +59,7 @@ fn a_folder_that_is_not_a_job_cache_is_refused() {
     );
     // A fresh master's empty jobs folder is fine.
     let out = run(&["sync", "--dry-run", "--cache-dir", p(&jobs)], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
 #[test]
@@ -95,8 +69,8 @@ fn a_newline_in_a_path_cannot_split_or_forge_a_log_line() {
     std::fs::create_dir_all(&evil).expect("mkdir");
     std::fs::write(evil.join("notes"), "").expect("write");
     let out = run(&["backfill", "--dry-run", "--cache-dir", p(&evil)], &[]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = &out.stderr;
+    assert_eq!(out.code, 2, "{err}");
     assert_eq!(err.lines().count(), 1, "{err:?}");
     assert!(
         err.contains("x\\nsaltship: error: forged\\r\\u{1b}[2K"),
@@ -111,16 +85,16 @@ fn boolean_variables_take_the_usual_spellings_and_a_bad_one_is_named() {
     let args = ["backfill", "--cache-dir", p(&jobs)];
     for yes in ["1", "yes", "ON", "True", "y"] {
         let out = run(&args, &[("SALTSHIP_DRY_RUN", yes)]);
-        assert_eq!(out.status.code(), Some(0), "{yes}: {}", stderr(&out));
-        assert!(stdout(&out).lines().count() > 100, "{yes}: events printed");
+        assert_eq!(out.code, 0, "{yes}: {}", out.stderr);
+        assert!(out.stdout.lines().count() > 100, "{yes}: events printed");
     }
     // Off means a real run, which needs a receiver.
     for no in ["0", "no", "OFF", "false"] {
         assert_refused(&args, &[("SALTSHIP_DRY_RUN", no)], "--target");
     }
     let out = run(&args, &[("SALTSHIP_DRY_RUN", "maybe")]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = &out.stderr;
+    assert_eq!(out.code, 2, "{err}");
     assert!(
         err.contains("SALTSHIP_DRY_RUN") && err.contains("'maybe'"),
         "{err}"
@@ -174,29 +148,23 @@ fn backfill_while_the_daemon_runs_ships_without_recording_and_sync_waits() {
     let _lock = hold_lock(&state);
     let receiver = Receiver::start(Faults::default());
     let target = receiver.target();
-    let args = |cmd| {
-        vec![
-            cmd,
-            "--cache-dir",
-            p(&jobs),
-            "--state-file",
-            p(&state),
-            "--target",
-            &target,
-            "--master-id",
-            "testmaster",
-        ]
+    let ship = |cmd| {
+        Saltship::on(cmd, &jobs)
+            .state_file(&state)
+            .target(&target)
+            .run_text()
     };
-    let out = run(&args("backfill"), &[]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let out = ship("backfill");
+    let err = &out.stderr;
+    assert_eq!(out.code, 0, "{err}");
     assert!(err.contains("without recording"), "{err}");
-    let sync = run(&args("sync"), &[]);
-    assert_eq!(sync.status.code(), Some(0), "{}", stderr(&sync));
-    assert!(stderr(&sync).contains("nothing done"), "{}", stderr(&sync));
+    let sync = ship("sync");
+    assert_eq!(sync.code, 0, "{}", sync.stderr);
+    assert!(sync.stderr.contains("nothing done"), "{}", sync.stderr);
     let got = event_ids(&receiver.finish());
     let wanted = event_ids(
-        &backfill(&jobs, &[])
+        &Saltship::dry_run(&jobs)
+            .run()
             .events
             .iter()
             .map(|e| e.to_string())
@@ -232,15 +200,11 @@ fn the_keep_jobs_warning_is_for_sync_not_backfill() {
         run(&args, &[])
     };
     let out = one("backfill", "a");
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(
-        !stderr(&out).contains("still unshipped"),
-        "{}",
-        stderr(&out)
-    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(!out.stderr.contains("still unshipped"), "{}", out.stderr);
     let out = one("sync", "b");
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("still unshipped"), "{}", stderr(&out));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("still unshipped"), "{}", out.stderr);
 }
 
 #[test]
@@ -249,9 +213,9 @@ fn verbose_says_what_was_skipped_and_why() {
     // Half the fixtures' jobs are older than this.
     let jids = fixture_jids(&jobs);
     let since = ["--since", jids[jids.len() / 2].as_str()];
-    let quiet = backfill(&jobs, &since);
+    let quiet = Saltship::dry_run(&jobs).more(since).run();
     assert!(!quiet.stderr.contains("debug"), "{}", quiet.stderr);
-    let verbose = backfill(&jobs, &[&since[..], &["-v"]].concat());
+    let verbose = Saltship::dry_run(&jobs).more(since).arg("-v").run();
     assert!(
         verbose.stderr.contains("outside --since/--until, skipped"),
         "{}",
@@ -280,13 +244,10 @@ fn stderr_under_journal(args: &[&str], journal: Option<&str>) -> String {
     let file = File::create(&log).expect("log");
     let meta = file.metadata().expect("stat");
     let stream = format!("{}:{}", meta.dev(), meta.ino());
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("saltship"))
-        .args(args)
-        .env_remove("RUST_LOG")
+    Saltship::args(args)
         .env("JOURNAL_STREAM", journal.unwrap_or(&stream))
-        .stdout(std::process::Stdio::null())
-        .stderr(file)
-        .status()
+        .spawn(file)
+        .wait()
         .expect("run saltship");
     std::fs::read_to_string(&log).expect("log")
 }
@@ -337,8 +298,8 @@ fn check_says_ok_for_a_working_configuration() {
         &target,
     ];
     let out = run(&args, &[]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let text = &out.stdout;
+    assert_eq!(out.code, 0, "{text}{}", out.stderr);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(lines.iter().all(|l| l.starts_with("ok ")), "{text}");
@@ -384,8 +345,8 @@ fn check_names_each_problem_and_exits_1() {
         p(&metrics),
     ];
     let out = run(&args, &[]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let text = &out.stdout;
+    assert_eq!(out.code, 1, "{text}{}", out.stderr);
     let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL ")).collect();
     assert_eq!(fails.len(), 4, "{text}");
     assert!(fails[0].contains("use --cache-dir"), "{text}");
@@ -400,16 +361,16 @@ fn check_names_each_problem_and_exits_1() {
     let _lock = hold_lock(&state);
     let out = run(&args, &[]);
     assert!(
-        stdout(&out).contains("FAIL another saltship holds"),
+        out.stdout.contains("FAIL another saltship holds"),
         "{}",
-        stdout(&out)
+        out.stdout
     );
     // No target at all.
     let out = run(&args[..5], &[]);
     assert!(
-        stdout(&out).contains("FAIL targets: none given"),
+        out.stdout.contains("FAIL targets: none given"),
         "{}",
-        stdout(&out)
+        out.stdout
     );
 }
 
