@@ -11,7 +11,8 @@ use crate::json::{write_str, write_value, Json};
 /// `event_id`: the XXH3-128 of `jid NUL minion NUL state key` (the function name for an error
 /// return), as 32 lowercase hex digits. The same state of the same run always gets the same id,
 /// so a receiver can drop the duplicates that at-least-once delivery may send.
-pub fn event_id(jid: &str, minion: &str, key: &str) -> String {
+#[cfg(test)]
+pub(crate) fn event_id(jid: &str, minion: &str, key: &str) -> String {
     EventId::new(jid, minion, key).as_str().to_owned()
 }
 
@@ -238,6 +239,12 @@ pub fn to_map(
     }
 }
 
+/// The event's `event_id`: of its state key, or its function for an error return.
+pub fn id_of(job: &Job, ev: &StateEvent<'_>) -> EventId {
+    let key = ev.key.as_deref().or(ev.fun.as_deref()).unwrap_or("");
+    EventId::new(&job.jid, &ev.minion, key)
+}
+
 fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wire<'e, 'a> {
     let fields = ev.state.map(Fields::of).unwrap_or_default();
     let key = ev.key.as_deref();
@@ -251,11 +258,7 @@ fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wi
     let changes = fields.changes;
     Wire {
         timestamp: ev.instant.map(crate::time::Rfc3339::new),
-        event_id: EventId::new(
-            &job.jid,
-            &ev.minion,
-            key.or(ev.fun.as_deref()).unwrap_or(""),
-        ),
+        event_id: id_of(job, ev),
         master,
         minion_id: &ev.minion,
         jid: &job.jid,

@@ -6,9 +6,10 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use super::session::Link;
+use crate::sink::core::wait::Patient;
+use crate::sink::core::Wait;
 use crate::sink::tcp::dial_tcp;
 use crate::sink::tls::{Tls, TlsStream};
-use crate::sink::wait::{Patient, Wait};
 
 /// A connection to a RELP server.
 pub(crate) enum Conn {

@@ -15,22 +15,18 @@
 //! No RELP crate is well kept (the few on crates.io are unmaintained or server-only), so
 //! the framing is ours ([`frame`]), after librelp's.
 
-pub(crate) mod frame;
-pub(crate) mod link;
-pub(crate) mod session;
+mod frame;
+mod link;
+mod session;
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
-use std::hash::{Hash, Hasher};
-use std::io;
-
 use self::link::Conn;
 use self::session::{Id, Session, SessionError};
 use crate::format::Format;
-use crate::sink::deliver::{Batch, BatchState, Fault, Protocol, Reply};
-use crate::sink::tls::{self, Tls};
-use crate::sink::wait::Wait;
+use crate::sink::core::{Batch, BatchState, Fate, Fault, Protocol, Reply, Wait};
+use crate::sink::tls::Tls;
 
 /// librelp's default window: frames sent and not yet answered.
 pub(crate) const DEFAULT_WINDOW: usize = 128;
@@ -42,7 +38,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 const OPEN_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
-pub struct RelpOptions {
+pub(crate) struct RelpOptions {
     /// `host:port`, in failover order.
     pub targets: Vec<String>,
     /// The longest a connect (and a TLS handshake) may take, within the deadline.
@@ -77,8 +73,7 @@ impl Relp {
 
     fn open(&self, i: usize, wait: &mut Wait) -> Result<Session<Conn>, Fault> {
         let o = &self.opts;
-        let conn = link::dial(&o.targets[i], o.connect_timeout, o.tls.as_ref(), wait)
-            .map_err(|e| io_fault(&e))?;
+        let conn = link::dial(&o.targets[i], o.connect_timeout, o.tls.as_ref(), wait)?;
         Session::open(conn, &mut wait.capped(OPEN_WAIT)).map_err(fault)
     }
 
@@ -87,7 +82,7 @@ impl Relp {
     /// numbers would run out: nothing is unanswered then, so nothing is lost.
     fn session_for(&mut self, frames: usize, wait: &mut Wait) -> Result<&mut Session<Conn>, Fault> {
         let (Some(s), Some(i)) = (self.session.as_mut(), self.target) else {
-            return Err(Fault::retriable("not connected"));
+            return Err(Fault::retry("not connected"));
         };
         if !s.has_numbers_for(frames) {
             s.drain(&mut self.stored, wait).map_err(fault)?;
@@ -108,50 +103,9 @@ impl Relp {
 /// A session's end as the core sees it.
 fn fault(e: SessionError) -> Fault {
     match e {
-        SessionError::Retry(why) => Fault::retriable(why),
+        SessionError::Retry(why) => Fault::retry(why),
         SessionError::Refused(why) => Fault::permanent(why),
     }
-}
-
-/// A connection's failure: retried, unless it is a certificate problem.
-fn io_fault(e: &io::Error) -> Fault {
-    match tls::is_permanent(e) {
-        true => Fault::permanent(e.to_string()),
-        false => Fault::retriable(e.to_string()),
-    }
-}
-
-/// The framed events of `bytes`, each with its framing.
-fn split(format: Format, bytes: &[u8]) -> Vec<&[u8]> {
-    match format {
-        Format::Json | Format::Ecs => bytes.split_inclusive(|&c| c == b'\n').collect(),
-        Format::Gelf => bytes.split_inclusive(|&c| c == 0).collect(),
-        Format::Syslog => {
-            let mut out = Vec::new();
-            let mut rest = bytes;
-            while let Some(at) = rest.iter().position(|&c| c == b' ') {
-                let len: usize = std::str::from_utf8(&rest[..at])
-                    .ok()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(rest.len());
-                let end = (at + 1 + len).min(rest.len());
-                out.push(&rest[..end]);
-                rest = &rest[end..];
-            }
-            out
-        }
-    }
-}
-
-/// An id for an event, from its bytes (the same event twice is one event).
-fn id_of(event: &[u8]) -> Id {
-    let mut id = [0u8; 32];
-    for (i, chunk) in id.chunks_mut(8).enumerate() {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (i, event).hash(&mut h);
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    id
 }
 
 /// The event without its stream framing (RELP frames carry their own length).
@@ -214,16 +168,20 @@ impl Protocol for Relp {
     }
 
     fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
-        let format = self.opts.format;
         // Sent again after a fault: what was answered 200 before it is not sent twice.
-        let events: Vec<(Id, &[u8])> = split(format, &batch.bytes)
-            .into_iter()
-            .map(|e| (id_of(e), unframe(format, e)))
-            .filter(|(id, _)| !self.stored.contains(id))
-            .collect();
-        if events.is_empty() {
+        let stored = &self.stored;
+        batch.retain(|_, k| match stored.contains(&k.id) {
+            true => Fate::Stored,
+            false => Fate::Again,
+        });
+        if batch.keys.is_empty() {
             return Ok(Reply::Stored { rejected: 0 });
         }
+        let format = self.opts.format;
+        let events: Vec<(Id, &[u8])> = batch
+            .each()
+            .map(|(k, event)| (k.id, unframe(format, event)))
+            .collect();
         let mut stored = std::mem::take(&mut self.stored);
         let result = self.send_events(&events, &mut stored, wait);
         self.stored.extend(stored);
@@ -232,7 +190,7 @@ impl Protocol for Relp {
 
     fn confirm(&mut self, batches: &mut VecDeque<Batch>, wait: &mut Wait) -> Result<bool, Fault> {
         let Some(session) = self.session.as_mut() else {
-            return Err(Fault::retriable("no RELP session to confirm on"));
+            return Err(Fault::retry("no RELP session to confirm on"));
         };
         session.drain(&mut self.stored, wait).map_err(fault)?;
         // Every batch sent went on this session (a fault sends them all again on the next),
@@ -284,18 +242,5 @@ mod tests {
         assert_eq!(unframe(Format::Gelf, b"{}\0"), b"{}");
         assert_eq!(unframe(Format::Syslog, b"12 <14>1 - x y"), b"<14>1 - x y");
         assert_eq!(unframe(Format::Syslog, b"<14>1 - x y"), b"<14>1 - x y");
-    }
-
-    #[test]
-    fn a_buffer_splits_into_its_framed_events() {
-        assert_eq!(
-            split(Format::Json, b"{}\n{\"a\":1}\n"),
-            [&b"{}\n"[..], b"{\"a\":1}\n"]
-        );
-        assert_eq!(
-            split(Format::Syslog, b"3 a b5 c d e"),
-            [&b"3 a b"[..], b"5 c d e"]
-        );
-        assert_eq!(split(Format::Gelf, b"{}\0{}\0"), [&b"{}\0"[..], b"{}\0"]);
     }
 }

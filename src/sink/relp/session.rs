@@ -13,7 +13,7 @@ use std::collections::{HashSet, VecDeque};
 use std::io;
 
 use super::frame::{self, Incoming};
-use crate::sink::wait::Wait;
+use crate::sink::core::Wait;
 
 /// An event's id: what the session tells the sink was stored.
 pub(crate) type Id = [u8; 32];

@@ -1,0 +1,296 @@
+//! `saltship check`: tests a configuration without sending an event, one line per check on
+//! stdout (`ok` or `FAIL`, what was found, and for a failure what to do), like `filebeat test
+//! output`. The cache folder (a Salt job cache, readable, its jobs and returns), the state file
+//! (readable, writable, its lock free), each target (a connection, the TLS handshake with the
+//! certificate checked, and the graceful close that confirms delivery; for the HTTP sinks, the
+//! endpoint and the token or key accepted; for Kafka, the brokers' metadata of the topic), the
+//! inotify watch limit that `watch` needs, and its metrics file when one is given.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+
+use crate::cache::{self, JobDir};
+use crate::checkpoint::{Busy, Checkpoint};
+use crate::cli::Config;
+use crate::sink;
+
+const MAX_USER_WATCHES: &str = "/proc/sys/fs/inotify/max_user_watches";
+
+/// Runs every check and prints its line; whether all passed (exit 0, else 1).
+pub(crate) fn run(config: &Config) -> bool {
+    let mut lines = Vec::new();
+    let dirs = cache_check(config, &mut lines);
+    state_check(config, &mut lines);
+    target_check(config, &mut lines);
+    if let Some(path) = &config.metrics_file {
+        lines.push(metrics_check(path));
+    }
+    if let Some(dirs) = &dirs {
+        lines.push(watch_check(
+            dirs,
+            std::fs::read_to_string(MAX_USER_WATCHES).ok(),
+        ));
+    }
+    for line in &lines {
+        let text = crate::logging::escape_controls(&line.text);
+        println!("{} {text}", if line.ok { "ok  " } else { "FAIL" });
+    }
+    lines.iter().all(|l| l.ok)
+}
+
+/// One check's outcome.
+#[derive(Debug)]
+struct Line {
+    ok: bool,
+    text: String,
+}
+
+fn ok(text: String) -> Line {
+    Line { ok: true, text }
+}
+
+fn fail(text: String) -> Line {
+    Line { ok: false, text }
+}
+
+/// The cache folder: a Salt job cache, every folder readable; its job folders when it is one.
+fn cache_check(config: &Config, lines: &mut Vec<Line>) -> Option<Vec<JobDir>> {
+    let root = &config.cache_dir;
+    if let Err(e) = cache::verify(root) {
+        lines.push(fail(format!("{e:#}")));
+        return None;
+    }
+    let (dirs, problems) = cache::scan(root, |_| {}, |_, _| true);
+    if let Some(p) = problems.first() {
+        lines.push(fail(format!(
+            "cache folder {}: {} folders cannot be read, the first {}: {} (run saltship as a \
+             user that can read the master's cache, usually root or salt)",
+            root.display(),
+            problems.len(),
+            p.path.display(),
+            p.why
+        )));
+        return Some(dirs);
+    }
+    let returns: usize = dirs
+        .iter()
+        .map(|d| {
+            d.minions
+                .iter()
+                .filter(|m| d.return_path(m).exists())
+                .count()
+        })
+        .sum();
+    let mut jids: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| d.read_jid(config.max_return_bytes).ok().flatten())
+        .collect();
+    jids.sort();
+    let range = match (jids.first(), jids.last()) {
+        (Some(first), Some(last)) => format!(", oldest jid {first}, newest jid {last}"),
+        _ => String::new(),
+    };
+    lines.push(ok(format!(
+        "cache folder {}: a Salt job cache, {} jobs, {returns} returns{range}",
+        root.display(),
+        dirs.len()
+    )));
+    Some(dirs)
+}
+
+/// The state file: readable and understood, writable (the file and its folder), lock free.
+fn state_check(config: &Config, lines: &mut Vec<Line>) {
+    let Some(path) = &config.state_file else {
+        return;
+    };
+    let shown = path.display();
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !folder.is_dir() {
+        // Nothing to read or lock yet; a run creates the folder if it can.
+        let line = match writable_ancestor(folder) {
+            Ok(()) => ok(format!(
+                "state file {shown}: not there yet; the first run creates it"
+            )),
+            Err(e) => fail(format!(
+                "state file {shown}: its folder does not exist and cannot be made ({e}); \
+                 create {} writable by the user saltship runs as",
+                folder.display()
+            )),
+        };
+        lines.push(line);
+        return;
+    }
+    // Loads and takes the lock as a run would, and lets both go at once.
+    match Checkpoint::open(path, false) {
+        Err(e) if e.is::<Busy>() => {
+            lines.push(fail(format!(
+                "{e}: a running watch? sync and watch would do nothing while it runs, and \
+                 backfill ships without recording; stop it or give another --state-file"
+            )));
+            return;
+        }
+        Err(e) => {
+            lines.push(fail(format!("{e:#}")));
+            return;
+        }
+        Ok(_) => {}
+    }
+    let writable = if path.exists() {
+        OpenOptions::new().append(true).open(path).map(drop)
+    } else {
+        Ok(())
+    }
+    .and_then(|()| try_create(folder));
+    lines.push(match writable {
+        Ok(()) if path.exists() => ok(format!("state file {shown}: readable, writable, lock free")),
+        Ok(()) => ok(format!(
+            "state file {shown}: not there yet, its folder is writable, lock free"
+        )),
+        Err(e) => fail(format!(
+            "state file {shown}: cannot be written ({e}); make it and {} writable by the user \
+             saltship runs as",
+            folder.display()
+        )),
+    });
+}
+
+/// Whether `watch` can write its metrics file (a temp file beside it, renamed over it).
+fn metrics_check(path: &Path) -> Line {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match try_create(folder) {
+        Ok(()) => ok(format!(
+            "metrics file {}: its folder is writable",
+            path.display()
+        )),
+        Err(e) => fail(format!(
+            "metrics file {}: cannot write in {} ({e}); give a writable path (the shipped unit \
+             may write only under /var/lib/saltship, see ReadWritePaths=)",
+            path.display(),
+            folder.display()
+        )),
+    }
+}
+
+/// Whether a file can be made in `folder` (a save writes a temp file there).
+fn try_create(folder: &Path) -> std::io::Result<()> {
+    let probe = folder.join(format!(".saltship-check.{}", std::process::id()));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// Whether the nearest existing folder above `folder` lets a run create it.
+fn writable_ancestor(folder: &Path) -> std::io::Result<()> {
+    let existing = folder
+        .ancestors()
+        .find(|a| a.is_dir())
+        .unwrap_or(Path::new("/"));
+    try_create(existing)
+}
+
+/// Each target, as its sink tests it without sending an event: a TCP connection, its TLS
+/// handshake and certificate when `--tls`, and a graceful close (the receiver's confirmation
+/// that delivery relies on); for the HTTP sinks, the endpoint and the token or key accepted;
+/// for Kafka, the topic's metadata from the brokers (credentials and topic).
+fn target_check(config: &Config, lines: &mut Vec<Line>) {
+    let Some(opts) = &config.delivery else {
+        lines.push(fail(
+            "targets: none given; give --target (or SALTSHIP_TARGET)".into(),
+        ));
+        return;
+    };
+    for (i, target) in opts.targets().iter().enumerate() {
+        let tls = match (opts.uses_tls(i), config.tls_insecure) {
+            (false, _) => "",
+            (true, false) => ", TLS handshake done and certificate verified",
+            (true, true) => {
+                ", TLS handshake done, certificate NOT checked (--tls-insecure-skip-verify)"
+            }
+        };
+        lines.push(match sink::probe(opts, i) {
+            Ok(what) => ok(format!("target {target}: {what}{tls}")),
+            Err(e) if e.is_permanent() => fail(format!(
+                "target {target}: {} (check the token, key or credentials, --tls-ca, \
+                 --tls-server-name, the receiver's certificate, the Kafka topic)",
+                e.why()
+            )),
+            Err(e) => fail(format!(
+                "target {target}: {} (is the receiver running and listening there, and open in \
+                 the firewall?)",
+                e.why()
+            )),
+        });
+    }
+}
+
+/// Whether `fs.inotify.max_user_watches` covers what `watch` needs at most: the cache folder,
+/// its two-hex folders and its job folders (it watches settled jobs less, and minion folders
+/// only while their return has not landed). The limit is per user, shared with other programs.
+fn watch_check(dirs: &[JobDir], limit: Option<String>) -> Line {
+    let prefixes: std::collections::BTreeSet<_> =
+        dirs.iter().filter_map(|d| d.dir.parent()).collect();
+    let need = 1 + prefixes.len() + dirs.len();
+    let Some(limit) = limit.and_then(|l| l.trim().parse::<usize>().ok()) else {
+        return fail(format!(
+            "inotify: cannot read {MAX_USER_WATCHES}; watch needs {need} watches"
+        ));
+    };
+    if limit >= need {
+        ok(format!(
+            "inotify: max_user_watches {limit}, watch needs {need} now"
+        ))
+    } else {
+        let more = (2 * need).next_power_of_two();
+        fail(format!(
+            "inotify: max_user_watches {limit}, but watch needs {need} (one per job folder of \
+             the cache); raise it: sysctl -w fs.inotify.max_user_watches={more}, and the same in \
+             /etc/sysctl.d/ to keep it"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(dir: &str, minions: &[&str]) -> JobDir {
+        JobDir {
+            dir: dir.into(),
+            key: String::new(),
+            jid: String::new(),
+            nocache: false,
+            minions: minions.iter().map(|m| m.to_string()).collect(),
+            raw: Vec::new(),
+            listed_raw: Default::default(),
+            mtime: None,
+            subfolders: minions.len(),
+        }
+    }
+
+    #[test]
+    fn watch_limit_counts_the_folders_watch_watches() {
+        let dirs = [
+            job("/j/ab/cd", &["web1", "web2"]),
+            job("/j/ab/ef", &["web1"]),
+            job("/j/01/23", &[]),
+        ];
+        // The root, two prefixes, three jobs; minion folders are watched only while their
+        // return has not landed.
+        assert!(watch_check(&dirs, Some("6\n".into())).ok);
+        let short = watch_check(&dirs, Some("5\n".into()));
+        assert!(
+            !short.ok && short.text.contains("max_user_watches=16"),
+            "{}",
+            short.text
+        );
+        assert!(!watch_check(&dirs, None).ok);
+    }
+}

@@ -1,0 +1,304 @@
+//! The part of a pass that runs on every core: a job's load read, its returns read, decoded,
+//! extracted and encoded into bytes, in the order the pass hands them out.
+
+use std::io;
+use std::path::Path;
+use std::thread::sleep;
+use std::time::{Duration, SystemTime};
+
+use log::{debug, warn};
+
+use super::{Mode, Totals};
+use crate::cache::JobDir;
+use crate::cli::Config;
+use crate::event::{id_of, to_map, write_json};
+use crate::extract::{extract, StateEvent};
+use crate::format::{self, Format};
+use crate::job::{Job, Masking};
+use crate::metrics::fleet::{self, Observed};
+use crate::msgpack::{self, ReadError};
+use crate::sink::{Encoded, Keys};
+use crate::{glob, time};
+
+/// A job folder younger than this whose `.load.p` is missing or cut is still being written.
+const SETTLING: Duration = Duration::from_secs(60);
+
+/// What the producer hands the workers, in jid order.
+pub(super) enum Step<'j> {
+    /// A job's load, before its returns: (folder, how many returns, what the load said, whether
+    /// `.load.p` was broken).
+    Job(&'j JobDir, usize, Loaded, bool),
+    /// Up to [`CHUNK`](super::CHUNK) returns of one job (fewer hand-offs between threads), and
+    /// the bytes of the memory budget they took.
+    Returns(&'j JobDir, std::sync::Arc<Job>, Vec<String>, u64),
+    /// Returns already worked on by the producer (one too big to go beside others).
+    Worked(Done<'j>),
+}
+
+/// What the workers hand back, in the same order.
+pub(super) enum Done<'j> {
+    Job(&'j JobDir, usize, Loaded, bool),
+    /// The returns read, and the bytes of the memory budget they took.
+    Returns(&'j JobDir, Vec<Read>, u64),
+}
+
+/// One return read, decoded and encoded.
+pub(super) struct Read {
+    pub minion: String,
+    pub encoded: Encoded,
+    /// How many events `encoded` holds; `None` when the return has not landed yet.
+    pub events: Option<u64>,
+    /// What reading it counted.
+    pub part: Totals,
+    /// Its state runs, when metrics are kept.
+    pub seen: Option<Observed>,
+}
+
+/// The part of the pipeline that runs on every core: a return read, decoded, extracted and
+/// encoded into bytes.
+pub(super) fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Done<'j> {
+    match step {
+        Step::Job(dir, n, loaded, failed) => Done::Job(dir, n, loaded, failed),
+        Step::Worked(done) => done,
+        Step::Returns(dir, job, minions, cost) => Done::Returns(
+            dir,
+            minions
+                .into_iter()
+                .map(|minion| {
+                    let mut part = Totals::default();
+                    let mut encoded = Encoded {
+                        bytes: pool.take(),
+                        keys: Vec::new(),
+                    };
+                    let mut seen = None;
+                    let events = ship_return(
+                        config,
+                        &job,
+                        dir,
+                        &minion,
+                        &mut encoded,
+                        &mut part,
+                        &mut seen,
+                    );
+                    Read {
+                        minion,
+                        encoded,
+                        events,
+                        part,
+                        seen,
+                    }
+                })
+                .collect(),
+            cost,
+        ),
+    }
+}
+
+/// Output buffers go back and forth between the workers and the consumer instead of being
+/// allocated per return: a return's events are often over the size at which the allocator
+/// maps fresh pages, and faulting those in costs more than writing the events. What it keeps
+/// is bounded in bytes, outside the memory budget.
+#[derive(Default)]
+pub(super) struct BufferPool(std::sync::Mutex<(Vec<Vec<u8>>, usize)>);
+
+/// Bytes of idle buffers the pool keeps.
+const POOL_BYTES: usize = 8 << 20;
+
+impl BufferPool {
+    pub(super) fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut p| {
+                let buf = p.0.pop()?;
+                p.1 -= buf.capacity();
+                Some(buf)
+            })
+            .unwrap_or_else(|| Vec::with_capacity(1 << 16))
+    }
+
+    pub(super) fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut pool) = self.0.lock() {
+            // A huge one is let go.
+            if pool.1 + buf.capacity() <= POOL_BYTES {
+                pool.1 += buf.capacity();
+                pool.0.push(buf);
+            }
+        }
+    }
+}
+
+pub(super) enum Loaded {
+    Job(Job),
+    /// Its functions are known and none is a state run (or none was asked for).
+    NonState,
+    /// `.load.p` is still being written: try again next run.
+    NotYet,
+}
+
+/// The job from its `.load.p`, and whether that file was broken (warned about).
+pub(super) fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bool) {
+    let publish = time::jid_instant(&dir.jid, config.jid_zone);
+    let path = dir.load_path();
+    let mut failed = false;
+    let buf = match read_load(&path, config.max_return_bytes) {
+        Ok(buf) => Some(buf),
+        Err(e)
+            if mode == Mode::Sync
+                && settling(dir)
+                && matches!(
+                    e,
+                    ReadError::Truncated | ReadError::Empty | ReadError::Io(_)
+                ) =>
+        {
+            debug!("{}: {e}; the job is new, next run", path.display());
+            return (Loaded::NotYet, false);
+        }
+        Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
+        // Not this file's fault for good: its returns wait for the next pass.
+        Err(e) if !e.is_permanent() => {
+            warn!("{}: {e}", path.display());
+            return (Loaded::NotYet, true);
+        }
+        Err(e) => {
+            warn!("{}: {e}", path.display());
+            failed = true;
+            None
+        }
+    };
+    let load = buf.as_deref().map(msgpack::decode).and_then(Result::ok);
+    let job = Job::from_load(
+        dir.jid.clone(),
+        load.as_ref(),
+        Masking {
+            show_pillar: config.show_pillar_args,
+            extra: &config.mask_args,
+        },
+        publish,
+    );
+    // Jobs whose functions are known and none of them a state run are never decoded further.
+    let loaded = if job.taken(&config.funs) {
+        Loaded::Job(job)
+    } else {
+        Loaded::NonState
+    };
+    (loaded, failed)
+}
+
+/// Whether the job folder changed within [`SETTLING`]: its files may still be being written.
+pub(super) fn settling(dir: &JobDir) -> bool {
+    let modified = std::fs::metadata(&dir.dir).and_then(|m| m.modified());
+    modified.is_ok_and(|t| {
+        SystemTime::now()
+            .duration_since(t)
+            .map_or(true, |age| age < SETTLING)
+    })
+}
+
+/// `.load.p` is written in place, not atomically: a truncated one may be mid-write, so retry.
+pub(super) fn read_load(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    let mut tries = 0;
+    loop {
+        let buf = msgpack::read_file(path, max)?;
+        match msgpack::decode(&buf) {
+            Ok(_) => return Ok(buf),
+            Err(ReadError::Truncated | ReadError::Empty) if tries < 3 => {
+                tries += 1;
+                sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Decodes one minion's return and appends its events to `out`: how many, or `None` when the
+/// return is not done (not landed yet, or unreadable for now: tried again at the next pass).
+/// A file broken for good is warned about, counted, and done: it will not mend, and warning
+/// again every run would be noise. With metrics kept, `seen` gets the return's state runs,
+/// before any filter.
+pub(super) fn ship_return(
+    config: &Config,
+    job: &Job,
+    dir: &JobDir,
+    minion: &str,
+    out: &mut Encoded,
+    totals: &mut Totals,
+    seen: &mut Option<Observed>,
+) -> Option<u64> {
+    let path = dir.return_path(minion);
+    let failed = |e: ReadError, totals: &mut Totals| {
+        warn!("{}: {e}", path.display());
+        totals.failed_files += 1;
+        e.is_permanent().then_some(0)
+    };
+    let bytes = match msgpack::read_file(&path, config.max_return_bytes) {
+        Ok(bytes) => bytes,
+        // The minion folder is made before return.p lands; nothing to read yet.
+        Err(e) if e.is_vanished() && path.parent().is_some_and(Path::exists) => {
+            debug!("{}: not written yet", path.display());
+            return None;
+        }
+        Err(e) => return failed(e, totals),
+    };
+    if !super::budget::fits(bytes.len()) {
+        return failed(ReadError::Io(io::ErrorKind::OutOfMemory.into()), totals);
+    }
+    let value = match msgpack::decode(&bytes) {
+        Ok(value) => value,
+        Err(e) => return failed(e, totals),
+    };
+    totals.returns += 1;
+    let mut n = 0;
+    let events = extract(job, minion, &value);
+    if config.metrics() {
+        *seen = Some(fleet::observe(job, &events));
+    }
+    for ev in events {
+        let fun_ok = config.funs.is_empty()
+            || ev
+                .fun
+                .as_deref()
+                .is_some_and(|f| glob::any(&config.funs, f));
+        if fun_ok
+            && glob::any(&config.minions, &ev.minion)
+            && (!config.only_failures || ev.failed())
+        {
+            encode(config, job, &ev, out);
+            n += 1;
+        }
+    }
+    Some(n)
+}
+
+/// Appends one event in the configured format, and its keys for the sink.
+pub(super) fn encode(config: &Config, job: &Job, ev: &StateEvent<'_>, out: &mut Encoded) {
+    let start = out.bytes.len();
+    write(config, job, ev, &mut out.bytes);
+    let origin = out.origin(&ev.minion, &config.master_id, &job.jid);
+    out.keys.push(Keys {
+        len: out.bytes.len() - start,
+        id: Keys::id_from(id_of(job, ev).as_str()),
+        time: ev.instant,
+        origin,
+    });
+}
+
+/// Appends one event in the configured format. JSON is written straight from the borrowed
+/// values; only an oversize event or another format goes through an ordered map.
+fn write(config: &Config, job: &Job, ev: &StateEvent<'_>, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    if config.format == Format::Json {
+        write_json(buf, &config.master_id, job, ev);
+        if buf.len() - start - 1 <= config.max_event_bytes {
+            return;
+        }
+        buf.truncate(start);
+    }
+    format::encode(
+        config.format,
+        &to_map(&config.master_id, job, ev),
+        config.max_event_bytes,
+        buf,
+    );
+}

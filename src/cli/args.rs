@@ -1,0 +1,362 @@
+//! The command line, and nothing else: doc comments become `--help` and the man page.
+//! Every option has a `SALTSHIP_*` environment twin for systemd's `EnvironmentFile=`.
+
+use std::path::PathBuf;
+
+use clap::builder::TypedValueParser as _;
+use clap::{Args, Parser, Subcommand};
+
+use super::parse::Boolish;
+use super::receivers::{HttpArgs, KafkaArgs, TlsArgs};
+
+use crate::format::Format;
+use crate::sink::SinkKind;
+
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  done
+  0  also for sync and watch: another saltship holds the state file's lock (it says so;
+     -q silences it); backfill then ships without recording
+  1  finished, but some cache files could not be read (each was named in a warning; those
+     unreadable for now, permission denied, too big..., are tried again next run), or the
+     receiver refused some events for good; for check: some check failed
+  2  usage or configuration error (bad option, a cache folder that is not a Salt job
+     cache, unreadable state file)
+  3  could not deliver the events (no acknowledgement within --deliver-timeout, or a bad
+     token, certificate or credentials on every target, or a Kafka topic that does not exist),
+     or could not save the checkpoint (state folder full or read-only): the run stops rather
+     than ship again and again what it cannot record";
+
+/// Ship every SaltStack state result from the master's job cache to your log aggregator.
+///
+/// saltship reads the Salt master's job cache (the local_cache returner's files), turns each
+/// state result (one per state, per minion, per run) into one JSON event, and prints or sends it.
+#[derive(Parser, Debug)]
+#[command(name = "saltship", version, after_help = EXIT_STATUS, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Say what saltship decides on stderr: jobs skipped and why, connections, confirmations,
+    /// checkpoint saves (-vv: more detail); other libraries' logs only through RUST_LOG
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr: no warnings, no summary, no progress bars
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Catch up like sync, then follow the cache (inotify) and ship each state result as it
+    /// lands: the daemon for systemd (Type=notify) or any supervisor; stops cleanly on SIGTERM
+    #[command(after_help = EXIT_STATUS)]
+    Watch(WatchArgs),
+    /// Ship every return the checkpoint does not hold yet, confirm delivery, record it, exit:
+    /// for cron, a systemd timer or a path unit
+    #[command(after_help = EXIT_STATUS)]
+    Sync(SyncArgs),
+    /// Replay the jobs in the cache (all, or a time range), printing or sending their events,
+    /// and record them in the checkpoint so sync and watch do not ship them again
+    #[command(after_help = EXIT_STATUS)]
+    Backfill(BackfillArgs),
+    /// Test the configuration without sending an event: the cache folder, the state file and
+    /// its lock, each target (TLS handshake and certificate included), the inotify watch limit
+    /// (and the metrics file, when given). Takes watch's options and environment. One line per
+    /// check; exit 0 only when every check passes
+    #[command(after_help = CHECK_EXIT_STATUS)]
+    Check(CheckArgs),
+}
+
+const CHECK_EXIT_STATUS: &str = "\
+Exit status:
+  0  every check passed
+  1  some check failed (its line says what to fix)
+  2  usage or configuration error (bad option)";
+
+/// The options of `watch` (and `sync`, whose options are a part of them), checked as they are.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// What only the daemon uses (and `check` checks).
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Scan the whole cache this often, for anything inotify missed
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_RESCAN_INTERVAL",
+        default_value = "60s"
+    )]
+    pub rescan_interval: String,
+
+    /// Log a one-line summary (returns, events, failures, reconnects, lag) this often
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_STATS_INTERVAL",
+        default_value = "5m"
+    )]
+    pub stats_interval: String,
+
+    /// Write the Prometheus metrics (saltship's own and the fleet's health) here every 10 s,
+    /// atomically, for node_exporter's textfile collector
+    #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Serve the same metrics over HTTP at GET /metrics on this address (e.g. 127.0.0.1:9617)
+    #[arg(long, value_name = "ADDR:PORT", env = "SALTSHIP_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Without a state file: ship the whole cache (beginning) or only what arrives from now on
+    #[arg(long, value_name = "WHEN", env = "SALTSHIP_START_AT", default_value = "beginning", value_parser = ["beginning", "now"])]
+    pub start_at: String,
+
+    /// Write the Prometheus metrics (the run's counts and the fleet's health) here at the end of
+    /// the run, atomically, for node_exporter's textfile collector
+    #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Where shipped returns are recorded.
+#[derive(Args, Debug)]
+pub struct StateArgs {
+    /// The checkpoint: which returns were shipped (a lock file sits beside it)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SALTSHIP_STATE_FILE",
+        default_value = "/var/lib/saltship/state"
+    )]
+    pub state_file: PathBuf,
+
+    /// Start over with an empty checkpoint when the state file cannot be read
+    #[arg(long, env = "SALTSHIP_RESET_STATE", value_parser = Boolish)]
+    pub reset_state: bool,
+
+    /// The master's keep_jobs: warn when unshipped returns get close to this age, at which the
+    /// master deletes them
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_KEEP_JOBS",
+        default_value = "24h"
+    )]
+    pub keep_jobs: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BackfillArgs {
+    /// Only jobs published at or after T: RFC 3339, a jid, or an age such as 24h or 7d
+    #[arg(long, value_name = "T", env = "SALTSHIP_SINCE")]
+    pub since: Option<String>,
+
+    /// Only jobs published before T: RFC 3339, a jid, or an age such as 24h or 7d
+    #[arg(long, value_name = "T", env = "SALTSHIP_UNTIL")]
+    pub until: Option<String>,
+
+    /// Do not record what is shipped in the checkpoint (a --dry-run never does)
+    #[arg(long, env = "SALTSHIP_NO_CHECKPOINT", value_parser = Boolish)]
+    pub no_checkpoint: bool,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options shared by every command.
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    /// The master's job cache folder
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "SALTSHIP_CACHE_DIR",
+        default_value = "/var/cache/salt/master/jobs"
+    )]
+    pub cache_dir: PathBuf,
+
+    /// The receiver's protocol. tcp: lines over TCP or TLS; delivery is confirmed by a graceful
+    /// close (our FIN, then the receiver's EOF), which proves the receiver's socket read every
+    /// byte but not that an application stored it: a proxy or load balancer in between, or a
+    /// receiver that half-closes without reading, defeats it. relp: rsyslog's RELP, each
+    /// event answered (rsp 200) by the receiver itself, so it holds through a proxy too.
+    /// splunk-hec, elasticsearch and kafka are acknowledged by the store itself (indexer
+    /// acknowledgement; per-item bulk status; a delivery report per record with acks=all)
+    #[arg(long, value_enum, env = "SALTSHIP_SINK", default_value = "tcp")]
+    pub sink: SinkKind,
+
+    /// Send the events to this receiver: HOST:PORT for --sink tcp and relp, a URL (http:// or
+    /// https://HOST:PORT, optionally with a path) for splunk-hec and elasticsearch; repeat for
+    /// failover, tried in order. For kafka: HOST:PORT bootstrap brokers (one list, not failover)
+    #[arg(
+        long,
+        value_name = "TARGET",
+        env = "SALTSHIP_TARGET",
+        value_delimiter = ','
+    )]
+    pub target: Vec<String>,
+
+    /// Print the events to stdout instead of sending them (nothing is sent or recorded)
+    #[arg(long, env = "SALTSHIP_DRY_RUN", value_parser = Boolish)]
+    pub dry_run: bool,
+
+    /// Wire format: json (one object per line), ecs (Elastic Common Schema, one per line),
+    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted); the HTTP sinks and
+    /// kafka take json or ecs, relp json, ecs or syslog (one event per RELP frame, unframed)
+    /// [default: json; ecs for --sink elasticsearch]
+    #[arg(long, value_enum, env = "SALTSHIP_FORMAT")]
+    pub format: Option<Format>,
+
+    /// Cut events longer than N bytes (biggest strings first, marked "truncated": true) [default:
+    /// 10000 when sending, which a stock Splunk TCP input keeps whole; no limit with --dry-run]
+    #[arg(long, value_name = "N", env = "SALTSHIP_MAX_EVENT_BYTES")]
+    pub max_event_bytes: Option<usize>,
+
+    /// Give up (exit 3) when no receiver took or acknowledged anything for this long, e.g. 90s,
+    /// 5m; every wait (connect, handshake, write, acknowledgement, close) ends by it
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_DELIVER_TIMEOUT",
+        default_value = "5m"
+    )]
+    pub deliver_timeout: String,
+
+    /// Send at most this many events per second, so a large backfill does not flood the receiver
+    #[arg(long, value_name = "EVENTS_PER_S", env = "SALTSHIP_MAX_RATE")]
+    pub max_rate: Option<f64>,
+
+    /// Only these minions (glob, repeatable; an orchestration's steps carry the master's id)
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "SALTSHIP_MINION",
+        value_delimiter = ','
+    )]
+    pub minion: Vec<String>,
+
+    /// Only jobs of these functions (glob, repeatable), e.g. 'state.apply' or 'runner.state.*'
+    #[arg(long, value_name = "GLOB", env = "SALTSHIP_FUN", value_delimiter = ',')]
+    pub fun: Vec<String>,
+
+    /// Only failed states (result false) and error returns; test=True pending states are not failures
+    #[arg(long, env = "SALTSHIP_ONLY_FAILURES", value_parser = Boolish)]
+    pub only_failures: bool,
+
+    /// Ship the values of a `pillar=` argument in fun_args instead of masking them
+    #[arg(long, env = "SALTSHIP_SHOW_PILLAR_ARGS", value_parser = Boolish)]
+    pub show_pillar_args: bool,
+
+    /// Also mask the values of keyword arguments with this name in fun_args (repeatable). Always
+    /// masked: password, passwd, pass, secret, token, api_key, apikey, private_key, ssh_key, key,
+    /// and any name that ends in one of them after '_' or '-' (db_password, auth-token), at any
+    /// depth; and pillar, unless --show-pillar-args
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SALTSHIP_MASK_ARG",
+        value_delimiter = ','
+    )]
+    pub mask_arg: Vec<String>,
+
+    /// Read no cache file larger than this (a return or a .load.p): it is named in a warning,
+    /// counted as failed and tried again at the next run. Bytes, or with K, M, G (KiB...)
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SALTSHIP_MAX_RETURN_BYTES",
+        default_value = "256M"
+    )]
+    pub max_return_bytes: String,
+
+    /// Memory for the returns being decoded and sent at once, across the threads; a return
+    /// needing more is handled alone. Bytes, or with K, M, G (KiB...)
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SALTSHIP_MEMORY_BUDGET",
+        default_value = "64M"
+    )]
+    pub memory_budget: String,
+
+    /// Threads that decode and encode returns [default: one per core]; events still go out in
+    /// jid order
+    #[arg(long, value_name = "N", env = "SALTSHIP_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+
+    /// The `master` field of every event [default: this host's name]
+    #[arg(long, value_name = "ID", env = "SALTSHIP_MASTER_ID")]
+    pub master_id: Option<String>,
+
+    /// Zone of the jids: utc (Salt 3000 and later), local (the master's zone, Salt 2019.2 and
+    /// earlier), or a fixed offset like +02:00
+    #[arg(
+        long,
+        value_name = "ZONE",
+        env = "SALTSHIP_JID_TIMEZONE",
+        default_value = "utc"
+    )]
+    pub jid_timezone: String,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub relp: RelpArgs,
+}
+
+/// The RELP sink.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "RELP")]
+pub struct RelpArgs {
+    /// At most N frames (events) sent and not yet answered by the receiver (rsp 200); as
+    /// librelp's default. Frames leave at once; the window only bounds what is in flight
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SALTSHIP_RELP_WINDOW",
+        default_value_t = crate::sink::relp::DEFAULT_WINDOW,
+        value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize)
+    )]
+    pub relp_window: usize,
+}
