@@ -26,7 +26,10 @@ def load_p(path):
         data = fh.read()
     if not data:
         return None
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except UnicodeDecodeError:  # Python 2 masters (salt2019/) write non-UTF-8 raw strings
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors="replace")
 
 
 def walk(cachedir):
