@@ -132,7 +132,7 @@ def main(argv):
                 if hit is None:
                     extra += 1
                     case, expect, note = (
-                        "%s-extra-%d" % (specs[0][0], extra),
+                        "%s-extra-%d" % (specs[0][0].lstrip("?"), extra),
                         "nothing",
                         "unexpected extra job produced by the same command",
                     )
