@@ -171,7 +171,8 @@ for jid in $($HELPER jids "$CACHEDIR" | sort); do
     { echo "salt-run jobs.list_job $jid failed:" >&2; cat "$ROOT/expected-$jid.stderr" >&2; exit 1; }
 done
 # cases.json: the records, plus the zone, its offset, each jid's true UTC instant and the
-# jid file's mtime from the run (git does not keep mtimes; a test can restore them).
+# mtimes of the jid file (= the last return) and .load.p (= the publish) from the run
+# (git does not keep mtimes; a test can restore them).
 "$TOOL_VENV/bin/python" - "$JSONL" "$OUT" "$MASTER_TZ" <<'EOF'
 import datetime, json, os, sys, zoneinfo
 jsonl, out, tzname = sys.argv[1:4]
@@ -192,6 +193,8 @@ for line in open(jsonl, encoding="utf-8"):
     r["utc_offset_seconds"] = int(off.total_seconds())
     r["jid_utc"] = local.astimezone(datetime.timezone.utc).isoformat()
     r["jid_file_mtime"] = os.stat(os.path.join(dirs[r["jid"]], "jid")).st_mtime
+    lp = os.path.join(dirs[r["jid"]], ".load.p")  # written once, at publish (absent for orchestrations)
+    r["load_p_mtime"] = os.stat(lp).st_mtime if os.path.exists(lp) else None
     rows.append(r)
 with open(os.path.join(out, "cases.json"), "w", encoding="utf-8") as fh:
     json.dump(rows, fh, indent=2, ensure_ascii=False)

@@ -1,1 +1,0 @@
-‰¨tgt_type¤glob£jid´20261203155335986458£cmd§publish£tgt¤old1¦kwargs®expect_minionsÃ£ret ¤user¤root£arg’¢okƒ¥queueÂªconcurrentÂ©__kwarg__Ã£fun©state.sls

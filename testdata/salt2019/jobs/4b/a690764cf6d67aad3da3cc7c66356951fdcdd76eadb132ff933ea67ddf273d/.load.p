@@ -1,1 +1,0 @@
-‰¨tgt_type¤glob£jid´20261203155310360884£cmd§publish£tgt¤old1¦kwargsƒ©delimiter¡:¬show_timeoutÃ¨show_jidÂ£ret ¤user¤root£arg‘¥bytes£fun©state.sls

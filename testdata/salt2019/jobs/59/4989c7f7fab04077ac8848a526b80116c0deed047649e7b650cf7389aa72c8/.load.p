@@ -1,1 +1,0 @@
-‰¨tgt_type¤glob£jid´20261203155253080310£cmd§publish£tgt¤old2¦kwargsƒ©delimiter¡:¬show_timeoutÃ¨show_jidÂ£ret ¤user¤root£arg‘®does_not_exist£fun©state.sls

@@ -1,1 +1,0 @@
-‰¨tgt_type¤glob£jid´20261203155337506131£cmd§publish£tgt¤old*¦kwargs‚©_cmd_metaÃ®expect_minionsÂ£ret ¤user¤root£arg£fun©test.ping

@@ -1,1 +1,0 @@
-‰¨tgt_type¤list£jid´20261203155300720366£cmd§publish£tgt’¤old1¤old2¦kwargsƒ©delimiter¡:¬show_timeoutÃ¨show_jidÂ£ret ¤user¤root£arg£fun±saltutil.sync_all
