@@ -3,7 +3,7 @@
 #   bash testdata/regen.sh                 # everything
 #   bash testdata/regen.sh --syndic-only   # only the syndic phase (testdata/syndic/)
 #   bash testdata/regen.sh --fleet-only    # only the fleet phase (testdata/fleet/)
-# Output (all under testdata/): jobs/, expected/, cases.json, legacy/, syndic/.
+# Output (all under testdata/): jobs/, expected/, cases.json, legacy/, syndic/, fleet/.
 # Everything runs on 127.0.0.1 with non-default ports (sshd for salt-ssh on a
 # free port; the syndic's master on 127.0.0.2, same ports); states write only below
 # /tmp/saltship-fixture (wiped before and after).
