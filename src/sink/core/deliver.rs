@@ -1,12 +1,7 @@
-//! The delivery core under every network sink: batches kept until acknowledged, failover
-//! across targets in order with failback, backoff with jitter, one warning when an outage
-//! starts and one line when it ends (whatever its cause), one deadline for every wait, and
-//! `--max-rate`.
-//!
-//! A sink ([`Protocol`]) only says how to connect, how to send a batch and what the reply
-//! acknowledged, in the manner of vector's `RetryLogic`: stored, taken (proof comes at
-//! [`Protocol::confirm`]), partly stored, or a [`Fault`]: retry, or permanent for the target.
-//! After a fault every batch not yet acknowledged is sent again.
+//! The delivery core under every network sink ([`Protocol`]): batches kept until acknowledged,
+//! failover across targets in order with failback, backoff with jitter, one warning when an
+//! outage starts and one line when it ends, one deadline for every wait, and `--max-rate`.
+//! After a [`Fault`] every batch not yet acknowledged is sent again.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
