@@ -119,18 +119,21 @@ impl<P: Protocol + 'static> Probe for Delivery<P> {
 
 /// The protocol `opts` names, on the core.
 fn on_core(opts: &Options, core: CoreOptions) -> Box<dyn Probe> {
+    let targets = opts.targets().to_vec();
     match &opts.sink {
-        SinkOptions::Tcp(tcp) => Box::new(Delivery::new(tcp::Tcp::new(tcp.clone()), core)),
-        SinkOptions::Hec(hec) => {
-            let proto = http::hec::Hec::new(hec.clone(), core.deliver_timeout);
-            Box::new(Delivery::new(proto, core))
+        SinkOptions::Tcp(o) => Box::new(Delivery::new(tcp::Tcp::new(o.clone()), targets, core)),
+        SinkOptions::Hec(o) => {
+            let proto = http::hec::Hec::new(o.clone(), core.deliver_timeout);
+            Box::new(Delivery::new(proto, targets, core))
         }
-        SinkOptions::Elastic(es) => {
-            let proto = http::elastic::Elastic::new(es.clone());
-            Box::new(Delivery::new(proto, core))
+        SinkOptions::Elastic(o) => {
+            let proto = http::elastic::Elastic::new(o.clone());
+            Box::new(Delivery::new(proto, targets, core))
         }
-        SinkOptions::Kafka(k) => Box::new(Delivery::new(kafka::Kafka::new(k.clone()), core)),
-        SinkOptions::Relp(r) => Box::new(Delivery::new(relp::Relp::new(r.clone()), core)),
+        SinkOptions::Kafka(o) => {
+            Box::new(Delivery::new(kafka::Kafka::new(o.clone()), targets, core))
+        }
+        SinkOptions::Relp(o) => Box::new(Delivery::new(relp::Relp::new(o.clone()), targets, core)),
     }
 }
 

@@ -82,10 +82,6 @@ impl Tcp {
 }
 
 impl Protocol for Tcp {
-    fn targets(&self) -> &[String] {
-        &self.opts.targets
-    }
-
     fn batch_bytes(&self) -> usize {
         0
     }
@@ -96,7 +92,7 @@ impl Protocol for Tcp {
         Ok(())
     }
 
-    fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
+    fn send(&mut self, _: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(Fault::retry("not connected"));
         };
@@ -107,12 +103,17 @@ impl Protocol for Tcp {
         Ok(Reply::Taken { ack: None })
     }
 
-    fn confirm(&mut self, batches: &mut VecDeque<Batch>, wait: &mut Wait) -> Result<bool, Fault> {
+    fn confirm(
+        &mut self,
+        _: usize,
+        all: &mut VecDeque<Batch>,
+        wait: &mut Wait,
+    ) -> Result<bool, Fault> {
         let Some(mut conn) = self.conn.take() else {
             return Err(Fault::retry("no connection to confirm on"));
         };
         conn.close_gracefully(wait)?;
-        for b in batches.iter_mut() {
+        for b in all.iter_mut() {
             b.state = BatchState::Done;
         }
         Ok(false)

@@ -17,6 +17,7 @@ mod kafka;
 mod legacy;
 mod man;
 mod metrics;
+mod metrics_serve;
 mod operator;
 mod receivers;
 mod relp;

@@ -1,12 +1,7 @@
-//! The delivery core under every network sink: batches kept until acknowledged, failover
-//! across targets in order with failback, backoff with jitter, one warning when an outage
-//! starts and one line when it ends (whatever its cause), one deadline for every wait, and
-//! `--max-rate`.
-//!
-//! A sink ([`Protocol`]) only says how to connect, how to send a batch and what the reply
-//! acknowledged, in the manner of vector's `RetryLogic`: stored, taken (proof comes at
-//! [`Protocol::confirm`]), partly stored, or a [`Fault`]: retry, or permanent for the target.
-//! After a fault every batch not yet acknowledged is sent again.
+//! The delivery core under every network sink ([`Protocol`]): batches kept until acknowledged,
+//! failover across targets in order with failback, backoff with jitter, one warning when an
+//! outage starts and one line when it ends, one deadline for every wait, and `--max-rate`.
+//! After a [`Fault`] every batch not yet acknowledged is sent again.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -29,6 +24,7 @@ const MIN_PAUSE: Duration = Duration::from_millis(50);
 /// A [`Sink`] made of a [`Protocol`] and the core.
 pub(crate) struct Delivery<P: Protocol> {
     proto: P,
+    targets: Vec<String>,
     opts: CoreOptions,
     batches: VecDeque<Batch>,
     /// The target of the open connection.
@@ -52,13 +48,16 @@ pub(crate) struct Delivery<P: Protocol> {
 }
 
 impl<P: Protocol> Delivery<P> {
-    pub fn new(proto: P, opts: CoreOptions) -> Delivery<P> {
+    /// The core for `proto`, delivering to `targets` (in failover order, as the user wrote
+    /// them).
+    pub fn new(proto: P, targets: Vec<String>, opts: CoreOptions) -> Delivery<P> {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id());
-        let n = proto.targets().len();
+        let n = targets.len();
         Delivery {
+            targets,
             wait: Wait::new(opts.deliver_timeout, opts.stop.clone()),
             proto,
             opts,
@@ -123,9 +122,12 @@ impl<P: Protocol> Delivery<P> {
                 i += 1;
                 continue;
             }
-            self.ensure_connected()?;
+            let target = self.ensure_connected()?;
             let before = self.batches[i].events();
-            match self.proto.send(&mut self.batches[i], &mut self.wait) {
+            match self
+                .proto
+                .send(target, &mut self.batches[i], &mut self.wait)
+            {
                 Ok(reply) => self.took(i, reply, before)?,
                 Err(fault) => {
                     self.fault(fault)?;
@@ -178,7 +180,7 @@ impl<P: Protocol> Delivery<P> {
         if let (Some(since), Some(i)) = (self.outage.take(), self.current) {
             info!(
                 "delivering to {} again after {:.1} s",
-                self.proto.targets()[i],
+                self.targets[i],
                 since.elapsed().as_secs_f64()
             );
         }
@@ -191,9 +193,12 @@ impl<P: Protocol> Delivery<P> {
         }
     }
 
-    /// Connects to the first target that answers when there is no connection.
-    fn ensure_connected(&mut self) -> Result<(), SinkError> {
-        while self.current.is_none() {
+    /// Connects to the first target that answers when there is no connection: which one.
+    fn ensure_connected(&mut self) -> Result<usize, SinkError> {
+        loop {
+            if let Some(i) = self.current {
+                return Ok(i);
+            }
             if self.permanent.iter().all(Option::is_some) {
                 // Asked again after giving up on permanent faults (watch goes on): back off
                 // first, so that they are not retried, and reported, in a tight loop.
@@ -206,7 +211,7 @@ impl<P: Protocol> Delivery<P> {
                     if std::mem::take(&mut self.broken) {
                         self.stats.reconnects += 1;
                     }
-                    debug!("connected to {}", self.proto.targets()[i]);
+                    debug!("connected to {}", self.targets[i]);
                     self.current = Some(i);
                 }
                 Err(fault) => {
@@ -215,7 +220,6 @@ impl<P: Protocol> Delivery<P> {
                 }
             }
         }
-        Ok(())
     }
 
     /// A fault on the current target: drop the connection, send every unacknowledged batch
@@ -234,18 +238,18 @@ impl<P: Protocol> Delivery<P> {
             return Err(SinkError::Stopped);
         }
         self.failed_at[i] = Some(Instant::now());
-        self.last_error = format!("{}: {}", self.proto.targets()[i], fault.why());
+        self.last_error = format!("{}: {}", self.targets[i], fault.why());
         self.permanent[i] = fault.is_permanent().then(|| self.last_error.clone());
         debug!("{}", self.last_error);
         self.give_up_if_permanent()?;
         self.failures += 1;
-        if self.failures < self.proto.targets().len() && fault.after().is_none() {
+        if self.failures < self.targets.len() && fault.after().is_none() {
             return Ok(()); // fail over at once
         }
         if self.outage.is_none() {
             warn!(
                 "cannot deliver to {} ({}); retrying, {} events unacknowledged",
-                self.proto.targets().join(", "),
+                self.targets.join(", "),
                 self.last_error,
                 self.pending_events()
             );
@@ -365,7 +369,11 @@ impl<P: Protocol> Sink for Delivery<P> {
                 self.progress();
                 continue;
             }
-            match self.proto.confirm(&mut self.batches, &mut self.wait) {
+            let target = self.current.expect("batches are sent on a connection");
+            match self
+                .proto
+                .confirm(target, &mut self.batches, &mut self.wait)
+            {
                 Ok(open) => {
                     self.progress();
                     if !open {
@@ -396,7 +404,6 @@ mod tests {
 
     /// A protocol whose every step fails as told, to drive the core.
     struct Script {
-        targets: Vec<String>,
         faults: VecDeque<Option<Fault>>,
         sent: Vec<(usize, Vec<u8>)>,
         current: usize,
@@ -416,9 +423,6 @@ mod tests {
     }
 
     impl Protocol for Script {
-        fn targets(&self) -> &[String] {
-            &self.targets
-        }
         fn batch_bytes(&self) -> usize {
             self.batch_bytes
         }
@@ -426,15 +430,21 @@ mod tests {
             self.current = i;
             self.faults.pop_front().flatten().map_or(Ok(()), Err)
         }
-        fn send(&mut self, batch: &mut Batch, _: &mut Wait) -> Result<Reply, Fault> {
-            self.sent.push((self.current, batch.bytes.clone()));
+        fn send(&mut self, i: usize, batch: &mut Batch, _: &mut Wait) -> Result<Reply, Fault> {
+            assert_eq!(i, self.current, "sent on the target connected to");
+            self.sent.push((i, batch.bytes.clone()));
             Ok(Reply::Taken { ack: None })
         }
-        fn confirm(&mut self, batches: &mut VecDeque<Batch>, _: &mut Wait) -> Result<bool, Fault> {
+        fn confirm(
+            &mut self,
+            _: usize,
+            all: &mut VecDeque<Batch>,
+            _: &mut Wait,
+        ) -> Result<bool, Fault> {
             if let Some(Some(fault)) = self.faults.pop_front() {
                 return Err(fault);
             }
-            batches.iter_mut().for_each(|b| b.state = BatchState::Done);
+            all.iter_mut().for_each(|b| b.state = BatchState::Done);
             Ok(false)
         }
     }
@@ -442,12 +452,12 @@ mod tests {
     fn core(targets: usize, faults: Vec<Option<Fault>>) -> Delivery<Script> {
         Delivery::new(
             Script {
-                targets: (0..targets).map(|i| format!("t{i}")).collect(),
                 faults: faults.into(),
                 sent: Vec::new(),
                 current: 0,
                 batch_bytes: 0,
             },
+            (0..targets).map(|i| format!("t{i}")).collect(),
             CoreOptions {
                 deliver_timeout: Duration::from_secs(2),
                 max_rate: None,

@@ -148,27 +148,28 @@ impl From<io::Error> for Fault {
     }
 }
 
-/// How one kind of receiver is spoken to.
+/// How one kind of receiver is spoken to. The core holds the targets and says which one
+/// (`i`, an index in them) each call is about.
 pub(crate) trait Protocol {
-    /// The targets, in failover order, as the user wrote them.
-    fn targets(&self) -> &[String];
     /// Batches of at most this many bytes of whole events are sent; 0: each `send` at once,
     /// as it came.
     fn batch_bytes(&self) -> usize;
-    /// Opens a connection to target `i`.
-    fn connect(&mut self, i: usize, wait: &mut Wait) -> Result<(), Fault>;
-    /// Sends one batch on the open connection.
-    fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault>;
-    /// Waits for the proof of every batch sent and marks them `Done`; `Ok(true)` when the
-    /// connection stays open. By default every batch was acknowledged by its own reply.
-    fn confirm(&mut self, _: &mut VecDeque<Batch>, _: &mut Wait) -> Result<bool, Fault> {
+    /// Opens a connection to target `i`. By default there is nothing to open (a client that
+    /// connects, and keeps connections alive, as it sends).
+    fn connect(&mut self, _i: usize, _: &mut Wait) -> Result<(), Fault> {
+        Ok(())
+    }
+    /// Sends one batch to target `i`, on the connection open to it.
+    fn send(&mut self, i: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault>;
+    /// Waits for target `i`'s proof of every batch sent and marks them `Done`; `Ok(true)` when
+    /// the connection stays open. By default every batch was acknowledged by its own reply.
+    fn confirm(&mut self, _i: usize, _: &mut VecDeque<Batch>, _: &mut Wait) -> Result<bool, Fault> {
         Ok(true)
     }
-    /// Drops the connection, after a fault. By default there is none to drop (a client
-    /// that connects as it sends).
+    /// Drops the connection, after a fault. By default there is none to drop.
     fn disconnect(&mut self) {}
     /// Checks target `i` without sending an event (`saltship check`): what it proved. By
-    /// default a connect, which for a client that connects as it sends proves nothing: such
+    /// default a connect, which proves nothing for a client that connects as it sends: such
     /// sinks say more.
     fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault> {
         self.connect(i, wait).map(|()| "connects".into())

@@ -26,7 +26,6 @@ pub(crate) struct Elastic {
     http: Http,
     /// `{"create":{"_index":..` of every action, written once.
     action: Vec<u8>,
-    current: usize,
 }
 
 #[derive(Deserialize)]
@@ -50,13 +49,12 @@ impl Elastic {
             http: Http::new(&opts.http),
             action,
             opts,
-            current: 0,
         }
     }
 
     /// `<url>/_bulk`: a path in the URL (a proxy's prefix) is kept.
-    fn url(&self) -> String {
-        let (base, path) = split_url(&self.opts.http.targets[self.current]);
+    fn url(&self, i: usize) -> String {
+        let (base, path) = split_url(&self.opts.http.targets[i]);
         let path = path.strip_suffix("/_bulk").unwrap_or(path);
         format!("{base}{path}/_bulk")
     }
@@ -75,7 +73,7 @@ impl Elastic {
     }
 
     /// Keeps in `batch` only the events to send again; reports the rejected ones.
-    fn items(&self, batch: &mut Batch, reply: &BulkReply) -> Result<Reply, Fault> {
+    fn items(&self, i: usize, batch: &mut Batch, reply: &BulkReply) -> Result<Reply, Fault> {
         if reply.items.len() != batch.keys.len() {
             return Err(Fault::retry(format!(
                 "_bulk answered {} items for {} events",
@@ -83,9 +81,9 @@ impl Elastic {
                 batch.keys.len()
             )));
         }
-        let target = &self.opts.http.targets[self.current];
-        let rejected = batch.retain(|i, keys| {
-            let Some(item) = reply.items[i].values().next() else {
+        let target = &self.opts.http.targets[i];
+        let rejected = batch.retain(|n, keys| {
+            let Some(item) = reply.items[n].values().next() else {
                 return Fate::Stored;
             };
             match item.status {
@@ -115,25 +113,15 @@ fn reason(error: &serde_json::Value) -> String {
 }
 
 impl Protocol for Elastic {
-    fn targets(&self) -> &[String] {
-        &self.opts.http.targets
-    }
-
     fn batch_bytes(&self) -> usize {
         BATCH_BYTES
     }
 
-    fn connect(&mut self, i: usize, _: &mut Wait) -> Result<(), Fault> {
-        // ureq connects (and keeps connections alive) as it posts.
-        self.current = i;
-        Ok(())
-    }
-
-    fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
+    fn send(&mut self, i: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
         let headers = [("Content-Type", "application/x-ndjson".to_owned())];
         let answer = self
             .http
-            .post(&self.url(), &headers, self.body(batch), wait)?;
+            .post(&self.url(i), &headers, self.body(batch), wait)?;
         if let Some(fault) = answer.fault() {
             return Err(fault);
         }
@@ -151,14 +139,13 @@ impl Protocol for Elastic {
         if !reply.errors {
             return Ok(Reply::Stored { rejected: 0 });
         }
-        self.items(batch, &reply)
+        self.items(i, batch, &reply)
     }
 
     /// An empty `_bulk`: answered 400 (no body) once the credentials were accepted, 401/403 if
     /// not, 404 for a wrong path.
     fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault> {
-        self.current = i;
         let proved = "_bulk answers and accepts the credentials";
-        client::probe(&self.http, &self.url(), &[], wait, proved)
+        client::probe(&self.http, &self.url(i), &[], wait, proved)
     }
 }

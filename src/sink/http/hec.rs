@@ -36,7 +36,6 @@ pub(crate) struct Hec {
     fixed: Vec<u8>,
     /// `X-Splunk-Request-Channel`: one per run.
     channel: String,
-    current: usize,
     deliver_timeout: Duration,
 }
 
@@ -73,14 +72,13 @@ impl Hec {
             fixed,
             opts,
             channel: uuid(),
-            current: 0,
             deliver_timeout,
         }
     }
 
     /// The event and ack endpoints of target `i`: the path is added when the URL has none.
-    fn endpoints(&self) -> (String, String) {
-        let (base, path) = split_url(&self.opts.http.targets[self.current]);
+    fn endpoints(&self, i: usize) -> (String, String) {
+        let (base, path) = split_url(&self.opts.http.targets[i]);
         let prefix = path
             .strip_suffix("/event")
             .or_else(|| path.strip_suffix("/raw"))
@@ -127,8 +125,8 @@ impl Hec {
     }
 
     /// A 400 about one event: that event is rejected (reported once), the rest sent again.
-    fn bad_event(&self, batch: &mut Batch, reply: &EventReply) -> Reply {
-        let target = &self.opts.http.targets[self.current];
+    fn bad_event(&self, i: usize, batch: &mut Batch, reply: &EventReply) -> Reply {
+        let target = &self.opts.http.targets[i];
         let why = reply.text.as_deref().unwrap_or("invalid event");
         let rejected = batch.retain(|i, keys| {
             if Some(i) == reply.invalid_event {
@@ -146,22 +144,12 @@ impl Hec {
 }
 
 impl Protocol for Hec {
-    fn targets(&self) -> &[String] {
-        &self.opts.http.targets
-    }
-
     fn batch_bytes(&self) -> usize {
         BATCH_BYTES
     }
 
-    fn connect(&mut self, i: usize, _: &mut Wait) -> Result<(), Fault> {
-        // ureq connects (and keeps connections alive) as it posts.
-        self.current = i;
-        Ok(())
-    }
-
-    fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
-        let (url, _) = self.endpoints();
+    fn send(&mut self, i: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
+        let (url, _) = self.endpoints(i);
         let answer = self.post(&url, self.envelopes(batch), wait)?;
         if let Some(fault) = answer.fault() {
             return Err(fault);
@@ -173,7 +161,7 @@ impl Protocol for Hec {
                 None => Reply::Stored { rejected: 0 },
             }),
             (400, Some(reply)) if reply.invalid_event.is_some() => {
-                Ok(self.bad_event(batch, &reply))
+                Ok(self.bad_event(i, batch, &reply))
             }
             // Any other refusal (a wrong index, a disabled token, a wrong path) is the
             // target's, not one event's: nothing is dropped for it.
@@ -183,8 +171,14 @@ impl Protocol for Hec {
 
     /// Polls the indexer acknowledgements of every batch sent, backing off, until all are in;
     /// a batch waiting longer than `ack_timeout` is a fault (sent again).
-    fn confirm(&mut self, batches: &mut VecDeque<Batch>, wait: &mut Wait) -> Result<bool, Fault> {
-        let (_, url) = self.endpoints();
+    fn confirm(
+        &mut self,
+        i: usize,
+        all: &mut VecDeque<Batch>,
+        wait: &mut Wait,
+    ) -> Result<bool, Fault> {
+        let batches = all;
+        let (_, url) = self.endpoints(i);
         let limit = ack_timeout(self.deliver_timeout);
         let mut pause = Duration::from_millis(50);
         loop {
@@ -242,8 +236,7 @@ impl Protocol for Hec {
 
     /// An empty request: HEC answers 400 "No data" once it accepted the token, 401/403 if not.
     fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault> {
-        self.current = i;
-        let (url, _) = self.endpoints();
+        let (url, _) = self.endpoints(i);
         let headers = [("X-Splunk-Request-Channel", self.channel.clone())];
         let proved = "HEC answers and accepts the token";
         client::probe(&self.http, &url, &headers, wait, proved)

@@ -174,11 +174,6 @@ fn topic(p: &BaseProducer<Reports>, name: &str, wait: &Wait) -> Result<String, F
 }
 
 impl Protocol for Kafka {
-    /// The bootstrap list as one target: failover is librdkafka's.
-    fn targets(&self) -> &[String] {
-        &self.opts.bootstrap
-    }
-
     fn batch_bytes(&self) -> usize {
         BATCH_BYTES
     }
@@ -191,7 +186,7 @@ impl Protocol for Kafka {
     }
 
     /// Produces every event of the batch and waits for all their delivery reports.
-    fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
+    fn send(&mut self, _: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
         let p = self.producer.as_ref().expect("connected before sending");
         let records = batch.keys.len();
         p.context().start(self.next_seq, records);

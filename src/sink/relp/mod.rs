@@ -150,10 +150,6 @@ impl Relp {
 }
 
 impl Protocol for Relp {
-    fn targets(&self) -> &[String] {
-        &self.opts.targets
-    }
-
     fn batch_bytes(&self) -> usize {
         0
     }
@@ -167,7 +163,7 @@ impl Protocol for Relp {
         Ok(())
     }
 
-    fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
+    fn send(&mut self, _i: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
         // Sent again after a fault: what was answered 200 before it is not sent twice.
         let stored = &self.stored;
         batch.retain(|_, k| match stored.contains(&k.id) {
@@ -188,7 +184,12 @@ impl Protocol for Relp {
         result.map(|()| Reply::Taken { ack: None })
     }
 
-    fn confirm(&mut self, batches: &mut VecDeque<Batch>, wait: &mut Wait) -> Result<bool, Fault> {
+    fn confirm(
+        &mut self,
+        _i: usize,
+        batches: &mut VecDeque<Batch>,
+        wait: &mut Wait,
+    ) -> Result<bool, Fault> {
         let Some(session) = self.session.as_mut() else {
             return Err(Fault::retry("no RELP session to confirm on"));
         };

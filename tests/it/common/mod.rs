@@ -1,11 +1,14 @@
-//! Helpers shared by the integration tests: run the built binary on a copy of a cache and parse
-//! what it prints.
+//! Helpers shared by the integration tests: copies of the caches under `testdata/`, the one
+//! command-line builder that runs the built binary (`saltship.rs`), the one skip helper
+//! (`skip`, `have`, `root_for`: `SKIPPED` on stderr, a failure under CI), and the receivers a
+//! test starts on 127.0.0.1 (rsyslog, Fluent Bit, tansu, openssl s_server, in-test servers).
 #![allow(dead_code)]
 
 pub mod fluentbit;
 pub mod http_server;
 pub mod receiver;
 pub mod relp;
+pub mod relp_fault;
 pub mod rsyslog;
 pub mod saltship;
 pub mod tansu;
