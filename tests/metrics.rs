@@ -706,6 +706,8 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
     let splunk = [
         "index",
         "sourcetype",
+        "OR",
+        "salt",
         "saltship",
         "search",
         "stats",
@@ -743,4 +745,6 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
         }
     }
     assert!(xml.contains("top limit=20 state_id") && fields >= 3);
+    // HEC users see the dashboard too: its default sourcetype is in the base search.
+    assert!(xml.contains("sourcetype=\"salt:state\""));
 }
