@@ -10,8 +10,41 @@ use clap_mangen::roff::{bold, italic, roman, Roff};
 use clap_mangen::Man;
 
 /// The hand-written part of saltship(1): the event fields, examples, environment beyond the
-/// options, files. `@ENVIRONMENT@` marks where the options' variables go.
+/// options, files. `@ENVIRONMENT@` marks where the options' variables go,
+/// `@ENVIRONMENT_COMMON@` the variables that are no option's, `@FILES@` the files every
+/// command uses.
 const HAND: &str = include_str!("../../man/src/saltship.1.in");
+const ENVIRONMENT_COMMON: &str = include_str!("../../man/src/environment.1.in");
+const FILES: &str = include_str!("../../man/src/files.1.in");
+
+/// The hand-written part of each command's page: a first line `.\" NAME: <what it does>`
+/// for the NAME section, then EXAMPLES, ENVIRONMENT, FILES and EXIT STATUS, with the same
+/// markers as `HAND`.
+fn hand(command: &str) -> &'static str {
+    match command {
+        "backfill" => include_str!("../../man/src/saltship-backfill.1.in"),
+        "sync" => include_str!("../../man/src/saltship-sync.1.in"),
+        "watch" => include_str!("../../man/src/saltship-watch.1.in"),
+        "check" => include_str!("../../man/src/saltship-check.1.in"),
+        other => panic!("no man/src/saltship-{other}.1.in"),
+    }
+}
+
+/// The markers of a hand-written part filled in; `env` is the rendered ENVIRONMENT items.
+fn fill(hand: &str, env: &str) -> String {
+    hand.replace("@ENVIRONMENT@\n", env)
+        .replace("@ENVIRONMENT_COMMON@\n", ENVIRONMENT_COMMON)
+        .replace("@FILES@\n", FILES)
+}
+
+/// The `.TP` items of an ENVIRONMENT list, without the preamble and the section line.
+fn env_items(vars: &[(String, String)]) -> String {
+    let env = list("ENVIRONMENT", vars).render();
+    let env = env.splitn(3, '\n').nth(2).unwrap_or_default().to_owned();
+    env.strip_prefix(".SH ENVIRONMENT\n")
+        .unwrap_or(&env)
+        .to_owned()
+}
 
 /// One rendered piece; roff's preamble is kept only in the first piece of a page.
 fn piece(page: &mut String, render: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) {
@@ -97,10 +130,11 @@ fn commands(top: &clap::Command) -> Vec<&clap::Command> {
         .collect()
 }
 
-/// Every `SALTSHIP_*` variable, with its option and the first sentence of its help.
-fn environment(top: &clap::Command) -> Vec<(String, String)> {
+/// Every `SALTSHIP_*` variable of these commands, with its option and the first sentence of
+/// its help.
+fn environment(cmds: &[&clap::Command]) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = Vec::new();
-    for sub in commands(top) {
+    for sub in cmds {
         for arg in sub.get_arguments() {
             let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
                 continue;
@@ -155,10 +189,8 @@ fn pages() -> Vec<(String, String)> {
         .collect();
     roff(&mut page, &list("COMMANDS", &cmds));
     piece(&mut page, |w| man.render_options_section(w));
-    let mut env = list("ENVIRONMENT", &environment(&top)).render();
-    env = env.splitn(3, '\n').nth(2).unwrap_or_default().to_owned();
-    let env = env.strip_prefix(".SH ENVIRONMENT\n").unwrap_or(&env);
-    page.push_str(&HAND.replace("@ENVIRONMENT@\n", env));
+    let env = env_items(&environment(&commands(&top)));
+    page.push_str(&fill(HAND, &env));
     roff(&mut page, &exit_status(&top));
     roff(
         &mut page,
@@ -172,7 +204,16 @@ fn pages() -> Vec<(String, String)> {
         let man = Man::new(sub.clone().name(leaked).version(env!("CARGO_PKG_VERSION")));
         let mut page = String::new();
         piece(&mut page, |w| man.render_title(w));
-        piece(&mut page, |w| man.render_name_section(w));
+        let hand = hand(sub.get_name());
+        let (first, rest) = hand.split_once('\n').unwrap_or_default();
+        let what = first
+            .strip_prefix(".\\\" NAME: ")
+            .unwrap_or_else(|| panic!("{name}: the hand-written part starts without NAME"));
+        let mut title = Roff::default();
+        title
+            .control("SH", ["NAME"])
+            .text([roman(format!("{name} - {what}"))]);
+        roff(&mut page, &title);
         let cmd = format!("saltship {}", sub.get_name());
         let mut form = vec![(cmd.as_str(), true)];
         if sub.get_name() == "backfill" {
@@ -182,7 +223,7 @@ fn pages() -> Vec<(String, String)> {
         roff(&mut page, &synopsis(&form));
         piece(&mut page, |w| man.render_description_section(w));
         piece(&mut page, |w| man.render_options_section(w));
-        roff(&mut page, &exit_status(sub));
+        page.push_str(&fill(rest, &env_items(&environment(&[sub]))));
         let others: Vec<String> = std::iter::once("saltship".to_owned())
             .chain(names.iter().filter(|n| **n != name).cloned())
             .collect();
@@ -240,9 +281,58 @@ fn the_main_page_has_every_section_and_no_page_that_does_not_exist() {
     ] {
         assert!(main.contains(var), "{var} in ENVIRONMENT");
     }
+    assert!(
+        main.contains("SALTSHIP_KAFKA_PASSWORD"),
+        "SALTSHIP_KAFKA_PASSWORD in ENVIRONMENT"
+    );
     for (file, page) in &pages[1..] {
         assert!(page.contains("\\-\\-quiet"), "{file} lists -q");
         assert!(page.contains("[OPTIONS]"), "{file} synopsis");
+        for section in [
+            "NAME",
+            "EXAMPLES",
+            "ENVIRONMENT",
+            "FILES",
+            "\"EXIT STATUS\"",
+        ] {
+            assert!(
+                page.contains(&format!(".SH {section}\n")),
+                "{file}: no {section}"
+            );
+        }
+        for needed in [
+            "state.journal",
+            "SALTSHIP_KAFKA_PASSWORD",
+            "SALTSHIP_STATE_FILE",
+        ] {
+            assert!(page.contains(needed), "{file}: no {needed}");
+        }
+        // NAME says in a few words what DESCRIPTION says in full.
+        let name = page
+            .split(".SH NAME\n")
+            .nth(1)
+            .and_then(|s| s.lines().next())
+            .expect("a NAME line");
+        let description = page
+            .split(".SH DESCRIPTION\n")
+            .nth(1)
+            .and_then(|s| s.lines().next())
+            .expect("a DESCRIPTION line");
+        assert!(
+            !name.contains(description),
+            "{file}: NAME is the description"
+        );
+        let exit = page
+            .split(".SH \"EXIT STATUS\"\n")
+            .nth(1)
+            .expect("EXIT STATUS");
+        let exit = exit.split(".SH ").next().unwrap_or_default();
+        if !file.starts_with("saltship-check") {
+            assert!(
+                !exit.contains("check failed"),
+                "{file}: check's exit status"
+            );
+        }
     }
 }
 

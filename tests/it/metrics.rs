@@ -610,9 +610,9 @@ fn contrib_rules_and_dashboards_use_only_what_exists() {
     ) {
         return;
     }
-    // The rules file, and the README's sample rule.
-    let readme = contrib("README.md");
-    let section = readme
+    // The rules file, and the sample rule of docs/metrics.md.
+    let page = contrib("docs/metrics.md");
+    let section = page
         .split("\n## Fleet health")
         .nth(1)
         .expect("a Fleet health section");
@@ -620,7 +620,7 @@ fn contrib_rules_and_dashboards_use_only_what_exists() {
         .split("```yaml\n")
         .find(|b| b.contains("groups:"))
         .and_then(|b| b.split("```").next())
-        .expect("a sample rule in the README");
+        .expect("a sample rule in docs/metrics.md");
     let tmp = tempfile::tempdir().expect("tempdir");
     let sample_file = tmp.path().join("sample.rules.yml");
     std::fs::write(&sample_file, sample).expect("write");
@@ -688,6 +688,8 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
     let splunk = [
         "index",
         "sourcetype",
+        "OR",
+        "salt",
         "saltship",
         "search",
         "stats",
@@ -725,4 +727,6 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
         }
     }
     assert!(xml.contains("top limit=20 state_id") && fields >= 3);
+    // HEC users see the dashboard too: its default sourcetype is in the base search.
+    assert!(xml.contains("sourcetype=\"salt:state\""));
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Installs target/debian/saltship_*.deb into a fresh Debian 12 root and checks what the
+# package promises (docs/install.md). As root; needs mmdebstrap and the Debian mirror of
+# /etc/apt/sources.list*. Usage: bash packaging/test-deb.sh [a pristine minbase root to copy]
+# (without one it runs `mmdebstrap --variant=minbase bookworm`, a few minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deb=$(ls -t target/debian/saltship_*.deb | head -1)
+work=$(mktemp -d /tmp/saltship-deb-test.XXXXXX)
+root=$work/root
+cleanup() {
+    for m in "$root/proc" "$root/dev"; do mountpoint -q "$m" && umount -l "$m"; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+if [ -n "${1:-}" ]; then
+    cp -a "$1" "$root"
+else
+    mmdebstrap --variant=minbase --quiet bookworm "$root"
+fi
+mount -t proc proc "$root/proc"
+mount --bind /dev "$root/dev"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+cp "$deb" "$root/tmp/"
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 "$@"; }
+fails=0
+ok() { echo "ok   $*"; }
+fail() { echo "FAIL $*" >&2; fails=$((fails + 1)); }
+
+in_root apt-get update -qq
+if in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./tmp/$(basename "$deb")" > "$work/install.log" 2>&1; then
+    ok "apt-get install ./$(basename "$deb") (dependencies: $(dpkg-deb -f "$deb" Depends))"
+else
+    fail "apt-get install"; cat "$work/install.log" >&2; exit 1
+fi
+user=$(in_root getent passwd saltship || true)
+[ -n "$user" ] && ok "user: $user" || fail "no saltship user"
+owner=$(in_root stat -c '%U:%G %a' /var/lib/saltship 2>/dev/null || true)
+[ "$owner" = "saltship:saltship 755" ] && ok "/var/lib/saltship: $owner" || fail "/var/lib/saltship: '$owner'"
+conffiles=$(in_root dpkg-query -W -f='${Conffiles}' saltship)
+for f in /etc/saltship/saltship.toml /etc/default/saltship; do
+    grep -q " $f " <<<"$conffiles" && ok "conffile $f" || fail "$f is not a conffile"
+done
+mode=$(in_root stat -c '%a' /etc/default/saltship)
+[ "$mode" = 600 ] && ok "/etc/default/saltship mode 600" || fail "/etc/default/saltship mode $mode"
+if grep -qv '^\s*\(#\|$\)' "$root/etc/saltship/saltship.toml"; then
+    fail "saltship.toml has a line that is not a comment"
+else
+    ok "saltship.toml: every line a comment ($(grep -c '^#[a-z]' "$root/etc/saltship/saltship.toml") commented keys)"
+fi
+for unit in saltship-watch.service saltship-sync.service saltship-sync.timer saltship-sync.path; do
+    [ -f "$root/lib/systemd/system/$unit" ] || fail "no /lib/systemd/system/$unit"
+done
+grep -q '^ExecStart=/usr/bin/saltship watch' "$root/lib/systemd/system/saltship-watch.service" \
+    && ok "units in /lib/systemd/system, ExecStart=/usr/bin/saltship" || fail "ExecStart"
+if find "$root/etc/systemd/system" -name 'saltship*' 2>/dev/null | grep -q .; then
+    fail "a unit is enabled: $(find "$root/etc/systemd/system" -name 'saltship*')"
+else
+    ok "no unit enabled"
+fi
+pages=$(in_root sh -c 'ls /usr/share/man/man1/saltship*.1.gz' | wc -l)
+[ "$pages" = 5 ] && ok "5 man pages, gzipped" || fail "$pages gzipped man pages"
+
+# A job cache as Salt's packages leave it: salt:salt, folders 0750, return.p 0600.
+in_root sh -c 'getent group salt >/dev/null || groupadd --system salt; getent passwd salt >/dev/null || useradd --system -g salt salt'
+mkdir -p "$root/var/cache/salt/master"
+cp -a testdata/jobs "$root/var/cache/salt/master/jobs"
+in_root chown -R salt:salt /var/cache/salt/master
+in_root find /var/cache/salt/master -type d -exec chmod 0750 {} +
+in_root find /var/cache/salt/master -name return.p -exec chmod 0600 {} +
+want=$(./target/release/saltship backfill --dry-run --cache-dir testdata/jobs 2>/dev/null | wc -l)
+got=$(in_root /usr/bin/saltship backfill --dry-run 2>"$work/root.err" | wc -l)
+[ "$got" = "$want" ] && [ "$got" -gt 0 ] && ok "as root, the installed binary reads /var/cache/salt/master/jobs: $got events ($want from testdata/jobs)" \
+    || { fail "as root: $got events, want $want"; cat "$work/root.err" >&2; }
+# As the units run it: the saltship user with CAP_DAC_READ_SEARCH only.
+as_unit=(setpriv --reuid saltship --regid saltship --init-groups --inh-caps +dac_read_search --ambient-caps +dac_read_search)
+got=$(in_root "${as_unit[@]}" /usr/bin/saltship backfill --dry-run 2>"$work/unit.err" | wc -l)
+[ "$got" = "$want" ] && ok "as saltship with CAP_DAC_READ_SEARCH: $got events" \
+    || { fail "as saltship with CAP_DAC_READ_SEARCH: $got events, want $want"; cat "$work/unit.err" >&2; }
+# Without the capability the user reads nothing: the capability is what grants access.
+in_root setpriv --reuid saltship --regid saltship --init-groups /usr/bin/saltship backfill --dry-run \
+    > "$work/nocap.out" 2> "$work/nocap.err" && status=0 || status=$?
+[ "$status" != 0 ] && ok "as saltship without the capability: refused (exit $status: $(head -1 "$work/nocap.err"))" \
+    || fail "as saltship without the capability: exit 0, $(wc -l < "$work/nocap.out") events"
+in_root "${as_unit[@]}" /usr/bin/saltship check > "$work/check.out" 2>&1 && status=0 || status=$?
+echo "     saltship check as the unit would (exit $status):"; sed 's/^/       /' "$work/check.out"
+
+in_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq saltship > "$work/purge.log" 2>&1 || fail "apt-get purge"
+if [ -e "$root/var/lib/saltship" ] || [ -e "$root/etc/saltship/saltship.toml" ] || [ -e "$root/usr/bin/saltship" ]; then
+    fail "purge left files"
+else
+    ok "apt-get purge removes the binary, the conffiles and /var/lib/saltship"
+fi
+[ "$fails" = 0 ] || { echo "deb test: $fails failure(s)" >&2; exit 1; }
+echo "deb test: ok"
