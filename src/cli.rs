@@ -8,6 +8,7 @@ use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
 use crate::format::Format;
+use crate::sink::http::otlp::encode::{Compression as OtlpCompression, Encoding as OtlpEncoding};
 use crate::sink::kafka::KafkaKey;
 use crate::sink::SinkKind;
 
@@ -211,14 +212,15 @@ pub struct CommonArgs {
     /// The receiver's protocol. tcp: lines over TCP or TLS; delivery is confirmed by a graceful
     /// close (our FIN, then the receiver's EOF), which proves the receiver's socket read every
     /// byte but not that an application stored it: a proxy or load balancer in between, or a
-    /// receiver that half-closes without reading, defeats it. splunk-hec, elasticsearch and
-    /// kafka are acknowledged by the store itself (indexer acknowledgement; per-item bulk
-    /// status; a delivery report per record with acks=all)
+    /// receiver that half-closes without reading, defeats it. splunk-hec, elasticsearch,
+    /// kafka and otlp are acknowledged by the receiver itself (indexer acknowledgement;
+    /// per-item bulk status; a delivery report per record with acks=all; a 2xx with no rejected
+    /// log record)
     #[arg(long, value_enum, env = "SALTSHIP_SINK", default_value = "tcp")]
     pub sink: SinkKind,
 
     /// Send the events to this receiver: HOST:PORT for --sink tcp, a URL (http:// or
-    /// https://HOST:PORT, optionally with a path) for splunk-hec and elasticsearch; repeat for
+    /// https://HOST:PORT, optionally with a path) for splunk-hec, elasticsearch and otlp; repeat for
     /// failover, tried in order. For kafka: HOST:PORT bootstrap brokers (one list, not failover)
     #[arg(
         long,
@@ -233,8 +235,9 @@ pub struct CommonArgs {
     pub dry_run: bool,
 
     /// Wire format: json (one object per line), ecs (Elastic Common Schema, one per line),
-    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted); the HTTP sinks and
-    /// kafka take json or ecs [default: json; ecs for --sink elasticsearch]
+    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted); the HTTP sinks
+    /// (otlp: as each record's body) and kafka take json or ecs [default: json; ecs for --sink
+    /// elasticsearch]
     #[arg(long, value_enum, env = "SALTSHIP_FORMAT")]
     pub format: Option<Format>,
 
@@ -337,6 +340,52 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
+}
+
+/// The OpenTelemetry logs sink (OTLP/HTTP). Its --target is the base URL: `/v1/logs` is added
+/// (http://collector:4318, or http://loki:3100/otlp for Loki 3). Basic authentication or an API
+/// key as for Elasticsearch (--http-user, --es-api-key-file); anything else as headers.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "OpenTelemetry (OTLP)")]
+pub struct OtlpArgs {
+    /// How requests are encoded: protobuf (every OTLP receiver takes it) or json (OTLP/JSON)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "ENCODING",
+        env = "SALTSHIP_OTLP_ENCODING",
+        default_value = "protobuf"
+    )]
+    pub otlp_encoding: OtlpEncoding,
+
+    /// Compress request bodies: gzip or none
+    #[arg(
+        long,
+        value_enum,
+        value_name = "COMPRESSION",
+        env = "SALTSHIP_OTLP_COMPRESSION",
+        default_value = "none"
+    )]
+    pub otlp_compression: OtlpCompression,
+
+    /// A request header, KEY=VALUE, e.g. X-Scope-OrgID=tenant1 (repeatable, or several separated
+    /// by ';'). Its value is never printed, but a command line is visible to every user of the
+    /// machine: put tokens in --otlp-header-file
+    #[arg(
+        long,
+        value_name = "KEY=VALUE",
+        env = "SALTSHIP_OTLP_HEADER",
+        value_delimiter = ';'
+    )]
+    pub otlp_header: Vec<String>,
+
+    /// File of request headers, one KEY=VALUE (or `Key: Value`) a line, `#` comments: for
+    /// tokens (e.g. `Authorization=Bearer ...`, `api-key=...`); never printed
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_OTLP_HEADER_FILE")]
+    pub otlp_header_file: Option<PathBuf>,
 }
 
 /// The Kafka sink. The password comes from a file or the environment, never from the command

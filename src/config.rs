@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 
 use crate::cli::{
-    BackfillArgs, CheckArgs, CommonArgs, DaemonArgs, HttpArgs, StateArgs, SyncArgs, TlsArgs,
-    WatchArgs,
+    BackfillArgs, CheckArgs, CommonArgs, DaemonArgs, HttpArgs, OtlpArgs, StateArgs, SyncArgs,
+    TlsArgs, WatchArgs,
 };
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
 use crate::sink::deliver::CoreOptions;
 use crate::sink::elastic::ElasticOptions;
 use crate::sink::hec::HecOptions;
+use crate::sink::http::otlp::{headers, OtlpOptions};
 use crate::sink::http::{HttpOptions, Secret};
 use crate::sink::kafka::KafkaOptions;
 use crate::sink::tcp::TcpOptions;
@@ -270,14 +271,17 @@ const MIN_RATE: f64 = 0.001;
 /// Checks that the targets fit `--sink` (HOST:PORT for tcp and kafka, a URL for the HTTP
 /// sinks) and the format too; the format to use. A dry run checks the same.
 fn check_targets(args: &CommonArgs) -> Result<Format> {
-    let http = matches!(args.sink, SinkKind::SplunkHec | SinkKind::Elasticsearch);
+    let http = matches!(
+        args.sink,
+        SinkKind::SplunkHec | SinkKind::Elasticsearch | SinkKind::Otlp
+    );
     let sink = sink_name(args.sink);
     for t in &args.target {
         let url = t.contains("://");
         if !http && url {
             bail!(
                 "bad --target '{t}': --sink {sink} takes HOST:PORT; a URL is for --sink \
-                 splunk-hec or --sink elasticsearch"
+                 splunk-hec, elasticsearch or otlp"
             );
         }
         if http {
@@ -348,6 +352,12 @@ fn delivery(args: &CommonArgs) -> Result<Options> {
             index: args.http.es_index.clone(),
         }),
         SinkKind::Kafka => SinkOptions::Kafka(kafka(args, deliver_timeout)?),
+        SinkKind::Otlp => SinkOptions::Otlp(OtlpOptions {
+            http: http_options(args, es_auth(&args.http)?)?,
+            encoding: args.otlp.otlp_encoding,
+            compression: args.otlp.otlp_compression,
+            headers: otlp_headers(&args.otlp)?,
+        }),
     };
     Ok(Options {
         core: CoreOptions {
@@ -402,6 +412,21 @@ fn secret(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> 
         );
     }
     Ok(Some(text.to_owned()))
+}
+
+/// `--otlp-header`s, then the lines of `--otlp-header-file`.
+fn otlp_headers(args: &OtlpArgs) -> Result<Vec<(String, Secret)>> {
+    let mut headers = args
+        .otlp_header
+        .iter()
+        .map(|h| headers::parse(h, "bad --otlp-header"))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(path) = &args.otlp_header_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--otlp-header-file {}", path.display()))?;
+        headers.extend(headers::parse_file(&text, &path.display().to_string())?);
+    }
+    Ok(headers)
 }
 
 fn hec_token(args: &HttpArgs) -> Result<Option<Secret>> {

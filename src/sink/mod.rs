@@ -34,6 +34,7 @@ impl Options {
             SinkOptions::Tcp(t) => &t.targets,
             SinkOptions::Hec(h) => &h.http.targets,
             SinkOptions::Elastic(e) => &e.http.targets,
+            SinkOptions::Otlp(o) => &o.http.targets,
             SinkOptions::Kafka(k) => &k.bootstrap,
         }
     }
@@ -59,6 +60,8 @@ pub enum SinkKind {
     Elasticsearch,
     /// Apache Kafka (or any broker speaking its protocol): one record per event, `acks=all`
     Kafka,
+    /// OpenTelemetry logs over OTLP/HTTP (`POST /v1/logs`): one log record per event
+    Otlp,
 }
 
 /// The sink chosen with `--sink`, with its own options.
@@ -68,6 +71,7 @@ pub enum SinkOptions {
     Hec(hec::HecOptions),
     Elastic(elastic::ElasticOptions),
     Kafka(kafka::KafkaOptions),
+    Otlp(http::otlp::OtlpOptions),
 }
 
 /// Checks target `i` of `opts` without sending an event (for `saltship check`): what it
@@ -82,6 +86,7 @@ pub fn probe(opts: &Options, i: usize) -> Result<String, deliver::Fault> {
         }
         SinkOptions::Elastic(es) => Delivery::new(elastic::Elastic::new(es.clone()), core).probe(i),
         SinkOptions::Kafka(k) => Delivery::new(kafka::Kafka::new(k.clone()), core).probe(i),
+        SinkOptions::Otlp(o) => Delivery::new(http::otlp::Otlp::new(o.clone()), core).probe(i),
     }
 }
 
@@ -101,6 +106,7 @@ pub fn open(opts: &Options, stop: Option<Arc<AtomicBool>>) -> Box<dyn Sink> {
             Box::new(Delivery::new(elastic::Elastic::new(es.clone()), core))
         }
         SinkOptions::Kafka(k) => Box::new(Delivery::new(kafka::Kafka::new(k.clone()), core)),
+        SinkOptions::Otlp(o) => Box::new(Delivery::new(http::otlp::Otlp::new(o.clone()), core)),
     }
 }
 

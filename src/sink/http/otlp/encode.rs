@@ -184,23 +184,16 @@ pub(crate) fn request(records: &[Record<'_>], observed: u64) -> ExportLogsServic
     ExportLogsServiceRequest { resource_logs }
 }
 
-/// The request's bytes on the wire.
-pub(crate) fn body(
-    request: &ExportLogsServiceRequest,
-    encoding: Encoding,
-    compression: Compression,
-) -> Vec<u8> {
-    let bytes = match encoding {
+/// The request's bytes, before any compression.
+pub(crate) fn body(request: &ExportLogsServiceRequest, encoding: Encoding) -> Vec<u8> {
+    match encoding {
         Encoding::Protobuf => request.encode_to_vec(),
         Encoding::Json => serde_json::to_vec(request).expect("OTLP messages serialize"),
-    };
-    match compression {
-        Compression::None => bytes,
-        Compression::Gzip => gzip(&bytes),
     }
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+/// `bytes` gzipped (`Content-Encoding: gzip`).
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let out = Vec::with_capacity(bytes.len() / 4 + 64);
     let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
     gz.write_all(bytes).expect("writing to a Vec cannot fail");
@@ -258,11 +251,7 @@ mod tests {
             sample(event, Outcome::Failed),
             sample(b"{}", Outcome::Pending),
         ];
-        let bytes = body(
-            &request(&records, 42),
-            Encoding::Protobuf,
-            Compression::None,
-        );
+        let bytes = body(&request(&records, 42), Encoding::Protobuf);
         let back = ExportLogsServiceRequest::decode(&bytes[..]).expect("decodes");
         assert_eq!(back.resource_logs.len(), 1);
         let rl = &back.resource_logs[0];
@@ -351,7 +340,7 @@ mod tests {
     #[test]
     fn json_is_otlp_json_with_times_as_strings() {
         let records = [sample(br#"{"a":"b"}"#, Outcome::Succeeded)];
-        let bytes = body(&request(&records, 9), Encoding::Json, Compression::None);
+        let bytes = body(&request(&records, 9), Encoding::Json);
         let v: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
         let r = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
         assert_eq!(r["timeUnixNano"], "1764000000123456000");
@@ -369,8 +358,8 @@ mod tests {
     #[test]
     fn gzip_inflates_to_the_same_request() {
         let records = [sample(b"{}", Outcome::Succeeded)];
-        let plain = body(&request(&records, 1), Encoding::Protobuf, Compression::None);
-        let packed = body(&request(&records, 1), Encoding::Protobuf, Compression::Gzip);
+        let plain = body(&request(&records, 1), Encoding::Protobuf);
+        let packed = gzip(&plain);
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&packed[..])
             .read_to_end(&mut out)
