@@ -176,3 +176,38 @@ impl Protocol for Otlp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn otlp(target: &str) -> Otlp {
+        Otlp::new(OtlpOptions {
+            http: HttpOptions {
+                targets: vec![target.to_owned()],
+                auth: None,
+                connect_timeout: std::time::Duration::from_secs(1),
+                tls: None,
+            },
+            encoding: Encoding::Protobuf,
+            compression: Compression::None,
+            headers: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_logs_path_is_added_once_and_a_prefix_kept() {
+        for (target, url) in [
+            ("http://h:4318", "http://h:4318/v1/logs"),
+            ("http://h:4318/", "http://h:4318/v1/logs"),
+            ("http://h:4318/v1/logs", "http://h:4318/v1/logs"),
+            ("https://loki:3100/otlp", "https://loki:3100/otlp/v1/logs"),
+            (
+                "https://loki:3100/otlp/v1/logs/",
+                "https://loki:3100/otlp/v1/logs",
+            ),
+        ] {
+            assert_eq!(otlp(target).url(), url, "{target}");
+        }
+    }
+}
