@@ -29,7 +29,8 @@ spec = importlib.util.spec_from_file_location("wl", os.path.join(HERE, "watch-la
 wl = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(wl)
 
-KEY = re.compile(rb'"minion_id":"([^"]+)","jid":"(\d+)"')
+# The body's JSON as it is (protobuf) or escaped in a JSON string (OTLP/JSON).
+KEY = re.compile(rb'\\?"minion_id\\?":\\?"([^"\\]+)\\?",\\?"jid\\?":\\?"(\d+)')
 
 
 def read_message(f):
