@@ -11,7 +11,8 @@ use crate::json::{write_str, write_value, Json};
 /// `event_id`: the XXH3-128 of `jid NUL minion NUL state key` (the function name for an error
 /// return), as 32 lowercase hex digits. The same state of the same run always gets the same id,
 /// so a receiver can drop the duplicates that at-least-once delivery may send.
-pub fn event_id(jid: &str, minion: &str, key: &str) -> String {
+#[cfg(test)]
+pub(crate) fn event_id(jid: &str, minion: &str, key: &str) -> String {
     EventId::new(jid, minion, key).as_str().to_owned()
 }
 

@@ -8,7 +8,7 @@ use std::io::Write;
 
 use log::{Level, LevelFilter};
 
-use crate::progress;
+use crate::app::progress;
 
 /// Warnings and the summary by default, `-v` saltship's decisions, `-vv` more detail, `-q`
 /// errors only; `RUST_LOG` overrides.
@@ -19,7 +19,7 @@ pub fn init(verbose: u8, quiet: bool) {
         (false, 1) => LevelFilter::Debug,
         (false, _) => LevelFilter::Trace,
     };
-    let journal = crate::config::journal_stream();
+    let journal = crate::cli::parse::journal_stream();
     let inner = env_logger::Builder::new()
         .filter_level(ours.min(LevelFilter::Warn))
         .filter_module("saltship", ours)

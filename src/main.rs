@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    saltship::main().into()
+    saltship::app::main()
 }

@@ -138,7 +138,8 @@ impl MinionClock {
     }
 
     /// The minion's offset from UTC in minutes, as deduced.
-    pub fn offset_minutes(&self) -> i64 {
+    #[cfg(test)]
+    pub(crate) fn offset_minutes(&self) -> i64 {
         let off = self.offset / (60 * SECOND);
         if off > 12 * 60 + 45 {
             off - 24 * 60
@@ -151,7 +152,8 @@ impl MinionClock {
 /// RFC 3339 in UTC with microseconds, like `2026-11-23T18:57:50.440911Z`. Written by hand
 /// into a fixed buffer: it runs once per event, and a general formatter costs more than the
 /// rest of the event.
-pub fn rfc3339(instant: i64) -> String {
+#[cfg(test)]
+pub(crate) fn rfc3339(instant: i64) -> String {
     Rfc3339::new(instant).as_str().to_owned()
 }
 

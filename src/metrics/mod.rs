@@ -56,7 +56,7 @@ impl Metrics {
     }
 
     /// Metrics whose fleet is what the cache shows now (see [`rebuild`]).
-    pub fn rebuilt(config: &crate::config::Config) -> Metrics {
+    pub fn rebuilt(config: &crate::cli::Config) -> Metrics {
         let metrics = Metrics::default();
         metrics.lock().fleet = rebuild::rebuild(
             &config.cache_dir,

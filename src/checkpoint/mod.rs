@@ -13,21 +13,23 @@
 //! In memory a job holds its done minions as sorted indices into one table of names, so
 //! 200,000 returns cost about a megabyte.
 
+mod files;
 mod journal;
+mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use files::Busy;
+use files::{remove_temps, with_suffix, write_atomically};
 use journal::Op;
+use snapshot::VERSION;
 
-/// The state file's format version; a newer file is refused rather than misread. Version 1
-/// (minion names in every job, no journal) is still read.
-pub const VERSION: u32 = 2;
 /// The journal is compacted into the snapshot once it is larger than both this and the snapshot.
 const COMPACT_AFTER: u64 = 1 << 20;
 
@@ -76,47 +78,6 @@ impl Names {
     }
 }
 
-/// The state file as written (version 2).
-#[derive(Serialize)]
-struct SnapshotOut<'a> {
-    version: u32,
-    generation: u64,
-    minions: &'a [Box<str>],
-    jobs: &'a BTreeMap<String, JobState>,
-}
-
-#[derive(Deserialize)]
-struct SnapshotIn {
-    version: u32,
-    #[serde(default)]
-    generation: u64,
-    #[serde(default)]
-    minions: Vec<Box<str>>,
-    jobs: BTreeMap<String, JobState>,
-}
-
-/// Version 1: every job with its done minions' names.
-#[derive(Deserialize)]
-struct SnapshotV1 {
-    jobs: BTreeMap<String, JobV1>,
-}
-
-#[derive(Deserialize)]
-struct JobV1 {
-    jid: Box<str>,
-    #[serde(default)]
-    non_state: bool,
-    #[serde(default)]
-    done: BTreeSet<String>,
-    #[serde(default)]
-    settled: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct Head {
-    version: u32,
-}
-
 /// What saving cost so far: for the metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SaveStats {
@@ -145,40 +106,13 @@ pub struct Checkpoint {
     _lock: Option<File>,
 }
 
-/// Opening failed because another instance holds the lock.
-#[derive(Debug)]
-pub struct Busy(pub PathBuf);
-
-impl std::fmt::Display for Busy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "another saltship holds {}", self.0.display())
-    }
-}
-
-impl std::error::Error for Busy {}
-
 impl Checkpoint {
     /// Locks and loads the state file at `path` and its journal; a missing file is an empty
     /// checkpoint. A file that cannot be read or understood is an error: shipping everything
     /// again silently would flood the receiver. `reset` starts over instead. Temp files left by
     /// an instance that died are removed (the lock says none is alive).
     pub fn open(path: &Path, reset: bool) -> Result<Checkpoint> {
-        let dir = parent(path);
-        fs::create_dir_all(dir).with_context(|| format!("state folder {}", dir.display()))?;
-        let lock_path = with_suffix(path, ".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("lock file {}", lock_path.display()))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(Busy(lock_path).into()),
-            Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("lock file {}", lock_path.display()))
-            }
-        }
+        let lock = files::lock(path)?;
         remove_temps(path)?;
         let mut cp = if reset {
             Checkpoint::empty(path)
@@ -217,44 +151,17 @@ impl Checkpoint {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Checkpoint::empty(path)),
             Err(e) => return Err(e).with_context(|| format!("state file {}", path.display())),
         };
-        let fix = "fix or remove it, or start over with --reset-state";
-        let damaged = || format!("state file {} is damaged ({fix})", path.display());
         let mut cp = Checkpoint::empty(path);
         cp.existed = true;
         cp.snapshot_bytes = bytes.len() as u64;
-        match serde_json::from_slice::<Head>(&bytes).with_context(damaged)?.version {
-            1 => {
-                let file: SnapshotV1 = serde_json::from_slice(&bytes).with_context(damaged)?;
-                drop(bytes);
-                for (key, job) in file.jobs {
-                    let done = job.done.iter().map(|m| cp.names.intern(m)).collect();
-                    let job = JobState {
-                        jid: job.jid,
-                        non_state: job.non_state,
-                        done,
-                        settled: job.settled,
-                    };
-                    cp.jobs.insert(key, job);
-                }
-                // The journal is of version 2 only: the first save writes a snapshot.
-                return Ok(cp);
-            }
-            VERSION => {
-                let file: SnapshotIn = serde_json::from_slice(&bytes).with_context(damaged)?;
-                drop(bytes);
-                let ids = file.minions.len();
-                if file.jobs.values().any(|j| j.done.iter().any(|&i| i as usize >= ids)) {
-                    bail!("{}", damaged());
-                }
-                debug_assert_eq!(file.version, VERSION);
-                cp.generation = file.generation;
-                cp.names = Names::from(file.minions);
-                cp.jobs = file.jobs;
-            }
-            v => bail!(
-                "state file {} has format version {v} and this saltship reads 1 to {VERSION} ({fix})",
-                path.display()
-            ),
+        let file = snapshot::parse(&bytes, path)?;
+        drop(bytes);
+        cp.generation = file.generation;
+        cp.names = file.names;
+        cp.jobs = file.jobs;
+        if file.v1 {
+            // The journal is of version 2 only: the first save writes a snapshot.
+            return Ok(cp);
         }
         let journal_path = with_suffix(path, ".journal");
         let journal = journal::replay(&journal_path, cp.generation)
@@ -284,10 +191,6 @@ impl Checkpoint {
 
     pub fn job(&self, key: &str) -> Option<&JobState> {
         self.jobs.get(key)
-    }
-
-    pub fn jobs(&self) -> impl Iterator<Item = (&String, &JobState)> {
-        self.jobs.iter()
     }
 
     /// Whether `minion`'s return in `job` is done.
@@ -435,14 +338,7 @@ impl Checkpoint {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let generation = now.max(self.generation + 1);
-        let snapshot = SnapshotOut {
-            version: VERSION,
-            generation,
-            minions: &self.names.names,
-            jobs: &self.jobs,
-        };
-        let mut bytes = serde_json::to_vec(&snapshot).map_err(io::Error::other)?;
-        bytes.push(b'\n');
+        let bytes = snapshot::write(generation, &self.names.names, &self.jobs)?;
         self.journal = None;
         write_atomically(&self.path, &bytes)?;
         self.generation = generation;
@@ -456,58 +352,6 @@ impl Checkpoint {
         self.journal = Some((file, header.len() as u64));
         Ok((bytes.len() + header.len()) as u64)
     }
-}
-
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
-/// The temp files of the state file and its journal: `<state>.tmp.<pid>`, `<state>.journal.tmp.<pid>`.
-fn is_temp(name: &str, state: &str) -> bool {
-    name.strip_prefix(state)
-        .map(|rest| rest.strip_prefix(".journal").unwrap_or(rest))
-        .and_then(|rest| rest.strip_prefix(".tmp."))
-        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Removes the temp files a dead instance left (a full disk's last free space, often).
-fn remove_temps(path: &Path) -> Result<()> {
-    let dir = parent(path);
-    let state = path.file_name().unwrap_or_default().to_string_lossy();
-    let entries = fs::read_dir(dir).with_context(|| format!("state folder {}", dir.display()))?;
-    for entry in entries.flatten() {
-        if is_temp(&entry.file_name().to_string_lossy(), &state) {
-            let stale = entry.path();
-            fs::remove_file(&stale)
-                .with_context(|| format!("removing stale temp file {}", stale.display()))?;
-            log::debug!("removed stale temp file {}", stale.display());
-        }
-    }
-    Ok(())
-}
-
-/// Temp file, fsync, rename over `path`, fsync of the folder: a crash leaves the old or the new
-/// file, never a torn one. A failed write removes its temp file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = with_suffix(path, &format!(".tmp.{}", std::process::id()));
-    let written = File::create(&tmp).and_then(|mut out| {
-        out.write_all(bytes)?;
-        out.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    File::open(parent(path))?.sync_all()
 }
 
 #[cfg(test)]

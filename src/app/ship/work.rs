@@ -10,7 +10,7 @@ use log::{debug, warn};
 
 use super::{Mode, Totals};
 use crate::cache::JobDir;
-use crate::config::Config;
+use crate::cli::Config;
 use crate::event::{to_map, write_json};
 use crate::extract::{extract, StateEvent};
 use crate::format::{self, Format};

@@ -11,14 +11,13 @@ use std::path::Path;
 
 use crate::cache::{self, JobDir};
 use crate::checkpoint::{Busy, Checkpoint};
-use crate::config::Config;
+use crate::cli::Config;
 use crate::sink;
-use crate::Exit;
 
 const MAX_USER_WATCHES: &str = "/proc/sys/fs/inotify/max_user_watches";
 
-/// Runs every check and prints its line; exit 0 only when all pass, else 1.
-pub fn run(config: &Config) -> Exit {
+/// Runs every check and prints its line; whether all passed (exit 0, else 1).
+pub(crate) fn run(config: &Config) -> bool {
     let mut lines = Vec::new();
     let dirs = cache_check(config, &mut lines);
     state_check(config, &mut lines);
@@ -36,11 +35,7 @@ pub fn run(config: &Config) -> Exit {
         let text = crate::logging::escape_controls(&line.text);
         println!("{} {text}", if line.ok { "ok  " } else { "FAIL" });
     }
-    if lines.iter().all(|l| l.ok) {
-        Exit::Done
-    } else {
-        Exit::FilesFailed
-    }
+    lines.iter().all(|l| l.ok)
 }
 
 /// One check's outcome.

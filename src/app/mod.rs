@@ -1,0 +1,147 @@
+//! The command layer: the only place the stages meet the whole [`Config`]. Parses the command
+//! line, runs the command, and maps how it ended to the exit status, here and nowhere else.
+
+pub(crate) mod check;
+pub(crate) mod pipeline;
+pub(crate) mod progress;
+pub(crate) mod ship;
+pub(crate) mod watch;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use log::{error, info, warn};
+
+use crate::checkpoint::{Busy, Checkpoint};
+use crate::cli::{Cli, Command, Config};
+use crate::logging;
+use ship::{Mode, Totals};
+
+/// How a run ended, as the process exit status (the man page's EXIT STATUS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Done = 0,
+    /// Finished, but some files failed or events were rejected (or a check failed).
+    FilesFailed = 1,
+    /// A usage or configuration error, found before anything was shipped.
+    Usage = 2,
+    /// Could not deliver, or could not record what was delivered.
+    Undelivered = 3,
+}
+
+/// What a command did, when it ran to its end.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// A run shipped (or printed) what it found.
+    Shipped(Totals),
+    /// Another instance holds the checkpoint's lock: nothing to do.
+    Busy,
+    /// `sync --start-at now` on a first run: the cache so far recorded as done.
+    StartedAtNow,
+    /// `check`: whether every check passed.
+    Checked(bool),
+}
+
+/// Why a command stopped short.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// A bad option, or something the configuration names that cannot be set up.
+    Usage(anyhow::Error),
+    /// A receiver did not take the events, or the checkpoint could not record them: what was
+    /// done, and why it stopped.
+    Undelivered(Totals, String),
+    /// The checkpoint could not be saved before anything was shipped.
+    Unrecorded(anyhow::Error),
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose, cli.quiet);
+    ExitCode::from(exit(run(&cli)) as u8)
+}
+
+/// The one place an outcome becomes an exit status (and its last log lines).
+fn exit(ended: Result<Outcome, Failure>) -> Exit {
+    match ended {
+        Ok(Outcome::Busy | Outcome::StartedAtNow) => Exit::Done,
+        Ok(Outcome::Checked(all_ok)) if all_ok => Exit::Done,
+        Ok(Outcome::Checked(_)) => Exit::FilesFailed,
+        Ok(Outcome::Shipped(totals)) => {
+            info!("{}", totals.summary());
+            if totals.failed_files > 0 || totals.rejected > 0 {
+                Exit::FilesFailed
+            } else {
+                Exit::Done
+            }
+        }
+        Err(Failure::Usage(e)) => {
+            error!("{e:#}");
+            Exit::Usage
+        }
+        Err(Failure::Unrecorded(e)) => {
+            error!("{e:#}");
+            Exit::Undelivered
+        }
+        Err(Failure::Undelivered(totals, why)) => {
+            error!("{why}");
+            info!("{}", totals.summary());
+            Exit::Undelivered
+        }
+    }
+}
+
+/// Runs the command the command line names.
+fn run(cli: &Cli) -> Result<Outcome, Failure> {
+    let (config, mode) = match &cli.command {
+        Command::Watch(args) => (Config::watch(args, cli.quiet), Mode::Sync),
+        Command::Sync(args) => (Config::sync(args, cli.quiet), Mode::Sync),
+        Command::Backfill(args) => (Config::backfill(args, cli.quiet), Mode::Backfill),
+        Command::Check(args) => {
+            let config = Config::check(args, cli.quiet).map_err(Failure::Usage)?;
+            return Ok(Outcome::Checked(check::run(&config)));
+        }
+    };
+    let config = config.map_err(Failure::Usage)?;
+    let mut checkpoint = match open_checkpoint(&config, mode) {
+        Ok(cp) => cp,
+        // The daemon holds the checkpoint: a backfill replays the history anyway (what it
+        // sends is shipped regardless of the checkpoint), only without recording it.
+        Err(e) if e.is::<Busy>() && mode == Mode::Backfill => {
+            warn!("{e}: backfilling without recording in the checkpoint (as --no-checkpoint)");
+            None
+        }
+        // Another instance is shipping this cache: not an error (cron must not mail noise).
+        Err(e) if e.is::<Busy>() => {
+            info!("{e}; nothing done");
+            return Ok(Outcome::Busy);
+        }
+        Err(e) => return Err(Failure::Usage(e)),
+    };
+    if let Some(cp) = checkpoint
+        .as_mut()
+        .filter(|cp| mode == Mode::Sync && config.start_at_now && !cp.existed() && !config.dry_run)
+    {
+        // Only saving the checkpoint can fail here.
+        return ship::start_at_now(&config, cp)
+            .map(|_| Outcome::StartedAtNow)
+            .map_err(Failure::Unrecorded);
+    }
+    let totals = match (&cli.command, checkpoint) {
+        (Command::Watch(_), Some(cp)) if !config.dry_run => watch::run(&config, cp)?,
+        (_, checkpoint) => ship::run(&config, mode, checkpoint)?,
+    };
+    Ok(Outcome::Shipped(totals))
+}
+
+/// The checkpoint a run records into: locked, or for `sync --dry-run` only read.
+fn open_checkpoint(config: &Config, mode: Mode) -> anyhow::Result<Option<Checkpoint>> {
+    let Some(path) = &config.state_file else {
+        return Ok(None);
+    };
+    match (config.dry_run, mode) {
+        (false, _) => Checkpoint::open(path, config.reset_state).map(Some),
+        (true, Mode::Sync) => Checkpoint::peek(path).map(Some),
+        (true, Mode::Backfill) => Ok(None),
+    }
+}

@@ -1,0 +1,347 @@
+//! The shipping pipeline behind `backfill` and `sync`: find the returns to ship, decode and
+//! extract them in jid order, send their events, and record each return in the checkpoint only
+//! after the confirmation that covers it. A bad file is named in one warning and counted; the
+//! run goes on.
+
+mod budget;
+mod pass;
+mod plan;
+mod work;
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+
+use crate::app::progress;
+use crate::app::Failure;
+use crate::cache::scan;
+use crate::checkpoint::{Checkpoint, SaveStats};
+use crate::cli::Config;
+use crate::metrics::{Metrics, Own};
+use crate::sink::stdout::StdoutSink;
+use crate::sink::{self, Sink, SinkError};
+use crate::time;
+use plan::plan;
+use work::BufferPool;
+
+/// Confirm delivery whenever this much is unconfirmed: bounds memory and what a failure resends.
+const CONFIRM_BYTES: usize = 4 << 20;
+/// A folder's mtime is trusted to show a new entry only when older than this (the clock
+/// behind mtimes is coarse).
+const SETTLED_AFTER: Duration = Duration::from_secs(2);
+/// Returns per hand-off to a worker thread, at most: fewer when they are big (see [`budget::Budget`]).
+const CHUNK: usize = 16;
+
+/// Which returns a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every return in the time range, shipped or not.
+    Backfill,
+    /// Every return the checkpoint does not hold.
+    Sync,
+}
+
+/// What a run did, for the summary line and the exit status.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub jobs: u64,
+    pub returns: u64,
+    pub events: u64,
+    /// Jobs with nothing to ship: not a state run, `nocache`, out of range, or filtered out.
+    pub skipped: u64,
+    pub failed_files: u64,
+    pub reconnects: u64,
+    /// Events the receiver refused for good (a mapping error), their returns still recorded.
+    pub rejected: u64,
+}
+
+impl Totals {
+    pub fn summary(&self) -> String {
+        let rejected = match self.rejected {
+            0 => String::new(),
+            n => format!(", {n} events rejected by the receiver"),
+        };
+        format!(
+            "{} jobs, {} returns, {} events, {} skipped, {} failed files, {} reconnects{rejected}",
+            self.jobs, self.returns, self.events, self.skipped, self.failed_files, self.reconnects
+        )
+    }
+}
+
+/// Why a pass ended early.
+#[derive(Debug)]
+pub(crate) enum PassError {
+    /// The sink: a delivery that failed, a closed receiver, or a stop request.
+    Sink(SinkError),
+    /// The checkpoint could not be saved: the run must end (shipping on would send the same
+    /// events again and again without ever recording them).
+    Save(String),
+}
+
+impl From<SinkError> for PassError {
+    fn from(e: SinkError) -> PassError {
+        PassError::Sink(e)
+    }
+}
+
+/// A return whose events were sent, waiting for the confirmation that makes it done.
+struct Pending {
+    key: String,
+    jid: String,
+    minion: String,
+    /// When it was read: the lag `watch` reports.
+    seen: Instant,
+}
+
+/// Runs one pass of `mode` over the whole cache and confirms it: `backfill` and `sync`.
+/// `Err` carries what was done and why delivery stopped (exit status 3).
+pub(crate) fn run(
+    config: &Config,
+    mode: Mode,
+    checkpoint: Option<Checkpoint>,
+) -> Result<Totals, Failure> {
+    let mut shipper = Shipper::new(config, checkpoint, None);
+    // A backfill replays old history on purpose: its age says nothing about an outage.
+    shipper.warn_cleanup = mode == Mode::Sync;
+    let result = shipper.pass(mode, None).and_then(|()| shipper.confirm());
+    if let (Some(metrics), Some(path)) = (&shipper.metrics, &config.metrics_file) {
+        metrics.set_own(shipper.own_metrics(0.0));
+        if let Err(e) = metrics.write_file(path) {
+            warn!("metrics file {}: {e}", path.display());
+        }
+    }
+    shipper.finish(result)
+}
+
+/// The sink, the checkpoint and the returns sent but not confirmed yet, kept across passes
+/// (`watch` makes many passes on one connection).
+pub struct Shipper<'c> {
+    config: &'c Config,
+    sink: Box<dyn Sink>,
+    checkpoint: Option<Checkpoint>,
+    pending: Vec<Pending>,
+    /// The oldest job whose returns a pass left unshipped (jobs go in jid order).
+    left_behind: Option<String>,
+    pub totals: Totals,
+    pool: BufferPool,
+    /// Progress bars on a terminal: for a run, not for a daemon's small passes.
+    pub bars: bool,
+    /// Set by a signal handler: end the pass after the return at hand.
+    stop: Option<Arc<AtomicBool>>,
+    /// Warn when unshipped returns near the master's keep_jobs (sync and watch).
+    pub warn_cleanup: bool,
+    /// Set while waiting on the sink, for the progress bar.
+    blocked: progress::Blocked,
+    /// The fleet's health, rebuilt from the cache and updated as returns are read.
+    pub metrics: Option<Metrics>,
+}
+
+impl<'c> Shipper<'c> {
+    /// `stop`, when set, ends a pass after the return at hand and makes a sink waiting for a
+    /// receiver give up at once.
+    pub fn new(
+        config: &'c Config,
+        checkpoint: Option<Checkpoint>,
+        stop: Option<Arc<AtomicBool>>,
+    ) -> Shipper<'c> {
+        let sink: Box<dyn Sink> = match &config.delivery {
+            Some(opts) => sink::open(opts, stop.clone()),
+            None => Box::new(StdoutSink::new()),
+        };
+        Shipper {
+            config,
+            sink,
+            checkpoint,
+            pending: Vec::new(),
+            left_behind: None,
+            totals: Totals::default(),
+            pool: BufferPool::default(),
+            bars: !config.quiet,
+            stop,
+            warn_cleanup: true,
+            blocked: progress::Blocked::default(),
+            metrics: config.metrics().then(|| Metrics::rebuilt(config)),
+        }
+    }
+
+    /// The checkpoint to record into: none on a dry run.
+    fn recording(&mut self) -> Option<&mut Checkpoint> {
+        self.checkpoint.as_mut().filter(|_| !self.config.dry_run)
+    }
+
+    /// Confirms delivery, then records and saves every return sent before it. A save that
+    /// fails ends the run: shipping on, or running again, would send the same events again
+    /// and again without ever recording them.
+    pub fn confirm(&mut self) -> Result<(), PassError> {
+        self.blocked.start();
+        let confirmed = self.sink.confirm();
+        self.blocked.end();
+        confirmed?;
+        let pending = std::mem::take(&mut self.pending);
+        let Some(cp) = self.checkpoint.as_mut().filter(|_| !self.config.dry_run) else {
+            return Ok(());
+        };
+        if !pending.is_empty() {
+            debug!("{} returns confirmed; saving the checkpoint", pending.len());
+        }
+        for p in &pending {
+            cp.record(&p.key, &p.jid, &p.minion);
+        }
+        cp.save().map_err(|e| PassError::Save(format!("{e:#}")))
+    }
+
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoint.as_ref()
+    }
+
+    /// What saving the checkpoint has cost so far.
+    pub fn save_stats(&self) -> SaveStats {
+        self.checkpoint
+            .as_ref()
+            .map(Checkpoint::save_stats)
+            .unwrap_or_default()
+    }
+
+    /// Returns in the cache that the checkpoint does not hold as done (one scan): what waits
+    /// for a receiver. Returns of jobs not yet known to be non-state are counted too.
+    pub fn waiting(&self) -> usize {
+        let cp = self.checkpoint.as_ref();
+        let list = |key: &str, mtime| cp.is_none_or(|cp| cp.needs_listing(key, mtime));
+        let (dirs, _) = scan(&self.config.cache_dir, |_| {}, list);
+        let mut totals = Totals::default();
+        let (jobs, _) = plan(
+            self.config,
+            Mode::Sync,
+            cp,
+            &HashSet::new(),
+            dirs,
+            &mut totals,
+        );
+        jobs.iter().map(|(_, minions)| minions.len()).sum()
+    }
+
+    /// When the oldest return sent but not confirmed was read, if any.
+    pub fn oldest_unconfirmed(&self) -> Option<Instant> {
+        self.pending.first().map(|p| p.seen)
+    }
+
+    /// Forgets what was sent but not confirmed: after a failed delivery those returns are not
+    /// recorded, so the next full pass ships them again.
+    pub fn drop_unconfirmed(&mut self) {
+        self.pending.clear();
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.sink.stats().reconnects
+    }
+
+    /// saltship's own numbers for the metrics, with `lag` as the caller measured it.
+    pub fn own_metrics(&self, lag: f64) -> Own {
+        Own {
+            returns: self.totals.returns,
+            events: self.totals.events,
+            failed_files: self.totals.failed_files,
+            reconnects: self.reconnects(),
+            lag,
+            checkpoint_saves: self.save_stats().saves,
+            checkpoint_written_bytes: self.save_stats().bytes,
+            ..Own::default()
+        }
+    }
+
+    /// Warns about returns near cleanup and turns the outcome into the run's result.
+    pub fn finish(mut self, result: Result<(), PassError>) -> Result<Totals, Failure> {
+        self.totals.reconnects = self.sink.stats().reconnects;
+        self.totals.rejected = self.sink.stats().rejected;
+        if let Some(jid) = self
+            .pending
+            .first()
+            .map(|p| &p.jid)
+            .into_iter()
+            .chain(self.left_behind.as_ref())
+            .min()
+            .filter(|_| self.warn_cleanup)
+        {
+            warn_before_cleanup(self.config, jid);
+        }
+        match result {
+            Ok(()) | Err(PassError::Sink(SinkError::Closed | SinkError::Stopped)) => {
+                Ok(self.totals)
+            }
+            Err(PassError::Save(why)) => Err(Failure::Undelivered(
+                self.totals,
+                format!("{why}; stopped, since what is shipped cannot be recorded"),
+            )),
+            Err(PassError::Sink(e)) => {
+                let from = self.pending.first().map_or(String::new(), |p| {
+                    format!("; not delivered: every event from job {} on", p.jid)
+                });
+                Err(Failure::Undelivered(self.totals, format!("{e}{from}")))
+            }
+        }
+    }
+}
+
+/// Unshipped returns are lost when the master's cleanup (keep_jobs) deletes their job: warn
+/// once they are three quarters of the way there.
+fn warn_before_cleanup(config: &Config, jid: &str) {
+    let Some(publish) = time::jid_instant(jid, config.jid_zone) else {
+        return;
+    };
+    let age = chrono::Utc::now().timestamp_micros() - publish;
+    if age > config.keep_jobs / 4 * 3 {
+        let hours = |t: i64| t as f64 / 3600.0 / time::SECOND as f64;
+        warn!(
+            "returns of job {jid} are still unshipped after {:.1} h; the master deletes jobs after {:.1} h (keep_jobs)",
+            hours(age),
+            hours(config.keep_jobs)
+        );
+    }
+}
+
+/// After a first run with `--start-at now`: every return already in the cache counts as done.
+pub fn start_at_now(config: &Config, checkpoint: &mut Checkpoint) -> anyhow::Result<u64> {
+    let (dirs, _) = scan(&config.cache_dir, |_| {}, |_, _| true);
+    let mut returns = 0;
+    for dir in dirs {
+        let Ok(Some(jid)) = dir.read_jid(config.max_return_bytes) else {
+            continue;
+        };
+        for minion in &dir.minions {
+            checkpoint.record(&dir.key, &jid, minion);
+            returns += 1;
+        }
+    }
+    checkpoint.save()?;
+    info!("starting at now: {returns} returns already in the cache will not be shipped");
+    Ok(returns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_rejected_events_only_when_there_are_some() {
+        let mut totals = Totals {
+            jobs: 2,
+            returns: 3,
+            events: 40,
+            skipped: 1,
+            failed_files: 0,
+            reconnects: 5,
+            rejected: 0,
+        };
+        assert_eq!(
+            totals.summary(),
+            "2 jobs, 3 returns, 40 events, 1 skipped, 0 failed files, 5 reconnects"
+        );
+        totals.rejected = 7;
+        assert!(totals
+            .summary()
+            .ends_with("5 reconnects, 7 events rejected by the receiver"));
+    }
+}

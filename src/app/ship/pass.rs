@@ -1,0 +1,284 @@
+//! One pass: the returns a plan picked go through the pipeline in jid order (their job's load
+//! first, then the returns in hand-offs the memory budget allows), and each result is counted,
+//! sent and, once confirmed, recorded.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use log::{debug, warn};
+
+use super::budget::{self, Budget};
+use super::plan::plan;
+use super::work::{load_job, work, BufferPool, Done, Loaded, Read, Step};
+use super::{Mode, PassError, Pending, Shipper, CHUNK, CONFIRM_BYTES};
+use crate::app::{pipeline, progress};
+use crate::cache::{scan, JobDir};
+use crate::cli::Config;
+use crate::sink::SinkError;
+
+impl Shipper<'_> {
+    /// Ships what `mode` takes from `dirs`, or from a scan of the whole cache (which also
+    /// prunes the checkpoint). Confirms whenever enough is unconfirmed, not at the end.
+    pub fn pass(&mut self, mode: Mode, dirs: Option<Vec<JobDir>>) -> Result<(), PassError> {
+        let config = self.config;
+        let dirs = match dirs {
+            Some(dirs) => dirs,
+            None => self.scan_all(mode),
+        };
+        let in_flight: HashSet<(&str, &str)> = self
+            .pending
+            .iter()
+            .map(|p| (p.key.as_str(), p.minion.as_str()))
+            .collect();
+        let (jobs, settled) = plan(
+            config,
+            mode,
+            self.checkpoint.as_ref(),
+            &in_flight,
+            dirs,
+            &mut self.totals,
+        );
+        drop(in_flight);
+        if let Some(cp) = self.recording() {
+            for (key, mtime) in settled {
+                cp.settle(&key, mtime);
+            }
+        }
+        // A backfill lists each job when its turn comes: memory holds one job's minion names,
+        // not the whole cache's. Its bar counts the minion folders the folders' link counts tell.
+        let lazy = mode == Mode::Backfill;
+        let returns: usize = jobs
+            .iter()
+            .map(|(d, m)| if lazy { d.subfolders } else { m.len() })
+            .sum();
+        let bar = progress::bar(
+            !self.bars || jobs.is_empty(),
+            returns as u64,
+            self.blocked.clone(),
+        );
+        bar.set_message(self.bar_message());
+        let pool = std::mem::take(&mut self.pool);
+        // A pass of a chunk or less (most of watch's) is not worth starting threads for.
+        let threads = if returns <= CHUNK { 1 } else { config.threads };
+        // Two hand-offs per worker plus one in order keep the cores busy. What bounds memory is
+        // the budget: each hand-off takes its returns' share before it is made, and gives it
+        // back once their events are sent.
+        let window = 2 * threads + 1;
+        let budget = Budget::new(config.memory_budget);
+        let share = budget.share(window);
+        let (dirs, minion_lists): (Vec<JobDir>, Vec<Vec<String>>) = jobs.into_iter().unzip();
+        // Jobs are loaded in order on one thread, their returns decoded and encoded on all cores.
+        let steps = dirs.iter().zip(minion_lists).flat_map(|(dir, minions)| {
+            job_steps(config, mode, dir, minions, &budget, share, &pool)
+        });
+        let result = pipeline::ordered(
+            threads,
+            window,
+            steps,
+            |step| work(config, &pool, step),
+            |done| {
+                let cost = match &done {
+                    Done::Returns(_, _, cost) => *cost,
+                    Done::Job(..) => 0,
+                };
+                let taken = self.take(done, &bar, &pool);
+                budget.give(cost);
+                if taken.is_err() {
+                    budget.close();
+                }
+                taken
+            },
+        );
+        self.pool = pool;
+        bar.finish_and_clear();
+        result
+    }
+
+    /// The progress bar's message: events so far, "printed" on a dry run.
+    fn bar_message(&self) -> String {
+        let stats = self.sink.stats();
+        if self.config.dry_run {
+            format!("{} events printed", stats.events_sent)
+        } else {
+            format!(
+                "{} events sent, {} reconnects",
+                stats.events_sent, stats.reconnects
+            )
+        }
+    }
+
+    /// Every job folder of the cache, listed where the checkpoint says it must be; prunes the
+    /// checkpoint of the jobs gone.
+    pub fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
+        let found = progress::counter(!self.bars, "jobs found");
+        let checkpoint = self.checkpoint.as_ref().filter(|_| mode == Mode::Sync);
+        // A backfill lists each job at its turn; a sync only the jobs not settled.
+        let list = |key: &str, mtime| {
+            mode == Mode::Sync && checkpoint.is_none_or(|cp| cp.needs_listing(key, mtime))
+        };
+        let (dirs, problems) = scan(
+            &self.config.cache_dir,
+            |n| found.set_position(n as u64),
+            list,
+        );
+        found.finish_and_clear();
+        for p in &problems {
+            warn!("{}: {}", p.path.display(), p.why);
+        }
+        self.totals.failed_files += problems.len() as u64;
+        // A folder that could not be read may still hold jobs: prune only after a clean scan.
+        if problems.is_empty() {
+            let keys = dirs.iter().map(|d| d.key.as_str()).collect();
+            if let Some(metrics) = &self.metrics {
+                metrics.retain(&keys);
+            }
+            if let Some(cp) = self.recording() {
+                let pruned = cp.prune(&keys);
+                if pruned > 0 {
+                    debug!("forgot {pruned} jobs the master cleaned up");
+                }
+            }
+        }
+        dirs
+    }
+
+    /// One result of the pipeline, in jid order: count it, send it, confirm when due.
+    fn take(
+        &mut self,
+        done: Done<'_>,
+        bar: &ProgressBar,
+        pool: &BufferPool,
+    ) -> Result<(), PassError> {
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return Err(SinkError::Stopped.into());
+        }
+        match done {
+            Done::Job(dir, n, loaded, failed) => {
+                self.totals.failed_files += u64::from(failed);
+                match loaded {
+                    Loaded::Job(_) => self.totals.jobs += 1,
+                    Loaded::NonState => {
+                        debug!(
+                            "job {}: nothing to ship (not a state run, or filtered out)",
+                            dir.jid
+                        );
+                        if let Some(cp) = self.recording() {
+                            cp.record_non_state(&dir.key, &dir.jid);
+                        }
+                        self.totals.skipped += 1;
+                        // The bar counts returns that ship.
+                        bar.dec_length(n as u64);
+                    }
+                    Loaded::NotYet => {
+                        debug!("job {}: not complete yet, left for a later pass", dir.jid);
+                        self.left_behind.get_or_insert(dir.jid.clone());
+                        bar.dec_length(n as u64);
+                    }
+                }
+            }
+            Done::Returns(dir, returns, _) => {
+                for Read {
+                    minion,
+                    buf,
+                    events,
+                    part,
+                    seen,
+                } in returns
+                {
+                    self.totals.returns += part.returns;
+                    self.totals.failed_files += part.failed_files;
+                    // The bar counts the returns the summary counts.
+                    if part.returns > 0 {
+                        bar.inc(1);
+                    } else {
+                        bar.dec_length(1);
+                    }
+                    if let (Some(metrics), Some(seen)) = (&self.metrics, seen) {
+                        metrics.observe(&dir.key, &dir.jid, seen);
+                    }
+                    // Not landed yet: not done either.
+                    let Some(n) = events else { continue };
+                    // Pending before sending: a failed send ends the run unconfirmed, unrecorded.
+                    self.pending.push(Pending {
+                        key: dir.key.clone(),
+                        jid: dir.jid.clone(),
+                        minion,
+                        seen: Instant::now(),
+                    });
+                    if n > 0 {
+                        self.blocked.start();
+                        let sent = self.sink.send(&buf, n);
+                        self.blocked.end();
+                        sent?;
+                        self.totals.events += n;
+                    }
+                    pool.give(buf);
+                    if self.sink.unconfirmed() >= CONFIRM_BYTES {
+                        self.confirm()?;
+                    }
+                }
+                bar.set_message(self.bar_message());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One job's steps: its load, then its returns in hand-offs of at most [`CHUNK`] that fit
+/// `share` of the budget. A backfill lists the job's minions only at its turn.
+fn job_steps<'j>(
+    config: &'j Config,
+    mode: Mode,
+    dir: &'j JobDir,
+    minions: Vec<String>,
+    budget: &'j Budget,
+    share: u64,
+    pool: &'j BufferPool,
+) -> impl Iterator<Item = Step<'j>> + 'j {
+    let lazy = mode == Mode::Backfill;
+    let (loaded, load_failed) = load_job(config, mode, dir);
+    let job = match &loaded {
+        Loaded::Job(job) => Some(Arc::new(job.clone())),
+        _ => None,
+    };
+    let minions = match (&job, lazy) {
+        (Some(_), true) => dir.list_minions(),
+        _ => minions,
+    };
+    let n = if lazy && job.is_none() {
+        dir.subfolders
+    } else {
+        minions.len()
+    };
+    let returns = job
+        .map(move |job| {
+            let costs: Vec<u64> = minions
+                .iter()
+                .map(|m| budget::cost(&dir.return_path(m), config.max_return_bytes))
+                .collect();
+            budget::runs(&costs, CHUNK, share)
+                .into_iter()
+                .map(move |(start, end, cost)| {
+                    budget.take(cost);
+                    let chunk = minions[start..end].to_vec();
+                    let step = Step::Returns(dir, job.clone(), chunk, cost);
+                    // One that goes alone is worked on here: no worker could work
+                    // beside it anyway, and on one thread the allocator keeps one copy
+                    // of its memory for reuse, not one per worker thread.
+                    if budget.alone(cost) {
+                        Step::Worked(work(config, pool, step))
+                    } else {
+                        step
+                    }
+                })
+        })
+        .into_iter()
+        .flatten();
+    std::iter::once(Step::Job(dir, n, loaded, load_failed)).chain(returns)
+}

@@ -1,0 +1,148 @@
+//! The daemon's clocks (rescans, stats lines, the metrics file, the systemd watchdog) and what
+//! it tells systemd.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+
+use super::watches::Watches;
+use super::IDLE;
+use crate::app::ship::{PassError, Shipper};
+use crate::cli::Config;
+use crate::metrics;
+use crate::sink::SinkError;
+
+/// The daemon's clocks: rescans, stats, metrics, the systemd watchdog.
+pub(super) struct Daemon<'c> {
+    pub(super) config: &'c Config,
+    pub(super) next_rescan: Instant,
+    pub(super) next_stats: Instant,
+    pub(super) next_metrics: Instant,
+    pub(super) next_watchdog: Option<Instant>,
+    pub(super) last_pass: Instant,
+    pub(super) events_seen: u64,
+    pub(super) last_confirm: Option<std::time::SystemTime>,
+}
+
+impl<'c> Daemon<'c> {
+    pub(super) fn new(config: &'c Config) -> Daemon<'c> {
+        let now = Instant::now();
+        Daemon {
+            config,
+            next_rescan: now + config.rescan_interval,
+            next_stats: now + config.stats_interval,
+            next_metrics: now,
+            next_watchdog: config.watchdog.map(|_| now),
+            last_pass: now,
+            events_seen: 0,
+            last_confirm: None,
+        }
+    }
+
+    pub(super) fn next_deadline(&self, shipper: &Shipper<'_>) -> Instant {
+        let confirm = shipper.oldest_unconfirmed().map(|_| self.last_pass + IDLE);
+        [
+            Some(self.next_rescan),
+            Some(self.next_stats),
+            confirm,
+            self.next_watchdog,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.next_rescan)
+    }
+
+    /// How a pass ended, for the daemon. A receiver that stayed away past `--deliver-timeout`
+    /// is not the end: the returns sent but not confirmed are not recorded, so a later pass
+    /// ships them again. A checkpoint that could not be saved is: it comes back.
+    pub(super) fn failed(
+        &mut self,
+        shipper: &mut Shipper<'_>,
+        result: Result<(), PassError>,
+    ) -> Option<PassError> {
+        match result {
+            Ok(()) | Err(PassError::Sink(SinkError::Stopped)) => None,
+            Err(PassError::Sink(e)) => {
+                error!("{e}; trying again at the next rescan");
+                shipper.drop_unconfirmed();
+                self.next_rescan = self.next_rescan.min(Instant::now() + IDLE);
+                None
+            }
+            Err(save @ PassError::Save(_)) => Some(save),
+        }
+    }
+
+    /// `watches`: `None` while inotify could not be started (rescans only).
+    pub(super) fn tick(&mut self, shipper: &Shipper<'_>, watches: Option<&Watches>) {
+        let watches = watches.map_or(0, Watches::count);
+        let now = Instant::now();
+        if shipper.oldest_unconfirmed().is_none() && self.events_seen > 0 {
+            self.last_confirm
+                .get_or_insert_with(std::time::SystemTime::now);
+        }
+        if let (Some(at), Some(every)) = (self.next_watchdog, self.config.watchdog) {
+            if now >= at {
+                self.notify("WATCHDOG=1");
+                self.next_watchdog = Some(now + every / 2);
+            }
+        }
+        let lag = shipper
+            .oldest_unconfirmed()
+            .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
+        let t = &shipper.totals;
+        if now >= self.next_stats {
+            self.next_stats = now + self.config.stats_interval;
+            info!(
+                "stats: {} returns, {} events, {} failed files, {} reconnects, lag {lag:.1} s, {watches} watches",
+                t.returns,
+                t.events,
+                t.failed_files,
+                shipper.reconnects()
+            );
+        }
+        if let Some(metrics) = &shipper.metrics {
+            metrics.set_own(metrics::Own {
+                watches: watches as u64,
+                ..shipper.own_metrics(lag)
+            });
+            if let Some(path) = self
+                .config
+                .metrics_file
+                .as_ref()
+                .filter(|_| now >= self.next_metrics)
+            {
+                self.next_metrics = now + Duration::from_secs(10);
+                if let Err(e) = metrics.write_file(path) {
+                    warn!("metrics file {}: {e}", path.display());
+                }
+            }
+        }
+    }
+
+    /// Tells systemd (Type=notify) how we are, through `$NOTIFY_SOCKET`, without libsystemd.
+    pub(super) fn notify(&self, state: &str) {
+        let Some(socket) = &self.config.notify_socket else {
+            return;
+        };
+        if let Err(e) = sd_notify(socket, state) {
+            debug!("sd_notify {state}: {e}");
+        }
+    }
+}
+
+fn sd_notify(socket: &Path, state: &str) -> std::io::Result<()> {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let text = socket.to_string_lossy();
+    let addr = match text.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(name.as_bytes())?
+        }
+        None => SocketAddr::from_pathname(socket)?,
+    };
+    UnixDatagram::unbound()?
+        .send_to_addr(state.as_bytes(), &addr)
+        .map(|_| ())
+}

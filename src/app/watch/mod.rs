@@ -1,0 +1,223 @@
+//! `saltship watch`: catch up like `sync`, then follow the cache with inotify and ship each
+//! return as it lands.
+//!
+//! Folders are watched only where returns can still land ([`watches`] has the rule). Every
+//! change notify reports marks its job folder (or a new two-hex folder) for a pass that lists
+//! the folder afresh, so a file made before its folder's watch was added is not missed.
+//! Events are sent at once; delivery is confirmed (and the checkpoint saved) when the stream
+//! has been idle for a second or every few MiB, so confirming adds no latency. A full rescan
+//! every `--rescan-interval`, and whenever the kernel's event queue overflowed, catches
+//! anything inotify missed, and keeps shipping even when no watch can be added at all.
+
+mod daemon;
+mod follow;
+mod watches;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+
+use crate::app::ship::{Mode, PassError, Shipper, Totals};
+use crate::app::Failure;
+use crate::cache::JobDir;
+use crate::checkpoint::Checkpoint;
+use crate::cli::Config;
+use crate::metrics;
+use crate::sink::SinkError;
+use daemon::Daemon;
+use follow::Follow;
+use watches::{Events, Watches};
+
+/// Confirm once nothing was sent for this long.
+pub(super) const IDLE: Duration = Duration::from_secs(1);
+
+/// Runs until SIGTERM or SIGINT; then confirms what was sent, saves the checkpoint and
+/// returns. `Err` when the daemon cannot start (a usage error), or when the checkpoint could
+/// not be saved.
+pub(crate) fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, Failure> {
+    // Bound once the lock is ours (a second instance exits quietly before), before the
+    // catch-up: a taken address is a configuration error. It serves the metrics once the
+    // fleet is rebuilt.
+    let listener: Option<TcpListener> = config
+        .metrics_listen
+        .map(|addr| {
+            TcpListener::bind(addr)
+                .map_err(|e| Failure::Usage(anyhow::anyhow!("--metrics-listen {addr}: {e}")))
+        })
+        .transpose()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| Failure::Usage(anyhow::anyhow!("cannot handle signal {signal}: {e}")))?;
+    }
+    let (tx, events) = channel();
+    let mut follow = Follow {
+        watcher_ok: true,
+        limit_warned: false,
+        dirty: BTreeSet::new(),
+        rescan: false,
+        later: Vec::new(),
+    };
+    // Served once the fleet is rebuilt: the first scrape is right.
+    let mut shipper = Shipper::new(config, Some(checkpoint), Some(stop.clone()));
+    if let (Some(listener), Some(metrics)) = (listener, &shipper.metrics) {
+        match metrics::serve::spawn(listener, metrics.clone()) {
+            Ok(addr) => info!("serving metrics at http://{addr}/metrics"),
+            Err(e) => return Err(Failure::Usage(anyhow::anyhow!("--metrics-listen: {e}"))),
+        }
+    }
+    let mut watches = None;
+    let mut catch_up = full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
+        .and_then(|()| shipper.confirm());
+    if catch_up.is_ok() && shipper.totals.returns > 0 {
+        // Once more, so the jobs just shipped settle now: the next rescans then need not list
+        // them (hundreds of thousands of folders on a big master), nor their folders be watched.
+        catch_up = full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
+            .and_then(|()| shipper.confirm());
+    }
+    shipper.bars = false;
+    let mut daemon = Daemon::new(config);
+    let receiver_down = matches!(catch_up, Err(PassError::Sink(SinkError::Undelivered(_))));
+    // Set when the checkpoint could not be saved: the daemon stops.
+    let mut unsaved = daemon.failed(&mut shipper, catch_up);
+    daemon.notify("READY=1");
+    if receiver_down {
+        // "0 events shipped" would read like success.
+        warn!(
+            "following {}, but no receiver is reachable: {} returns wait, and are shipped once one answers",
+            config.cache_dir.display(),
+            shipper.waiting()
+        );
+    } else {
+        info!(
+            "following {} ({} events shipped catching up)",
+            config.cache_dir.display(),
+            shipper.totals.events
+        );
+    }
+    while !stop.load(Ordering::SeqCst) && unsaved.is_none() {
+        let deadline = follow
+            .next_relist()
+            .map_or(daemon.next_deadline(&shipper), |r| {
+                r.min(daemon.next_deadline(&shipper))
+            });
+        let wait = deadline.saturating_duration_since(Instant::now());
+        follow.collect(
+            config,
+            &events,
+            wait.min(Duration::from_millis(200)),
+            watches.as_mut(),
+        );
+        follow.due();
+        let now = Instant::now();
+        let result = if follow.rescan || now >= daemon.next_rescan {
+            debug!("full rescan (overflow: {})", follow.rescan);
+            follow.dirty.clear();
+            daemon.next_rescan = now + config.rescan_interval;
+            full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
+        } else if !follow.dirty.is_empty() {
+            debug!("pass over {} folders", follow.dirty.len());
+            let dirs = job_dirs(config, std::mem::take(&mut follow.dirty), watches.as_mut());
+            if let Some(w) = watches.as_mut() {
+                follow.dirty.extend(w.follow(&dirs, shipper.checkpoint()));
+                follow.check(config, w);
+            }
+            shipper.pass(Mode::Sync, Some(dirs))
+        } else if shipper.oldest_unconfirmed().is_some()
+            && now.duration_since(daemon.last_pass) >= IDLE
+        {
+            shipper.confirm()
+        } else {
+            Ok(())
+        };
+        if shipper.totals.events != daemon.events_seen {
+            daemon.events_seen = shipper.totals.events;
+            daemon.last_pass = Instant::now();
+        }
+        unsaved = daemon.failed(&mut shipper, result);
+        daemon.tick(&shipper, watches.as_ref());
+    }
+    daemon.notify("STOPPING=1");
+    info!("stopping: confirming what was sent");
+    // A stop during an outage must not wait for the receiver: the checkpoint holds what was
+    // confirmed, and the rest is shipped again on the next start.
+    let last = shipper.confirm();
+    daemon.next_metrics = Instant::now();
+    daemon.tick(&shipper, watches.as_ref());
+    shipper.finish(unsaved.map_or(last, Err))
+}
+
+/// A pass over the whole cache with fresh watches: the two-hex folders watched before the
+/// scan, the job and minion folders the rule wants right after it (and the folders that
+/// changed meanwhile listed again), and the old watches dropped only then, so nothing lands
+/// unseen. A fresh watcher also frees what notify (6.1) keeps of every watched folder
+/// deleted under it (the kernel drops the watch first, and notify's removal stops at that
+/// error), which would otherwise grow with every job the master cleans up.
+fn full_pass(
+    config: &Config,
+    tx: &Events,
+    shipper: &mut Shipper<'_>,
+    watches: &mut Option<Watches>,
+    follow: &mut Follow,
+) -> Result<(), PassError> {
+    let mut fresh = match Watches::new(&config.cache_dir, tx) {
+        Ok(fresh) => Some(fresh),
+        Err(e) => {
+            // Once, not at every rescan.
+            if follow.watcher_ok {
+                follow.warn_watch(config, &e);
+            }
+            None
+        }
+    };
+    follow.watcher_ok = fresh.is_some();
+    let dirs = shipper.scan_all(Mode::Sync);
+    if let Some(w) = fresh.as_mut() {
+        follow.dirty.extend(w.follow(&dirs, shipper.checkpoint()));
+        follow.check(config, w);
+        debug!("{} inotify watches", w.count());
+    }
+    *watches = fresh;
+    shipper.pass(Mode::Sync, Some(dirs))
+}
+
+/// The job folders under `paths` (job folders, or two-hex folders holding them), listed now;
+/// a new two-hex folder is watched before it is listed. Folders that vanished (the master's
+/// cleanup) are simply not there.
+fn job_dirs(
+    config: &Config,
+    paths: BTreeSet<PathBuf>,
+    mut watches: Option<&mut Watches>,
+) -> Vec<JobDir> {
+    // A job folder can be named twice (itself, and by its new two-hex folder): list it once.
+    let mut folders = BTreeSet::new();
+    for path in paths {
+        let depth = path
+            .strip_prefix(&config.cache_dir)
+            .map_or(0, |r| r.components().count());
+        if depth == 1 {
+            if let Some(w) = watches.as_deref_mut() {
+                w.add(&path);
+            }
+            folders.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else {
+            folders.insert(path);
+        }
+    }
+    folders
+        .into_iter()
+        .filter_map(|dir| JobDir::listed(&config.cache_dir, dir))
+        .collect()
+}

@@ -1,0 +1,328 @@
+//! The delivery options, checked: `--sink` with its targets and format, the receivers' own
+//! options, their secrets (from files or the environment) and TLS.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+
+use super::{CommonArgs, HttpArgs, OtlpArgs, TlsArgs};
+use crate::format::Format;
+use crate::sink::deliver::CoreOptions;
+use crate::sink::elastic::ElasticOptions;
+use crate::sink::hec::HecOptions;
+use crate::sink::http::otlp::{headers, OtlpOptions};
+use crate::sink::http::{HttpOptions, Secret};
+use crate::sink::kafka::KafkaOptions;
+use crate::sink::tcp::TcpOptions;
+use crate::sink::tls::{Tls, TlsOptions};
+use crate::sink::{Options, SinkKind, SinkOptions};
+use crate::time::parse_duration;
+
+/// No `--target` was given: an error unless the run is a dry run.
+#[derive(Debug)]
+pub(super) struct NoTarget;
+
+impl std::fmt::Display for NoTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no receiver to send to: give --target, or --dry-run to print the events")
+    }
+}
+
+impl std::error::Error for NoTarget {}
+
+/// The slowest `--max-rate`: one event in 1000 s. Slower makes no sense, and far slower
+/// overflows the time arithmetic.
+const MIN_RATE: f64 = 0.001;
+
+/// Checks that the targets fit `--sink` (HOST:PORT for tcp and kafka, a URL for the HTTP
+/// sinks) and the format too; the format to use. A dry run checks the same.
+pub(super) fn check_targets(args: &CommonArgs) -> Result<Format> {
+    let http = matches!(
+        args.sink,
+        SinkKind::SplunkHec | SinkKind::Elasticsearch | SinkKind::Otlp
+    );
+    let sink = sink_name(args.sink);
+    for t in &args.target {
+        let url = t.contains("://");
+        if !http && url {
+            bail!(
+                "bad --target '{t}': --sink {sink} takes HOST:PORT; a URL is for --sink \
+                 splunk-hec, elasticsearch or otlp"
+            );
+        }
+        if http {
+            let (scheme, rest) = t.split_once("://").unwrap_or(("", t));
+            if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.starts_with('/') {
+                bail!(
+                    "bad --target '{t}': --sink {sink} takes a URL, like \
+                     https://{}",
+                    if url { rest } else { t.as_str() }
+                );
+            }
+            continue;
+        }
+        let port = t
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p > 0) {
+            bail!("bad --target '{t}': use HOST:PORT, like logs.example.com:6514 or [::1]:6000");
+        }
+    }
+    let format = args.format.unwrap_or(match args.sink {
+        SinkKind::Elasticsearch => Format::Ecs,
+        _ => Format::Json,
+    });
+    if args.sink != SinkKind::Tcp && !matches!(format, Format::Json | Format::Ecs) {
+        bail!("--sink {sink} takes --format json or ecs");
+    }
+    Ok(format)
+}
+
+/// The name of a sink as `--sink` takes it.
+fn sink_name(sink: SinkKind) -> String {
+    sink.to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
+/// The delivery options, checked; also under `--dry-run`, where only a missing target is fine.
+pub(super) fn delivery(args: &CommonArgs) -> Result<Options> {
+    let deliver = parse_duration(&args.deliver_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("bad --deliver-timeout")?;
+    if deliver <= 0 {
+        bail!("bad --deliver-timeout: must be more than zero");
+    }
+    if let Some(rate) = args.max_rate.filter(|r| !(r.is_finite() && *r >= MIN_RATE)) {
+        bail!("bad --max-rate {rate:?}: give a number of events per second, at least {MIN_RATE}");
+    }
+    if args.target.is_empty() {
+        // The TLS files are checked all the same.
+        tls(args)?;
+        return Err(NoTarget.into());
+    }
+    let connect_timeout = Duration::from_secs(5);
+    let deliver_timeout = Duration::from_micros(deliver.max(0) as u64);
+    let sink = match args.sink {
+        SinkKind::Tcp => SinkOptions::Tcp(TcpOptions {
+            targets: args.target.clone(),
+            connect_timeout,
+            tls: tls(args)?,
+        }),
+        SinkKind::SplunkHec => SinkOptions::Hec(HecOptions {
+            http: http_options(args, hec_token(&args.http)?)?,
+            sourcetype: args.http.hec_sourcetype.clone(),
+            index: args.http.hec_index.clone(),
+        }),
+        SinkKind::Elasticsearch => SinkOptions::Elastic(ElasticOptions {
+            http: http_options(args, es_auth(&args.http)?)?,
+            index: args.http.es_index.clone(),
+        }),
+        SinkKind::Kafka => SinkOptions::Kafka(kafka(args, deliver_timeout)?),
+        SinkKind::Otlp => SinkOptions::Otlp(OtlpOptions {
+            http: http_options(args, es_auth(&args.http)?)?,
+            encoding: args.otlp.otlp_encoding,
+            compression: args.otlp.otlp_compression,
+            headers: otlp_headers(&args.otlp)?,
+        }),
+    };
+    Ok(Options {
+        core: CoreOptions {
+            deliver_timeout,
+            max_rate: args.max_rate,
+            stop: None,
+        },
+        sink,
+    })
+}
+
+/// The HTTP sinks' options: TLS for `https://` targets (the system's CAs unless --tls-ca).
+fn http_options(args: &CommonArgs, auth: Option<Secret>) -> Result<HttpOptions> {
+    let https = args.target.iter().any(|t| t.starts_with("https://"));
+    if args.tls.tls && !https {
+        bail!(
+            "--tls: give https:// URLs as --target for --sink {}",
+            sink_name(args.sink)
+        );
+    }
+    if args.tls.tls_server_name.is_some() {
+        bail!("--tls-server-name is for --sink tcp; HTTP sinks check the URL's host");
+    }
+    let tls = if https {
+        Some(load_tls(&args.tls)?)
+    } else {
+        None
+    };
+    Ok(HttpOptions {
+        targets: args.target.clone(),
+        auth,
+        connect_timeout: Duration::from_secs(5),
+        tls,
+    })
+}
+
+/// A secret from a file (trimmed), else from an environment variable.
+fn secret(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("{what} file {}", path.display()))?,
+        None => match std::env::var(env) {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        },
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        bail!(
+            "{what} is empty ({})",
+            file.map_or_else(|| env.to_owned(), |p| p.display().to_string())
+        );
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// `--otlp-header`s, then the lines of `--otlp-header-file`.
+fn otlp_headers(args: &OtlpArgs) -> Result<Vec<(String, Secret)>> {
+    let mut headers = args
+        .otlp_header
+        .iter()
+        .map(|h| headers::parse(h, "bad --otlp-header"))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(path) = &args.otlp_header_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--otlp-header-file {}", path.display()))?;
+        headers.extend(headers::parse_file(&text, &path.display().to_string())?);
+    }
+    Ok(headers)
+}
+
+fn hec_token(args: &HttpArgs) -> Result<Option<Secret>> {
+    let token = secret(
+        args.hec_token_file.as_deref(),
+        "SALTSHIP_HEC_TOKEN",
+        "HEC token",
+    )?;
+    match token {
+        Some(t) => Ok(Some(Secret(format!("Splunk {t}")))),
+        None => {
+            bail!("--sink splunk-hec needs a token: --hec-token-file FILE or SALTSHIP_HEC_TOKEN")
+        }
+    }
+}
+
+fn es_auth(args: &HttpArgs) -> Result<Option<Secret>> {
+    let key = secret(
+        args.es_api_key_file.as_deref(),
+        "SALTSHIP_ES_API_KEY",
+        "API key",
+    )?;
+    let password = secret(
+        args.http_password_file.as_deref(),
+        "SALTSHIP_HTTP_PASSWORD",
+        "HTTP password",
+    )?;
+    match (key, &args.http_user, password) {
+        (Some(_), Some(_), _) => bail!("give either an API key or --http-user, not both"),
+        (Some(key), None, _) => Ok(Some(Secret(format!("ApiKey {key}")))),
+        (None, Some(user), Some(password)) => {
+            use base64::Engine;
+            let pair =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            Ok(Some(Secret(format!("Basic {pair}"))))
+        }
+        (None, Some(_), None) => bail!(
+            "--http-user needs a password: --http-password-file FILE or SALTSHIP_HTTP_PASSWORD"
+        ),
+        (None, None, _) => Ok(None),
+    }
+}
+
+/// The Kafka producer's options: `--tls-*` and SASL as librdkafka properties, then
+/// `--kafka-option`, all checked by librdkafka now (a bad one is a usage error).
+fn kafka(args: &CommonArgs, deliver_timeout: Duration) -> Result<KafkaOptions> {
+    let k = &args.kafka;
+    let mut properties = Vec::new();
+    let mut set = |key: &str, value: String| properties.push((key.to_owned(), value));
+    let t = &args.tls;
+    if t.tls {
+        if t.tls_server_name.is_some() {
+            bail!("--tls-server-name is for --sink tcp; Kafka checks each broker's own name");
+        }
+        // Loaded here too, so that a bad file is named the way the other sinks name it.
+        load_tls(t)?;
+        let path = |p: &Path| p.display().to_string();
+        if let Some(ca) = &t.tls_ca {
+            set("ssl.ca.location", path(ca));
+        }
+        if let (Some(cert), Some(key)) = (&t.tls_cert, &t.tls_key) {
+            set("ssl.certificate.location", path(cert));
+            set("ssl.key.location", path(key));
+        }
+        if t.tls_insecure_skip_verify {
+            set("enable.ssl.certificate.verification", "false".into());
+            set("ssl.endpoint.identification.algorithm", "none".into());
+        }
+    }
+    let password = match (&k.kafka_sasl_mechanism, &k.kafka_user) {
+        (Some(mechanism), Some(user)) => {
+            set("sasl.mechanism", mechanism.clone());
+            set("sasl.username", user.clone());
+            let password = secret(
+                k.kafka_password_file.as_deref(),
+                "SALTSHIP_KAFKA_PASSWORD",
+                "Kafka password",
+            )?
+            .context(
+                "--kafka-user needs a password: --kafka-password-file FILE or \
+                 SALTSHIP_KAFKA_PASSWORD",
+            )?;
+            Some(Secret(password))
+        }
+        _ => None,
+    };
+    let protocol = match (t.tls, password.is_some()) {
+        (false, false) => "plaintext",
+        (true, false) => "ssl",
+        (false, true) => "sasl_plaintext",
+        (true, true) => "sasl_ssl",
+    };
+    set("security.protocol", protocol.into());
+    for option in &k.kafka_option {
+        let Some((key, value)) = option.split_once('=') else {
+            bail!("bad --kafka-option '{option}': use KEY=VALUE, like compression.type=zstd");
+        };
+        set(key.trim(), value.trim().to_owned());
+    }
+    let opts = KafkaOptions {
+        bootstrap: vec![args.target.join(",")],
+        topic: k.kafka_topic.clone(),
+        key: k.kafka_key,
+        properties,
+        password,
+        deliver_timeout,
+    };
+    opts.client_config()
+        .create_native_config()
+        .map_err(|e| anyhow::anyhow!("bad Kafka setting: {e}"))?;
+    Ok(opts)
+}
+
+/// The TLS set-up, loaded now so that a bad file is a usage error (exit 2) before anything is
+/// read.
+fn tls(args: &CommonArgs) -> Result<Option<Tls>> {
+    if !args.tls.tls {
+        return Ok(None);
+    }
+    load_tls(&args.tls).map(Some)
+}
+
+fn load_tls(t: &TlsArgs) -> Result<Tls> {
+    Tls::load(&TlsOptions {
+        ca: t.tls_ca.clone(),
+        server_name: t.tls_server_name.clone(),
+        cert: t.tls_cert.clone(),
+        key: t.tls_key.clone(),
+        insecure_skip_verify: t.tls_insecure_skip_verify,
+    })
+}

@@ -1,0 +1,12 @@
+//! The command line: the clap definition ([`args`]) and the [`Config`] it is validated into
+//! ([`config`]), once, at start.
+
+mod args;
+pub(crate) mod config;
+mod delivery;
+pub(crate) mod parse;
+mod receivers;
+
+pub use args::*;
+pub(crate) use config::Config;
+pub use receivers::*;
