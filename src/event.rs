@@ -239,24 +239,66 @@ pub fn to_map(
     }
 }
 
+/// The event's `event_id`: of its state key, or its function for an error return.
+pub fn id_of(job: &Job, ev: &StateEvent<'_>) -> EventId {
+    let key = ev.key.as_deref().or(ev.fun.as_deref()).unwrap_or("");
+    EventId::new(&job.jid, &ev.minion, key)
+}
+
+/// An event in brief, as its fields read: for a sink that repeats a few of them beside the
+/// event (OTLP's attributes and severity) without parsing what was encoded.
+pub struct Brief<'e> {
+    pub state_id: Option<std::borrow::Cow<'e, str>>,
+    /// `result`: `Some(Some(b))` true or false (an error return is false), `Some(None)` null
+    /// (or none: the event writes null), `None` any other value.
+    pub result: Option<Option<bool>>,
+    pub changed: bool,
+}
+
+pub fn brief<'e>(ev: &'e StateEvent<'_>) -> Brief<'e> {
+    let Some(state) = ev.state else {
+        return Brief {
+            state_id: None,
+            result: Some(Some(false)),
+            changed: false,
+        };
+    };
+    let fields = Fields::of(state);
+    let parts = ev.key.as_deref().map(KeyParts::of);
+    Brief {
+        state_id: state_id(&fields, parts.as_ref()),
+        result: match fields.result {
+            None | Some(ValueRef::Nil) => Some(None),
+            Some(ValueRef::Boolean(b)) => Some(Some(*b)),
+            Some(_) => None,
+        },
+        changed: fields.changes.is_some_and(non_empty),
+    }
+}
+
+/// `__id__`, else the id from the state key when it splits cleanly (states older than
+/// `__id__`).
+fn state_id<'e>(
+    fields: &Fields<'e, '_>,
+    parts: Option<&KeyParts<'e>>,
+) -> Option<std::borrow::Cow<'e, str>> {
+    match fields.id.and_then(crate::msgpack::as_text) {
+        Some(id) => Some(id),
+        None => parts.and_then(|p| p.id).map(std::borrow::Cow::Borrowed),
+    }
+}
+
 fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wire<'e, 'a> {
     let fields = ev.state.map(Fields::of).unwrap_or_default();
     let key = ev.key.as_deref();
     // The id and name may themselves contain `_|-`: module and function come from the ends,
     // and the id from the key only when it splits cleanly (states older than `__id__`).
     let parts = key.map(KeyParts::of);
-    let state_id = match fields.id.and_then(crate::msgpack::as_text) {
-        Some(id) => Some(id),
-        None => parts.and_then(|p| p.id).map(std::borrow::Cow::Borrowed),
-    };
+    let state_id = state_id(&fields, parts.as_ref());
     let changes = fields.changes;
     Wire {
         timestamp: ev.instant.map(crate::time::Rfc3339::new),
-        event_id: EventId::new(
-            &job.jid,
-            &ev.minion,
-            key.or(ev.fun.as_deref()).unwrap_or(""),
-        ),
+        event_id: id_of(job, ev),
         master,
         minion_id: &ev.minion,
         jid: &job.jid,

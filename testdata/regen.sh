@@ -2,7 +2,8 @@
 # Regenerates the saltship job-cache fixtures from REAL Salt runs.
 #   bash testdata/regen.sh                 # everything
 #   bash testdata/regen.sh --syndic-only   # only the syndic phase (testdata/syndic/)
-# Output (all under testdata/): jobs/, expected/, cases.json, legacy/, syndic/.
+#   bash testdata/regen.sh --fleet-only    # only the fleet phase (testdata/fleet/)
+# Output (all under testdata/): jobs/, expected/, cases.json, legacy/, syndic/, fleet/.
 # Everything runs on 127.0.0.1 with non-default ports (sshd for salt-ssh on a
 # free port; the syndic's master on 127.0.0.2, same ports); states write only below
 # /tmp/saltship-fixture (wiped before and after).
@@ -16,9 +17,10 @@ RET_PORT=${SALTSHIP_RET_PORT:-45506}
 FIXTURE_BASE=/tmp/saltship-fixture
 T0=$(date +%s)
 case ${1:-} in
-  "") MAIN=1 ;;
-  --syndic-only) MAIN= ;;
-  *) echo "usage: $0 [--syndic-only]" >&2; exit 2 ;;
+  "") MAIN=1; SYNDIC=1; FLEET=1 ;;
+  --syndic-only) MAIN=; SYNDIC=1; FLEET= ;;
+  --fleet-only) MAIN=; SYNDIC=; FLEET=1 ;;
+  *) echo "usage: $0 [--syndic-only | --fleet-only]" >&2; exit 2 ;;
 esac
 
 log() { printf '[regen %3ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
@@ -414,6 +416,7 @@ fi
 # $SYNCONF/master and $SYNCONF/minion), and one minion, app1, below it. All four
 # use transport: tcp: with the default zeromq transport salt-syndic 3008.5 hangs
 # for good in its first _fire_master (testdata/README.md, "Syndic").
+if [[ -n $SYNDIC ]]; then
 log "syndic phase"
 SYN=$ROOT/syndic
 TOPCONF=$SYN/top/conf
@@ -509,3 +512,196 @@ PIDS=()
 "$PY" -c 'import json,sys
 for c in json.load(open(sys.argv[1])): print("%-22s %-24s %-12s %s" % (c["case"], c["jid"], c["expect"], c["fun"]))' "$HERE/syndic/cases.json"
 log "done"
+fi
+
+# ---------------------------------------------------------------- fleet
+# A fleet that changes under the master (issue 21): its own master (testmaster, same
+# ports, 127.0.0.1) and minions f-web1, f-web2, f-killed (SIGKILLed mid-job, started
+# again later), f-down (key accepted at warm-up, then stopped for good) and f-silent
+# (an accepted key, put in pki_dir/minions by hand: its minion never runs).
+# State tree: testdata/fleet/salt first, then testdata/salt/states (twice, slow).
+# Output: testdata/fleet/{jobs,expected,pki/minions,cases.json}.
+if [[ -n $FLEET ]]; then
+log "fleet phase"
+FL=$ROOT/fleet
+FCONF=$FL/master/conf
+FCACHE=$FL/master/var/cache/salt/master
+FPKI=$FL/master/pki
+FOUT=$HERE/fleet
+mkdir -p "$FCONF"
+cat > "$FCONF/master" <<EOF2
+id: testmaster
+root_dir: $FL/master
+pki_dir: $FPKI
+user: root
+interface: 127.0.0.1
+publish_port: $PUB_PORT
+ret_port: $RET_PORT
+auto_accept: True
+keep_jobs_seconds: 315360000
+hash_type: sha256
+file_roots:
+  base:
+    - $FOUT/salt
+    - $HERE/salt/states
+log_file: $FL/master/master.log
+log_level_logfile: info
+enable_fqdns_grains: False
+EOF2
+for m in f-web1 f-web2 f-down f-killed; do mkminion $m; done
+start_daemon fleet-master -- "$BIN/salt-master" -c "$FCONF" -l quiet
+sleep 3
+for m in f-web1 f-web2 f-down f-killed; do
+  start_daemon $m -- "$BIN/salt-minion" -c "$ROOT/$m/conf" -l quiet
+  eval "PID_${m//-/_}=\$LAST_PID"
+done
+SALT=("$BIN/salt" -c "$FCONF")
+SALTRUN=("$BIN/salt-run" -c "$FCONF")
+wait_ping f-web1 f-web2 f-down f-killed
+log "fleet answers; stopping f-down for good, adding the key of f-silent (never runs)"
+stop_pid "$PID_f_down"
+# salt-key 3008.5 writes the pair, then fails printing its fingerprint (pem_finger gets a key
+# object, AttributeError 'encode'): its exit code and output are ignored, the file is checked.
+"$BIN/salt-key" -c "$FCONF" --gen-keys=f-silent --gen-keys-dir="$FL/silent-key" > /dev/null 2>&1 || true
+[[ -s $FL/silent-key/f-silent.pub ]] || { echo "salt-key --gen-keys wrote no f-silent.pub" >&2; exit 1; }
+cp "$FL/silent-key/f-silent.pub" "$FPKI/minions/f-silent"
+"$BIN/salt-key" -c "$FCONF" -L
+rm -rf "$FCACHE/jobs"
+mkdir -p "$FCACHE/jobs"
+CACHEDIR=$FCACHE
+JSONL=$ROOT/fleet-cases.jsonl
+: > "$JSONL"
+FJ=(--out=json -t 10)
+find_specs() { # CASE: optional specs for the CLI's own saltutil.find_job polls after a timeout
+  printf "?%s-find-job%s|nothing|saltutil.find_job|the CLI's own saltutil.find_job poll to the minions that did not return in time (a job of its own)\n" \
+    "$1" "" "$1" -2 "$1" -3 "$1" -4
+}
+mapfile -t FS_PING < <(find_specs fleet-ping-glob)
+run_case "fleet-ping-glob|nothing|test.ping|salt '*' test.ping: the glob targets every accepted key; f-down (stopped) and f-silent (never ran) do not return" \
+         "${FS_PING[@]}" -- "${SALT[@]}" '*' test.ping "${FJ[@]}"
+run_case "fleet-cmd-run|nothing|cmd.run|cmd.run on f-web1,f-web2,f-killed: every minion returns" \
+  -- "${SALT[@]}" -L f-web1,f-web2,f-killed cmd.run 'echo hello fleet' "${FJ[@]}"
+mapfile -t FS_NOKEY < <(find_specs fleet-list-nokey)
+run_case "fleet-list-nokey|states|state.sls|list target f-web1,f-nokey where f-nokey has no key: see .minions.p / list_job Minions" \
+         "${FS_NOKEY[@]}" -- "${SALT[@]}" -L f-web1,f-nokey state.sls twice "${FJ[@]}"
+mapfile -t FS_DOWN < <(find_specs fleet-minion-down)
+run_case "fleet-minion-down|states|state.sls|state.sls twice on f-web1,f-web2,f-down while f-down is stopped: f-down never returns" \
+         "${FS_DOWN[@]}" -- "${SALT[@]}" -L f-web1,f-web2,f-down state.sls twice "${FJ[@]}"
+
+# --- a minion SIGKILLed mid-job (with its job process: the whole process group)
+log "fleet: killing f-killed mid-job"
+$HELPER jids "$CACHEDIR" > "$ROOT/before.txt"
+KCMD=("${SALT[@]}" -L f-web1,f-killed state.sls fleetslow --out=json -t 15)
+timeout 180 "${KCMD[@]}" > "$ROOT/out/killed.out" 2>&1 &
+KCLI=$!
+for i in $(seq 1 100); do
+  if compgen -G "$ROOT/f-killed/var/cache/salt/minion/proc/*" > /dev/null; then break; fi
+  [[ $i -eq 100 ]] && { echo "f-killed never started the slow job" >&2; exit 1; }
+  sleep 0.1
+done
+sleep 1
+kill -KILL -- "-$PID_f_killed"
+log "f-killed (pgid $PID_f_killed) SIGKILLed while its job ran"
+set +e; wait "$KCLI"; KRC=$?; set -e
+$HELPER settle "$CACHEDIR"
+mapfile -t FS_KILL < <(find_specs fleet-killed)
+KSTR=$(printf '%q ' "${KCMD[@]}"); KSTR=${KSTR% }; KSTR=${KSTR//"$BIN/"/}; KSTR=${KSTR//"$ROOT"/'$ROOT'}
+$HELPER record "$CACHEDIR" "$ROOT/before.txt" "$JSONL" "$KSTR" "$KRC" \
+  "fleet-killed|states|state.sls|state.sls fleetslow on f-web1,f-killed; f-killed (minion and its job process) gets SIGKILL ~1 s into the 8 s state: only f-web1 returns" \
+  "${FS_KILL[@]}"
+rm -rf "$ROOT/f-killed/var/cache/salt/minion/proc"
+$HELPER jids "$CACHEDIR" > "$ROOT/before.txt"
+start_daemon f-killed-again -- "$BIN/salt-minion" -c "$ROOT/f-killed/conf" -l quiet
+wait_ping f-killed # its warm-up ping is a real job: recorded below, not wiped
+$HELPER settle "$CACHEDIR"
+mapfile -t FS_BACK < <(find_specs fleet-killed-back-ping)
+$HELPER record "$CACHEDIR" "$ROOT/before.txt" "$JSONL" "wait_ping f-killed" 0 \
+  "fleet-killed-back-ping|nothing|test.ping|the script's readiness ping (salt -L f-killed test.ping -t 5, repeated until it answers) after f-killed is started again: the first may time out" \
+  "?fleet-killed-back-ping-2|nothing|test.ping|readiness ping, another round" \
+  "?fleet-killed-back-ping-3|nothing|test.ping|readiness ping, another round" \
+  "${FS_BACK[@]}"
+
+# --- batch, async, a return after the CLI gave up
+mapfile -t FS_BATCH < <(find_specs fleet-batch)
+run_case "fleet-batch-gather-ping|nothing|test.ping|the test.ping job the batch CLI publishes first to gather the minions (f-down does not answer)" \
+         "fleet-batch|states|state.sls|salt -b 1 -L f-web1,f-web2,f-down state.sls twice: first sub-batch" \
+         "?fleet-batch-2|states|state.sls|second sub-batch, if Salt gave it its own jid" \
+         "?fleet-batch-3|states|state.sls|third sub-batch, if any" \
+         "${FS_BATCH[@]}" -- "${SALT[@]}" -b 1 -L f-web1,f-web2,f-down state.sls twice "${FJ[@]}"
+run_case "fleet-async|states|state.sls|salt --async -L f-web1,f-down state.sls twice: the CLI returns the jid at once; f-web1 returns later, f-down never" \
+  -- "${SALT[@]}" -L f-web1,f-down state.sls twice --async
+ASYNC_JID=$(last_jid)
+$HELPER waitret "$CACHEDIR" "$ASYNC_JID" f-web1 60
+$HELPER settle "$CACHEDIR"
+mapfile -t FS_LATE < <(find_specs fleet-late-return)
+run_case "fleet-late-return|states|state.sls|salt -t 2 f-web2 state.sls fleetslow, the CLI interrupted (SIGINT, as Ctrl-C) after 4 s: f-web2's return lands ~4 s after the CLI gave up" \
+         "${FS_LATE[@]}" -- timeout -s INT 4 "${SALT[@]}" f-web2 state.sls fleetslow --out=json -t 2
+LATE_JID=$(case_jid fleet-late-return)
+$HELPER waitret "$CACHEDIR" "$LATE_JID" f-web2 60
+$HELPER settle "$CACHEDIR"
+
+# --- orchestration against a down minion
+mapfile -t FS_ORCH < <(find_specs fleet-orch-child)
+run_case "fleet-orch-down|states|runner.state.orchestrate|salt-run state.orchestrate orch.fleet: salt.state on f-web1,f-down (f-down never returns), salt.function test.ping on '*'" \
+         "fleet-orch-child-state|states|state.sls|child job of the salt.state step: f-down is missing" \
+         "fleet-orch-child-ping|nothing|test.ping|child job of the salt.function step on '*': f-down and f-silent are missing" \
+         "${FS_ORCH[@]}" -- "${SALTRUN[@]}" state.orchestrate orch.fleet --out=json
+run_case "fleet-ping-after|nothing|test.ping|salt '*' test.ping at the end: f-killed is back, f-down and f-silent still missing" \
+         "${FS_PING[@]/fleet-ping-glob/fleet-ping-after}" -- "${SALT[@]}" '*' test.ping "${FJ[@]}"
+
+log "copying the fleet cache into testdata/fleet"
+rm -rf "$FOUT/jobs" "$FOUT/expected" "$FOUT/pki"
+cp -a "$FCACHE/jobs" "$FOUT/jobs"
+find "$FOUT/jobs" -name '.___atomic_write*' -delete
+mkdir -p "$FOUT/pki/minions"
+cp "$FPKI"/minions/* "$FOUT/pki/minions/" # public keys only (accepted keys)
+$HELPER expected "$FCONF" "$FOUT/jobs" "$FOUT/expected" 2> "$ROOT/fleet-expected.stderr"
+CHECK_JID=$(case_jid fleet-minion-down)
+"${SALTRUN[@]}" jobs.list_job "$CHECK_JID" --out=json > "$ROOT/check.json"
+cmp -s "$ROOT/check.json" "$FOUT/expected/$CHECK_JID.json" ||
+  { echo "fleet/expected/ differs from salt-run jobs.list_job --out=json" >&2; exit 1; }
+# cases.json: each record + Salt's view of who was targeted, who returned, who is missing
+# (from expected/), checked against what this script did to the fleet.
+"$PY" - "$JSONL" "$FOUT" <<'EOF2'
+import json, os, sys
+jsonl, out = sys.argv[1:3]
+must_miss = {  # case -> the minions this script made miss it
+    "fleet-ping-glob": ["f-down", "f-silent"],
+    "fleet-list-nokey": [],
+    "fleet-minion-down": ["f-down"],
+    "fleet-killed": ["f-killed"],
+    "fleet-batch-gather-ping": ["f-down"],
+    "fleet-async": ["f-down"],
+    "fleet-late-return": [],
+    "fleet-orch-child-state": ["f-down"],
+    "fleet-orch-child-ping": ["f-down", "f-silent"],
+    "fleet-ping-after": ["f-down", "f-silent"],
+}
+rows, bad = [], []
+for line in open(jsonl, encoding="utf-8"):
+    r = json.loads(line)
+    view = json.load(open(os.path.join(out, "expected", r["jid"] + ".json"), encoding="utf-8"))
+    view = view.get(r["jid"], view)
+    returned = sorted((view.get("Result") or {}).keys())
+    # list_job has no Minions for a runner job (no .minions.p): count what returned (issue 21)
+    r["list_job_minions"] = view.get("Minions")
+    targeted = sorted(view["Minions"]) if view.get("Minions") is not None else returned
+    r["minions_targeted"] = targeted
+    r["minions_returned"] = returned
+    r["minions_missing"] = sorted(set(targeted) - set(returned))
+    if r["case"] in must_miss and r["minions_missing"] != must_miss[r["case"]]:
+        bad.append("%s: missing %s, expected %s" % (r["case"], r["minions_missing"], must_miss[r["case"]]))
+    rows.append(r)
+with open(os.path.join(out, "cases.json"), "w", encoding="utf-8") as fh:
+    json.dump(rows, fh, indent=2, ensure_ascii=False)
+    fh.write("\n")
+for r in rows:
+    print("%-28s %-22s %-11s %-26s missing=%s" % (r["case"], r["jid"], r["expect"], r["fun"], ",".join(r["minions_missing"])))
+if bad:
+    sys.exit("fleet: " + "; ".join(bad))
+EOF2
+log "stopping the fleet phase's daemons"
+for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+PIDS=()
+log "fleet done ($(du -sk "$FOUT" | cut -f1) KB)"
+fi

@@ -217,15 +217,15 @@ fn target_check(config: &Config, lines: &mut Vec<Line>) {
         };
         lines.push(match sink::probe(opts, i) {
             Ok(what) => ok(format!("target {target}: {what}{tls}")),
-            Err(e) if e.permanent => fail(format!(
+            Err(e) if e.is_permanent() => fail(format!(
                 "target {target}: {} (check the token, key or credentials, --tls-ca, \
                  --tls-server-name, the receiver's certificate, the Kafka topic)",
-                e.why
+                e.why()
             )),
             Err(e) => fail(format!(
                 "target {target}: {} (is the receiver running and listening there, and open in \
                  the firewall?)",
-                e.why
+                e.why()
             )),
         });
     }

@@ -9,15 +9,12 @@ use clap::ValueEnum;
 
 use super::{CommonArgs, HttpArgs, OtlpArgs, TlsArgs};
 use crate::format::Format;
-use crate::sink::deliver::CoreOptions;
-use crate::sink::elastic::ElasticOptions;
-use crate::sink::hec::HecOptions;
-use crate::sink::http::otlp::{headers, OtlpOptions};
-use crate::sink::http::{HttpOptions, Secret};
-use crate::sink::kafka::KafkaOptions;
-use crate::sink::tcp::TcpOptions;
 use crate::sink::tls::{Tls, TlsOptions};
-use crate::sink::{Options, SinkKind, SinkOptions};
+use crate::sink::{
+    kafka, otlp_headers as headers, CoreOptions, ElasticOptions, HecOptions, HttpOptions,
+    KafkaOptions, OtlpOptions, Secret,
+};
+use crate::sink::{Options, SinkKind, SinkOptions, TcpOptions};
 use crate::time::parse_duration;
 
 /// No `--target` was given: an error unless the run is a dry run.
@@ -243,7 +240,6 @@ fn es_auth(args: &HttpArgs) -> Result<Option<Secret>> {
 fn kafka(args: &CommonArgs, deliver_timeout: Duration) -> Result<KafkaOptions> {
     let k = &args.kafka;
     let mut properties = Vec::new();
-    let mut set = |key: &str, value: String| properties.push((key.to_owned(), value));
     let t = &args.tls;
     if t.tls {
         if t.tls_server_name.is_some() {
@@ -251,23 +247,13 @@ fn kafka(args: &CommonArgs, deliver_timeout: Duration) -> Result<KafkaOptions> {
         }
         // Loaded here too, so that a bad file is named the way the other sinks name it.
         load_tls(t)?;
-        let path = |p: &Path| p.display().to_string();
-        if let Some(ca) = &t.tls_ca {
-            set("ssl.ca.location", path(ca));
-        }
-        if let (Some(cert), Some(key)) = (&t.tls_cert, &t.tls_key) {
-            set("ssl.certificate.location", path(cert));
-            set("ssl.key.location", path(key));
-        }
-        if t.tls_insecure_skip_verify {
-            set("enable.ssl.certificate.verification", "false".into());
-            set("ssl.endpoint.identification.algorithm", "none".into());
-        }
+        let cert_key = t.tls_cert.as_deref().zip(t.tls_key.as_deref());
+        let ca = t.tls_ca.as_deref();
+        properties = kafka::tls_properties(ca, cert_key, t.tls_insecure_skip_verify);
     }
     let password = match (&k.kafka_sasl_mechanism, &k.kafka_user) {
         (Some(mechanism), Some(user)) => {
-            set("sasl.mechanism", mechanism.clone());
-            set("sasl.username", user.clone());
+            properties.extend(kafka::sasl_properties(mechanism, user));
             let password = secret(
                 k.kafka_password_file.as_deref(),
                 "SALTSHIP_KAFKA_PASSWORD",
@@ -281,18 +267,12 @@ fn kafka(args: &CommonArgs, deliver_timeout: Duration) -> Result<KafkaOptions> {
         }
         _ => None,
     };
-    let protocol = match (t.tls, password.is_some()) {
-        (false, false) => "plaintext",
-        (true, false) => "ssl",
-        (false, true) => "sasl_plaintext",
-        (true, true) => "sasl_ssl",
-    };
-    set("security.protocol", protocol.into());
+    properties.push(kafka::security_protocol(t.tls, password.is_some()));
     for option in &k.kafka_option {
         let Some((key, value)) = option.split_once('=') else {
             bail!("bad --kafka-option '{option}': use KEY=VALUE, like compression.type=zstd");
         };
-        set(key.trim(), value.trim().to_owned());
+        properties.push((key.trim().to_owned(), value.trim().to_owned()));
     }
     let opts = KafkaOptions {
         bootstrap: vec![args.target.join(",")],

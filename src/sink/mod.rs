@@ -1,30 +1,40 @@
 //! Where encoded events go: stdout for `--dry-run`, receivers otherwise: every network sink is
-//! a [`deliver::Protocol`] on the one delivery core ([`deliver::Delivery`]).
+//! a [`core::Protocol`] on the one delivery core ([`core::Delivery`]), in a file or folder of
+//! its own. The encoder hands each event's [`keys::Keys`] over with its bytes, so no sink
+//! parses an event again.
 //!
 //! A sink keeps what it was given until [`Sink::confirm`] proves delivery; the caller records a
 //! return as shipped only after the confirm that covers it returned `Ok`.
 
-pub mod deliver;
-pub mod elastic;
-pub mod hec;
-pub mod http;
-pub mod kafka;
-pub mod stdout;
-pub mod tcp;
-pub mod tls;
-pub mod wait;
+pub(crate) mod core;
+pub(crate) mod http;
+pub(crate) mod kafka;
+pub(crate) mod keys;
+pub(crate) mod secret;
+pub(crate) mod stdout;
+pub(crate) mod tcp;
+pub(crate) mod tls;
 
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use deliver::{CoreOptions, Delivery};
+pub(crate) use self::core::{CoreOptions, Fault};
+use self::core::{Delivery, Protocol};
+pub(crate) use http::elastic::ElasticOptions;
+pub(crate) use http::hec::HecOptions;
+pub(crate) use http::otlp::{headers as otlp_headers, OtlpOptions};
+pub(crate) use http::HttpOptions;
+pub(crate) use kafka::KafkaOptions;
+pub(crate) use keys::{Encoded, Keys};
+pub(crate) use secret::Secret;
+pub(crate) use tcp::TcpOptions;
 
 /// Where and how to deliver, checked.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub core: CoreOptions,
-    pub sink: SinkOptions,
+    pub(crate) core: CoreOptions,
+    pub(crate) sink: SinkOptions,
 }
 
 impl Options {
@@ -66,47 +76,62 @@ pub enum SinkKind {
 
 /// The sink chosen with `--sink`, with its own options.
 #[derive(Debug, Clone)]
-pub enum SinkOptions {
-    Tcp(tcp::TcpOptions),
-    Hec(hec::HecOptions),
-    Elastic(elastic::ElasticOptions),
-    Kafka(kafka::KafkaOptions),
-    Otlp(http::otlp::OtlpOptions),
+pub(crate) enum SinkOptions {
+    Tcp(TcpOptions),
+    Hec(HecOptions),
+    Elastic(ElasticOptions),
+    Kafka(KafkaOptions),
+    Otlp(OtlpOptions),
 }
 
 /// Checks target `i` of `opts` without sending an event (for `saltship check`): what it
 /// proved, or the problem (and whether it is permanent: a bad token, a certificate).
-pub fn probe(opts: &Options, i: usize) -> Result<String, deliver::Fault> {
-    let core = opts.core.clone();
-    match &opts.sink {
-        SinkOptions::Tcp(tcp) => Delivery::new(tcp::Tcp::new(tcp.clone()), core).probe(i),
-        SinkOptions::Hec(hec) => {
-            let proto = hec::Hec::new(hec.clone(), core.deliver_timeout);
-            Delivery::new(proto, core).probe(i)
-        }
-        SinkOptions::Elastic(es) => Delivery::new(elastic::Elastic::new(es.clone()), core).probe(i),
-        SinkOptions::Kafka(k) => Delivery::new(kafka::Kafka::new(k.clone()), core).probe(i),
-        SinkOptions::Otlp(o) => Delivery::new(http::otlp::Otlp::new(o.clone()), core).probe(i),
-    }
+pub(crate) fn probe(opts: &Options, i: usize) -> Result<String, Fault> {
+    on_core(opts, opts.core.clone()).probe(i)
 }
 
 /// The network sink for `opts`; `stop` makes every wait end at once.
-pub fn open(opts: &Options, stop: Option<Arc<AtomicBool>>) -> Box<dyn Sink> {
+pub(crate) fn open(opts: &Options, stop: Option<Arc<AtomicBool>>) -> Box<dyn Sink> {
     let core = CoreOptions {
         stop,
         ..opts.core.clone()
     };
+    on_core(opts, core).into_sink()
+}
+
+/// A network sink, which `saltship check` may also probe.
+trait Probe: Sink {
+    fn probe(&mut self, i: usize) -> Result<String, Fault>;
+    fn into_sink(self: Box<Self>) -> Box<dyn Sink>;
+}
+
+impl<P: Protocol + 'static> Probe for Delivery<P> {
+    fn probe(&mut self, i: usize) -> Result<String, Fault> {
+        Delivery::probe(self, i)
+    }
+
+    fn into_sink(self: Box<Self>) -> Box<dyn Sink> {
+        self
+    }
+}
+
+/// The protocol `opts` names, on the core.
+fn on_core(opts: &Options, core: CoreOptions) -> Box<dyn Probe> {
     match &opts.sink {
         SinkOptions::Tcp(tcp) => Box::new(Delivery::new(tcp::Tcp::new(tcp.clone()), core)),
         SinkOptions::Hec(hec) => {
-            let proto = hec::Hec::new(hec.clone(), core.deliver_timeout);
+            let proto = http::hec::Hec::new(hec.clone(), core.deliver_timeout);
             Box::new(Delivery::new(proto, core))
         }
         SinkOptions::Elastic(es) => {
-            Box::new(Delivery::new(elastic::Elastic::new(es.clone()), core))
+            let proto = http::elastic::Elastic::new(es.clone());
+            Box::new(Delivery::new(proto, core))
         }
         SinkOptions::Kafka(k) => Box::new(Delivery::new(kafka::Kafka::new(k.clone()), core)),
-        SinkOptions::Otlp(o) => Box::new(Delivery::new(http::otlp::Otlp::new(o.clone()), core)),
+        SinkOptions::Otlp(o) => {
+            let proto = http::otlp::Otlp::new(o.clone());
+            Box::new(Delivery::new(proto, core))
+        }
     }
 }
 
@@ -138,17 +163,18 @@ impl std::error::Error for SinkError {}
 
 /// Counters for the progress bar and the summary.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SinkStats {
+pub(crate) struct SinkStats {
     pub events_sent: u64,
     pub reconnects: u64,
     /// Events the receiver refused for good (a mapping error): reported, not sent again.
     pub rejected: u64,
 }
 
-pub trait Sink {
-    /// Sends the framed events of one return (`events` of them). Blocks while the receiver is
-    /// slow or away; everything stays queued for resending until the next confirm.
-    fn send(&mut self, bytes: &[u8], events: u64) -> Result<(), SinkError>;
+pub(crate) trait Sink {
+    /// Sends the framed events of one return, `keys` holding one entry per event. Blocks while
+    /// the receiver is slow or away; everything stays queued for resending until the next
+    /// confirm.
+    fn send(&mut self, bytes: &[u8], keys: &[Keys]) -> Result<(), SinkError>;
     /// Returns once everything sent so far is proven received.
     fn confirm(&mut self) -> Result<(), SinkError>;
     /// Bytes sent but not yet confirmed.

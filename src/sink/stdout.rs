@@ -2,9 +2,9 @@
 
 use std::io::{self, BufWriter, Stdout, Write};
 
-use super::{Sink, SinkError, SinkStats};
+use super::{Keys, Sink, SinkError, SinkStats};
 
-pub struct StdoutSink {
+pub(crate) struct StdoutSink {
     out: BufWriter<Stdout>,
     stats: SinkStats,
     /// Bytes sent since the last flush.
@@ -36,10 +36,10 @@ fn error(e: io::Error) -> SinkError {
 }
 
 impl Sink for StdoutSink {
-    fn send(&mut self, bytes: &[u8], events: u64) -> Result<(), SinkError> {
+    fn send(&mut self, bytes: &[u8], keys: &[Keys]) -> Result<(), SinkError> {
         self.out.write_all(bytes).map_err(error)?;
         self.unflushed += bytes.len();
-        self.stats.events_sent += events;
+        self.stats.events_sent += keys.len() as u64;
         Ok(())
     }
 

@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol as IpProtocol, Socket, TcpKeepalive, Type};
 
-use super::deliver::{Batch, BatchState, Fault, Protocol, Reply};
-use super::tls::{self, Tls, TlsStream};
-use super::wait::{Patient, Wait};
+use super::core::wait::Patient;
+use super::core::{Batch, BatchState, Fault, Protocol, Reply, Wait};
+use super::tls::{Tls, TlsStream};
 
 #[derive(Debug, Clone)]
-pub struct TcpOptions {
+pub(crate) struct TcpOptions {
     /// `host:port`, in failover order; names are resolved again at every connect.
     pub targets: Vec<String>,
     /// The longest a connect (and a TLS handshake) may take, within the deadline.
@@ -70,7 +70,7 @@ impl Stream {
 }
 
 /// The TCP sink's protocol: stream the events, confirm by a graceful close.
-pub struct Tcp {
+pub(crate) struct Tcp {
     opts: TcpOptions,
     conn: Option<Stream>,
 }
@@ -78,14 +78,6 @@ pub struct Tcp {
 impl Tcp {
     pub fn new(opts: TcpOptions) -> Tcp {
         Tcp { opts, conn: None }
-    }
-}
-
-fn fault(e: &io::Error) -> Fault {
-    Fault {
-        why: e.to_string(),
-        permanent: tls::is_permanent(e),
-        after: None,
     }
 }
 
@@ -99,27 +91,27 @@ impl Protocol for Tcp {
     }
 
     fn connect(&mut self, i: usize, wait: &mut Wait) -> Result<(), Fault> {
-        let stream = dial(&self.opts.targets[i], &self.opts, wait).map_err(|e| fault(&e))?;
+        let stream = dial(&self.opts.targets[i], &self.opts, wait)?;
         self.conn = Some(stream);
         Ok(())
     }
 
     fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
         let Some(conn) = self.conn.as_mut() else {
-            return Err(Fault::retriable("not connected"));
+            return Err(Fault::retry("not connected"));
         };
         match conn.peer_closed() {
-            Some(e) => Err(fault(&e)),
-            None => conn.write_all(&batch.bytes, wait).map_err(|e| fault(&e)),
+            Some(e) => Err(e.into()),
+            None => conn.write_all(&batch.bytes, wait).map_err(Fault::from),
         }?;
         Ok(Reply::Taken { ack: None })
     }
 
     fn confirm(&mut self, batches: &mut VecDeque<Batch>, wait: &mut Wait) -> Result<bool, Fault> {
         let Some(mut conn) = self.conn.take() else {
-            return Err(Fault::retriable("no connection to confirm on"));
+            return Err(Fault::retry("no connection to confirm on"));
         };
-        conn.close_gracefully(wait).map_err(|e| fault(&e))?;
+        conn.close_gracefully(wait)?;
         for b in batches.iter_mut() {
             b.state = BatchState::Done;
         }
@@ -131,8 +123,8 @@ impl Protocol for Tcp {
     }
 
     fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault> {
-        let mut conn = dial(&self.opts.targets[i], &self.opts, wait).map_err(|e| fault(&e))?;
-        conn.close_gracefully(wait).map_err(|e| fault(&e))?;
+        let mut conn = dial(&self.opts.targets[i], &self.opts, wait)?;
+        conn.close_gracefully(wait)?;
         Ok("accepts a connection, and closes after ours (delivery can be confirmed)".into())
     }
 }

@@ -185,7 +185,7 @@ impl Shipper<'_> {
             Done::Returns(dir, returns, _) => {
                 for Read {
                     minion,
-                    buf,
+                    encoded,
                     events,
                     part,
                     seen,
@@ -213,12 +213,12 @@ impl Shipper<'_> {
                     });
                     if n > 0 {
                         self.blocked.start();
-                        let sent = self.sink.send(&buf, n);
+                        let sent = self.sink.send(&encoded.bytes, &encoded.keys);
                         self.blocked.end();
                         sent?;
                         self.totals.events += n;
                     }
-                    pool.give(buf);
+                    pool.give(encoded.bytes);
                     if self.sink.unconfirmed() >= CONFIRM_BYTES {
                         self.confirm()?;
                     }

@@ -11,12 +11,14 @@ use log::{debug, warn};
 use super::{Mode, Totals};
 use crate::cache::JobDir;
 use crate::cli::Config;
-use crate::event::{to_map, write_json};
+use crate::event::{brief, id_of, to_map, write_json};
 use crate::extract::{extract, StateEvent};
 use crate::format::{self, Format};
 use crate::job::{Job, Masking};
 use crate::metrics::fleet::{self, Observed};
 use crate::msgpack::{self, ReadError};
+use crate::sink::keys::{Outcome, StateKeys};
+use crate::sink::{Encoded, Keys};
 use crate::{glob, time};
 
 /// A job folder younger than this whose `.load.p` is missing or cut is still being written.
@@ -44,8 +46,8 @@ pub(super) enum Done<'j> {
 /// One return read, decoded and encoded.
 pub(super) struct Read {
     pub minion: String,
-    pub buf: Vec<u8>,
-    /// How many events `buf` holds; `None` when the return has not landed yet.
+    pub encoded: Encoded,
+    /// How many events `encoded` holds; `None` when the return has not landed yet.
     pub events: Option<u64>,
     /// What reading it counted.
     pub part: Totals,
@@ -65,13 +67,23 @@ pub(super) fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Do
                 .into_iter()
                 .map(|minion| {
                     let mut part = Totals::default();
-                    let mut buf = pool.take();
+                    let mut encoded = Encoded {
+                        bytes: pool.take(),
+                        keys: Vec::new(),
+                    };
                     let mut seen = None;
-                    let events =
-                        ship_return(config, &job, dir, &minion, &mut buf, &mut part, &mut seen);
+                    let events = ship_return(
+                        config,
+                        &job,
+                        dir,
+                        &minion,
+                        &mut encoded,
+                        &mut part,
+                        &mut seen,
+                    );
                     Read {
                         minion,
-                        buf,
+                        encoded,
                         events,
                         part,
                         seen,
@@ -201,7 +213,7 @@ pub(super) fn read_load(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     }
 }
 
-/// Decodes one minion's return and appends its events to `buf`: how many, or `None` when the
+/// Decodes one minion's return and appends its events to `out`: how many, or `None` when the
 /// return is not done (not landed yet, or unreadable for now: tried again at the next pass).
 /// A file broken for good is warned about, counted, and done: it will not mend, and warning
 /// again every run would be noise. With metrics kept, `seen` gets the return's state runs,
@@ -211,7 +223,7 @@ pub(super) fn ship_return(
     job: &Job,
     dir: &JobDir,
     minion: &str,
-    buf: &mut Vec<u8>,
+    out: &mut Encoded,
     totals: &mut Totals,
     seen: &mut Option<Observed>,
 ) -> Option<u64> {
@@ -253,16 +265,41 @@ pub(super) fn ship_return(
             && glob::any(&config.minions, &ev.minion)
             && (!config.only_failures || ev.failed())
         {
-            encode(config, job, &ev, buf);
+            encode(config, job, &ev, out);
             n += 1;
         }
     }
     Some(n)
 }
 
+/// Appends one event in the configured format, and its keys for the sink.
+pub(super) fn encode(config: &Config, job: &Job, ev: &StateEvent<'_>, out: &mut Encoded) {
+    let start = out.bytes.len();
+    write(config, job, ev, &mut out.bytes);
+    let fun = ev.fun.as_deref().unwrap_or("");
+    let origin = out.origin(&ev.minion, &config.master_id, &job.jid, fun);
+    let brief = brief(ev);
+    out.keys.push(Keys {
+        len: out.bytes.len() - start,
+        id: Keys::id_from(id_of(job, ev).as_str()),
+        time: ev.instant,
+        origin,
+        state: StateKeys {
+            state_id: brief.state_id.map(|s| s.into()),
+            result: match brief.result {
+                Some(Some(true)) => Outcome::Succeeded,
+                Some(Some(false)) => Outcome::Failed,
+                Some(None) => Outcome::Pending,
+                None => Outcome::Unknown,
+            },
+            changed: brief.changed,
+        },
+    });
+}
+
 /// Appends one event in the configured format. JSON is written straight from the borrowed
 /// values; only an oversize event or another format goes through an ordered map.
-pub(super) fn encode(config: &Config, job: &Job, ev: &StateEvent<'_>, buf: &mut Vec<u8>) {
+fn write(config: &Config, job: &Job, ev: &StateEvent<'_>, buf: &mut Vec<u8>) {
     let start = buf.len();
     if config.format == Format::Json {
         write_json(buf, &config.master_id, job, ev);

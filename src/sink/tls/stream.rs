@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, ProtocolVersion};
 
-use crate::sink::wait::{Patient, Wait};
+use crate::sink::core::wait::{Patient, Wait};
 
 use super::failure::{describe, explain, failure, Ctx};
 

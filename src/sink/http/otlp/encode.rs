@@ -15,6 +15,8 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, S
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+pub(crate) use crate::sink::keys::Outcome;
+
 /// How a request travels (`--otlp-encoding`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Encoding {
@@ -42,20 +44,6 @@ pub enum Compression {
     None,
 }
 
-/// A state's `result`, which sets the severity.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// `result: true`
-    Succeeded,
-    /// `result: false`: ERROR.
-    Failed,
-    /// `result: null`, a test run's pending change: WARN.
-    Pending,
-    /// No `result` (a job event): INFO.
-    #[default]
-    Unknown,
-}
-
 /// What one LogRecord is made of: the event's bytes and the fields its attributes repeat.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Record<'a> {
@@ -75,6 +63,8 @@ pub(crate) struct Record<'a> {
     pub changed: Option<bool>,
 }
 
+/// The severity a state's `result` gives: ERROR for false, WARN for null (a test run's
+/// pending change), INFO otherwise.
 impl Outcome {
     fn severity(self) -> (SeverityNumber, &'static str) {
         match self {

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::sink::http::Secret;
+use crate::sink::secret::Secret;
 
 /// Headers the sink sets itself: a user's value would make the request lie about its body.
 const OURS: [&str; 4] = [

@@ -8,21 +8,19 @@
 //! has no de-duplication: after a fault the unacknowledged batches are sent again, and a
 //! receiver dedupes on the `event_id` attribute.
 
-pub mod encode;
-mod fields;
+pub(crate) mod encode;
 pub(crate) mod headers;
 pub(crate) mod reply;
 
-use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{debug, warn};
 
-use super::{events, one_line, split_url, Http, HttpOptions, Secret};
-use crate::sink::deliver::{Batch, Fault, Protocol, Reply};
-use crate::sink::wait::Wait;
-use encode::{Compression, Encoding};
-use fields::Fields;
+use super::client::{one_line, split_url, Http, HttpOptions};
+use crate::sink::core::{Batch, Fault, Protocol, Reply, Wait};
+use crate::sink::keys::Keys;
+use crate::sink::secret::Secret;
+use encode::{Compression, Encoding, Record};
 use reply::{Response, Verdict};
 
 /// Requests carry at most this much of events (as `_bulk` does); the attributes add a few
@@ -31,7 +29,7 @@ use reply::{Response, Verdict};
 const BATCH_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
-pub struct OtlpOptions {
+pub(crate) struct OtlpOptions {
     pub http: HttpOptions,
     pub encoding: Encoding,
     pub compression: Compression,
@@ -39,7 +37,7 @@ pub struct OtlpOptions {
     pub headers: Vec<(String, Secret)>,
 }
 
-pub struct Otlp {
+pub(crate) struct Otlp {
     opts: OtlpOptions,
     http: Http,
     current: usize,
@@ -97,6 +95,28 @@ impl Otlp {
     }
 }
 
+/// The log record of one event (its framing newline left out) from the keys it came with.
+fn record<'a>(keys: &'a Keys, event: &'a [u8]) -> Record<'a> {
+    let text = |s: &'a str| (!s.is_empty()).then_some(s);
+    let o = &keys.origin;
+    Record {
+        body: event.strip_suffix(b"\n").unwrap_or(event),
+        time_unix_nano: keys
+            .time
+            .and_then(|us| u64::try_from(us).ok())
+            .map_or(0, |us| us.saturating_mul(1000)),
+        master: text(&o.master),
+        event_id: Some(keys.id()),
+        event_type: None,
+        jid: text(&o.jid),
+        minion_id: text(&o.host),
+        fun: text(&o.fun),
+        state_id: keys.state.state_id.as_deref(),
+        result: keys.state.result,
+        changed: Some(keys.state.changed),
+    }
+}
+
 /// Now, in nanoseconds since the epoch: the records' observed time.
 fn now_nanos() -> u64 {
     SystemTime::now()
@@ -120,10 +140,7 @@ impl Protocol for Otlp {
     }
 
     fn send(&mut self, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
-        let fields: Vec<(Fields, &[u8])> = events(&batch.bytes)
-            .map(|event| (Fields::of(event), event))
-            .collect();
-        let records: Vec<_> = fields.iter().map(|(f, event)| f.record(event)).collect();
+        let records: Vec<Record<'_>> = batch.each().map(|(k, e)| record(k, e)).collect();
         let request = encode::request(&records, now_nanos());
         let body = encode::body(&request, self.opts.encoding);
         let n = records.len() as u64;
@@ -142,20 +159,10 @@ impl Protocol for Otlp {
                 }
                 Ok(Reply::Stored { rejected })
             }
-            Verdict::Retry { why, after } => Err(Fault {
-                after,
-                ..Fault::retriable(why)
-            }),
+            Verdict::Retry { why, after } => Err(Fault::Retry { why, after }),
             Verdict::Permanent(why) => Err(Fault::permanent(why)),
         }
     }
-
-    fn confirm(&mut self, _: &mut VecDeque<Batch>, _: &mut Wait) -> Result<bool, Fault> {
-        // Every batch was acknowledged by its reply.
-        Ok(true)
-    }
-
-    fn disconnect(&mut self) {}
 
     /// An empty export: an OTLP receiver answers 2xx (the Collector, Loki) or 400 (Fluent Bit
     /// refuses a request without records) once it accepted the headers; 401/403 if not.
@@ -169,10 +176,7 @@ impl Protocol for Otlp {
                 one_line(&why)
             )),
             Verdict::Permanent(why) => Err(Fault::permanent(why)),
-            Verdict::Retry { why, after } => Err(Fault {
-                after,
-                ..Fault::retriable(why)
-            }),
+            Verdict::Retry { why, after } => Err(Fault::Retry { why, after }),
         }
     }
 }

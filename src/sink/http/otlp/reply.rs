@@ -16,6 +16,7 @@ use prost::Message;
 use serde::Deserialize;
 
 use super::encode::Encoding;
+use crate::sink::http::client::one_line;
 
 /// The parts of an HTTP answer that matter here.
 #[derive(Debug, Default)]
@@ -153,7 +154,7 @@ fn stored(r: &Response<'_>, sent: Encoding, records: u64) -> Verdict {
     let Ok(rejected) = u64::try_from(rejected) else {
         return unreadable(&format!("rejected_log_records {rejected}"));
     };
-    let message = super::super::one_line(&message);
+    let message = one_line(&message);
     Verdict::Stored {
         // More refused than sent is nonsense we read as "all of them".
         rejected: rejected.min(records),
@@ -171,8 +172,8 @@ fn error_text(r: &Response<'_>, sent: Encoding) -> String {
             .map(|message| Status { code: 0, message }),
     };
     match status {
-        Some(s) if !s.message.is_empty() => super::super::one_line(&s.message),
-        _ => super::super::one_line(&String::from_utf8_lossy(r.body)),
+        Some(s) if !s.message.is_empty() => one_line(&s.message),
+        _ => one_line(&String::from_utf8_lossy(r.body)),
     }
 }
 

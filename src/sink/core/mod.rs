@@ -1,0 +1,25 @@
+//! The delivery core under every network sink: what a sink tells it ([`protocol`]), what it
+//! does with that ([`deliver`]), and the one deadline every wait keeps ([`wait`]).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) mod deliver;
+pub(crate) mod protocol;
+pub(crate) mod wait;
+
+pub(crate) use deliver::Delivery;
+pub(crate) use protocol::{Batch, BatchState, Fate, Fault, Protocol, Reply};
+pub(crate) use wait::Wait;
+
+/// What the core needs besides the protocol.
+#[derive(Debug, Clone)]
+pub(crate) struct CoreOptions {
+    /// Give up (exit 3) after this long without progress.
+    pub deliver_timeout: Duration,
+    /// At most this many events per second, on average.
+    pub max_rate: Option<f64>,
+    /// Set by a signal handler: stop waiting for receivers.
+    pub stop: Option<Arc<AtomicBool>>,
+}

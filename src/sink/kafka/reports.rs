@@ -1,0 +1,153 @@
+//! The producer's context: each record's delivery report, and the client's own errors, land
+//! here (served by `poll` on our own thread), classified: retry the record, reject it for
+//! good, or give up on the cluster as configured.
+
+use std::sync::Mutex;
+
+use log::debug;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ProducerContext;
+
+use crate::sink::core::Fault;
+
+/// Why a record failed, as its delivery report said.
+pub(super) type Outcome = Result<(), (Code, String)>;
+
+/// The batch being produced: record `seq - base` of it has its report in `outcomes`.
+#[derive(Default)]
+struct Pending {
+    base: usize,
+    outcomes: Vec<Option<Outcome>>,
+}
+
+/// The producer's context: delivery reports and the client's last error land here (served
+/// by `poll` on our own thread).
+#[derive(Default)]
+pub(super) struct Reports {
+    pending: Mutex<Pending>,
+    /// The client's last error, for the message when the deadline passes.
+    pub(super) error: Mutex<Option<(Code, String)>>,
+    /// Its first error that retrying cannot fix (later ones, "all brokers down", follow from it).
+    permanent: Mutex<Option<String>>,
+}
+
+impl ClientContext for Reports {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // The core warns once per outage; librdkafka's own lines are for -vv.
+        debug!(target: "librdkafka", "{level:?} {fac}: {message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        debug!(target: "librdkafka", "{error}: {reason}");
+        let Some(code) = error.rdkafka_error_code() else {
+            return;
+        };
+        if classify(code, reason) == Class::Target {
+            let mut permanent = self.permanent.lock().expect("not poisoned");
+            permanent.get_or_insert_with(|| format!("{code}: {reason}"));
+        }
+        *self.error.lock().expect("not poisoned") = Some((code, reason.to_owned()));
+    }
+}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err((e, _)) => Err((
+                e.rdkafka_error_code().unwrap_or(Code::Unknown),
+                e.to_string(),
+            )),
+        };
+        let mut p = self.pending.lock().expect("not poisoned");
+        let base = p.base;
+        if let Some(slot) = p.outcomes.get_mut(seq.wrapping_sub(base)) {
+            *slot = Some(outcome);
+        }
+    }
+}
+
+impl Reports {
+    pub(super) fn start(&self, base: usize, records: usize) {
+        let mut p = self.pending.lock().expect("not poisoned");
+        p.base = base;
+        p.outcomes = vec![None; records];
+    }
+
+    pub(super) fn record(&self, i: usize, outcome: Outcome) {
+        self.pending.lock().expect("not poisoned").outcomes[i] = Some(outcome);
+    }
+
+    pub(super) fn waiting(&self) -> usize {
+        let p = self.pending.lock().expect("not poisoned");
+        p.outcomes.iter().filter(|o| o.is_none()).count()
+    }
+
+    pub(super) fn take(&self) -> Vec<Option<Outcome>> {
+        std::mem::take(&mut self.pending.lock().expect("not poisoned").outcomes)
+    }
+
+    /// The client's error that retrying cannot fix, if it had one.
+    pub(super) fn permanent(&self) -> Option<Fault> {
+        let permanent = self.permanent.lock().expect("not poisoned");
+        permanent.clone().map(Fault::permanent)
+    }
+}
+
+/// How a failure is classified.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Class {
+    /// May pass: produce the record again, until the deadline.
+    Retriable,
+    /// This record can never be stored: report it, count it, drop it.
+    Record,
+    /// Nothing can be stored on this cluster as configured: stop.
+    Target,
+}
+
+pub(super) fn classify(code: Code, reason: &str) -> Class {
+    match code {
+        Code::MessageSizeTooLarge
+        | Code::MessageBatchTooLarge
+        | Code::InvalidRecord
+        | Code::InvalidTimestamp
+        | Code::UnsupportedForMessageFormat => Class::Record,
+        Code::Authentication
+        | Code::SaslAuthenticationFailed
+        | Code::UnsupportedSASLMechanism
+        | Code::IllegalSASLState
+        | Code::TopicAuthorizationFailed
+        | Code::ClusterAuthorizationFailed
+        | Code::TransactionalIdAuthorizationFailed
+        | Code::UnknownTopic
+        | Code::UnknownTopicOrPartition
+        | Code::UnsupportedCompressionType
+        | Code::PolicyViolation => Class::Target,
+        Code::SSL if reason.contains("certificate verify failed") => Class::Target,
+        _ => Class::Retriable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_classified() {
+        assert_eq!(classify(Code::MessageSizeTooLarge, ""), Class::Record);
+        assert_eq!(classify(Code::NotEnoughReplicas, ""), Class::Retriable);
+        assert_eq!(classify(Code::NotLeaderForPartition, ""), Class::Retriable);
+        assert_eq!(classify(Code::MessageTimedOut, ""), Class::Retriable);
+        assert_eq!(classify(Code::AllBrokersDown, ""), Class::Retriable);
+        assert_eq!(classify(Code::Authentication, ""), Class::Target);
+        assert_eq!(classify(Code::TopicAuthorizationFailed, ""), Class::Target);
+        assert_eq!(classify(Code::SSL, "connection reset"), Class::Retriable);
+        let cert = "SSL handshake failed: certificate verify failed";
+        assert_eq!(classify(Code::SSL, cert), Class::Target);
+    }
+}

@@ -1,0 +1,1 @@
+â£cmdßpublish£tgtë®f-killed£fun±saltutil.find_job£argë¥20261203103558320559®tgt_type§list£ret†£jid¥20261203103613524595¶kwargsÅ©delimiter°:§user§root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt“¦f-web1¦f-web2¨f-killed£fun§cmd.run£arg‘°echo hello fleet¨tgt_type¤list£ret £jid´20261203103519841271¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+“¨f-killed¦f-web1¦f-web2

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¦f-web2£fun©state.sls£arg‘©fleetslow¨tgt_type¤glob£ret £jid´20261203103720204642¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+â£cmdßpublish£tgtí®f-silent¶f-down£fun±saltutil.find_job£argë¥20261203103455028692®tgt_type§list£ret†£jid¥20261203103505151991¶kwargsÅ©delimiter°:§user§root

@@ -1,0 +1,1 @@
+â£cmdßpublish£tgtí¶f-down®f-silent£fun±saltutil.find_job£argë¥20261203103758164579®tgt_type§list£ret†£jid¥20261203103808333670¶kwargsÅ©_cmd_meta√§user§root

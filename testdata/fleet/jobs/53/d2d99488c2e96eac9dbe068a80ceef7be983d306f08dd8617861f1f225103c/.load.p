@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt’¦f-web1§f-nokey£fun©state.sls£arg‘¥twice¨tgt_type¤list£ret £jid´20261203103525422021¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¡*£fun©test.ping£arg¨tgt_type¤glob£ret £jid´20261203103758164579¦kwargs‚®expect_minionsÂ©_cmd_metaÃ¤user¤root

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt’¦f-web1¨f-killed£fun©state.sls£arg‘©fleetslow¨tgt_type¤list£ret £jid´20261203103558320559¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+’¨f-killed¦f-web1

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt¡*£fun©test.ping£arg¨tgt_type¤glob£ret £jid´20261203103827757807¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

@@ -1,0 +1,1 @@
+“¦f-down¦f-web1¦f-web2

@@ -1,0 +1,1 @@
+ˆ£cmd§publish£tgt‘¦f-down£fun±saltutil.find_job£arg‘´20261203103737556401¨tgt_type¤list£ret £jid´20261203103747713480¤user¤root

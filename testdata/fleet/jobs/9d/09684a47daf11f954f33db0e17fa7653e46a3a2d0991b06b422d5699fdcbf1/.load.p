@@ -1,0 +1,1 @@
+â£cmdßpublish£tgtí®f-silent¶f-down£fun±saltutil.find_job£argë¥20261203103827757807®tgt_type§list£ret†£jid¥20261203103837946093¶kwargsÅ©delimiter°:§user§root

@@ -1,0 +1,1 @@
+’¦f-down¨f-silent

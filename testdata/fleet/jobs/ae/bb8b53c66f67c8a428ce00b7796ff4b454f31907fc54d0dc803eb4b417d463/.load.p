@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt­f-web1,f-down£fun©state.sls£arg’¥twiceƒ©__kwarg__Ã¥queueÂªconcurrentÂ¨tgt_type¤list£ret £jid´20261203103737556401¦kwargs®expect_minionsÃ¤user¤root

@@ -1,0 +1,1 @@
+•¦f-down¨f-killed¨f-silent¦f-web1¦f-web2

@@ -1,0 +1,1 @@
+‰£cmd§publish£tgt‘¨f-killed£fun©test.ping£arg¨tgt_type¤list£ret £jid´20261203103631449365¦kwargsƒ¬show_timeoutÃ¨show_jidÂ©delimiter¡:¤user¤root

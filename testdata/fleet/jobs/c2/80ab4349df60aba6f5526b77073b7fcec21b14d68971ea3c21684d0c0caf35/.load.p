@@ -1,0 +1,1 @@
+â£cmdßpublish£tgtë¶f-down£fun±saltutil.find_job£argë¥20261203103532442238®tgt_type§list£ret†£jid¥20261203103542641076¶kwargsÅ©delimiter°:§user§root

@@ -1,0 +1,1 @@
+‰¨tgt_type¤glob£jid´20261203161404074665£cmd§publish£tgt¤old2¦kwargsƒ©delimiter¡:¬show_timeoutÃ¨show_jidÂ£ret ¤user¤root£arg‘®does_not_exist£fun©state.sls

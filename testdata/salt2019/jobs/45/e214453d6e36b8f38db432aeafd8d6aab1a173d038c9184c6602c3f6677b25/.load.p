@@ -1,0 +1,1 @@
+‰¨tgt_type¤list£jid´20261203161407876178£cmd§publish£tgt’¤old1¤old2¦kwargsƒ©delimiter¡:¬show_timeoutÃ¨show_jidÂ£ret ¤user¤root£arg£fun±saltutil.sync_all

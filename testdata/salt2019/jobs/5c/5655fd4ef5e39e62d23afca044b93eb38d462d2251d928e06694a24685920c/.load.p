@@ -1,0 +1,1 @@
+‰¨tgt_type¤glob£jid´20261203161431908490£cmd§publish£tgt¤old*¦kwargs‚©_cmd_metaÃ®expect_minionsÂ£ret ¤user¤root£arg£fun©test.ping

@@ -1,0 +1,1 @@
+‰¨tgt_type¤glob£jid´20261203161418892945£cmd§publish£tgt¤old1¦kwargsƒ©delimiter¡:¬show_timeoutÃ¨show_jidÂ£ret ¤user¤root£arg‘½printf 'caf\351 \377\376 end'£fun§cmd.run

@@ -1,0 +1,1 @@
+‰¨tgt_type¤glob£jid´20261203161430743857£cmd§publish£tgt¤old1¦kwargs®expect_minionsÃ£ret ¤user¤root£arg’¢okƒ¥queueÂªconcurrentÂ©__kwarg__Ã£fun©state.sls

@@ -1,0 +1,1 @@
+‰¨tgt_type¤list£jid´20261203161358514689£cmd§publish£tgt’¤old1¤old2¦kwargsƒ©delimiter¡:¬show_timeoutÃ¨show_jidÂ£ret ¤user¤root£arg‘¤fail£fun©state.sls

@@ -1,0 +1,1 @@
+‰¨tgt_type¤glob£jid´20261203161422848174£cmd§publish£tgt¤old1¦kwargsƒ©delimiter¡:¬show_timeoutÃ¨show_jidÂ£ret ¤user¤root£arg£funµsaltship_bytes.latin1

@@ -1,0 +1,96 @@
+//! Usage and configuration errors: one line on stderr naming what is wrong, exit status 2,
+//! nothing on stdout.
+
+use crate::common::{p, Saltship};
+
+fn assert_usage_error(args: &[&str], needle: &str) {
+    let run = Saltship::args(args).run();
+    assert_eq!(run.code, 2, "exit status for {args:?}: {}", run.stderr);
+    assert!(run.stdout.is_empty(), "stdout for {args:?}: {}", run.stdout);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains(needle)),
+        "stderr for {args:?} lacks {needle:?}: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn missing_cache_folder_is_one_line_and_exit_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let missing = tmp.path().join("nope");
+    let missing = p(&missing);
+    assert_usage_error(&["backfill", "--dry-run", "--cache-dir", missing], missing);
+    let run = Saltship::args(["backfill", "--dry-run", "--cache-dir", missing]).run();
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.starts_with("saltship: "), "{}", run.stderr);
+}
+
+#[test]
+fn bad_times_and_options_exit_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = p(tmp.path());
+    assert_usage_error(
+        &[
+            "backfill",
+            "--dry-run",
+            "--cache-dir",
+            dir,
+            "--since",
+            "yesterday",
+        ],
+        "yesterday",
+    );
+    assert_usage_error(
+        &[
+            "backfill",
+            "--dry-run",
+            "--cache-dir",
+            dir,
+            "--since",
+            "1h",
+            "--until",
+            "2h",
+        ],
+        "--since",
+    );
+    assert_usage_error(
+        &[
+            "backfill",
+            "--dry-run",
+            "--cache-dir",
+            dir,
+            "--jid-timezone",
+            "mars",
+        ],
+        "mars",
+    );
+    assert_usage_error(
+        &[
+            "backfill",
+            "--dry-run",
+            "--cache-dir",
+            dir,
+            "--no-such-option",
+        ],
+        "--no-such-option",
+    );
+    assert_usage_error(&["backfill", "--cache-dir", dir], "--dry-run");
+}
+
+#[test]
+fn an_empty_cache_is_not_an_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = Saltship::args(["backfill", "--dry-run", "--cache-dir", p(tmp.path())]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.events.is_empty());
+    assert!(
+        run.stderr.contains("0 jobs, 0 returns, 0 events"),
+        "{}",
+        run.stderr
+    );
+}

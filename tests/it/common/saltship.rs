@@ -1,0 +1,214 @@
+//! The one way the tests run the built binary: `Saltship::sync(&jobs).target(..).run()`. A run
+//! starts from a clean environment (no `RUST_LOG`, no `JOURNAL_STREAM`, `TZ=UTC`) and gets a
+//! state file of its own unless the test names one, so no test sees another's checkpoint.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The master id every test cache is shipped under.
+pub const MASTER: &str = "testmaster";
+
+/// How long a run may take before the test fails.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `saltship` command line, built up and then run once.
+pub struct Saltship {
+    cmd: Command,
+    timeout: Duration,
+    own_state: bool,
+}
+
+/// What a finished run printed and how it exited.
+pub struct Run {
+    pub code: i32,
+    /// Every stdout line as JSON (empty for [`Saltship::run_text`]).
+    pub events: Vec<Value>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The `event_id` of every event, in order (or as a set).
+    pub fn ids<C: FromIterator<String>>(&self) -> C {
+        self.events
+            .iter()
+            .map(|e| e["event_id"].as_str().expect("event_id").to_owned())
+            .collect()
+    }
+}
+
+/// Every line of `text` as a JSON object; a line that is not one fails the test.
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .inspect(|v| assert!(v.is_object(), "not an object: {v}"))
+        .collect()
+}
+
+/// A path as a command-line argument (the tests' temp dirs are UTF-8).
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+impl Saltship {
+    /// `saltship <args>`, nothing added.
+    pub fn args<I, S>(args: I) -> Saltship
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("saltship"));
+        cmd.args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .env("TZ", "UTC");
+        Saltship {
+            cmd,
+            timeout: TIMEOUT,
+            own_state: true,
+        }
+    }
+
+    /// `saltship <command> --cache-dir <jobs> --master-id testmaster`.
+    pub fn on(command: &str, jobs: &Path) -> Saltship {
+        Saltship::args([command, "--cache-dir", p(jobs), "--master-id", MASTER])
+    }
+
+    pub fn sync(jobs: &Path) -> Saltship {
+        Saltship::on("sync", jobs)
+    }
+
+    pub fn backfill(jobs: &Path) -> Saltship {
+        Saltship::on("backfill", jobs)
+    }
+
+    pub fn watch(jobs: &Path) -> Saltship {
+        Saltship::on("watch", jobs)
+    }
+
+    pub fn check(jobs: &Path) -> Saltship {
+        Saltship::on("check", jobs)
+    }
+
+    /// `saltship backfill --dry-run ...`: the events on stdout.
+    pub fn dry_run(jobs: &Path) -> Saltship {
+        Saltship::backfill(jobs).arg("--dry-run")
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Saltship {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn more<I, S>(mut self, args: I) -> Saltship
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn sink(self, sink: &str) -> Saltship {
+        self.more(["--sink", sink])
+    }
+
+    pub fn target(self, target: &str) -> Saltship {
+        self.more(["--target", target])
+    }
+
+    pub fn state_file(self, state: &Path) -> Saltship {
+        self.arg("--state-file").arg(state)
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Saltship {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn envs(mut self, vars: &[(&str, &str)]) -> Saltship {
+        self.cmd.envs(vars.iter().copied());
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Saltship {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    /// No `SALTSHIP_STATE_FILE` from the test: the run finds its state file its own way.
+    pub fn default_state(mut self) -> Saltship {
+        self.own_state = false;
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Saltship {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs to the end; every stdout line must be a JSON object.
+    pub fn run(self) -> Run {
+        let mut run = self.run_text();
+        run.events = json_lines(&run.stdout);
+        run
+    }
+
+    /// Runs to the end; stdout is whatever text it printed.
+    pub fn run_text(self) -> Run {
+        let state = tempfile::tempdir().expect("tempdir");
+        let Saltship {
+            mut cmd,
+            timeout,
+            own_state,
+        } = self;
+        if own_state {
+            cmd.env("SALTSHIP_STATE_FILE", state.path().join("state"));
+        }
+        let out = assert_cmd::Command::from_std(cmd)
+            .timeout(timeout)
+            .output()
+            .expect("run saltship");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            events: Vec::new(),
+            stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Starts it in the background with stdout dropped and stderr to `stderr`. A started run
+    /// names its state file (or `--no-checkpoint`): it may outlive a temp dir of ours.
+    pub fn spawn(self, stderr: impl Into<Stdio>) -> Child {
+        self.command()
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn saltship")
+    }
+
+    /// The same run under a wrapper command (`setpriv ... --`, `sh -c 'ulimit ...'`): the
+    /// wrapper's words, then the binary and its arguments, with the environment kept.
+    pub fn under(self, wrapper: &[&str]) -> Saltship {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(self.cmd.get_program())
+            .args(self.cmd.get_args());
+        for (key, value) in self.cmd.get_envs() {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        Saltship { cmd, ..self }
+    }
+
+    /// The command itself, for a test that starts it its own way.
+    pub fn command(self) -> Command {
+        self.cmd
+    }
+}

@@ -1,0 +1,28 @@
+//! The integration tests, one crate (one link, one `common` compiled once): each file is a
+//! module named for what it covers, driving the built binary (`common::Saltship`) against a
+//! copy of `testdata/` and, where a receiver is needed, a real one started on 127.0.0.1.
+//! `cargo test --test it <module>::` runs one file's tests.
+
+mod common;
+
+mod bad_input;
+mod checkpoint;
+mod cli;
+mod delivery;
+mod filters;
+mod fixtures;
+mod http_faults;
+mod http_receivers;
+mod kafka;
+mod legacy;
+mod man;
+mod metrics;
+mod metrics_serve;
+mod operator;
+mod otlp;
+mod otlp_faults;
+mod receivers;
+mod sync;
+mod syndic;
+mod tls;
+mod watch;
