@@ -1,8 +1,12 @@
 //! The event: one JSON object per state result, the seed returner's field names kept, with
 //! `timestamp` first (Splunk looks for the time in the first 128 bytes).
 
+mod brief;
+
 use rmpv::ValueRef;
 use serde::Serialize;
+
+pub use brief::brief;
 
 use crate::extract::StateEvent;
 use crate::job::Job;
@@ -243,37 +247,6 @@ pub fn to_map(
 pub fn id_of(job: &Job, ev: &StateEvent<'_>) -> EventId {
     let key = ev.key.as_deref().or(ev.fun.as_deref()).unwrap_or("");
     EventId::new(&job.jid, &ev.minion, key)
-}
-
-/// An event in brief, as its fields read: for a sink that repeats a few of them beside the
-/// event (OTLP's attributes and severity) without parsing what was encoded.
-pub struct Brief<'e> {
-    pub state_id: Option<std::borrow::Cow<'e, str>>,
-    /// `result`: `Some(Some(b))` true or false (an error return is false), `Some(None)` null
-    /// (or none: the event writes null), `None` any other value.
-    pub result: Option<Option<bool>>,
-    pub changed: bool,
-}
-
-pub fn brief<'e>(ev: &'e StateEvent<'_>) -> Brief<'e> {
-    let Some(state) = ev.state else {
-        return Brief {
-            state_id: None,
-            result: Some(Some(false)),
-            changed: false,
-        };
-    };
-    let fields = Fields::of(state);
-    let parts = ev.key.as_deref().map(KeyParts::of);
-    Brief {
-        state_id: state_id(&fields, parts.as_ref()),
-        result: match fields.result {
-            None | Some(ValueRef::Nil) => Some(None),
-            Some(ValueRef::Boolean(b)) => Some(Some(*b)),
-            Some(_) => None,
-        },
-        changed: fields.changes.is_some_and(non_empty),
-    }
 }
 
 /// `__id__`, else the id from the state key when it splits cleanly (states older than

@@ -4,7 +4,7 @@
 //! What the acknowledgement proves ([`reply`]): a 2xx whose `partial_success` rejected no
 //! record means the receiver took the batch: into its pipeline (Fluent Bit's input buffer, the
 //! Collector's queue, Loki's ingesters). How far that is from disk is the receiver's
-//! set-up (docs/sinks.md). Rejected records are counted and reported, never sent again. OTLP
+//! set-up (docs/otlp.md). Rejected records are counted and reported, never sent again. OTLP
 //! has no de-duplication: after a fault the unacknowledged batches are sent again, and a
 //! receiver dedupes on the `event_id` attribute.
 
