@@ -23,6 +23,7 @@ pub(crate) use self::core::{CoreOptions, Fault};
 use self::core::{Delivery, Protocol};
 pub(crate) use http::elastic::ElasticOptions;
 pub(crate) use http::hec::HecOptions;
+pub(crate) use http::otlp::{headers as otlp_headers, OtlpOptions};
 pub(crate) use http::HttpOptions;
 pub(crate) use kafka::KafkaOptions;
 pub(crate) use keys::{Encoded, Keys};
@@ -43,6 +44,7 @@ impl Options {
             SinkOptions::Tcp(t) => &t.targets,
             SinkOptions::Hec(h) => &h.http.targets,
             SinkOptions::Elastic(e) => &e.http.targets,
+            SinkOptions::Otlp(o) => &o.http.targets,
             SinkOptions::Kafka(k) => &k.bootstrap,
         }
     }
@@ -68,6 +70,8 @@ pub enum SinkKind {
     Elasticsearch,
     /// Apache Kafka (or any broker speaking its protocol): one record per event, `acks=all`
     Kafka,
+    /// OpenTelemetry logs over OTLP/HTTP (`POST /v1/logs`): one log record per event
+    Otlp,
 }
 
 /// The sink chosen with `--sink`, with its own options.
@@ -77,6 +81,7 @@ pub(crate) enum SinkOptions {
     Hec(HecOptions),
     Elastic(ElasticOptions),
     Kafka(KafkaOptions),
+    Otlp(OtlpOptions),
 }
 
 /// Checks target `i` of `opts` without sending an event (for `saltship check`): what it
@@ -125,6 +130,10 @@ fn on_core(opts: &Options, core: CoreOptions) -> Box<dyn Probe> {
         }
         SinkOptions::Kafka(o) => {
             Box::new(Delivery::new(kafka::Kafka::new(o.clone()), targets, core))
+        }
+        SinkOptions::Otlp(o) => {
+            let proto = http::otlp::Otlp::new(o.clone());
+            Box::new(Delivery::new(proto, targets, core))
         }
     }
 }
