@@ -1,8 +1,12 @@
 //! The event: one JSON object per state result, the seed returner's field names kept, with
 //! `timestamp` first (Splunk looks for the time in the first 128 bytes).
 
+mod brief;
+
 use rmpv::ValueRef;
 use serde::Serialize;
+
+pub use brief::brief;
 
 use crate::extract::StateEvent;
 use crate::job::Job;
@@ -245,16 +249,25 @@ pub fn id_of(job: &Job, ev: &StateEvent<'_>) -> EventId {
     EventId::new(&job.jid, &ev.minion, key)
 }
 
+/// `__id__`, else the id from the state key when it splits cleanly (states older than
+/// `__id__`).
+fn state_id<'e>(
+    fields: &Fields<'e, '_>,
+    parts: Option<&KeyParts<'e>>,
+) -> Option<std::borrow::Cow<'e, str>> {
+    match fields.id.and_then(crate::msgpack::as_text) {
+        Some(id) => Some(id),
+        None => parts.and_then(|p| p.id).map(std::borrow::Cow::Borrowed),
+    }
+}
+
 fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wire<'e, 'a> {
     let fields = ev.state.map(Fields::of).unwrap_or_default();
     let key = ev.key.as_deref();
     // The id and name may themselves contain `_|-`: module and function come from the ends,
     // and the id from the key only when it splits cleanly (states older than `__id__`).
     let parts = key.map(KeyParts::of);
-    let state_id = match fields.id.and_then(crate::msgpack::as_text) {
-        Some(id) => Some(id),
-        None => parts.and_then(|p| p.id).map(std::borrow::Cow::Borrowed),
-    };
+    let state_id = state_id(&fields, parts.as_ref());
     let changes = fields.changes;
     Wire {
         timestamp: ev.instant.map(crate::time::Rfc3339::new),

@@ -7,7 +7,7 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
 use super::parse::Boolish;
-use super::receivers::{HttpArgs, KafkaArgs, TlsArgs};
+use super::receivers::{HttpArgs, KafkaArgs, OtlpArgs, TlsArgs};
 
 use crate::format::Format;
 use crate::sink::SinkKind;
@@ -212,15 +212,17 @@ pub struct CommonArgs {
     /// The receiver's protocol. tcp: lines over TCP or TLS; delivery is confirmed by a graceful
     /// close (our FIN, then the receiver's EOF), which proves the receiver's socket read every
     /// byte but not that an application stored it: a proxy or load balancer in between, or a
-    /// receiver that half-closes without reading, defeats it. relp: rsyslog's RELP, each
-    /// event answered (rsp 200) by the receiver itself, so it holds through a proxy too.
-    /// splunk-hec, elasticsearch and kafka are acknowledged by the store itself (indexer
-    /// acknowledgement; per-item bulk status; a delivery report per record with acks=all)
+    /// receiver that half-closes without reading, defeats it. relp: rsyslog's RELP, each event
+    /// answered (rsp 200) by rsyslog itself, so it holds through a proxy too. splunk-hec,
+    /// elasticsearch,
+    /// kafka and otlp are acknowledged by the receiver itself (indexer acknowledgement;
+    /// per-item bulk status; a delivery report per record with acks=all; a 2xx with no rejected
+    /// log record)
     #[arg(long, value_enum, env = "SALTSHIP_SINK", default_value = "tcp")]
     pub sink: SinkKind,
 
     /// Send the events to this receiver: HOST:PORT for --sink tcp and relp, a URL (http:// or
-    /// https://HOST:PORT, optionally with a path) for splunk-hec and elasticsearch; repeat for
+    /// https://HOST:PORT, optionally with a path) for splunk-hec, elasticsearch and otlp; repeat for
     /// failover, tried in order. For kafka: HOST:PORT bootstrap brokers (one list, not failover)
     #[arg(
         long,
@@ -235,9 +237,9 @@ pub struct CommonArgs {
     pub dry_run: bool,
 
     /// Wire format: json (one object per line), ecs (Elastic Common Schema, one per line),
-    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted); the HTTP sinks and
-    /// kafka take json or ecs, relp json, ecs or syslog (one event per RELP frame, unframed)
-    /// [default: json; ecs for --sink elasticsearch]
+    /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted); the HTTP sinks
+    /// (otlp: as each record's body) and kafka take json or ecs, relp json, ecs or syslog (one
+    /// event per RELP frame, unframed) [default: json; ecs for --sink elasticsearch]
     #[arg(long, value_enum, env = "SALTSHIP_FORMAT")]
     pub format: Option<Format>,
 
@@ -340,6 +342,9 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
 
     #[command(flatten)]
     pub relp: RelpArgs,

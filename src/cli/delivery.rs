@@ -7,11 +7,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 
-use super::{CommonArgs, HttpArgs, TlsArgs};
+use super::{CommonArgs, HttpArgs, OtlpArgs, TlsArgs};
 use crate::format::Format;
 use crate::sink::tls::{Tls, TlsOptions};
 use crate::sink::{
-    kafka, CoreOptions, ElasticOptions, HecOptions, HttpOptions, KafkaOptions, Secret,
+    kafka, otlp_headers as headers, CoreOptions, ElasticOptions, HecOptions, HttpOptions,
+    KafkaOptions, OtlpOptions, Secret,
 };
 use crate::sink::{Options, RelpOptions, SinkKind, SinkOptions, TcpOptions};
 use crate::time::parse_duration;
@@ -35,14 +36,17 @@ const MIN_RATE: f64 = 0.001;
 /// Checks that the targets fit `--sink` (HOST:PORT for tcp and kafka, a URL for the HTTP
 /// sinks) and the format too; the format to use. A dry run checks the same.
 pub(super) fn check_targets(args: &CommonArgs) -> Result<Format> {
-    let http = matches!(args.sink, SinkKind::SplunkHec | SinkKind::Elasticsearch);
+    let http = matches!(
+        args.sink,
+        SinkKind::SplunkHec | SinkKind::Elasticsearch | SinkKind::Otlp
+    );
     let sink = sink_name(args.sink);
     for t in &args.target {
         let url = t.contains("://");
         if !http && url {
             bail!(
                 "bad --target '{t}': --sink {sink} takes HOST:PORT; a URL is for --sink \
-                 splunk-hec or --sink elasticsearch"
+                 splunk-hec, elasticsearch or otlp"
             );
         }
         if http {
@@ -126,6 +130,12 @@ pub(super) fn delivery(args: &CommonArgs) -> Result<Options> {
             window: args.relp.relp_window,
             format: check_targets(args)?,
         }),
+        SinkKind::Otlp => SinkOptions::Otlp(OtlpOptions {
+            http: http_options(args, es_auth(&args.http)?)?,
+            encoding: args.otlp.otlp_encoding,
+            compression: args.otlp.otlp_compression,
+            headers: otlp_headers(&args.otlp)?,
+        }),
     };
     Ok(Options {
         core: CoreOptions {
@@ -180,6 +190,21 @@ fn secret(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> 
         );
     }
     Ok(Some(text.to_owned()))
+}
+
+/// `--otlp-header`s, then the lines of `--otlp-header-file`.
+fn otlp_headers(args: &OtlpArgs) -> Result<Vec<(String, Secret)>> {
+    let mut headers = args
+        .otlp_header
+        .iter()
+        .map(|h| headers::parse(h, "bad --otlp-header"))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(path) = &args.otlp_header_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--otlp-header-file {}", path.display()))?;
+        headers.extend(headers::parse_file(&text, &path.display().to_string())?);
+    }
+    Ok(headers)
 }
 
 fn hec_token(args: &HttpArgs) -> Result<Option<Secret>> {

@@ -1,4 +1,4 @@
-//! The command line's receiver options: Kafka, the HTTP sinks, TLS. Doc comments become
+//! The command line's receiver options: Kafka, the HTTP sinks, OTLP, TLS. Doc comments become
 //! `--help` and the man page.
 
 use std::path::PathBuf;
@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::parse::Boolish;
+use crate::sink::http::otlp::encode::{Compression as OtlpCompression, Encoding as OtlpEncoding};
 use crate::sink::kafka::KafkaKey;
 
 /// The Kafka sink. The password comes from a file or the environment, never from the command
@@ -161,4 +162,47 @@ pub struct TlsArgs {
         conflicts_with = "tls_ca"
     )]
     pub tls_insecure_skip_verify: bool,
+}
+
+/// The OpenTelemetry logs sink (OTLP/HTTP). Its --target is the base URL: `/v1/logs` is added
+/// (http://collector:4318, or http://loki:3100/otlp for Loki 3). Basic authentication or an API
+/// key as for Elasticsearch (--http-user, --es-api-key-file); anything else as headers.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "OpenTelemetry (OTLP)")]
+pub struct OtlpArgs {
+    /// How requests are encoded: protobuf (every OTLP receiver takes it) or json (OTLP/JSON)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "ENCODING",
+        env = "SALTSHIP_OTLP_ENCODING",
+        default_value = "protobuf"
+    )]
+    pub otlp_encoding: OtlpEncoding,
+
+    /// Compress request bodies: gzip or none
+    #[arg(
+        long,
+        value_enum,
+        value_name = "COMPRESSION",
+        env = "SALTSHIP_OTLP_COMPRESSION",
+        default_value = "none"
+    )]
+    pub otlp_compression: OtlpCompression,
+
+    /// A request header, KEY=VALUE, e.g. X-Scope-OrgID=tenant1 (repeatable, or several separated
+    /// by ';'). Its value is never printed, but a command line is visible to every user of the
+    /// machine: put tokens in --otlp-header-file
+    #[arg(
+        long,
+        value_name = "KEY=VALUE",
+        env = "SALTSHIP_OTLP_HEADER",
+        value_delimiter = ';'
+    )]
+    pub otlp_header: Vec<String>,
+
+    /// File of request headers, one KEY=VALUE (or `Key: Value`) a line, `#` comments: for
+    /// tokens (e.g. `Authorization=Bearer ...`, `api-key=...`); never printed
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_OTLP_HEADER_FILE")]
+    pub otlp_header_file: Option<PathBuf>,
 }

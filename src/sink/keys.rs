@@ -1,6 +1,7 @@
 //! What the encoder hands over with each event's bytes: the few keys the envelopes need
 //! (HEC's `time` and `host`, the `_bulk` action's `_id`, a Kafka record's key, timestamp and
-//! headers), so that no sink parses an event it was given again, whatever the format.
+//! headers, an OTLP log record's attributes and severity), so that no sink parses an event it
+//! was given again, whatever the format.
 
 use std::sync::Arc;
 
@@ -15,6 +16,32 @@ pub(crate) struct Keys {
     pub time: Option<i64>,
     /// Who the event is about and where it came from (shared by the events of one return).
     pub origin: Arc<Origin>,
+    /// What the state says of itself.
+    pub state: StateKeys,
+}
+
+/// The fields of a state event that a sink may repeat beside it (OTLP's attributes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StateKeys {
+    /// `state_id` (`__id__`).
+    pub state_id: Option<Box<str>>,
+    pub result: Outcome,
+    /// `changed`: the state changed something.
+    pub changed: bool,
+}
+
+/// A state's `result`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// `result: true`
+    Succeeded,
+    /// `result: false` (an error return too)
+    Failed,
+    /// `result: null`: a test run's pending change
+    Pending,
+    /// Anything else.
+    #[default]
+    Unknown,
 }
 
 /// The keys events of one return usually share.
@@ -25,6 +52,8 @@ pub(crate) struct Origin {
     /// The master (`master`, ECS `observer.hostname`).
     pub master: String,
     pub jid: String,
+    /// The function the job ran (`fun`).
+    pub fun: String,
 }
 
 impl Keys {
@@ -63,17 +92,16 @@ pub(crate) struct Encoded {
 impl Encoded {
     /// The [`Origin`] for an event: the last event's, unless this one's differs (an
     /// orchestration's events name several minions), so a return shares one.
-    pub fn origin(&self, host: &str, master: &str, jid: &str) -> Arc<Origin> {
+    pub fn origin(&self, host: &str, master: &str, jid: &str, fun: &str) -> Arc<Origin> {
+        let same =
+            |o: &Origin| o.host == host && o.master == master && o.jid == jid && o.fun == fun;
         match self.keys.last() {
-            Some(k)
-                if k.origin.host == host && k.origin.master == master && k.origin.jid == jid =>
-            {
-                k.origin.clone()
-            }
+            Some(k) if same(&k.origin) => k.origin.clone(),
             _ => Arc::new(Origin {
                 host: host.to_owned(),
                 master: master.to_owned(),
                 jid: jid.to_owned(),
+                fun: fun.to_owned(),
             }),
         }
     }
@@ -90,6 +118,7 @@ mod tests {
             id: Keys::id_from("ab"),
             time: Some(time),
             origin: Arc::default(),
+            state: StateKeys::default(),
         };
         let k = keys(1_795_460_270_440_911);
         assert_eq!(k.seconds_micros(), Some((1_795_460_270, 440_911)));
@@ -103,12 +132,13 @@ mod tests {
     fn origins_are_shared_while_the_minion_stays_the_same() {
         let mut e = Encoded::default();
         let push = |e: &mut Encoded, host: &str| {
-            let origin = e.origin(host, "m", "j");
+            let origin = e.origin(host, "m", "j", "state.apply");
             e.keys.push(Keys {
                 len: 0,
                 id: Keys::id_from("ab"),
                 time: None,
                 origin,
+                state: StateKeys::default(),
             });
         };
         push(&mut e, "web1");

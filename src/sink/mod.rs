@@ -24,6 +24,7 @@ pub(crate) use self::core::{CoreOptions, Fault};
 use self::core::{Delivery, Protocol};
 pub(crate) use http::elastic::ElasticOptions;
 pub(crate) use http::hec::HecOptions;
+pub(crate) use http::otlp::{headers as otlp_headers, OtlpOptions};
 pub(crate) use http::HttpOptions;
 pub(crate) use kafka::KafkaOptions;
 pub(crate) use keys::{Encoded, Keys};
@@ -45,6 +46,7 @@ impl Options {
             SinkOptions::Tcp(t) => &t.targets,
             SinkOptions::Hec(h) => &h.http.targets,
             SinkOptions::Elastic(e) => &e.http.targets,
+            SinkOptions::Otlp(o) => &o.http.targets,
             SinkOptions::Kafka(k) => &k.bootstrap,
             SinkOptions::Relp(r) => &r.targets,
         }
@@ -72,6 +74,8 @@ pub enum SinkKind {
     Elasticsearch,
     /// Apache Kafka (or any broker speaking its protocol): one record per event, `acks=all`
     Kafka,
+    /// OpenTelemetry logs over OTLP/HTTP (`POST /v1/logs`): one log record per event
+    Otlp,
     /// RELP (rsyslog's imrelp): one frame per event, each acknowledged by the receiver
     Relp,
 }
@@ -83,6 +87,7 @@ pub(crate) enum SinkOptions {
     Hec(HecOptions),
     Elastic(ElasticOptions),
     Kafka(KafkaOptions),
+    Otlp(OtlpOptions),
     Relp(RelpOptions),
 }
 
@@ -132,6 +137,10 @@ fn on_core(opts: &Options, core: CoreOptions) -> Box<dyn Probe> {
         }
         SinkOptions::Kafka(o) => {
             Box::new(Delivery::new(kafka::Kafka::new(o.clone()), targets, core))
+        }
+        SinkOptions::Otlp(o) => {
+            let proto = http::otlp::Otlp::new(o.clone());
+            Box::new(Delivery::new(proto, targets, core))
         }
         SinkOptions::Relp(o) => Box::new(Delivery::new(relp::Relp::new(o.clone()), targets, core)),
     }

@@ -19,6 +19,8 @@ mod man;
 mod metrics;
 mod metrics_serve;
 mod operator;
+mod otlp;
+mod otlp_faults;
 mod receivers;
 mod relp;
 mod sync;

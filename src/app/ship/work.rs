@@ -11,12 +11,13 @@ use log::{debug, warn};
 use super::{Mode, Totals};
 use crate::cache::JobDir;
 use crate::cli::Config;
-use crate::event::{id_of, to_map, write_json};
+use crate::event::{brief, id_of, to_map, write_json};
 use crate::extract::{extract, StateEvent};
 use crate::format::{self, Format};
 use crate::job::{Job, Masking};
 use crate::metrics::fleet::{self, Observed};
 use crate::msgpack::{self, ReadError};
+use crate::sink::keys::{Outcome, StateKeys};
 use crate::sink::{Encoded, Keys};
 use crate::{glob, time};
 
@@ -275,12 +276,24 @@ pub(super) fn ship_return(
 pub(super) fn encode(config: &Config, job: &Job, ev: &StateEvent<'_>, out: &mut Encoded) {
     let start = out.bytes.len();
     write(config, job, ev, &mut out.bytes);
-    let origin = out.origin(&ev.minion, &config.master_id, &job.jid);
+    let fun = ev.fun.as_deref().unwrap_or("");
+    let origin = out.origin(&ev.minion, &config.master_id, &job.jid, fun);
+    let brief = brief(ev);
     out.keys.push(Keys {
         len: out.bytes.len() - start,
         id: Keys::id_from(id_of(job, ev).as_str()),
         time: ev.instant,
         origin,
+        state: StateKeys {
+            state_id: brief.state_id.map(|s| s.into()),
+            result: match brief.result {
+                Some(Some(true)) => Outcome::Succeeded,
+                Some(Some(false)) => Outcome::Failed,
+                Some(None) => Outcome::Pending,
+                None => Outcome::Unknown,
+            },
+            changed: brief.changed,
+        },
     });
 }
 

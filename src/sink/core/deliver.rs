@@ -418,6 +418,7 @@ mod tests {
             id: Keys::id_from("0"),
             time: None,
             origin: origin.clone(),
+            state: Default::default(),
         });
         keys.collect()
     }

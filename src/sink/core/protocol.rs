@@ -192,6 +192,7 @@ mod tests {
                 id: Keys::id_from(&format!("{i:032}")),
                 time: None,
                 origin: origin.clone(),
+                state: Default::default(),
             });
         }
         b

@@ -1,8 +1,9 @@
-//! What the HTTP sinks (`splunk-hec`, `elasticsearch`) share: one keep-alive `ureq` agent with
+//! What the HTTP sinks (`splunk-hec`, `elasticsearch`, `otlp`) share: one keep-alive `ureq` agent with
 //! our rustls set-up, a POST that ends by the deadline or at once on a stop, and the reply's
 //! status classified (vector's `RetryLogic`: 401/403 permanent, 429 and 5xx retriable with
 //! `Retry-After`).
 
+use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -23,12 +24,21 @@ pub(crate) struct HttpOptions {
 }
 
 /// The reply to a POST.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Answer {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    /// The body as text (lossy: for messages and JSON replies).
     pub body: String,
+    /// The body as it came (a protobuf reply is not text).
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+    /// Where a redirect points (we never follow one: its answer is not an acknowledgement).
+    pub location: Option<String>,
 }
+
+/// A reply body is read up to this much: replies are small, and a huge one is not ours.
+const MAX_REPLY_BYTES: u64 = 1 << 20;
 
 /// A keep-alive HTTP client.
 pub(crate) struct Http {
@@ -41,6 +51,9 @@ impl Http {
         let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(opts.connect_timeout)
             .max_idle_connections_per_host(2)
+            // A redirect's answer is not an acknowledgement (and ureq would resend a POST as
+            // a GET): the sinks see the 3xx and say where it points.
+            .redirects(0)
             .user_agent(concat!("saltship/", env!("CARGO_PKG_VERSION")));
         if let Some(tls) = &opts.tls {
             agent = agent.tls_config(tls.client_config());
@@ -107,13 +120,21 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Answer, Fault> 
         .header("Retry-After")
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = response
-        .into_string()
+    let content_type = response.header("Content-Type").map(str::to_owned);
+    let location = response.header("Location").map(str::to_owned);
+    let mut bytes = Vec::new();
+    response
+        .into_reader()
+        .take(MAX_REPLY_BYTES)
+        .read_to_end(&mut bytes)
         .map_err(|e| Fault::retry(format!("reading the reply: {e}")))?;
     Ok(Answer {
         status,
         retry_after,
-        body,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
+        content_type,
+        location,
     })
 }
 
@@ -219,6 +240,7 @@ mod tests {
             status,
             retry_after: Some(Duration::from_secs(3)),
             body: "no\nway".into(),
+            ..Answer::default()
         };
         assert!(a(200).fault().is_none());
         assert!(a(401)

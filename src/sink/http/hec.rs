@@ -295,12 +295,14 @@ mod tests {
             host: "web\"1".into(),
             master: "salt\\m".into(),
             jid: "j".into(),
+            ..Origin::default()
         };
         let keys = Keys {
             len: event.len(),
             id: Keys::id_from("ab"),
             time: Some(1_795_460_270_440_911),
             origin: Arc::new(origin),
+            state: Default::default(),
         };
         let batch = Batch {
             bytes: event.to_vec(),

@@ -1,8 +1,9 @@
-//! The HTTP sinks: Splunk's HTTP Event Collector ([`hec`]) and Elasticsearch's `_bulk`
-//! ([`elastic`]), on one client ([`client`]).
+//! The HTTP sinks: Splunk's HTTP Event Collector ([`hec`]), Elasticsearch's `_bulk`
+//! ([`elastic`]) and OpenTelemetry logs over OTLP/HTTP ([`otlp`]), on one client ([`client`]).
 
 pub(crate) mod client;
 pub(crate) mod elastic;
 pub(crate) mod hec;
+pub(crate) mod otlp;
 
 pub(crate) use client::HttpOptions;

@@ -1,6 +1,6 @@
 //! A real Fluent Bit (`../shared/receivers/fluent-bit`) for the HTTP sinks' tests: its `splunk`
-//! (HEC) and `elasticsearch` (`_bulk`) inputs on 127.0.0.1, each written to a file by its `file`
-//! output. Stopped by its PID with SIGTERM (it flushes what it holds), also when dropped. Absent,
+//! (HEC), `elasticsearch` (`_bulk`) and `opentelemetry` (OTLP/HTTP) inputs on 127.0.0.1, each
+//! written to a file by its `file` output. Stopped by its PID with SIGTERM (it flushes what it holds), also when dropped. Absent,
 //! it makes a test skip with a notice, or fail under SALTSHIP_REQUIRE_RECEIVERS (CI).
 
 use std::collections::HashMap;
@@ -39,6 +39,7 @@ pub struct FluentBit {
     child: Option<Child>,
     pub hec_port: u16,
     pub es_port: u16,
+    pub otlp_port: u16,
 }
 
 impl FluentBit {
@@ -50,15 +51,18 @@ impl FluentBit {
             child: None,
             hec_port: super::free_port(),
             es_port: super::free_port(),
+            otlp_port: super::free_port(),
         };
         let out = dir.display();
         let conf = format!(
             "[SERVICE]\n    flush 0.2\n    log_level warn\n    grace 1\n\
              [INPUT]\n    name splunk\n    listen 127.0.0.1\n    port {}\n    splunk_token {TOKEN}\n    tag hec\n\
              [INPUT]\n    name elasticsearch\n    listen 127.0.0.1\n    port {}\n    tag es\n\
+             [INPUT]\n    name opentelemetry\n    listen 127.0.0.1\n    port {}\n    tag otlp\n\
              [OUTPUT]\n    name file\n    match hec\n    path {out}\n    file hec.jsonl\n    format plain\n\
-             [OUTPUT]\n    name file\n    match es\n    path {out}\n    file es.jsonl\n    format plain\n",
-            fb.hec_port, fb.es_port
+             [OUTPUT]\n    name file\n    match es\n    path {out}\n    file es.jsonl\n    format plain\n\
+             [OUTPUT]\n    name file\n    match otlp\n    path {out}\n    file otlp.jsonl\n    format plain\n",
+            fb.hec_port, fb.es_port, fb.otlp_port
         );
         std::fs::write(dir.join("fluent-bit.conf"), conf).expect("write fluent-bit.conf");
         fb.run();
@@ -76,6 +80,7 @@ impl FluentBit {
         self.child = Some(child);
         wait_for_port(self.hec_port, "fluent-bit");
         wait_for_port(self.es_port, "fluent-bit");
+        wait_for_port(self.otlp_port, "fluent-bit");
     }
 
     /// SIGTERM, and waits (bounded) for it to flush and exit.
@@ -110,6 +115,10 @@ impl FluentBit {
         format!("http://127.0.0.1:{}", self.es_port)
     }
 
+    pub fn otlp_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.otlp_port)
+    }
+
     /// The records of `file` (`hec.jsonl` or `es.jsonl`), once there are `count` (bounded wait:
     /// the output flushes every 0.2 s).
     pub fn records(&self, file: &str, count: usize) -> Vec<Value> {
@@ -140,10 +149,15 @@ impl Drop for FluentBit {
 }
 
 /// How many times each `event_id` was stored: in HEC envelopes (`event.event_id`), in bulk
-/// documents (ECS `event.id`, or `event_id` for `--format json`).
+/// documents (ECS `event.id`, or `event_id` for `--format json`), in OTLP log records (the body,
+/// written as `log`: the event as encoded).
 pub fn id_counts(records: &[Value]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for r in records {
+        let body: Option<Value> = r["log"]
+            .as_str()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("body {l}: {e}")));
+        let r = body.as_ref().unwrap_or(r);
         let id = r["event"]["event_id"]
             .as_str()
             .or(r["event"]["id"].as_str())

@@ -176,10 +176,13 @@ fn serve(
         match handler(&request, index) {
             Answer::Cut => return,
             Answer::Reply(status, extra, body) => {
-                let mut head = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-                    body.len()
-                );
+                let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+                if !extra
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                {
+                    head.push_str("Content-Type: application/json\r\n");
+                }
                 for (n, v) in extra {
                     head.push_str(&format!("{n}: {v}\r\n"));
                 }
