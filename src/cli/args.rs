@@ -214,10 +214,9 @@ pub struct CommonArgs {
     /// byte but not that an application stored it: a proxy or load balancer in between, or a
     /// receiver that half-closes without reading, defeats it. relp: rsyslog's RELP, each event
     /// answered (rsp 200) by rsyslog itself, so it holds through a proxy too. splunk-hec,
-    /// elasticsearch,
-    /// kafka and otlp are acknowledged by the receiver itself (indexer acknowledgement;
-    /// per-item bulk status; a delivery report per record with acks=all; a 2xx with no rejected
-    /// log record)
+    /// elasticsearch, kafka and otlp are acknowledged by the receiver itself (indexer
+    /// acknowledgement; per-item bulk status; a delivery report per record with acks=all; a
+    /// 2xx with no rejected log record)
     #[arg(long, value_enum, env = "SALTSHIP_SINK", default_value = "tcp")]
     pub sink: SinkKind,
 
