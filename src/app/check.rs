@@ -55,7 +55,7 @@ fn fail(text: String) -> Line {
 
 /// The cache folder: a Salt job cache, every folder readable; its job folders when it is one.
 fn cache_check(config: &Config, lines: &mut Vec<Line>) -> Option<Vec<JobDir>> {
-    let root = &config.cache_dir;
+    let root = &config.cache.dir;
     if let Err(e) = cache::verify(root) {
         lines.push(fail(format!("{e:#}")));
         return None;
@@ -83,7 +83,7 @@ fn cache_check(config: &Config, lines: &mut Vec<Line>) -> Option<Vec<JobDir>> {
         .sum();
     let mut jids: Vec<String> = dirs
         .iter()
-        .filter_map(|d| d.read_jid(config.max_return_bytes).ok().flatten())
+        .filter_map(|d| d.read_jid(config.cache.max_return_bytes).ok().flatten())
         .collect();
     jids.sort();
     let range = match (jids.first(), jids.last()) {
@@ -100,7 +100,7 @@ fn cache_check(config: &Config, lines: &mut Vec<Line>) -> Option<Vec<JobDir>> {
 
 /// The state file: readable and understood, writable (the file and its folder), lock free.
 fn state_check(config: &Config, lines: &mut Vec<Line>) {
-    let Some(path) = &config.state_file else {
+    let Some(path) = &config.state.file else {
         return;
     };
     let shown = path.display();

@@ -118,17 +118,19 @@ fn run(cli: &Cli) -> Result<Outcome, Failure> {
         }
         Err(e) => return Err(Failure::Usage(e)),
     };
-    if let Some(cp) = checkpoint
-        .as_mut()
-        .filter(|cp| mode == Mode::Sync && config.start_at_now && !cp.existed() && !config.dry_run)
-    {
+    if let Some(cp) = checkpoint.as_mut().filter(|cp| {
+        mode == Mode::Sync && config.state.start_at_now && !cp.existed() && !config.dry_run
+    }) {
         // Only saving the checkpoint can fail here.
         return ship::start_at_now(&config, cp)
             .map(|_| Outcome::StartedAtNow)
             .map_err(Failure::Unrecorded);
     }
     let totals = match (&cli.command, checkpoint) {
-        (Command::Watch(_), Some(cp)) if !config.dry_run => watch::run(&config, cp)?,
+        (Command::Watch(_), Some(cp)) if !config.dry_run => match &config.daemon {
+            Some(options) => watch::run(&config, options, cp)?,
+            None => unreachable!("Config::watch sets the daemon options"),
+        },
         (_, checkpoint) => ship::run(&config, mode, checkpoint)?,
     };
     Ok(Outcome::Shipped(totals))
@@ -136,11 +138,11 @@ fn run(cli: &Cli) -> Result<Outcome, Failure> {
 
 /// The checkpoint a run records into: locked, or for `sync --dry-run` only read.
 fn open_checkpoint(config: &Config, mode: Mode) -> anyhow::Result<Option<Checkpoint>> {
-    let Some(path) = &config.state_file else {
+    let Some(path) = &config.state.file else {
         return Ok(None);
     };
     match (config.dry_run, mode) {
-        (false, _) => Checkpoint::open(path, config.reset_state).map(Some),
+        (false, _) => Checkpoint::open(path, config.state.reset).map(Some),
         (true, Mode::Sync) => Checkpoint::peek(path).map(Some),
         (true, Mode::Backfill) => Ok(None),
     }

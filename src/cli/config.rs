@@ -15,124 +15,125 @@ use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
 use crate::sink::Options;
 use crate::time::{parse_duration, parse_point, JidZone};
 
-/// What every command needs, checked.
+/// What every command needs, checked, in one part per stage: each stage takes only its part.
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub cache_dir: PathBuf,
-    pub dry_run: bool,
+pub(crate) struct Config {
+    pub(crate) cache: CacheOptions,
+    pub(crate) filter: Filter,
+    pub(crate) encode: EncodeOptions,
     /// Where and how to send, unless `dry_run` (`check` keeps it on a dry run too).
-    pub delivery: Option<Options>,
+    pub(crate) delivery: Option<Options>,
+    pub(crate) state: StateOptions,
+    /// `watch` (and `check`, which checks them) only.
+    pub(crate) daemon: Option<DaemonOptions>,
+    pub(crate) dry_run: bool,
+    pub(crate) quiet: bool,
     /// `--tls-insecure-skip-verify`: the receiver's certificate is not checked.
-    pub tls_insecure: bool,
-    pub format: Format,
-    pub threads: usize,
-    /// Events are cut to this many bytes; `usize::MAX` when not asked for under `--dry-run`.
-    pub max_event_bytes: usize,
-    pub minions: Vec<String>,
-    pub funs: Vec<String>,
-    pub only_failures: bool,
-    pub show_pillar_args: bool,
-    /// Keyword arguments masked in `fun_args` beyond the built-in secret names.
-    pub mask_args: Vec<String>,
+    pub(crate) tls_insecure: bool,
+    /// `sync` and `watch`: where the metrics file is written.
+    pub(crate) metrics_file: Option<PathBuf>,
+}
+
+/// How the cache is read.
+#[derive(Debug, Clone)]
+pub(crate) struct CacheOptions {
+    pub(crate) dir: PathBuf,
     /// No cache file larger than this is read.
-    pub max_return_bytes: u64,
+    pub(crate) max_return_bytes: u64,
     /// Bytes of returns in flight across the workers.
-    pub memory_budget: u64,
-    pub master_id: String,
-    pub jid_zone: JidZone,
+    pub(crate) memory_budget: u64,
+    pub(crate) threads: usize,
+    pub(crate) jid_zone: JidZone,
+}
+
+/// What a run ships: the filters.
+#[derive(Debug, Clone)]
+pub(crate) struct Filter {
+    pub(crate) minions: Vec<String>,
+    pub(crate) funs: Vec<String>,
+    pub(crate) only_failures: bool,
     /// Jobs published in `[since, until)`, microseconds since the epoch.
-    pub since: Option<i64>,
-    pub until: Option<i64>,
-    pub quiet: bool,
+    pub(crate) since: Option<i64>,
+    pub(crate) until: Option<i64>,
+}
+
+/// How an event is written.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodeOptions {
+    pub(crate) format: Format,
+    /// Events are cut to this many bytes; `usize::MAX` when not asked for under `--dry-run`.
+    pub(crate) max_event_bytes: usize,
+    pub(crate) show_pillar_args: bool,
+    /// Keyword arguments masked in `fun_args` beyond the built-in secret names.
+    pub(crate) mask_args: Vec<String>,
+    pub(crate) master_id: String,
+}
+
+/// The checkpoint.
+#[derive(Debug, Clone)]
+pub(crate) struct StateOptions {
     /// The checkpoint to record into; `None` for `backfill --no-checkpoint`.
-    pub state_file: Option<PathBuf>,
-    pub reset_state: bool,
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) reset: bool,
     /// `sync` without a state file starts at now instead of shipping the whole cache.
-    pub start_at_now: bool,
+    pub(crate) start_at_now: bool,
     /// The master's keep_jobs, in microseconds.
-    pub keep_jobs: i64,
-    /// `watch`: full rescans, stats lines, the metrics file.
-    pub rescan_interval: Duration,
-    pub stats_interval: Duration,
-    pub metrics_file: Option<PathBuf>,
-    /// `watch`: where to serve `GET /metrics`.
-    pub metrics_listen: Option<SocketAddr>,
+    pub(crate) keep_jobs: i64,
+}
+
+/// The options only `watch` uses.
+#[derive(Debug, Clone)]
+pub(crate) struct DaemonOptions {
+    /// Full rescans and stats lines.
+    pub(crate) rescan_interval: Duration,
+    pub(crate) stats_interval: Duration,
+    /// Where to serve `GET /metrics`.
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// systemd's `$NOTIFY_SOCKET` and watchdog period (`$WATCHDOG_USEC`), when it set them.
-    pub notify_socket: Option<PathBuf>,
-    pub watchdog: Option<Duration>,
+    pub(crate) notify_socket: Option<PathBuf>,
+    pub(crate) watchdog: Option<Duration>,
 }
 
 impl Config {
-    pub fn watch(args: &WatchArgs, quiet: bool) -> Result<Config> {
+    pub(crate) fn watch(args: &WatchArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
         config.checkpoint(&args.state, true)?;
-        config.daemon(&args.daemon)?;
-        config.notify_socket = std::env::var_os("NOTIFY_SOCKET").map(PathBuf::from);
-        // WATCHDOG_PID, when set, names the process systemd means.
-        let ours =
-            std::env::var("WATCHDOG_PID").map_or(true, |pid| pid == std::process::id().to_string());
-        config.watchdog = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|u| u.parse::<u64>().ok())
-            .filter(|u| *u > 0 && ours)
-            .map(Duration::from_micros);
+        config.daemon = Some(daemon(&args.daemon)?);
+        config.metrics_file = args.daemon.metrics_file.clone();
         Ok(config)
-    }
-
-    /// The options only `watch` uses.
-    fn daemon(&mut self, args: &DaemonArgs) -> Result<()> {
-        let span = |text: &str, what: &str| -> Result<Duration> {
-            let micros = parse_duration(text)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("bad {what}"))?;
-            if micros <= 0 {
-                bail!("bad {what}: must be more than zero");
-            }
-            Ok(Duration::from_micros(micros as u64))
-        };
-        self.rescan_interval = span(&args.rescan_interval, "--rescan-interval")?;
-        self.stats_interval = span(&args.stats_interval, "--stats-interval")?;
-        self.metrics_file = args.metrics_file.clone();
-        self.metrics_listen = args
-            .metrics_listen
-            .as_deref()
-            .map(socket_addr)
-            .transpose()
-            .context("bad --metrics-listen")?;
-        Ok(())
     }
 
     /// The checkpoint options; `record` false leaves the run without a state file.
     fn checkpoint(&mut self, args: &StateArgs, record: bool) -> Result<()> {
-        self.state_file = record.then(|| args.state_file.clone());
-        self.reset_state = args.reset_state;
-        self.keep_jobs = parse_duration(&args.keep_jobs)
+        self.state.file = record.then(|| args.state_file.clone());
+        self.state.reset = args.reset_state;
+        self.state.keep_jobs = parse_duration(&args.keep_jobs)
             .map_err(anyhow::Error::msg)
             .context("bad --keep-jobs")?;
         Ok(())
     }
 
-    pub fn sync(args: &SyncArgs, quiet: bool) -> Result<Config> {
+    pub(crate) fn sync(args: &SyncArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
         config.checkpoint(&args.state, true)?;
-        config.start_at_now = args.start_at == "now";
+        config.state.start_at_now = args.start_at == "now";
         config.metrics_file = args.metrics_file.clone();
         Ok(config)
     }
 
-    pub fn backfill(args: &BackfillArgs, quiet: bool) -> Result<Config> {
+    pub(crate) fn backfill(args: &BackfillArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
         config.checkpoint(&args.state, !args.no_checkpoint)?;
         let now = chrono::Utc::now().timestamp_micros();
         let point = |t: &Option<String>, what: &str| -> Result<Option<i64>> {
             t.as_deref()
-                .map(|t| parse_point(t, now, config.jid_zone).map_err(anyhow::Error::msg))
+                .map(|t| parse_point(t, now, config.cache.jid_zone).map_err(anyhow::Error::msg))
                 .transpose()
                 .with_context(|| format!("bad {what}"))
         };
-        config.since = point(&args.since, "--since")?;
-        config.until = point(&args.until, "--until")?;
-        if let (Some(s), Some(u)) = (config.since, config.until) {
+        config.filter.since = point(&args.since, "--since")?;
+        config.filter.until = point(&args.until, "--until")?;
+        if let (Some(s), Some(u)) = (config.filter.since, config.filter.until) {
             if s >= u {
                 bail!("--since must be before --until");
             }
@@ -142,10 +143,11 @@ impl Config {
 
     /// `saltship check`: the options checked as for a run, but the cache folder and a missing
     /// target are left to the checks themselves.
-    pub fn check(args: &CheckArgs, quiet: bool) -> Result<Config> {
+    pub(crate) fn check(args: &CheckArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::options(&args.common, quiet, true)?;
         config.checkpoint(&args.state, true)?;
-        config.daemon(&args.daemon)?;
+        config.daemon = Some(daemon(&args.daemon)?);
+        config.metrics_file = args.daemon.metrics_file.clone();
         Ok(config)
     }
 
@@ -182,53 +184,95 @@ impl Config {
             bail!("bad --max-event-bytes {max_event_bytes}: at least {MIN_MAX_EVENT_BYTES}");
         }
         Ok(Config {
-            cache_dir: args.cache_dir.clone(),
-            dry_run: args.dry_run,
+            cache: CacheOptions {
+                dir: args.cache_dir.clone(),
+                max_return_bytes: parse_size(&args.max_return_bytes)
+                    .context("bad --max-return-bytes")?,
+                memory_budget: parse_size(&args.memory_budget).context("bad --memory-budget")?,
+                threads: args.threads.map_or_else(
+                    || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    usize::from,
+                ),
+                jid_zone,
+            },
+            filter: Filter {
+                minions: args.minion.clone(),
+                funs: args.fun.clone(),
+                only_failures: args.only_failures,
+                since: None,
+                until: None,
+            },
+            encode: EncodeOptions {
+                format,
+                max_event_bytes,
+                show_pillar_args: args.show_pillar_args,
+                mask_args: args.mask_arg.clone(),
+                master_id: args.master_id.clone().unwrap_or_else(hostname),
+            },
             delivery,
-            tls_insecure: args.tls.tls_insecure_skip_verify,
-            format,
-            threads: args.threads.map_or_else(
-                || std::thread::available_parallelism().map_or(1, |n| n.get()),
-                usize::from,
-            ),
-            max_event_bytes,
-            minions: args.minion.clone(),
-            funs: args.fun.clone(),
-            only_failures: args.only_failures,
-            show_pillar_args: args.show_pillar_args,
-            mask_args: args.mask_arg.clone(),
-            max_return_bytes: parse_size(&args.max_return_bytes)
-                .context("bad --max-return-bytes")?,
-            memory_budget: parse_size(&args.memory_budget).context("bad --memory-budget")?,
-            master_id: args.master_id.clone().unwrap_or_else(hostname),
-            jid_zone,
-            since: None,
-            until: None,
+            state: StateOptions {
+                file: None,
+                reset: false,
+                start_at_now: false,
+                keep_jobs: 86_400 * crate::time::SECOND,
+            },
+            daemon: None,
+            dry_run: args.dry_run,
             quiet,
-            state_file: None,
-            reset_state: false,
-            start_at_now: false,
-            keep_jobs: 86_400 * crate::time::SECOND,
-            rescan_interval: Duration::from_secs(60),
-            stats_interval: Duration::from_secs(300),
+            tls_insecure: args.tls.tls_insecure_skip_verify,
             metrics_file: None,
-            metrics_listen: None,
-            notify_socket: None,
-            watchdog: None,
         })
     }
 
+    /// Whether the fleet's health is kept: something will show the metrics.
+    pub(crate) fn metrics(&self) -> bool {
+        self.metrics_file.is_some()
+            || self
+                .daemon
+                .as_ref()
+                .is_some_and(|d| d.metrics_listen.is_some())
+    }
+}
+
+impl Filter {
     /// Whether a job published at `publish` is in the asked time range. A job whose jid is not a
     /// time is in range only when no range was asked for.
-    pub fn in_range(&self, publish: Option<i64>) -> bool {
+    pub(crate) fn in_range(&self, publish: Option<i64>) -> bool {
         match publish {
             Some(t) => self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u),
             None => self.since.is_none() && self.until.is_none(),
         }
     }
+}
 
-    /// Whether the fleet's health is kept: something will show the metrics.
-    pub fn metrics(&self) -> bool {
-        self.metrics_file.is_some() || self.metrics_listen.is_some()
-    }
+/// The options only `watch` uses, and what systemd told it.
+fn daemon(args: &DaemonArgs) -> Result<DaemonOptions> {
+    let span = |text: &str, what: &str| -> Result<Duration> {
+        let micros = parse_duration(text)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("bad {what}"))?;
+        if micros <= 0 {
+            bail!("bad {what}: must be more than zero");
+        }
+        Ok(Duration::from_micros(micros as u64))
+    };
+    // WATCHDOG_PID, when set, names the process systemd means.
+    let ours =
+        std::env::var("WATCHDOG_PID").map_or(true, |pid| pid == std::process::id().to_string());
+    Ok(DaemonOptions {
+        rescan_interval: span(&args.rescan_interval, "--rescan-interval")?,
+        stats_interval: span(&args.stats_interval, "--stats-interval")?,
+        metrics_listen: args
+            .metrics_listen
+            .as_deref()
+            .map(socket_addr)
+            .transpose()
+            .context("bad --metrics-listen")?,
+        notify_socket: std::env::var_os("NOTIFY_SOCKET").map(PathBuf::from),
+        watchdog: std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|u| u.parse::<u64>().ok())
+            .filter(|u| *u > 0 && ours)
+            .map(Duration::from_micros),
+    })
 }

@@ -8,5 +8,5 @@ pub(crate) mod parse;
 mod receivers;
 
 pub use args::*;
-pub(crate) use config::Config;
+pub(crate) use config::{CacheOptions, Config, DaemonOptions, EncodeOptions, Filter};
 pub use receivers::*;

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
+use crate::time::JidZone;
 use fleet::{Fleet, Observed};
 
 /// saltship's own numbers, as the shipping loop last reported them.
@@ -56,14 +57,9 @@ impl Metrics {
     }
 
     /// Metrics whose fleet is what the cache shows now (see [`rebuild`]).
-    pub fn rebuilt(config: &crate::cli::Config) -> Metrics {
+    pub fn rebuilt(cache: &Path, zone: JidZone, funs: &[String], max_return_bytes: u64) -> Metrics {
         let metrics = Metrics::default();
-        metrics.lock().fleet = rebuild::rebuild(
-            &config.cache_dir,
-            config.jid_zone,
-            &config.funs,
-            config.max_return_bytes,
-        );
+        metrics.lock().fleet = rebuild::rebuild(cache, zone, funs, max_return_bytes);
         metrics
     }
 

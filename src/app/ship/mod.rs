@@ -163,7 +163,14 @@ impl<'c> Shipper<'c> {
             stop,
             warn_cleanup: true,
             blocked: progress::Blocked::default(),
-            metrics: config.metrics().then(|| Metrics::rebuilt(config)),
+            metrics: config.metrics().then(|| {
+                Metrics::rebuilt(
+                    &config.cache.dir,
+                    config.cache.jid_zone,
+                    &config.filter.funs,
+                    config.cache.max_return_bytes,
+                )
+            }),
         }
     }
 
@@ -210,7 +217,7 @@ impl<'c> Shipper<'c> {
     pub fn waiting(&self) -> usize {
         let cp = self.checkpoint.as_ref();
         let list = |key: &str, mtime| cp.is_none_or(|cp| cp.needs_listing(key, mtime));
-        let (dirs, _) = scan(&self.config.cache_dir, |_| {}, list);
+        let (dirs, _) = scan(&self.config.cache.dir, |_| {}, list);
         let mut totals = Totals::default();
         let (jobs, _) = plan(
             self.config,
@@ -288,26 +295,26 @@ impl<'c> Shipper<'c> {
 /// Unshipped returns are lost when the master's cleanup (keep_jobs) deletes their job: warn
 /// once they are three quarters of the way there.
 fn warn_before_cleanup(config: &Config, jid: &str) {
-    let Some(publish) = time::jid_instant(jid, config.jid_zone) else {
+    let Some(publish) = time::jid_instant(jid, config.cache.jid_zone) else {
         return;
     };
     let age = chrono::Utc::now().timestamp_micros() - publish;
-    if age > config.keep_jobs / 4 * 3 {
+    if age > config.state.keep_jobs / 4 * 3 {
         let hours = |t: i64| t as f64 / 3600.0 / time::SECOND as f64;
         warn!(
             "returns of job {jid} are still unshipped after {:.1} h; the master deletes jobs after {:.1} h (keep_jobs)",
             hours(age),
-            hours(config.keep_jobs)
+            hours(config.state.keep_jobs)
         );
     }
 }
 
 /// After a first run with `--start-at now`: every return already in the cache counts as done.
 pub fn start_at_now(config: &Config, checkpoint: &mut Checkpoint) -> anyhow::Result<u64> {
-    let (dirs, _) = scan(&config.cache_dir, |_| {}, |_, _| true);
+    let (dirs, _) = scan(&config.cache.dir, |_| {}, |_, _| true);
     let mut returns = 0;
     for dir in dirs {
-        let Ok(Some(jid)) = dir.read_jid(config.max_return_bytes) else {
+        let Ok(Some(jid)) = dir.read_jid(config.cache.max_return_bytes) else {
             continue;
         };
         for minion in &dir.minions {

@@ -11,7 +11,7 @@ use log::{debug, warn};
 
 use super::budget::{self, Budget};
 use super::plan::plan;
-use super::work::{load_job, work, BufferPool, Done, Loaded, Read, Step};
+use super::work::{load_job, work, BufferPool, Done, Loaded, Opts, Read, Step};
 use super::{Mode, PassError, Pending, Shipper, CHUNK, CONFIRM_BYTES};
 use crate::app::{pipeline, progress};
 use crate::cache::{scan, JobDir};
@@ -61,12 +61,16 @@ impl Shipper<'_> {
         bar.set_message(self.bar_message());
         let pool = std::mem::take(&mut self.pool);
         // A pass of a chunk or less (most of watch's) is not worth starting threads for.
-        let threads = if returns <= CHUNK { 1 } else { config.threads };
+        let threads = if returns <= CHUNK {
+            1
+        } else {
+            config.cache.threads
+        };
         // Two hand-offs per worker plus one in order keep the cores busy. What bounds memory is
         // the budget: each hand-off takes its returns' share before it is made, and gives it
         // back once their events are sent.
         let window = 2 * threads + 1;
-        let budget = Budget::new(config.memory_budget);
+        let budget = Budget::new(config.cache.memory_budget);
         let share = budget.share(window);
         let (dirs, minion_lists): (Vec<JobDir>, Vec<Vec<String>>) = jobs.into_iter().unzip();
         // Jobs are loaded in order on one thread, their returns decoded and encoded on all cores.
@@ -77,7 +81,7 @@ impl Shipper<'_> {
             threads,
             window,
             steps,
-            |step| work(config, &pool, step),
+            |step| work(Opts::of(config), &pool, step),
             |done| {
                 let cost = match &done {
                     Done::Returns(_, _, cost) => *cost,
@@ -119,7 +123,7 @@ impl Shipper<'_> {
             mode == Mode::Sync && checkpoint.is_none_or(|cp| cp.needs_listing(key, mtime))
         };
         let (dirs, problems) = scan(
-            &self.config.cache_dir,
+            &self.config.cache.dir,
             |n| found.set_position(n as u64),
             list,
         );
@@ -242,7 +246,7 @@ fn job_steps<'j>(
     pool: &'j BufferPool,
 ) -> impl Iterator<Item = Step<'j>> + 'j {
     let lazy = mode == Mode::Backfill;
-    let (loaded, load_failed) = load_job(config, mode, dir);
+    let (loaded, load_failed) = load_job(Opts::of(config), mode, dir);
     let job = match &loaded {
         Loaded::Job(job) => Some(Arc::new(job.clone())),
         _ => None,
@@ -260,7 +264,7 @@ fn job_steps<'j>(
         .map(move |job| {
             let costs: Vec<u64> = minions
                 .iter()
-                .map(|m| budget::cost(&dir.return_path(m), config.max_return_bytes))
+                .map(|m| budget::cost(&dir.return_path(m), config.cache.max_return_bytes))
                 .collect();
             budget::runs(&costs, CHUNK, share)
                 .into_iter()
@@ -272,7 +276,7 @@ fn job_steps<'j>(
                     // beside it anyway, and on one thread the allocator keeps one copy
                     // of its memory for reuse, not one per worker thread.
                     if budget.alone(cost) {
-                        Step::Worked(work(config, pool, step))
+                        Step::Worked(work(Opts::of(config), pool, step))
                     } else {
                         step
                     }

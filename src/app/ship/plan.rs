@@ -72,7 +72,7 @@ pub(super) fn plan(
         }
         let jid = match known.map(|s| s.jid.to_string()).filter(|j| !j.is_empty()) {
             Some(jid) => Ok(Some(jid)),
-            None => dir.read_jid(config.max_return_bytes),
+            None => dir.read_jid(config.cache.max_return_bytes),
         };
         match jid {
             Ok(Some(jid)) => dir.jid = jid,
@@ -92,7 +92,10 @@ pub(super) fn plan(
                 continue;
             }
         }
-        if mode == Mode::Backfill && !config.in_range(time::jid_instant(&dir.jid, config.jid_zone))
+        if mode == Mode::Backfill
+            && !config
+                .filter
+                .in_range(time::jid_instant(&dir.jid, config.cache.jid_zone))
         {
             debug!("job {}: outside --since/--until, skipped", dir.jid);
             totals.skipped += 1;

@@ -10,7 +10,7 @@ use log::{debug, warn};
 
 use super::{Mode, Totals};
 use crate::cache::JobDir;
-use crate::cli::Config;
+use crate::cli::{CacheOptions, Config, EncodeOptions, Filter};
 use crate::event::{brief, id_of, to_map, write_json};
 use crate::extract::{extract, StateEvent};
 use crate::format::{self, Format};
@@ -23,6 +23,27 @@ use crate::{glob, time};
 
 /// A job folder younger than this whose `.load.p` is missing or cut is still being written.
 const SETTLING: Duration = Duration::from_secs(60);
+
+/// The parts of the [`Config`] the workers use.
+#[derive(Clone, Copy)]
+pub(super) struct Opts<'c> {
+    pub(super) cache: &'c CacheOptions,
+    pub(super) filter: &'c Filter,
+    pub(super) encode: &'c EncodeOptions,
+    /// Whether the returns' state runs are kept for the metrics.
+    pub(super) metrics: bool,
+}
+
+impl<'c> Opts<'c> {
+    pub(super) fn of(config: &'c Config) -> Opts<'c> {
+        Opts {
+            cache: &config.cache,
+            filter: &config.filter,
+            encode: &config.encode,
+            metrics: config.metrics(),
+        }
+    }
+}
 
 /// What the producer hands the workers, in jid order.
 pub(super) enum Step<'j> {
@@ -57,7 +78,7 @@ pub(super) struct Read {
 
 /// The part of the pipeline that runs on every core: a return read, decoded, extracted and
 /// encoded into bytes.
-pub(super) fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Done<'j> {
+pub(super) fn work<'j>(opts: Opts<'_>, pool: &BufferPool, step: Step<'j>) -> Done<'j> {
     match step {
         Step::Job(dir, n, loaded, failed) => Done::Job(dir, n, loaded, failed),
         Step::Worked(done) => done,
@@ -72,15 +93,8 @@ pub(super) fn work<'j>(config: &Config, pool: &BufferPool, step: Step<'j>) -> Do
                         keys: Vec::new(),
                     };
                     let mut seen = None;
-                    let events = ship_return(
-                        config,
-                        &job,
-                        dir,
-                        &minion,
-                        &mut encoded,
-                        &mut part,
-                        &mut seen,
-                    );
+                    let events =
+                        ship_return(opts, &job, dir, &minion, &mut encoded, &mut part, &mut seen);
                     Read {
                         minion,
                         encoded,
@@ -139,11 +153,11 @@ pub(super) enum Loaded {
 }
 
 /// The job from its `.load.p`, and whether that file was broken (warned about).
-pub(super) fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bool) {
-    let publish = time::jid_instant(&dir.jid, config.jid_zone);
+pub(super) fn load_job(opts: Opts<'_>, mode: Mode, dir: &JobDir) -> (Loaded, bool) {
+    let publish = time::jid_instant(&dir.jid, opts.cache.jid_zone);
     let path = dir.load_path();
     let mut failed = false;
-    let buf = match read_load(&path, config.max_return_bytes) {
+    let buf = match read_load(&path, opts.cache.max_return_bytes) {
         Ok(buf) => Some(buf),
         Err(e)
             if mode == Mode::Sync
@@ -173,13 +187,13 @@ pub(super) fn load_job(config: &Config, mode: Mode, dir: &JobDir) -> (Loaded, bo
         dir.jid.clone(),
         load.as_ref(),
         Masking {
-            show_pillar: config.show_pillar_args,
-            extra: &config.mask_args,
+            show_pillar: opts.encode.show_pillar_args,
+            extra: &opts.encode.mask_args,
         },
         publish,
     );
     // Jobs whose functions are known and none of them a state run are never decoded further.
-    let loaded = if job.taken(&config.funs) {
+    let loaded = if job.taken(&opts.filter.funs) {
         Loaded::Job(job)
     } else {
         Loaded::NonState
@@ -219,7 +233,7 @@ pub(super) fn read_load(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
 /// again every run would be noise. With metrics kept, `seen` gets the return's state runs,
 /// before any filter.
 pub(super) fn ship_return(
-    config: &Config,
+    opts: Opts<'_>,
     job: &Job,
     dir: &JobDir,
     minion: &str,
@@ -233,7 +247,7 @@ pub(super) fn ship_return(
         totals.failed_files += 1;
         e.is_permanent().then_some(0)
     };
-    let bytes = match msgpack::read_file(&path, config.max_return_bytes) {
+    let bytes = match msgpack::read_file(&path, opts.cache.max_return_bytes) {
         Ok(bytes) => bytes,
         // The minion folder is made before return.p lands; nothing to read yet.
         Err(e) if e.is_vanished() && path.parent().is_some_and(Path::exists) => {
@@ -252,20 +266,20 @@ pub(super) fn ship_return(
     totals.returns += 1;
     let mut n = 0;
     let events = extract(job, minion, &value);
-    if config.metrics() {
+    if opts.metrics {
         *seen = Some(fleet::observe(job, &events));
     }
     for ev in events {
-        let fun_ok = config.funs.is_empty()
+        let fun_ok = opts.filter.funs.is_empty()
             || ev
                 .fun
                 .as_deref()
-                .is_some_and(|f| glob::any(&config.funs, f));
+                .is_some_and(|f| glob::any(&opts.filter.funs, f));
         if fun_ok
-            && glob::any(&config.minions, &ev.minion)
-            && (!config.only_failures || ev.failed())
+            && glob::any(&opts.filter.minions, &ev.minion)
+            && (!opts.filter.only_failures || ev.failed())
         {
-            encode(config, job, &ev, out);
+            encode(opts.encode, job, &ev, out);
             n += 1;
         }
     }
@@ -273,11 +287,11 @@ pub(super) fn ship_return(
 }
 
 /// Appends one event in the configured format, and its keys for the sink.
-pub(super) fn encode(config: &Config, job: &Job, ev: &StateEvent<'_>, out: &mut Encoded) {
+pub(super) fn encode(options: &EncodeOptions, job: &Job, ev: &StateEvent<'_>, out: &mut Encoded) {
     let start = out.bytes.len();
-    write(config, job, ev, &mut out.bytes);
+    write(options, job, ev, &mut out.bytes);
     let fun = ev.fun.as_deref().unwrap_or("");
-    let origin = out.origin(&ev.minion, &config.master_id, &job.jid, fun);
+    let origin = out.origin(&ev.minion, &options.master_id, &job.jid, fun);
     let brief = brief(ev);
     out.keys.push(Keys {
         len: out.bytes.len() - start,
@@ -299,19 +313,19 @@ pub(super) fn encode(config: &Config, job: &Job, ev: &StateEvent<'_>, out: &mut 
 
 /// Appends one event in the configured format. JSON is written straight from the borrowed
 /// values; only an oversize event or another format goes through an ordered map.
-fn write(config: &Config, job: &Job, ev: &StateEvent<'_>, buf: &mut Vec<u8>) {
+fn write(options: &EncodeOptions, job: &Job, ev: &StateEvent<'_>, buf: &mut Vec<u8>) {
     let start = buf.len();
-    if config.format == Format::Json {
-        write_json(buf, &config.master_id, job, ev);
-        if buf.len() - start - 1 <= config.max_event_bytes {
+    if options.format == Format::Json {
+        write_json(buf, &options.master_id, job, ev);
+        if buf.len() - start - 1 <= options.max_event_bytes {
             return;
         }
         buf.truncate(start);
     }
     format::encode(
-        config.format,
-        &to_map(&config.master_id, job, ev),
-        config.max_event_bytes,
+        options.format,
+        &to_map(&options.master_id, job, ev),
+        options.max_event_bytes,
         buf,
     );
 }

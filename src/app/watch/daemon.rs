@@ -9,13 +9,14 @@ use log::{debug, error, info, warn};
 use super::watches::Watches;
 use super::IDLE;
 use crate::app::ship::{PassError, Shipper};
-use crate::cli::Config;
+use crate::cli::{Config, DaemonOptions};
 use crate::metrics;
 use crate::sink::SinkError;
 
 /// The daemon's clocks: rescans, stats, metrics, the systemd watchdog.
 pub(super) struct Daemon<'c> {
     pub(super) config: &'c Config,
+    pub(super) options: &'c DaemonOptions,
     pub(super) next_rescan: Instant,
     pub(super) next_stats: Instant,
     pub(super) next_metrics: Instant,
@@ -26,14 +27,15 @@ pub(super) struct Daemon<'c> {
 }
 
 impl<'c> Daemon<'c> {
-    pub(super) fn new(config: &'c Config) -> Daemon<'c> {
+    pub(super) fn new(config: &'c Config, options: &'c DaemonOptions) -> Daemon<'c> {
         let now = Instant::now();
         Daemon {
             config,
-            next_rescan: now + config.rescan_interval,
-            next_stats: now + config.stats_interval,
+            options,
+            next_rescan: now + options.rescan_interval,
+            next_stats: now + options.stats_interval,
             next_metrics: now,
-            next_watchdog: config.watchdog.map(|_| now),
+            next_watchdog: options.watchdog.map(|_| now),
             last_pass: now,
             events_seen: 0,
             last_confirm: None,
@@ -82,7 +84,7 @@ impl<'c> Daemon<'c> {
             self.last_confirm
                 .get_or_insert_with(std::time::SystemTime::now);
         }
-        if let (Some(at), Some(every)) = (self.next_watchdog, self.config.watchdog) {
+        if let (Some(at), Some(every)) = (self.next_watchdog, self.options.watchdog) {
             if now >= at {
                 self.notify("WATCHDOG=1");
                 self.next_watchdog = Some(now + every / 2);
@@ -93,7 +95,7 @@ impl<'c> Daemon<'c> {
             .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
         let t = &shipper.totals;
         if now >= self.next_stats {
-            self.next_stats = now + self.config.stats_interval;
+            self.next_stats = now + self.options.stats_interval;
             info!(
                 "stats: {} returns, {} events, {} failed files, {} reconnects, lag {lag:.1} s, {watches} watches",
                 t.returns,
@@ -123,7 +125,7 @@ impl<'c> Daemon<'c> {
 
     /// Tells systemd (Type=notify) how we are, through `$NOTIFY_SOCKET`, without libsystemd.
     pub(super) fn notify(&self, state: &str) {
-        let Some(socket) = &self.config.notify_socket else {
+        let Some(socket) = &self.options.notify_socket else {
             return;
         };
         if let Err(e) = sd_notify(socket, state) {

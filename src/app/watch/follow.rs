@@ -30,6 +30,8 @@ pub(super) struct Follow {
     pub(super) rescan: bool,
     /// New folders to list again once notify has surely added their watches.
     pub(super) later: Vec<(Instant, PathBuf)>,
+    /// `--rescan-interval`, for the warnings.
+    pub(super) every: Duration,
 }
 
 impl Follow {
@@ -49,7 +51,7 @@ impl Follow {
                     self.watcher_ok = false;
                     warn!(
                         "inotify stopped; following the cache by rescans every {} s",
-                        config.rescan_interval.as_secs()
+                        self.every.as_secs()
                     );
                 }
                 std::thread::sleep(wait);
@@ -95,13 +97,13 @@ impl Follow {
         }
         let new_folder = matches!(event.kind, EventKind::Create(CreateKind::Folder));
         for path in &event.paths {
-            if let Some(dir) = affected(&config.cache_dir, path) {
+            if let Some(dir) = affected(&config.cache.dir, path) {
                 // A new two-hex or job folder is watched right before it is listed, but what
                 // lands in it within the clock's grain does not change its mtime: list it
                 // again a little later. A new minion folder needs no such thing: its watch is
                 // added only while it has no return, which is looked for once it is watched.
                 let depth = path
-                    .strip_prefix(&config.cache_dir)
+                    .strip_prefix(&config.cache.dir)
                     .map_or(0, |r| r.components().count());
                 if new_folder && depth <= 2 {
                     let now = Instant::now();
@@ -134,7 +136,7 @@ impl Follow {
 
     /// One warning for a watch limit, whatever number of folders hit it.
     pub(super) fn warn_watch(&mut self, config: &Config, e: &notify::Error) {
-        let every = config.rescan_interval.as_secs();
+        let every = self.every.as_secs();
         if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
             if !self.limit_warned {
                 self.limit_warned = true;
@@ -143,7 +145,7 @@ impl Follow {
         } else {
             warn!(
                 "cannot follow {}: {e}; rescanning every {every} s",
-                config.cache_dir.display()
+                config.cache.dir.display()
             );
         }
     }

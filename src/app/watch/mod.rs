@@ -27,7 +27,7 @@ use crate::app::ship::{Mode, PassError, Shipper, Totals};
 use crate::app::Failure;
 use crate::cache::JobDir;
 use crate::checkpoint::Checkpoint;
-use crate::cli::Config;
+use crate::cli::{Config, DaemonOptions};
 use crate::metrics;
 use crate::sink::SinkError;
 use daemon::Daemon;
@@ -40,11 +40,15 @@ pub(super) const IDLE: Duration = Duration::from_secs(1);
 /// Runs until SIGTERM or SIGINT; then confirms what was sent, saves the checkpoint and
 /// returns. `Err` when the daemon cannot start (a usage error), or when the checkpoint could
 /// not be saved.
-pub(crate) fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, Failure> {
+pub(crate) fn run(
+    config: &Config,
+    options: &DaemonOptions,
+    checkpoint: Checkpoint,
+) -> Result<Totals, Failure> {
     // Bound once the lock is ours (a second instance exits quietly before), before the
     // catch-up: a taken address is a configuration error. It serves the metrics once the
     // fleet is rebuilt.
-    let listener: Option<TcpListener> = config
+    let listener: Option<TcpListener> = options
         .metrics_listen
         .map(|addr| {
             TcpListener::bind(addr)
@@ -63,6 +67,7 @@ pub(crate) fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, Fai
         dirty: BTreeSet::new(),
         rescan: false,
         later: Vec::new(),
+        every: options.rescan_interval,
     };
     // Served once the fleet is rebuilt: the first scrape is right.
     let mut shipper = Shipper::new(config, Some(checkpoint), Some(stop.clone()));
@@ -82,7 +87,7 @@ pub(crate) fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, Fai
             .and_then(|()| shipper.confirm());
     }
     shipper.bars = false;
-    let mut daemon = Daemon::new(config);
+    let mut daemon = Daemon::new(config, options);
     let receiver_down = matches!(catch_up, Err(PassError::Sink(SinkError::Undelivered(_))));
     // Set when the checkpoint could not be saved: the daemon stops.
     let mut unsaved = daemon.failed(&mut shipper, catch_up);
@@ -91,13 +96,13 @@ pub(crate) fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, Fai
         // "0 events shipped" would read like success.
         warn!(
             "following {}, but no receiver is reachable: {} returns wait, and are shipped once one answers",
-            config.cache_dir.display(),
+            config.cache.dir.display(),
             shipper.waiting()
         );
     } else {
         info!(
             "following {} ({} events shipped catching up)",
-            config.cache_dir.display(),
+            config.cache.dir.display(),
             shipper.totals.events
         );
     }
@@ -119,7 +124,7 @@ pub(crate) fn run(config: &Config, checkpoint: Checkpoint) -> Result<Totals, Fai
         let result = if follow.rescan || now >= daemon.next_rescan {
             debug!("full rescan (overflow: {})", follow.rescan);
             follow.dirty.clear();
-            daemon.next_rescan = now + config.rescan_interval;
+            daemon.next_rescan = now + options.rescan_interval;
             full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
         } else if !follow.dirty.is_empty() {
             debug!("pass over {} folders", follow.dirty.len());
@@ -166,7 +171,7 @@ fn full_pass(
     watches: &mut Option<Watches>,
     follow: &mut Follow,
 ) -> Result<(), PassError> {
-    let mut fresh = match Watches::new(&config.cache_dir, tx) {
+    let mut fresh = match Watches::new(&config.cache.dir, tx) {
         Ok(fresh) => Some(fresh),
         Err(e) => {
             // Once, not at every rescan.
@@ -199,7 +204,7 @@ fn job_dirs(
     let mut folders = BTreeSet::new();
     for path in paths {
         let depth = path
-            .strip_prefix(&config.cache_dir)
+            .strip_prefix(&config.cache.dir)
             .map_or(0, |r| r.components().count());
         if depth == 1 {
             if let Some(w) = watches.as_deref_mut() {
@@ -218,6 +223,6 @@ fn job_dirs(
     }
     folders
         .into_iter()
-        .filter_map(|dir| JobDir::listed(&config.cache_dir, dir))
+        .filter_map(|dir| JobDir::listed(&config.cache.dir, dir))
         .collect()
 }
