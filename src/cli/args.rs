@@ -44,6 +44,18 @@ pub struct Cli {
     /// Only errors on stderr: no warnings, no summary, no progress bars
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Read the options from this TOML file: one key per long option (cache-dir = "...",
+    /// target = ["a:1", "b:2"], only-failures = true); flags and the environment win over it. A
+    /// missing default file is fine, a missing named one an error
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "SALTSHIP_CONFIG",
+        default_value = super::file::DEFAULT_PATH
+    )]
+    pub config: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -66,6 +78,11 @@ pub enum Command {
     /// check; exit 0 only when every check passes
     #[command(after_help = CHECK_EXIT_STATUS)]
     Check(CheckArgs),
+    /// Print the effective configuration (watch's options), each value with where it came from:
+    /// flag, env SALTSHIP_*, the config file and its line, or default; secrets as ***. Exit 2
+    /// when it is not valid
+    #[command(name = "config")]
+    ShowConfig(CheckArgs),
 }
 
 const CHECK_EXIT_STATUS: &str = "\
