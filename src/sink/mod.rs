@@ -122,7 +122,10 @@ fn on_core(opts: &Options, core: CoreOptions) -> Box<dyn Probe> {
             let proto = http::elastic::Elastic::new(es.clone());
             Box::new(Delivery::new(proto, core))
         }
+        #[cfg(feature = "kafka")]
         SinkOptions::Kafka(k) => Box::new(Delivery::new(kafka::Kafka::new(k.clone()), core)),
+        #[cfg(not(feature = "kafka"))]
+        SinkOptions::Kafka(_) => unreachable!("--sink kafka is refused at start without Kafka"),
     }
 }
 
