@@ -194,11 +194,11 @@ pub struct StateArgs {
 
 #[derive(Args, Debug)]
 pub struct BackfillArgs {
-    /// Only jobs published at or after T: RFC 3339, a jid, or an age such as 24h or 7d
+    /// Only jobs published at or after T: RFC 3339, a date (2026-12-01: midnight UTC; 2026-12-01+02:00), a jid, or an age such as 24h or 7d
     #[arg(long, value_name = "T", env = "SALTSHIP_SINCE")]
     pub since: Option<String>,
 
-    /// Only jobs published before T: RFC 3339, a jid, or an age such as 24h or 7d
+    /// Only jobs published before T: RFC 3339, a date (midnight UTC, or 2026-12-01+02:00), a jid, or an age such as 24h or 7d
     #[arg(long, value_name = "T", env = "SALTSHIP_UNTIL")]
     pub until: Option<String>,
 
