@@ -95,7 +95,14 @@ pub struct Problem {
 /// (a fresh master). Dot files are not content.
 pub fn verify(root: &Path) -> Result<()> {
     let shown = root.display();
-    let meta = std::fs::metadata(root).with_context(|| format!("cache folder {shown}"))?;
+    let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!(
+            "cache folder {shown}: {e} (Salt's master keeps its job cache in \
+             /var/cache/salt/master/jobs, under its cachedir; is this the master, or is the cache \
+             elsewhere? give --cache-dir)"
+        ),
+        _ => anyhow::Error::new(e).context(format!("cache folder {shown}")),
+    })?;
     if !meta.is_dir() {
         bail!("cache folder {shown}: not a directory");
     }

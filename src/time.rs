@@ -209,16 +209,24 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// `--since`/`--until`: RFC 3339, a jid, or an age before `now` such as `90s`, `30m`, `24h`, `7d`, `2w`.
+/// `--since`/`--until`: RFC 3339, a plain date (midnight UTC: `2026-12-01`, or in a stated zone:
+/// `2026-12-01+02:00`), a jid, or an age before `now` such as `90s`, `30m`, `24h`, `7d`, `2w`.
 pub fn parse_point(text: &str, now: i64, zone: JidZone) -> Result<i64, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp_micros());
+    }
+    if let Some((date, stated)) = text.split_at_checked(10) {
+        let stated = if stated.is_empty() { "Z" } else { stated };
+        let midnight = format!("{date}T00:00:00{stated}");
+        if let Ok(t) = DateTime::parse_from_rfc3339(&midnight) {
+            return Ok(t.timestamp_micros());
+        }
     }
     if let Some(t) = jid_instant(text, zone) {
         return Ok(t);
     }
     parse_duration(text).map(|age| now - age).map_err(|_| {
-        format!("'{text}' is not a time: use RFC 3339 (2026-11-23T18:00:00Z), a jid, or an age like 24h or 7d")
+        format!("'{text}' is not a time: use RFC 3339 (2026-11-23T18:00:00Z), a date (2026-11-23, midnight UTC), a jid, or an age like 24h or 7d")
     })
 }
 
@@ -390,6 +398,16 @@ mod tests {
             parse_point("20261123100000000000", now, JidZone::Utc),
             Ok(at("2026-11-23T10:00:00Z"))
         );
+        assert_eq!(
+            parse_point("2026-12-01", now, JidZone::Utc),
+            Ok(at("2026-12-01T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_point("2026-12-01+02:00", now, JidZone::Utc),
+            Ok(at("2026-11-30T22:00:00Z"))
+        );
+        assert!(parse_point("2026-13-01", now, JidZone::Utc).is_err());
+        assert!(parse_point("2026-12-01x", now, JidZone::Utc).is_err());
         assert!(parse_point("yesterday", now, JidZone::Utc).is_err());
         assert!(parse_point("", now, JidZone::Utc).is_err());
         assert!(parse_point("-3h", now, JidZone::Utc).is_err());

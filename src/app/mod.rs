@@ -5,15 +5,15 @@ pub(crate) mod check;
 pub(crate) mod pipeline;
 pub(crate) mod progress;
 pub(crate) mod ship;
+pub(crate) mod show;
 pub(crate) mod watch;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use log::{error, info, warn};
 
 use crate::checkpoint::{Busy, Checkpoint};
-use crate::cli::{Cli, Command, Config};
+use crate::cli::{Command, Config};
 use crate::logging;
 use ship::{Mode, Totals};
 
@@ -56,9 +56,19 @@ pub(crate) enum Failure {
 
 /// Parses the command line, runs the command, and maps the outcome to an exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    logging::init(cli.verbose, cli.quiet);
-    ExitCode::from(exit(run(&cli)) as u8)
+    let parsed = match crate::cli::file::parse(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        Err(line) => {
+            logging::init(0, false);
+            error!("{line}");
+            return ExitCode::from(Exit::Usage as u8);
+        }
+    };
+    logging::init(parsed.cli.verbose, parsed.cli.quiet);
+    for warning in &parsed.warnings {
+        warn!("{warning}");
+    }
+    ExitCode::from(exit(run(&parsed)) as u8)
 }
 
 /// The one place an outcome becomes an exit status (and its last log lines).
@@ -92,7 +102,8 @@ fn exit(ended: Result<Outcome, Failure>) -> Exit {
 }
 
 /// Runs the command the command line names.
-fn run(cli: &Cli) -> Result<Outcome, Failure> {
+fn run(parsed: &crate::cli::file::Parsed) -> Result<Outcome, Failure> {
+    let cli = &parsed.cli;
     let (config, mode) = match &cli.command {
         Command::Watch(args) => (Config::watch(args, cli.quiet), Mode::Sync),
         Command::Sync(args) => (Config::sync(args, cli.quiet), Mode::Sync),
@@ -100,6 +111,13 @@ fn run(cli: &Cli) -> Result<Outcome, Failure> {
         Command::Check(args) => {
             let config = Config::check(args, cli.quiet).map_err(Failure::Usage)?;
             return Ok(Outcome::Checked(check::run(&config)));
+        }
+        Command::ShowConfig(args) => {
+            for line in show::render(parsed) {
+                println!("{line}");
+            }
+            Config::check(args, cli.quiet).map_err(Failure::Usage)?;
+            return Ok(Outcome::Checked(true));
         }
     };
     let config = config.map_err(Failure::Usage)?;

@@ -22,20 +22,33 @@ impl std::error::Error for Busy {}
 /// Takes the lock of the state file at `path` (creating its folder), held while the file lives.
 pub(super) fn lock(path: &Path) -> Result<File> {
     let dir = parent(path);
-    fs::create_dir_all(dir).with_context(|| format!("state folder {}", dir.display()))?;
+    fs::create_dir_all(dir)
+        .map_err(|e| what_to_do(e, format!("state folder {}", dir.display())))?;
     let lock_path = with_suffix(path, ".lock");
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .with_context(|| format!("lock file {}", lock_path.display()))?;
+        .map_err(|e| what_to_do(e, format!("lock file {}", lock_path.display())))?;
     match lock.try_lock() {
         Ok(()) => Ok(lock),
         Err(TryLockError::WouldBlock) => Err(Busy(lock_path).into()),
         Err(TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("lock file {}", lock_path.display()))
         }
+    }
+}
+
+/// An error opening the state folder or lock, with what to do when it is a permission.
+fn what_to_do(e: std::io::Error, what: String) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        anyhow::anyhow!(
+            "{what}: {e} (run saltship as the user that owns the state folder, the saltship user \
+             of the packages, or give --state-file a path this user can write)"
+        )
+    } else {
+        anyhow::Error::new(e).context(what)
     }
 }
 

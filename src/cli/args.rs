@@ -45,6 +45,18 @@ pub struct Cli {
     /// Only errors on stderr: no warnings, no summary, no progress bars
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Read the options from this TOML file: one key per long option (cache-dir = "...",
+    /// target = ["a:1", "b:2"], only-failures = true); flags and the environment win over it. A
+    /// missing default file is fine, a missing named one an error
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "SALTSHIP_CONFIG",
+        default_value = super::file::DEFAULT_PATH
+    )]
+    pub config: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,6 +79,11 @@ pub enum Command {
     /// check; exit 0 only when every check passes
     #[command(after_help = CHECK_EXIT_STATUS)]
     Check(CheckArgs),
+    /// Print the effective configuration (watch's options), each value with where it came from:
+    /// flag, env SALTSHIP_*, the config file and its line, or default; secrets as ***. Exit 2
+    /// when it is not valid
+    #[command(name = "config")]
+    ShowConfig(CheckArgs),
 }
 
 const CHECK_EXIT_STATUS: &str = "\
@@ -178,11 +195,11 @@ pub struct StateArgs {
 
 #[derive(Args, Debug)]
 pub struct BackfillArgs {
-    /// Only jobs published at or after T: RFC 3339, a jid, or an age such as 24h or 7d
+    /// Only jobs published at or after T: RFC 3339, a date (2026-12-01: midnight UTC; 2026-12-01+02:00), a jid, or an age such as 24h or 7d
     #[arg(long, value_name = "T", env = "SALTSHIP_SINCE")]
     pub since: Option<String>,
 
-    /// Only jobs published before T: RFC 3339, a jid, or an age such as 24h or 7d
+    /// Only jobs published before T: RFC 3339, a date (midnight UTC, or 2026-12-01+02:00), a jid, or an age such as 24h or 7d
     #[arg(long, value_name = "T", env = "SALTSHIP_UNTIL")]
     pub until: Option<String>,
 

@@ -122,6 +122,10 @@ pub(super) fn delivery(args: &CommonArgs) -> Result<Options> {
             http: http_options(args, es_auth(&args.http)?)?,
             index: args.http.es_index.clone(),
         }),
+        SinkKind::Kafka if !cfg!(feature = "kafka") => bail!(
+            "--sink kafka: this saltship was built without Kafka (cargo build \
+             --no-default-features); build it with the default features for Kafka"
+        ),
         SinkKind::Kafka => SinkOptions::Kafka(kafka(args, deliver_timeout)?),
         SinkKind::Relp => SinkOptions::Relp(RelpOptions {
             targets: args.target.clone(),
@@ -295,6 +299,7 @@ fn kafka(args: &CommonArgs, deliver_timeout: Duration) -> Result<KafkaOptions> {
         password,
         deliver_timeout,
     };
+    #[cfg(feature = "kafka")]
     opts.client_config()
         .create_native_config()
         .map_err(|e| anyhow::anyhow!("bad Kafka setting: {e}"))?;

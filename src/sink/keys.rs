@@ -76,6 +76,7 @@ impl Keys {
     }
 
     /// The time in milliseconds since the epoch.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub fn millis(&self) -> Option<i64> {
         self.time.map(|t| t.div_euclid(1000))
     }

@@ -135,9 +135,12 @@ fn on_core(opts: &Options, core: CoreOptions) -> Box<dyn Probe> {
             let proto = http::elastic::Elastic::new(o.clone());
             Box::new(Delivery::new(proto, targets, core))
         }
+        #[cfg(feature = "kafka")]
         SinkOptions::Kafka(o) => {
             Box::new(Delivery::new(kafka::Kafka::new(o.clone()), targets, core))
         }
+        #[cfg(not(feature = "kafka"))]
+        SinkOptions::Kafka(_) => unreachable!("--sink kafka is refused at start without Kafka"),
         SinkOptions::Otlp(o) => {
             let proto = http::otlp::Otlp::new(o.clone());
             Box::new(Delivery::new(proto, targets, core))

@@ -94,3 +94,77 @@ fn an_empty_cache_is_not_an_error() {
         run.stderr
     );
 }
+
+/// A missing cache folder says where Salt keeps it and which option to give; a state folder the
+/// user cannot write says which user to run as or which option to give.
+#[test]
+fn errors_say_what_to_do() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let missing = tmp.path().join("nope");
+    let run = Saltship::args(["sync", "--dry-run", "--cache-dir", p(&missing)]).run_text();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/var/cache/salt/master/jobs") && run.stderr.contains("--cache-dir"),
+        "{}",
+        run.stderr
+    );
+    if !crate::common::root_for("dropping privileges") {
+        return;
+    }
+    let (tmp, jobs) = crate::common::cache_copy("jobs");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let state_dir = tmp.path().join("state");
+    std::fs::create_dir(&state_dir).expect("mkdir");
+    let run = Saltship::sync(&jobs)
+        .state_file(&state_dir.join("state"))
+        .target("127.0.0.1:9")
+        .under(&[
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--",
+        ])
+        .run_text();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("state.lock: Permission denied"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--state-file"), "{}", run.stderr);
+}
+
+/// `--since 2026-12-01` is midnight UTC of that day; a stated zone moves it.
+#[test]
+fn plain_dates_are_midnight() {
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
+    let all = Saltship::backfill(&jobs).arg("--dry-run").run();
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    let day = all
+        .events
+        .iter()
+        .filter_map(|e| e["timestamp"].as_str())
+        .min()
+        .expect("events")[..10]
+        .to_owned();
+    let since_day = Saltship::backfill(&jobs)
+        .more(["--dry-run", "--since", &day])
+        .run();
+    assert_eq!(since_day.code, 0, "{}", since_day.stderr);
+    assert_eq!(
+        since_day.events.len(),
+        all.events.len(),
+        "the first day is included"
+    );
+    let after = Saltship::backfill(&jobs)
+        .more(["--dry-run", "--since", "2999-01-01"])
+        .run();
+    assert_eq!(after.code, 0, "{}", after.stderr);
+    assert!(after.events.is_empty());
+    let bad = Saltship::backfill(&jobs)
+        .more(["--dry-run", "--since", "2026-13-01"])
+        .run_text();
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}

@@ -8,6 +8,7 @@ mod common;
 mod bad_input;
 mod checkpoint;
 mod cli;
+mod config;
 mod delivery;
 mod filters;
 mod fixtures;

@@ -1,10 +1,13 @@
 //! The Kafka sink's settings: the record key, and the librdkafka properties that carry our own
 //! (bootstrap list, `acks=all`, idempotence, timeouts, the queue cap), the TLS and SASL
 //! options, then `--kafka-option`, which may change any of them.
+// Without the `kafka` feature these are parsed and checked, never used.
+#![cfg_attr(not(feature = "kafka"), allow(dead_code))]
 
 use std::path::Path;
 use std::time::Duration;
 
+#[cfg(feature = "kafka")]
 use rdkafka::config::ClientConfig;
 
 use crate::sink::secret::Secret;
@@ -43,6 +46,7 @@ pub(crate) struct KafkaOptions {
 
 impl KafkaOptions {
     /// The client's configuration: ours first, so that `--kafka-option` can change any of it.
+    #[cfg(feature = "kafka")]
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         let record_timeout = self.deliver_timeout.min(RECORD_TIMEOUT).max(MIN_TIMEOUT);
@@ -139,6 +143,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "kafka")]
     fn options_come_last_and_the_password_stays_out_of_debug() {
         let opts = KafkaOptions {
             bootstrap: vec!["a:9092,b:9092".into()],

@@ -65,6 +65,7 @@ impl Saltship {
         cmd.args(args)
             .env_remove("RUST_LOG")
             .env_remove("JOURNAL_STREAM")
+            .env_remove("SALTSHIP_CONFIG")
             .env("TZ", "UTC");
         Saltship {
             cmd,

@@ -1,0 +1,231 @@
+//! The producer: librdkafka's `BaseProducer` on the delivery core (built with the `kafka`
+//! feature only).
+
+use std::time::Duration;
+
+use log::{debug, warn};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use super::options::BATCH_BYTES;
+use super::options::{KafkaKey, KafkaOptions};
+use super::reports::{classify, Class, Reports};
+use crate::sink::core::{Batch, Fate, Fault, Protocol, Reply, Wait};
+use crate::sink::keys::Keys;
+
+/// The longest one metadata request (connect, probe) may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct Kafka {
+    opts: KafkaOptions,
+    producer: Option<BaseProducer<Reports>>,
+    next_seq: usize,
+}
+
+impl Kafka {
+    pub fn new(opts: KafkaOptions) -> Kafka {
+        Kafka {
+            opts,
+            producer: None,
+            next_seq: 0,
+        }
+    }
+
+    /// A new producer that reached a broker and found the topic: what it found.
+    fn open(&self, wait: &Wait) -> Result<(BaseProducer<Reports>, String), Fault> {
+        let producer: BaseProducer<Reports> = self
+            .opts
+            .client_config()
+            .create_with_context(Reports::default())
+            .map_err(|e| Fault::permanent(e.to_string()))?;
+        let found = topic(&producer, &self.opts.topic, wait)?;
+        Ok((producer, found))
+    }
+
+    /// The record for one event.
+    fn record<'a>(&'a self, event: &'a [u8], keys: &'a Keys, seq: usize) -> Record<'a> {
+        let mut headers = OwnedHeaders::new_with_capacity(2);
+        for (key, value) in [
+            ("saltship-master", &keys.origin.master),
+            ("saltship-jid", &keys.origin.jid),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record = BaseRecord::with_opaque_to(&self.opts.topic, seq)
+            .payload(event.strip_suffix(b"\n").unwrap_or(event))
+            .headers(headers);
+        let key = match self.opts.key {
+            KafkaKey::EventId => Some(keys.id()),
+            KafkaKey::Minion => Some(keys.origin.host.as_str()),
+            KafkaKey::None => None,
+        };
+        if let Some(key) = key {
+            record = record.key(key.as_bytes());
+        }
+        if let Some(ms) = keys.millis() {
+            record = record.timestamp(ms);
+        }
+        record
+    }
+
+    /// Puts every event of `batch` in the producer's queue, waiting for room when it is full.
+    fn produce(&self, p: &BaseProducer<Reports>, batch: &Batch, wait: &Wait) -> Result<(), Fault> {
+        for (i, (keys, event)) in batch.each().enumerate() {
+            let mut record = self.record(event, keys, self.next_seq + i);
+            loop {
+                match p.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(Code::QueueFull), r)) => {
+                        record = r;
+                        p.poll(wait.slice()?);
+                    }
+                    Err((e, _)) => {
+                        let code = e.rdkafka_error_code().unwrap_or(Code::Unknown);
+                        p.context().record(i, Err((code, e.to_string())));
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves delivery reports until every record has one, a permanent error shows, or the
+    /// deadline passes (then what is still queued is purged: it is produced again later).
+    fn reports(&self, p: &BaseProducer<Reports>, wait: &Wait) -> Result<(), Fault> {
+        loop {
+            let waiting = p.context().waiting();
+            if waiting == 0 {
+                return Ok(());
+            }
+            if let Some(fault) = p.context().permanent() {
+                return Err(fault);
+            }
+            match wait.slice() {
+                Ok(slice) => p.poll(slice),
+                Err(e) => {
+                    let last = p.context().error.lock().expect("not poisoned").take();
+                    let why =
+                        last.map_or_else(String::new, |(c, r)| format!(" (last error: {c}: {r})"));
+                    return Err(Fault::retry(format!(
+                        "{waiting} records not acknowledged: {e}{why}"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
+
+/// Asks for the topic's metadata: which brokers answer, how many partitions it has.
+fn topic(p: &BaseProducer<Reports>, name: &str, wait: &Wait) -> Result<String, Fault> {
+    let timeout = wait.left()?.min(METADATA_TIMEOUT);
+    let metadata = match p.client().fetch_metadata(Some(name), timeout) {
+        Ok(m) => m,
+        Err(e) => {
+            // The client's errors (authentication, TLS) arrive as events: serve them first.
+            p.poll(Duration::from_millis(100));
+            return Err(p
+                .context()
+                .permanent()
+                .unwrap_or_else(|| Fault::retry(format!("metadata: {e}"))));
+        }
+    };
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == name) else {
+        return Err(Fault::retry(format!("metadata without topic {name}")));
+    };
+    match t.error().map(Code::from) {
+        None => Ok(format!(
+            "the cluster answers ({} brokers), topic {name} has {} partitions",
+            metadata.brokers().len(),
+            t.partitions().len()
+        )),
+        Some(Code::UnknownTopicOrPartition) => Err(Fault::permanent(format!(
+            "topic {name} does not exist (and the brokers do not create topics)"
+        ))),
+        Some(code) => {
+            let why = format!("topic {name}: {code}");
+            Err(if classify(code, "") == Class::Target {
+                Fault::permanent(why)
+            } else {
+                Fault::retry(why)
+            })
+        }
+    }
+}
+
+impl Protocol for Kafka {
+    fn batch_bytes(&self) -> usize {
+        BATCH_BYTES
+    }
+
+    fn connect(&mut self, _: usize, wait: &mut Wait) -> Result<(), Fault> {
+        let (producer, found) = self.open(wait)?;
+        debug!("kafka: {found}");
+        self.producer = Some(producer);
+        Ok(())
+    }
+
+    /// Produces every event of the batch and waits for all their delivery reports.
+    fn send(&mut self, _: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
+        let p = self.producer.as_ref().expect("connected before sending");
+        let records = batch.keys.len();
+        p.context().start(self.next_seq, records);
+        self.produce(p, batch, wait)?;
+        self.next_seq = self.next_seq.wrapping_add(records);
+        self.reports(p, wait)?;
+        let outcomes = p.context().take();
+        if let Some(why) = outcomes.iter().find_map(|o| match o {
+            Some(Err((code, why))) if classify(*code, why) == Class::Target => Some(why),
+            _ => None,
+        }) {
+            return Err(Fault::permanent(why.clone()));
+        }
+        let (mut stored, mut last) = (0, None);
+        let topic = &self.opts.topic;
+        let rejected = batch.retain(|i, keys| match &outcomes[i] {
+            Some(Err((code, why))) if classify(*code, why) == Class::Record => {
+                warn!("{topic}: event {} rejected: {why}", keys.id());
+                Fate::Rejected
+            }
+            Some(Err((_, why))) => {
+                last = Some(why.clone());
+                Fate::Again
+            }
+            _ => {
+                stored += 1;
+                Fate::Stored
+            }
+        });
+        let kept = batch.keys.len();
+        if kept == 0 {
+            return Ok(Reply::Stored { rejected });
+        }
+        let last = last.unwrap_or_default();
+        if stored == 0 && rejected == 0 {
+            // Nothing went through: the core's outage (warning, backoff, a new producer).
+            return Err(Fault::retry(format!("{kept} records failed: {last}")));
+        }
+        debug!("{kept} records to produce again: {last}");
+        Ok(Reply::Partly {
+            rejected,
+            after: None,
+        })
+    }
+
+    fn disconnect(&mut self) {
+        // Dropping purges what is still queued: it is produced again by the next producer.
+        self.producer = None;
+    }
+
+    /// A metadata request for the topic: the brokers answer, accept our credentials, and
+    /// know the topic.
+    fn probe(&mut self, _: usize, wait: &mut Wait) -> Result<String, Fault> {
+        self.open(wait).map(|(_, found)| found)
+    }
+}

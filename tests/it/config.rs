@@ -1,0 +1,204 @@
+//! The config file (`--config`, `SALTSHIP_CONFIG`): a key applies, a flag and the environment
+//! win over it, a bad key or value is exit 2 with one line naming the key and its line, and
+//! `saltship config` says where each value came from.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{cache_copy, p, testdata, Saltship};
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("saltship.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The one stderr line of a run that must exit 2.
+fn usage_line(run: &crate::common::Run) -> String {
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {}", run.stderr);
+    lines[0].to_owned()
+}
+
+#[test]
+fn a_key_applies_and_a_flag_or_the_environment_wins() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let config = write(tmp.path(), "only-failures = true\nfun = [\"nope.*\"]\n");
+    let all = Saltship::dry_run(&jobs).run();
+    assert!(all.events.len() > 5, "the cache has events: {}", all.stderr);
+    // The file's filter applies: no function is called nope.*.
+    let filtered = Saltship::dry_run(&jobs).arg("--config").arg(&config).run();
+    assert_eq!(filtered.code, 0, "{}", filtered.stderr);
+    assert!(filtered.events.is_empty(), "{:?}", filtered.events.first());
+    // A flag wins over the file's key.
+    let flag = Saltship::dry_run(&jobs)
+        .arg("--config")
+        .arg(&config)
+        .more(["--fun", "*"])
+        .run();
+    assert!(!flag.events.is_empty(), "{}", flag.stderr);
+    assert!(
+        flag.events.len() < all.events.len(),
+        "only-failures still applies"
+    );
+    assert!(flag.events.iter().all(|e| e["result"] != true));
+    // So does the environment (SALTSHIP_CONFIG names the file).
+    let env = Saltship::dry_run(&jobs)
+        .env("SALTSHIP_CONFIG", &config)
+        .env("SALTSHIP_FUN", "*")
+        .run();
+    assert_eq!(env.ids::<Vec<_>>(), flag.ids::<Vec<_>>());
+}
+
+#[test]
+fn an_unknown_key_names_itself_its_line_and_the_nearest_key() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let config = write(
+        tmp.path(),
+        "# comment\nsink = \"tcp\"\ncache_dir = \"/x\"\n",
+    );
+    let run = Saltship::dry_run(&jobs)
+        .arg("--config")
+        .arg(&config)
+        .run_text();
+    let line = usage_line(&run);
+    let want = format!(
+        "{}:3: unknown key 'cache_dir' (did you mean 'cache-dir'?)",
+        p(&config)
+    );
+    assert!(line.contains(&want), "{line}");
+}
+
+#[test]
+fn a_wrong_type_or_value_or_a_secret_is_exit_2_with_the_line() {
+    let (tmp, jobs) = cache_copy("jobs");
+    for (text, want) in [
+        ("cache-dir = 5\n", ":1: cache-dir: expected a path"),
+        (
+            "\nonly-failures = \"yes\"\n",
+            ":2: only-failures: expected true or false",
+        ),
+        (
+            "sink = \"pigeon\"\n",
+            ":1: sink: invalid value 'pigeon' (one of: tcp",
+        ),
+        ("threads = 0\n", ":1: threads:"),
+        (
+            "format = [\"json\"]\n",
+            ":1: format: expected one value, not a list",
+        ),
+        (
+            "hec-token = \"abc\"\n",
+            ":1: hec-token: secrets do not go in the config file",
+        ),
+        ("target = [\n", "saltship.toml:1:"),
+    ] {
+        let config = write(tmp.path(), text);
+        let run = Saltship::dry_run(&jobs)
+            .arg("--config")
+            .arg(&config)
+            .run_text();
+        let line = usage_line(&run);
+        assert!(line.contains(want), "{text:?}: {line}");
+        assert!(!line.contains("abc"), "a secret is never repeated: {line}");
+    }
+}
+
+#[test]
+fn a_missing_named_file_is_exit_2_and_a_missing_default_is_fine() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let missing = tmp.path().join("none.toml");
+    let run = Saltship::dry_run(&jobs)
+        .arg("--config")
+        .arg(&missing)
+        .run_text();
+    assert!(usage_line(&run).contains(p(&missing)));
+    let run = Saltship::dry_run(&jobs)
+        .env("SALTSHIP_CONFIG", &missing)
+        .run_text();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    if !Path::new("/etc/saltship/saltship.toml").exists() {
+        let run = Saltship::dry_run(&jobs).run();
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+}
+
+#[test]
+fn saltship_config_shows_each_source_and_masks_secrets() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = write(
+        tmp.path(),
+        "sink = \"elasticsearch\"\n\ntarget = [\"https://u:hunter2@127.0.0.1:9200\"]\nformat = \"ecs\"\n",
+    );
+    let run = Saltship::args(["config", "--config", p(&config), "--format", "json"])
+        .env("SALTSHIP_ES_INDEX", "salt")
+        .env("SALTSHIP_HTTP_PASSWORD", "hunter2")
+        .run_text();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = &run.stdout;
+    let file = p(&config);
+    for want in [
+        format!("sink = \"elasticsearch\"  # {file}:1"),
+        format!("target = [\"https://u:***@127.0.0.1:9200\"]  # {file}:3"),
+        "format = \"json\"  # flag".to_owned(),
+        "es-index = \"salt\"  # env SALTSHIP_ES_INDEX".to_owned(),
+        "cache-dir = \"/var/cache/salt/master/jobs\"  # default".to_owned(),
+        "# http password = \"***\"  # env SALTSHIP_HTTP_PASSWORD".to_owned(),
+    ] {
+        assert!(out.lines().any(|l| l == want), "lacks {want:?}:\n{out}");
+    }
+    assert!(!out.contains("hunter2"), "{out}");
+}
+
+#[test]
+fn a_config_file_writable_by_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let (tmp, jobs) = cache_copy("jobs");
+    let config = write(tmp.path(), "only-failures = true\n");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let run = Saltship::dry_run(&jobs).arg("--config").arg(&config).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is writable by every user"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The packaged file (packaging/saltship.toml, else the copy under testdata/config): as
+/// shipped (all comments) and with every example uncommented, each key is one saltship knows.
+#[test]
+fn the_packaged_config_file_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let packaged = Some(root.join("packaging/saltship.toml"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| testdata("config/saltship.toml"));
+    let run = Saltship::args(["config", "--config", p(&packaged)]).run_text();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(&packaged).expect("read");
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+            _ => l,
+        })
+        .map(|l| if l == "tls = false" { "tls = true" } else { l })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let keys = uncommented
+        .lines()
+        .filter(|l| l.contains(" = ") && !l.starts_with('#'))
+        .count();
+    assert!(keys > 30, "{keys} keys");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = write(tmp.path(), &uncommented);
+    let run = Saltship::args(["config", "--config", p(&config)])
+        .default_state()
+        .run_text();
+    let from_file = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains(&format!("# {}:", p(&config))));
+    assert_eq!(from_file.count(), keys, "{}\n{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("config file"), "{}", run.stderr);
+}
