@@ -26,6 +26,7 @@ fn hand(command: &str) -> &'static str {
         "sync" => include_str!("../../man/src/saltship-sync.1.in"),
         "watch" => include_str!("../../man/src/saltship-watch.1.in"),
         "check" => include_str!("../../man/src/saltship-check.1.in"),
+        "config" => include_str!("../../man/src/saltship-config.1.in"),
         other => panic!("no man/src/saltship-{other}.1.in"),
     }
 }
