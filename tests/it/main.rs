@@ -20,6 +20,7 @@ mod metrics;
 mod metrics_serve;
 mod operator;
 mod receivers;
+mod salt2019;
 mod sync;
 mod syndic;
 mod tls;
