@@ -156,3 +156,31 @@ fn auto_reads_a_3008_cache_as_utc() {
     assert!(!live.stderr.contains("warning"), "{}", live.stderr);
     assert_eq!(live.ids::<Vec<String>>(), utc);
 }
+
+/// 2019.2 writes no `.load.p` for an orchestration: its events take `fun_args` from
+/// `return.p`, as the return itself records them.
+#[test]
+fn a_2019_orchestration_has_its_arguments_from_return_p() {
+    let (_tmp, jobs) = cache_copy("salt2019/jobs");
+    let case = cases()
+        .into_iter()
+        .find(|c| c["case"] == "old-orchestrate")
+        .expect("case");
+    let dir = job_dir(&jobs, case["jid"].as_str().expect("jid"));
+    assert!(!dir.join(".load.p").exists(), "the fixture has a .load.p");
+    let run = Saltship::dry_run(&jobs).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let orch: Vec<&Value> = run
+        .events
+        .iter()
+        .filter(|e| e["jid"] == case["jid"])
+        .collect();
+    assert!(!orch.is_empty(), "{}", run.stdout);
+    for event in orch {
+        assert_eq!(event["fun_args"][0], "orch.run", "{event}");
+        assert_eq!(
+            event["fun_args"][1]["orchestration_jid"], case["jid"],
+            "{event}"
+        );
+    }
+}
