@@ -184,3 +184,37 @@ fn a_2019_orchestration_has_its_arguments_from_return_p() {
         );
     }
 }
+
+/// Python 2 byte strings that are not UTF-8 ship as U+FFFD, and only their events say
+/// `lossy_utf8`: the minion already replaced `cmd.run`'s bytes (valid U+FFFD), so those are not.
+#[test]
+fn events_with_bytes_that_are_not_utf8_are_marked_lossy() {
+    let (_tmp, jobs) = cache_copy("salt2019/jobs");
+    let run = Saltship::dry_run(&jobs).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let jid = |name: &str| {
+        cases()
+            .into_iter()
+            .find(|c| c["case"] == name)
+            .expect("case")["jid"]
+            .clone()
+    };
+    let of = |name: &str| -> Vec<&Value> {
+        let jid = jid(name);
+        run.events.iter().filter(|e| e["jid"] == jid).collect()
+    };
+    let state = of("old-bytes-state");
+    let marked: Vec<&&Value> = state.iter().filter(|e| e["lossy_utf8"] == true).collect();
+    assert!(!marked.is_empty(), "{state:?}");
+    for e in &marked {
+        assert_eq!(e["state"], "saltship_bytes", "{e}");
+        assert!(e.to_string().contains('\u{fffd}'), "{e}");
+    }
+    // `bytes-out`'s U+FFFD came from the minion, as valid UTF-8: nothing altered here.
+    for e in state.iter().filter(|e| e["state"] != "saltship_bytes") {
+        assert!(e.get("lossy_utf8").is_none(), "{e}");
+    }
+    for e in of("old-bytes-cmd").iter().chain(&of("old-state-apply")) {
+        assert!(e.get("lossy_utf8").is_none(), "{e}");
+    }
+}
