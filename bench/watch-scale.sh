@@ -5,9 +5,10 @@
 # Reports latency p50/p99 (rename -> first byte at the receiver), inotify watches, peak RSS
 # and bytes written per checkpoint save. See bench/README.md.
 #
-#   bash bench/watch-scale.sh [--seconds N] [--keep-corpus]
+#   bash bench/watch-scale.sh [--seconds N] [--jobs N] [--keep-corpus]
 #
-# The corpus (about 2.4 GB on disk, mostly minion folders) goes to
+# --jobs 500 makes the 1,000,000-return cache (500 jobs x 2,000 minions; about 12 GB).
+# The corpus (about 2.4 GB on disk at 100 jobs, mostly minion folders) goes to
 # ${SALTSHIP_BENCH_DIR:-/tmp/saltship-watch-scale} and is deleted afterwards unless
 # --keep-corpus. SALTSHIP_SHARED as for run.sh.
 set -euo pipefail
@@ -18,12 +19,14 @@ REPO="$(cd "$HERE/.." && pwd)"
 source "$HERE/lib.sh"
 
 SECONDS_LANDING=60
+JOB_COUNT=100
 KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) [ $# -ge 2 ] || die "--seconds needs a number"; SECONDS_LANDING="$2"; shift 2 ;;
+        --jobs) [ $# -ge 2 ] || die "--jobs needs a number"; JOB_COUNT="$2"; shift 2 ;;
         --keep-corpus) KEEP=1; shift ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option: $1 (try --help)" ;;
     esac
 done
@@ -34,17 +37,19 @@ find_shared
 clean_env
 find_python
 build
-if [ "$KEEP" = 0 ]; then trap 'rm -rf "$BENCH_DIR/corpus-200k"' EXIT; fi
+case "$JOB_COUNT" in ''|*[!0-9]*) die "--jobs needs a number" ;; esac
+CORPUS="corpus-$(( JOB_COUNT * 2 ))k"
+if [ "$KEEP" = 0 ]; then trap 'rm -rf "$BENCH_DIR/$CORPUS"' EXIT; fi
 
 started=$(date +%s)
-JOBS=$(ensure_corpus corpus-200k --jobs 100 --minions 2000 --states 3 --noise 0)
+JOBS=$(ensure_corpus "$CORPUS" --jobs "$JOB_COUNT" --minions 2000 --states 3 --noise 0)
 note "corpus ready after $(( $(date +%s) - started )) s; watch catches up, then returns land every 20 ms for $SECONDS_LANDING s"
 echo "## saltship watch on a big master"
 echo
 echo "Cache: \`$JOBS\`, $(find "$JOBS" -mindepth 3 -maxdepth 3 -type d | wc -l) minion folders;" \
     "fs.inotify.max_user_watches $(cat /proc/sys/fs/inotify/max_user_watches)."
 echo "Machine: $(machine). saltship: $(cd "$REPO" && git rev-parse --short HEAD)."
-echo "Command: \`bash bench/watch-scale.sh --seconds $SECONDS_LANDING\`"
+echo "Command: \`bash bench/watch-scale.sh --seconds $SECONDS_LANDING --jobs $JOB_COUNT\`"
 echo
 # Landed like a highstate of the cache's 2,000 minions: one job, a return every 20 ms.
 "$PY" "$HERE/watch-latency.py" --cache "$JOBS" --per-job 2000 --names 'web-%04d.example.com' \

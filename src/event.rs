@@ -107,6 +107,9 @@ struct Wire<'e, 'a> {
     __run_num__: Option<i64>,
     retcode: Opt<'e, 'a>,
     success: Opt<'e, 'a>,
+    /// Only when true: a value was altered (bytes that are not UTF-8 became U+FFFD).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    lossy_utf8: bool,
 }
 
 /// `result`: the state's own, or `false` for an error return.
@@ -195,6 +198,9 @@ impl Wire<'_, '_> {
         opt(out, self.retcode.0);
         out.extend_from_slice(b",\"success\":");
         opt(out, self.success.0);
+        if self.lossy_utf8 {
+            out.extend_from_slice(b",\"lossy_utf8\":true");
+        }
         out.push(b'}');
     }
 }
@@ -298,6 +304,7 @@ fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wi
         __run_num__: ev.run_num,
         retcode: Opt(ev.retcode),
         success: Opt(ev.success),
+        lossy_utf8: ev.lossy,
     }
 }
 

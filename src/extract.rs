@@ -64,6 +64,8 @@ pub struct StateEvent<'a> {
     pub instant: Option<i64>,
     pub retcode: Option<&'a ValueRef<'a>>,
     pub success: Option<&'a ValueRef<'a>>,
+    /// A value held bytes that are not UTF-8, shipped as U+FFFD.
+    pub lossy: bool,
 }
 
 impl StateEvent<'_> {
@@ -220,6 +222,7 @@ impl<'a> Ctx<'a> {
             instant: self.job.publish,
             retcode: self.retcode,
             success: self.success,
+            lossy: state.is_some_and(crate::json::lossy),
         }
     }
 
@@ -228,7 +231,10 @@ impl<'a> Ctx<'a> {
             ValueRef::Array(items) => items.iter().map(message).collect(),
             other => vec![message(other)],
         };
-        self.error_text(messages.join("\n"))
+        StateEvent {
+            lossy: crate::json::lossy(value),
+            ..self.error_text(messages.join("\n"))
+        }
     }
 
     fn error_text(&self, text: String) -> StateEvent<'a> {

@@ -115,6 +115,20 @@ impl Job {
         states && (funs.is_empty() || self.funs.iter().any(|f| crate::glob::any(funs, f)))
     }
 
+    /// This job with the arguments a return names, when `.load.p` gave none: a 2019.2
+    /// orchestration writes no `.load.p`, and its `return.p` holds `return.fun_args` as a 3008
+    /// runner's load does. `None` when there is nothing to add.
+    pub fn with_return_args(&self, ret: &ValueRef<'_>, masking: Masking<'_>) -> Option<Job> {
+        if !self.funs.is_empty() || !self.args.is_null() {
+            return None;
+        }
+        let from_return = Job::from_load(String::new(), Some(ret), masking, None);
+        (!from_return.args.is_null()).then(|| Job {
+            args: from_return.args,
+            ..self.clone()
+        })
+    }
+
     /// The arguments of the `i`th function: multi-function jobs keep one list per function.
     pub fn args_of(&self, i: usize) -> &Value {
         match &self.args {

@@ -224,6 +224,18 @@ fn datetime_text(data: &[u8]) -> Option<String> {
     })
 }
 
+/// Whether rendering `v` replaces bytes that are not UTF-8 with U+FFFD (a Python 2 byte string
+/// in a str, keys included): the event then says so (`lossy_utf8`). Bin values go out as
+/// base64 and lose nothing.
+pub fn lossy(v: &ValueRef<'_>) -> bool {
+    match v {
+        ValueRef::String(text) => text.as_str().is_none(),
+        ValueRef::Array(items) => items.iter().any(lossy),
+        ValueRef::Map(entries) => entries.iter().any(|(k, v)| lossy(k) || lossy(v)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +343,15 @@ mod tests {
         let mut buf = vec![0x82, 0x01, 0xc3, 0xc0, 0xcb];
         buf.extend_from_slice(&f64::NAN.to_be_bytes());
         assert_eq!(json(&buf), r#"{"1":true,"null":"NaN"}"#);
+    }
+
+    #[test]
+    fn only_str_bytes_that_are_not_utf8_are_lossy() {
+        let read =
+            |bytes: &'static [u8]| rmpv::decode::read_value_ref(&mut &bytes[..]).expect("msgpack");
+        // {"a": ["caf\xe9"]} and {"a": ["caf\u{e9}"]}, as str.
+        assert!(lossy(&read(b"\x81\xa1a\x91\xa4caf\xe9")));
+        assert!(!lossy(&read(b"\x81\xa1a\x91\xa5caf\xc3\xa9")));
+        assert!(!lossy(&ValueRef::Binary(b"\xff")));
     }
 }

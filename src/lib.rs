@@ -15,8 +15,8 @@
 //! - The stages, each taking its own options: [`cache`] discovers job folders; [`msgpack`]
 //!   reads and decodes `.p` files; [`job`] reads `.load.p`; [`extract`] (pure) turns a return
 //!   into [`extract::StateEvent`]s; [`event`] encodes an event as JSON ([`json`] renders
-//!   msgpack values, [`time`] the clocks); [`format`] renders it as ecs, gelf or syslog and
-//!   cuts oversize events.
+//!   msgpack values, [`time`] the clocks, [`zone`] the zone the master writes jids in);
+//!   [`format`] renders it as ecs, gelf or syslog and cuts oversize events.
 //! - [`sink`] delivers and confirms delivery: stdout, or one delivery core (`sink/deliver.rs`:
 //!   failover, backoff, deadlines, outage reporting) under a protocol per receiver.
 //! - [`checkpoint`] records what was delivered: the API in `checkpoint/mod.rs`, the snapshot's
@@ -40,3 +40,4 @@ pub(crate) mod metrics;
 pub(crate) mod msgpack;
 pub mod sink;
 pub(crate) mod time;
+pub(crate) mod zone;

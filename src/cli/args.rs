@@ -340,13 +340,14 @@ pub struct CommonArgs {
     #[arg(long, value_name = "ID", env = "SALTSHIP_MASTER_ID")]
     pub master_id: Option<String>,
 
-    /// Zone of the jids: utc (Salt 3000 and later), local (the master's zone, Salt 2019.2 and
-    /// earlier), or a fixed offset like +02:00
+    /// Zone of the jids: auto (read from the job folders' times: UTC for Salt 3000 and later,
+    /// the master's offset for 2019.2 and earlier), utc, local (this host's zone), or a fixed
+    /// offset like +05:30
     #[arg(
         long,
         value_name = "ZONE",
         env = "SALTSHIP_JID_TIMEZONE",
-        default_value = "utc"
+        default_value = "auto"
     )]
     pub jid_timezone: String,
 

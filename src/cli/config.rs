@@ -159,12 +159,15 @@ impl Config {
     /// Every option of [`CommonArgs`] checked; `checking` keeps the targets even on a dry run
     /// and lets them be missing.
     fn options(args: &CommonArgs, quiet: bool, checking: bool) -> Result<Config> {
-        let jid_zone = JidZone::parse(&args.jid_timezone).with_context(|| {
-            format!(
-                "bad --jid-timezone '{}': use utc, local or an offset like +02:00",
-                args.jid_timezone
-            )
-        })?;
+        let explicit = match args.jid_timezone.as_str() {
+            "auto" => None,
+            text => Some(JidZone::parse(text).with_context(|| {
+                format!(
+                    "bad --jid-timezone '{text}': use auto, utc, local or an offset like +02:00"
+                )
+            })?),
+        };
+        let jid_zone = crate::zone::resolve(&args.cache_dir, explicit);
         // A dry run checks the delivery options as a real run does, so a config can be tried
         // with it; it only does not need a target.
         let format = check_targets(args)?;

@@ -24,6 +24,7 @@ mod otlp;
 mod otlp_faults;
 mod receivers;
 mod relp;
+mod salt2019;
 mod sync;
 mod syndic;
 mod tls;

@@ -265,6 +265,12 @@ pub(super) fn ship_return(
     };
     totals.returns += 1;
     let mut n = 0;
+    let masking = Masking {
+        show_pillar: opts.encode.show_pillar_args,
+        extra: &opts.encode.mask_args,
+    };
+    let own = job.with_return_args(&value, masking);
+    let job = own.as_ref().unwrap_or(job);
     let events = extract(job, minion, &value);
     if opts.metrics {
         *seen = Some(fleet::observe(job, &events));

@@ -66,7 +66,10 @@ impl Saltship {
             .env_remove("RUST_LOG")
             .env_remove("JOURNAL_STREAM")
             .env_remove("SALTSHIP_CONFIG")
-            .env("TZ", "UTC");
+            .env("TZ", "UTC")
+            // A copy of a cache has fresh mtimes, so `auto` would warn on every run; the
+            // fixtures' jids are UTC. Tests of `auto` remove this (`tests/it/salt2019.rs`).
+            .env("SALTSHIP_JID_TIMEZONE", "utc");
         Saltship {
             cmd,
             timeout: TIMEOUT,
