@@ -11,6 +11,7 @@ mod cli;
 mod delivery;
 mod filters;
 mod fixtures;
+mod http_acks;
 mod http_faults;
 mod http_receivers;
 mod kafka;
