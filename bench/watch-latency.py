@@ -83,6 +83,48 @@ class Receiver(threading.Thread):
                 self.first.setdefault((event["jid"], event["minion_id"]), now)
 
 
+class HttpReceiver(threading.Thread):
+    """HEC or `_bulk` on 127.0.0.1 that answers at once (`code: 0`, every item created) and
+    notes when each return's first event arrived."""
+
+    def __init__(self, sink):
+        super().__init__(daemon=True)
+        import http.server
+        first = self.first = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                now = time.monotonic()
+                lines = [json.loads(l) for l in body.split(b"\n") if l.strip()]
+                if sink == "splunk-hec":
+                    events = [l["event"] for l in lines]
+                    reply = {"text": "Success", "code": 0}
+                else:
+                    events = lines[1::2]
+                    items = [{"create": {"_id": a["create"]["_id"], "status": 201}} for a in lines[0::2]]
+                    reply = {"took": 1, "errors": False, "items": items}
+                for event in events:
+                    first.setdefault((event["jid"], event["minion_id"]), now)
+                out = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+
+    def run(self):
+        self.server.serve_forever()
+
+
 def rss_kib(pid, field="VmRSS"):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith(field + ":"):
@@ -143,6 +185,7 @@ def land(cache, n, load, minion, ret, per_job=1, names=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=50.0, help="returns per second")
+    ap.add_argument("--sink", default="tcp", choices=["tcp", "splunk-hec", "elasticsearch"])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--bin", default=os.path.join(REPO, "target", "release", "saltship"))
     ap.add_argument("--rss", action="store_true", help="print watch's RSS every minute")
@@ -155,13 +198,21 @@ def main():
     work = tempfile.mkdtemp(prefix="saltship-latency-")
     cache = a.cache or os.path.join(work, "jobs")
     os.makedirs(cache, exist_ok=True)
-    receiver = Receiver()
+    receiver = Receiver() if a.sink == "tcp" else HttpReceiver(a.sink)
     receiver.start()
+    if a.sink == "tcp":
+        target = ["--target", "127.0.0.1:%d" % receiver.port]
+    else:
+        token = os.path.join(work, "token")
+        with open(token, "w") as f:
+            f.write("bench\n")
+        target = ["--sink", a.sink, "--format", "json", "--hec-token-file", token,
+                  "--target", "http://127.0.0.1:%d" % receiver.port]
     log = os.path.join(work, "watch.log")
     prom = os.path.join(work, "saltship.prom")
     watch = subprocess.Popen(
         [a.bin, "watch", "--cache-dir", cache, "--state-file", os.path.join(work, "state"),
-         "--target", "127.0.0.1:%d" % receiver.port, "--master-id", "bench",
+         *target, "--master-id", "bench",
          "--metrics-file", prom],
         stderr=open(log, "w"),
         env={k: v for k, v in os.environ.items() if not k.startswith("SALTSHIP_")})

@@ -278,6 +278,21 @@ pub struct CommonArgs {
     #[arg(long, value_name = "EVENTS_PER_S", env = "SALTSHIP_MAX_RATE")]
     pub max_rate: Option<f64>,
 
+    /// Send a batch that is still filling once its first event waited this long, e.g. 20ms; it
+    /// goes at once when no more input is ready (the end of each pass) or while --max-rate waits
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_LINGER",
+        default_value = "50ms"
+    )]
+    pub linger: String,
+
+    /// HTTP sinks: keep every request body within N bytes, envelopes counted [default: 524288
+    /// for splunk-hec, 1048576 for elasticsearch]; a 413 halves the batch
+    #[arg(long, value_name = "N", env = "SALTSHIP_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+
     /// Only these minions (glob, repeatable; an orchestration's steps carry the master's id)
     #[arg(
         long,

@@ -105,6 +105,12 @@ pub(super) fn delivery(args: &CommonArgs) -> Result<Options> {
         tls(args)?;
         return Err(NoTarget.into());
     }
+    let linger = parse_duration(&args.linger)
+        .map_err(anyhow::Error::msg)
+        .context("bad --linger")?;
+    if args.max_request_bytes.is_some_and(|n| n < 1024) {
+        bail!("bad --max-request-bytes: give at least 1024");
+    }
     let connect_timeout = Duration::from_secs(5);
     let deliver_timeout = Duration::from_micros(deliver.max(0) as u64);
     let sink = match args.sink {
@@ -146,6 +152,7 @@ pub(super) fn delivery(args: &CommonArgs) -> Result<Options> {
             deliver_timeout,
             max_rate: args.max_rate,
             stop: None,
+            linger: Duration::from_micros(linger.max(0) as u64),
         },
         sink,
     })
@@ -172,6 +179,7 @@ fn http_options(args: &CommonArgs, auth: Option<Secret>) -> Result<HttpOptions> 
         targets: args.target.clone(),
         auth,
         connect_timeout: Duration::from_secs(5),
+        max_request_bytes: args.max_request_bytes,
         tls,
     })
 }

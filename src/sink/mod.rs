@@ -191,6 +191,11 @@ pub(crate) trait Sink {
     fn send(&mut self, bytes: &[u8], keys: &[Keys]) -> Result<(), SinkError>;
     /// Returns once everything sent so far is proven received.
     fn confirm(&mut self) -> Result<(), SinkError>;
+    /// The caller has no more input ready: send what is batched now, without waiting for
+    /// its proof.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Bytes sent but not yet confirmed.
     fn unconfirmed(&self) -> usize;
     fn stats(&self) -> SinkStats;

@@ -15,7 +15,7 @@ use serde_json::{json as j, Value};
 
 const TOKEN: &str = "s3cr3t-t0ken-value";
 
-/// Runs `backfill` of `jobs` to `url` with `--sink sink` and a token file.
+/// Runs `backfill` of `jobs` to `url` with `--sink sink`, a token file and a long linger.
 fn ship(jobs: &Path, sink: &str, url: &str, extra: &[&str]) -> (Run, Duration) {
     let dir = tempfile::tempdir().expect("tempdir");
     let token = dir.path().join("token");
@@ -25,6 +25,8 @@ fn ship(jobs: &Path, sink: &str, url: &str, extra: &[&str]) -> (Run, Duration) {
         .target(url)
         .arg("--hec-token-file")
         .arg(&token)
+        // One batch per cache, however slowly this build encodes: the tests count requests.
+        .more(["--linger", "60s"])
         .more(extra);
     let start = Instant::now();
     let run = cmd.run();

@@ -12,6 +12,7 @@ mod config;
 mod delivery;
 mod filters;
 mod fixtures;
+mod http_acks;
 mod http_faults;
 mod http_receivers;
 mod kafka;

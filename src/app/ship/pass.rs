@@ -97,7 +97,8 @@ impl Shipper<'_> {
         );
         self.pool = pool;
         bar.finish_and_clear();
-        result
+        // No more input is ready: what is batched goes now, not at the next confirm.
+        result.and_then(|()| Ok(self.sink.flush()?))
     }
 
     /// The progress bar's message: events so far, "printed" on a dry run.

@@ -8,16 +8,24 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use super::protocol::{Batch, BatchState, Fault, Protocol, Reply};
+use super::protocol::{Batch, BatchState, Fault, Protocol};
 use super::wait::Wait;
 use super::CoreOptions;
+
+mod batching;
 use crate::sink::keys::Keys;
 use crate::sink::{Sink, SinkError, SinkStats};
 
 /// How long a failed target is passed over before it is tried first again.
 pub(crate) const FAILBACK: Duration = Duration::from_secs(60);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest wait between two attempts: the core only waits while events are waiting, and
+/// they should go soon after the receiver is back.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// A `--max-rate` pause at least this long sends the batch still filling first.
+const FLUSH_PAUSE: Duration = Duration::from_millis(10);
+/// A 413 halves the batch size for the rest of the run, down to this.
+const MIN_CAP: usize = 16 << 10;
 /// The shortest wait between two attempts once every target failed.
 const MIN_PAUSE: Duration = Duration::from_millis(50);
 
@@ -27,6 +35,13 @@ pub(crate) struct Delivery<P: Protocol> {
     targets: Vec<String>,
     opts: CoreOptions,
     batches: VecDeque<Batch>,
+    /// The request bytes of the last batch, and since when it fills.
+    filled: usize,
+    filling_since: Option<Instant>,
+    /// A smaller batch size than the protocol's, after a 413.
+    cap: Option<usize>,
+    /// Whether "connected" was said for the open connection.
+    announced: bool,
     /// The target of the open connection.
     current: Option<usize>,
     wait: Wait,
@@ -62,6 +77,10 @@ impl<P: Protocol> Delivery<P> {
             proto,
             opts,
             batches: VecDeque::new(),
+            filled: 0,
+            filling_since: None,
+            cap: None,
+            announced: false,
             current: None,
             failed_at: vec![None; n],
             permanent: vec![None; n],
@@ -84,40 +103,12 @@ impl<P: Protocol> Delivery<P> {
             .sum()
     }
 
-    /// Adds the events to the batches: as they are, or into batches of at most `batch_bytes`
-    /// (cut at event ends).
-    fn queue(&mut self, bytes: &[u8], keys: &[Keys]) {
-        let limit = self.proto.batch_bytes();
-        if limit == 0 {
-            self.batches.push_back(Batch {
-                bytes: bytes.to_vec(),
-                keys: keys.to_vec(),
-                state: BatchState::Unsent,
-            });
-            return;
-        }
-        let mut at = 0;
-        for k in keys {
-            let event = &bytes[at..at + k.len];
-            at += k.len;
-            let room = self.batches.back().is_some_and(|b| {
-                b.state == BatchState::Unsent && b.bytes.len() + event.len() <= limit
-            });
-            if !room {
-                self.batches.push_back(Batch::default());
-            }
-            let batch = self.batches.back_mut().expect("pushed above");
-            batch.bytes.extend_from_slice(event);
-            batch.keys.push(k.clone());
-        }
-    }
-
     /// Sends every unsent batch (all but a last one still filling, unless `all`).
     fn send_unsent(&mut self, all: bool) -> Result<(), SinkError> {
         let mut i = 0;
         while i < self.batches.len() {
             let last = i + 1 == self.batches.len();
-            let filling = last && !all && self.proto.batch_bytes() > 0;
+            let filling = last && !all && self.lingers();
             if self.batches[i].state != BatchState::Unsent || filling {
                 i += 1;
                 continue;
@@ -132,39 +123,6 @@ impl<P: Protocol> Delivery<P> {
                 Err(fault) => {
                     self.fault(fault)?;
                     i = 0;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies the reply to batch `i`, which held `before` events.
-    fn took(&mut self, i: usize, reply: Reply, before: u64) -> Result<(), SinkError> {
-        let batch = &mut self.batches[i];
-        match reply {
-            Reply::Stored { rejected } => {
-                batch.state = BatchState::Done;
-                self.stats.rejected += rejected;
-                self.progress();
-            }
-            Reply::Taken { ack } => {
-                batch.state = BatchState::Sent {
-                    ack,
-                    at: Instant::now(),
-                }
-            }
-            Reply::Partly { rejected, after } => {
-                self.stats.rejected += rejected;
-                let left = batch.events();
-                if left == 0 {
-                    batch.state = BatchState::Done;
-                }
-                if left < before {
-                    self.progress();
-                }
-                if left > 0 {
-                    // The rest is sent again: not in a tight loop.
-                    self.pause(after)?;
                 }
             }
         }
@@ -205,13 +163,14 @@ impl<P: Protocol> Delivery<P> {
                 self.pause(None)?;
             }
             let i = self.next_target();
+            debug!("connecting to {}", self.targets[i]);
             match self.proto.connect(i, &mut self.wait) {
                 Ok(()) => {
                     self.permanent[i] = None;
                     if std::mem::take(&mut self.broken) {
                         self.stats.reconnects += 1;
                     }
-                    debug!("connected to {}", self.targets[i]);
+                    self.announced = false;
                     self.current = Some(i);
                 }
                 Err(fault) => {
@@ -334,6 +293,10 @@ impl<P: Protocol> Delivery<P> {
         let now = Instant::now();
         if self.rate_next > now {
             let pause = self.rate_next - now;
+            if pause >= FLUSH_PAUSE.min(self.opts.linger) {
+                // No use holding what we have while we pace ourselves.
+                self.send_unsent(true)?;
+            }
             let pace = Wait::new(pause + Duration::from_secs(1), self.opts.stop.clone());
             pace.sleep(pause).map_err(|_| SinkError::Stopped)?;
         }
@@ -386,6 +349,10 @@ impl<P: Protocol> Sink for Delivery<P> {
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.send_unsent(true)
+    }
+
     fn unconfirmed(&self) -> usize {
         self.batches.iter().map(|b| b.bytes.len()).sum()
     }
@@ -398,6 +365,7 @@ impl<P: Protocol> Sink for Delivery<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::core::protocol::Reply;
     use crate::sink::keys::Origin;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
@@ -463,6 +431,7 @@ mod tests {
                 deliver_timeout: Duration::from_secs(2),
                 max_rate: None,
                 stop: None,
+                linger: Duration::from_secs(60),
             },
         )
     }

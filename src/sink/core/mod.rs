@@ -22,4 +22,7 @@ pub(crate) struct CoreOptions {
     pub max_rate: Option<f64>,
     /// Set by a signal handler: stop waiting for receivers.
     pub stop: Option<Arc<AtomicBool>>,
+    /// A batch still filling goes out once its first event waited this long (`--linger`), or
+    /// as soon as the caller has no more input ready ([`crate::sink::Sink::flush`]).
+    pub linger: Duration,
 }

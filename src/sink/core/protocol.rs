@@ -56,6 +56,17 @@ impl Batch {
         })
     }
 
+    /// Moves the events from the `n`th on into a new batch (to halve one a receiver found too
+    /// large).
+    pub fn split_off(&mut self, n: usize) -> Batch {
+        let at: usize = self.keys[..n].iter().map(|k| k.len).sum();
+        Batch {
+            bytes: self.bytes.split_off(at),
+            keys: self.keys.split_off(n),
+            state: self.state,
+        }
+    }
+
     /// Keeps only the events `fate` (given each one's index and keys) sends [`Fate::Again`]:
     /// how many it rejected.
     pub fn retain(&mut self, mut fate: impl FnMut(usize, &Keys) -> Fate) -> u64 {
@@ -90,6 +101,9 @@ pub(crate) enum Reply {
         rejected: u64,
         after: Option<Duration>,
     },
+    /// Refused as too large (HTTP 413), nothing stored: the core halves the batch and sends
+    /// the halves, down to one event, which is then rejected (reported and counted).
+    TooLarge,
 }
 
 /// Why a send or a confirmation failed: retry (when), or give up on this target. Never both.
@@ -151,9 +165,14 @@ impl From<io::Error> for Fault {
 /// How one kind of receiver is spoken to. The core holds the targets and says which one
 /// (`i`, an index in them) each call is about.
 pub(crate) trait Protocol {
-    /// Batches of at most this many bytes of whole events are sent; 0: each `send` at once,
-    /// as it came.
+    /// Batches of at most this many bytes of whole events are sent, as [`Protocol::framed_len`]
+    /// counts them; 0: each `send` at once, as it came.
     fn batch_bytes(&self) -> usize;
+    /// The bytes one event takes in a request (with its envelope or action line), for
+    /// [`Protocol::batch_bytes`]. By default the event as encoded.
+    fn framed_len(&self, _keys: &Keys, event: &[u8]) -> usize {
+        event.len()
+    }
     /// Opens a connection to target `i`. By default there is nothing to open (a client that
     /// connects, and keeps connections alive, as it sends).
     fn connect(&mut self, _i: usize, _: &mut Wait) -> Result<(), Fault> {
@@ -207,6 +226,14 @@ mod tests {
         assert_eq!(b.events(), 2);
         let ids: Vec<&str> = b.keys.iter().map(Keys::id).collect();
         assert_eq!(ids, [format!("{:032}", 1), format!("{:032}", 3)]);
+    }
+
+    #[test]
+    fn split_off_cuts_at_an_event_end() {
+        let mut b = batch(&["a\n", "bb\n", "ccc\n"]);
+        let rest = b.split_off(1);
+        assert_eq!((&b.bytes[..], b.events()), (&b"a\n"[..], 1));
+        assert_eq!((&rest.bytes[..], rest.events()), (&b"bb\nccc\n"[..], 2));
     }
 
     #[test]

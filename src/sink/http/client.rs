@@ -19,6 +19,9 @@ pub(crate) struct HttpOptions {
     /// The `Authorization` header's value.
     pub auth: Option<Secret>,
     pub connect_timeout: Duration,
+    /// Request bodies stay within this many bytes (`--max-request-bytes`); `None`: the
+    /// sink's default.
+    pub max_request_bytes: Option<usize>,
     /// For `https://` targets.
     pub tls: Option<Tls>,
 }
@@ -51,8 +54,8 @@ impl Http {
         let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(opts.connect_timeout)
             .max_idle_connections_per_host(2)
-            // A redirect's answer is not an acknowledgement (and ureq would resend a POST as
-            // a GET): the sinks see the 3xx and say where it points.
+            // A redirect is never an acknowledgement: ureq would follow a 301/302 as a GET
+            // without the body, and count the target's answer to that. See `Answer::fault`.
             .redirects(0)
             .user_agent(concat!("saltship/", env!("CARGO_PKG_VERSION")));
         if let Some(tls) = &opts.tls {
@@ -121,7 +124,7 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Answer, Fault> 
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let content_type = response.header("Content-Type").map(str::to_owned);
-    let location = response.header("Location").map(str::to_owned);
+    let location = response.header("Location").map(one_line);
     let mut bytes = Vec::new();
     response
         .into_reader()
@@ -158,13 +161,26 @@ fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 impl Answer {
+    /// A 413: the body was too large for the receiver (or a proxy before it).
+    pub fn too_large(&self) -> bool {
+        self.status == 413
+    }
+
     /// The fault for a reply that is not a success, as every HTTP receiver means it: 401 and
     /// 403 (a bad token or key) are permanent; 408, 429 and 5xx retriable, after `Retry-After`.
-    /// `None` for a 2xx; other statuses are the sink's to read.
+    /// A redirect is permanent for the target: it is not followed (a 301/302 would turn the
+    /// POST into a GET without the body), and the message names where it points, so that the
+    /// operator can set the target to it. `None` for a 2xx; other statuses are the sink's.
     pub fn fault(&self) -> Option<Fault> {
         let why = || format!("HTTP {}: {}", self.status, one_line(&self.body));
         match self.status {
             200..=299 => None,
+            300..=399 => Some(Fault::permanent(format!(
+                "HTTP {}: redirected to {} (not followed: set the target to the URL the \
+                 receiver is at)",
+                self.status,
+                self.location.as_deref().unwrap_or("nowhere")
+            ))),
             401 | 403 => Some(Fault::permanent(why())),
             408 | 429 | 500..=599 => Some(Fault::Retry {
                 why: why(),
@@ -239,6 +255,7 @@ mod tests {
         let a = |status| Answer {
             status,
             retry_after: Some(Duration::from_secs(3)),
+            location: Some("http://elsewhere/".into()),
             body: "no\nway".into(),
             ..Answer::default()
         };
@@ -249,5 +266,9 @@ mod tests {
         let busy = a(503).fault().expect("fault");
         assert!(!busy.is_permanent() && busy.after() == Some(Duration::from_secs(3)));
         assert!(a(400).fault().is_none());
+        for status in [301, 302, 307, 308] {
+            let moved = a(status).fault().expect("a redirect is a fault");
+            assert!(moved.is_permanent() && moved.why().contains("http://elsewhere/"));
+        }
     }
 }

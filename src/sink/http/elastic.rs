@@ -11,9 +11,11 @@ use serde::Deserialize;
 use super::client::{self, one_line, split_url, Http, HttpOptions};
 use crate::json::write_str;
 use crate::sink::core::{Batch, Fate, Fault, Protocol, Reply, Wait};
+use crate::sink::keys::Keys;
 
-/// Requests carry at most this much: well under any `http.max_content_length`.
-const BATCH_BYTES: usize = 1 << 20;
+/// Request bodies carry at most this much by default: well under any
+/// `http.max_content_length`, and within nginx's default `client_max_body_size` (1 MiB).
+pub(crate) const BATCH_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub(crate) struct ElasticOptions {
@@ -30,6 +32,7 @@ pub(crate) struct Elastic {
 
 #[derive(Deserialize)]
 struct BulkReply {
+    #[serde(default)]
     errors: bool,
     #[serde(default)]
     items: Vec<std::collections::HashMap<String, Item>>,
@@ -114,7 +117,14 @@ fn reason(error: &serde_json::Value) -> String {
 
 impl Protocol for Elastic {
     fn batch_bytes(&self) -> usize {
-        BATCH_BYTES
+        self.opts.http.max_request_bytes.unwrap_or(BATCH_BYTES)
+    }
+
+    /// The action line (`{"create":{"_index":..,"_id":".."}}\n`), plus the event.
+    fn framed_len(&self, keys: &Keys, event: &[u8]) -> usize {
+        let mut id = Vec::with_capacity(40);
+        write_str(&mut id, keys.id());
+        self.action.len() + ",\"_id\":".len() + id.len() + "}}\n".len() + event.len()
     }
 
     fn send(&mut self, i: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
@@ -122,6 +132,9 @@ impl Protocol for Elastic {
         let answer = self
             .http
             .post(&self.url(i), &headers, self.body(batch), wait)?;
+        if answer.too_large() {
+            return Ok(Reply::TooLarge);
+        }
         if let Some(fault) = answer.fault() {
             return Err(fault);
         }
@@ -136,10 +149,12 @@ impl Protocol for Elastic {
                 one_line(&answer.body)
             ))
         })?;
-        if !reply.errors {
-            return Ok(Reply::Stored { rejected: 0 });
+        // `errors: false` with fewer items than actions would record events never stored:
+        // the count is checked first, whatever `errors` says.
+        if reply.errors || reply.items.len() != batch.keys.len() {
+            return self.items(i, batch, &reply);
         }
-        self.items(i, batch, &reply)
+        Ok(Reply::Stored { rejected: 0 })
     }
 
     /// An empty `_bulk`: answered 400 (no body) once the credentials were accepted, 401/403 if

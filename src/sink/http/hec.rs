@@ -18,9 +18,11 @@ use serde::Deserialize;
 use super::client::{self, one_line, split_url, Answer, Http, HttpOptions};
 use crate::json::write_str;
 use crate::sink::core::{Batch, BatchState, Fate, Fault, Protocol, Reply, Wait};
+use crate::sink::keys::Keys;
 
-/// Requests carry at most this much (Splunk's old `max_content_length` was 1 MB).
-const BATCH_BYTES: usize = 512 << 10;
+/// Request bodies carry at most this much by default (Splunk's old `max_content_length` was
+/// 1 MB).
+pub(crate) const BATCH_BYTES: usize = 512 << 10;
 
 #[derive(Debug, Clone)]
 pub(crate) struct HecOptions {
@@ -50,6 +52,7 @@ struct EventReply {
     #[serde(rename = "ackId")]
     ack_id: Option<u64>,
     text: Option<String>,
+    code: Option<i64>,
     #[serde(rename = "invalid-event-number")]
     invalid_event: Option<usize>,
 }
@@ -104,16 +107,23 @@ impl Hec {
     fn envelopes(&self, batch: &Batch) -> Vec<u8> {
         let mut body = Vec::with_capacity(batch.bytes.len() + batch.keys.len() * 160);
         for (keys, event) in batch.each() {
+            self.envelope(&mut body, keys, event);
+        }
+        body
+    }
+
+    fn envelope(&self, body: &mut Vec<u8>, keys: &Keys, event: &[u8]) {
+        {
             body.push(b'{');
             if let Some((seconds, micros)) = keys.seconds_micros() {
                 let _ = write!(body, "\"time\":{seconds}.{micros:06},");
             }
             body.extend_from_slice(b"\"host\":");
-            write_str(&mut body, &keys.origin.host);
+            write_str(body, &keys.origin.host);
             body.extend_from_slice(b",\"source\":\"saltship:");
             // The master's name, escaped, inside the quotes we opened.
             let at = body.len();
-            write_str(&mut body, &keys.origin.master);
+            write_str(body, &keys.origin.master);
             body.remove(at);
             body.push(b',');
             body.extend_from_slice(&self.fixed);
@@ -121,7 +131,6 @@ impl Hec {
             body.extend_from_slice(event.strip_suffix(b"\n").unwrap_or(event));
             body.extend_from_slice(b"}\n");
         }
-        body
     }
 
     /// A 400 about one event: that event is rejected (reported once), the rest sent again.
@@ -145,21 +154,32 @@ impl Hec {
 
 impl Protocol for Hec {
     fn batch_bytes(&self) -> usize {
-        BATCH_BYTES
+        self.opts.http.max_request_bytes.unwrap_or(BATCH_BYTES)
+    }
+
+    /// The envelope written around an empty event, plus the event.
+    fn framed_len(&self, keys: &Keys, event: &[u8]) -> usize {
+        let mut envelope = Vec::with_capacity(160);
+        self.envelope(&mut envelope, keys, b"");
+        envelope.len() + event.strip_suffix(b"\n").unwrap_or(event).len()
     }
 
     fn send(&mut self, i: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
         let (url, _) = self.endpoints(i);
         let answer = self.post(&url, self.envelopes(batch), wait)?;
+        if answer.too_large() {
+            return Ok(Reply::TooLarge);
+        }
         if let Some(fault) = answer.fault() {
             return Err(fault);
         }
         let reply: Option<EventReply> = serde_json::from_str(&answer.body).ok();
         match (answer.status, reply) {
-            (200..=299, Some(reply)) => Ok(match reply.ack_id {
+            (200..=299, Some(reply)) if reply.code == Some(0) => Ok(match reply.ack_id {
                 Some(ack) => Reply::Taken { ack: Some(ack) },
                 None => Reply::Stored { rejected: 0 },
             }),
+            (200..=299, Some(reply)) => Err(code_fault(&reply, &answer)),
             (400, Some(reply)) if reply.invalid_event.is_some() => {
                 Ok(self.bad_event(i, batch, &reply))
             }
@@ -243,6 +263,27 @@ impl Protocol for Hec {
     }
 }
 
+/// A 2xx whose `code` is not 0 (or missing) stored nothing: Splunk's documented HEC status
+/// codes, as retrying can help (internal error, busy, queues full) or cannot (the token, the
+/// channel, the index, the data: the target's configuration, or a proxy that ate the body).
+/// A code we do not know is retried, so the deadline, not a guess, decides.
+fn code_fault(reply: &EventReply, answer: &Answer) -> Fault {
+    let code = reply.code;
+    let why = format!(
+        "HTTP {} with HEC code {}: {}",
+        answer.status,
+        code.map_or_else(|| "missing".into(), |c| c.to_string()),
+        one_line(reply.text.as_deref().unwrap_or(&answer.body))
+    );
+    match code {
+        Some(1..=7 | 10..=16) => Fault::permanent(why),
+        _ => Fault::Retry {
+            why,
+            after: answer.retry_after,
+        },
+    }
+}
+
 /// A random (version 4) UUID for the request channel.
 fn uuid() -> String {
     let seed = std::time::SystemTime::now()
@@ -270,7 +311,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::sink::keys::{Keys, Origin};
+    use crate::sink::keys::Origin;
     use crate::sink::secret::Secret;
 
     fn hec(target: &str, token: &str) -> Hec {
@@ -278,6 +319,7 @@ mod tests {
             targets: vec![target.to_owned()],
             auth: Some(Secret(format!("Splunk {token}"))),
             connect_timeout: Duration::from_secs(5),
+            max_request_bytes: None,
             tls: None,
         };
         let opts = HecOptions {

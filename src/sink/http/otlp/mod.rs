@@ -184,6 +184,7 @@ mod tests {
                 auth: None,
                 connect_timeout: std::time::Duration::from_secs(1),
                 tls: None,
+                max_request_bytes: None,
             },
             encoding: Encoding::Protobuf,
             compression: Compression::None,
