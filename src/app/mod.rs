@@ -99,7 +99,7 @@ fn run(cli: &Cli) -> Result<Outcome, Failure> {
         Command::Backfill(args) => (Config::backfill(args, cli.quiet), Mode::Backfill),
         Command::Check(args) => {
             let config = Config::check(args, cli.quiet).map_err(Failure::Usage)?;
-            return Ok(Outcome::Checked(check::run(&config)));
+            return Ok(Outcome::Checked(check::run(&config, args.offline)));
         }
     };
     let config = config.map_err(Failure::Usage)?;
