@@ -2,7 +2,7 @@
 """Duplicates and throughput per sink: tcp, splunk-hec, elasticsearch against Fluent Bit,
 kafka against tansu.
 
-For one backfill of the 24,480-event cache that tests/delivery.rs builds (the state jobs of
+For one backfill of the 24,480-event cache that tests/it/delivery.rs builds (the state jobs of
 testdata/jobs copied 240 times), per sink:
   - throughput: one backfill into a local Fluent Bit, no restarts (events / wall seconds);
   - duplicates: one backfill at --max-rate RATE while the receiver is stopped and started

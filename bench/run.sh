@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # saltship benchmark: wall time against the read floor and the reference peer, delivery
 # over TCP, peak RSS, and (once it exists) a no-op sync. Prints a Markdown table for the
-# README's "Performance" section. See bench/README.md.
+# "Performance" section of docs/performance.md. See bench/README.md.
 #
 #   bash bench/run.sh [--runs N] [--quick]
 #

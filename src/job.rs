@@ -11,8 +11,8 @@ use crate::msgpack::{as_text, get};
 const MASK: &str = "********";
 
 /// Keyword arguments whose values are masked: these names, and names ending in one of them
-/// after `_` or `-` (`db_password`, `auth-token`), in any case. The README and `--help` list
-/// them; keep the three in step.
+/// after `_` or `-` (`db_password`, `auth-token`), in any case. docs/options.md ("Secrets in
+/// `fun_args`") and `--help` list them; keep the three in step.
 pub const SECRET_ARGS: [&str; 10] = [
     "password",
     "passwd",

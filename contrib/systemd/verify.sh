@@ -39,7 +39,7 @@ for unit in contrib/systemd/saltship-*.service; do
         echo "$name: exposure $score (at most $max_exposure)"
     fi
 done
-grep -q '^ExecStartPre=/usr/bin/saltship check' contrib/systemd/saltship-watch.service \
-    || { echo "saltship-watch.service: no ExecStartPre=saltship check" >&2; fail=1; }
+grep -q '^ExecStartPre=/usr/bin/saltship check --offline' contrib/systemd/saltship-watch.service \
+    || { echo "saltship-watch.service: no ExecStartPre=saltship check --offline" >&2; fail=1; }
 [ "$fail" = 0 ] || exit 1
 echo "systemd units: ok"

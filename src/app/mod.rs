@@ -110,7 +110,7 @@ fn run(parsed: &crate::cli::file::Parsed) -> Result<Outcome, Failure> {
         Command::Backfill(args) => (Config::backfill(args, cli.quiet), Mode::Backfill),
         Command::Check(args) => {
             let config = Config::check(args, cli.quiet).map_err(Failure::Usage)?;
-            return Ok(Outcome::Checked(check::run(&config)));
+            return Ok(Outcome::Checked(check::run(&config, args.offline)));
         }
         Command::ShowConfig(args) => {
             for line in show::render(parsed) {

@@ -12,27 +12,14 @@ use super::receivers::{HttpArgs, KafkaArgs, OtlpArgs, TlsArgs};
 use crate::format::Format;
 use crate::sink::SinkKind;
 
-const EXIT_STATUS: &str = "\
-Exit status:
-  0  done
-  0  also for sync and watch: another saltship holds the state file's lock (it says so;
-     -q silences it); backfill then ships without recording
-  1  finished, but some cache files could not be read (each was named in a warning; those
-     unreadable for now, permission denied, too big..., are tried again next run), or the
-     receiver refused some events for good; for check: some check failed
-  2  usage or configuration error (bad option, a cache folder that is not a Salt job
-     cache, unreadable state file)
-  3  could not deliver the events (no acknowledgement within --deliver-timeout, or a bad
-     token, certificate or credentials on every target, or a Kafka topic that does not exist),
-     or could not save the checkpoint (state folder full or read-only): the run stops rather
-     than ship again and again what it cannot record";
+use super::exit_status;
 
 /// Ship every SaltStack state result from the master's job cache to your log aggregator.
 ///
 /// saltship reads the Salt master's job cache (the local_cache returner's files), turns each
 /// state result (one per state, per minion, per run) into one JSON event, and prints or sends it.
 #[derive(Parser, Debug)]
-#[command(name = "saltship", version, after_help = EXIT_STATUS, propagate_version = true)]
+#[command(name = "saltship", version, after_help = exit_status::ALL, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -63,21 +50,21 @@ pub struct Cli {
 pub enum Command {
     /// Catch up like sync, then follow the cache (inotify) and ship each state result as it
     /// lands: the daemon for systemd (Type=notify) or any supervisor; stops cleanly on SIGTERM
-    #[command(after_help = EXIT_STATUS)]
+    #[command(after_help = exit_status::WATCH)]
     Watch(WatchArgs),
     /// Ship every return the checkpoint does not hold yet, confirm delivery, record it, exit:
     /// for cron, a systemd timer or a path unit
-    #[command(after_help = EXIT_STATUS)]
+    #[command(after_help = exit_status::SYNC)]
     Sync(SyncArgs),
     /// Replay the jobs in the cache (all, or a time range), printing or sending their events,
     /// and record them in the checkpoint so sync and watch do not ship them again
-    #[command(after_help = EXIT_STATUS)]
+    #[command(after_help = exit_status::BACKFILL)]
     Backfill(BackfillArgs),
     /// Test the configuration without sending an event: the cache folder, the state file and
     /// its lock, each target (TLS handshake and certificate included), the inotify watch limit
-    /// (and the metrics file, when given). Takes watch's options and environment. One line per
-    /// check; exit 0 only when every check passes
-    #[command(after_help = CHECK_EXIT_STATUS)]
+    /// (and the metrics file, when given); --offline leaves the targets out. Takes watch's
+    /// options and environment. One line per check; exit 0 only when every check passes
+    #[command(after_help = exit_status::CHECK)]
     Check(CheckArgs),
     /// Print the effective configuration (watch's options), each value with where it came from:
     /// flag, env SALTSHIP_*, the config file and its line, or default; secrets as ***. Exit 2
@@ -85,12 +72,6 @@ pub enum Command {
     #[command(name = "config")]
     ShowConfig(CheckArgs),
 }
-
-const CHECK_EXIT_STATUS: &str = "\
-Exit status:
-  0  every check passed
-  1  some check failed (its line says what to fix)
-  2  usage or configuration error (bad option)";
 
 /// The options of `watch` (and `sync`, whose options are a part of them), checked as they are.
 #[derive(Args, Debug)]
@@ -103,6 +84,13 @@ pub struct CheckArgs {
 
     #[command(flatten)]
     pub common: CommonArgs,
+
+    /// Check the set-up only: the cache, the state file and its lock, the inotify limit and
+    /// the metrics file; the targets are parsed but not contacted. For a unit's
+    /// ExecStartPre=, so a receiver that is down does not keep watch from starting (the cache
+    /// is the buffer)
+    #[arg(long, visible_alias = "no-targets", env = "SALTSHIP_CHECK_OFFLINE", value_parser = Boolish)]
+    pub offline: bool,
 }
 
 #[derive(Args, Debug)]

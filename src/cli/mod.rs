@@ -4,6 +4,7 @@
 mod args;
 pub(crate) mod config;
 mod delivery;
+mod exit_status;
 pub mod file;
 pub(crate) mod parse;
 mod receivers;

@@ -1,6 +1,6 @@
 //! Output formats and their framing (json, ecs, gelf, syslog) and oversize-event truncation.
 //!
-//! Every format starts from the `json` event, an ordered map (README "The event"): [`encode`]
+//! Every format starts from the `json` event, an ordered map (docs/events.md, "The event"): [`encode`]
 //! renders it, cuts a copy down to the size limit only when the rendering is too long
 //! (`truncate.rs`), and frames it for a stream socket.
 

@@ -9,7 +9,7 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-/// The README's example: a state that succeeded without changes.
+/// The example of the README and docs/events.md: a state that succeeded without changes.
 pub(super) fn event() -> Map<String, Value> {
     object(json!({
         "timestamp": "2026-11-23T18:57:51.100000Z",

@@ -167,7 +167,7 @@ fn register<M: prometheus::core::Collector + 'static>(registry: &Registry, m: M)
         .expect("each metric registered once");
 }
 
-/// The per-minion gauges and the fleet's counters. A few series per minion: see the README.
+/// The per-minion gauges and the fleet's counters. A few series per minion: see docs/metrics.md.
 fn fleet_metrics(registry: &Registry, fleet: &Fleet) {
     let results = IntCounterVec::new(
         Opts::new(

@@ -168,3 +168,43 @@ fn plain_dates_are_midnight() {
         .run_text();
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
+
+/// The exit statuses a text lists: `  N  ...` lines of `--help`, `\fBN\fR` items of a man page.
+fn statuses(text: &str, pattern: &str) -> Vec<u8> {
+    let mut found: Vec<u8> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(pattern))
+        .filter_map(|l| l.chars().next()?.to_digit(10))
+        .map(|d| d as u8)
+        .collect();
+    found.dedup();
+    found
+}
+
+#[test]
+fn each_command_help_lists_the_exit_statuses_of_its_man_page() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for cmd in ["watch", "sync", "backfill", "check"] {
+        let help = Saltship::args([cmd, "--help"]).run_text();
+        assert_eq!(help.code, 0, "{}", help.stderr);
+        let (_, status) = help
+            .stdout
+            .split_once("Exit status")
+            .unwrap_or_else(|| panic!("{cmd} --help has no exit status:\n{}", help.stdout));
+        let page = root.join(format!("man/src/saltship-{cmd}.1.in"));
+        let man = std::fs::read_to_string(&page).expect("man page source");
+        let (_, man_status) = man.split_once(".SH \"EXIT STATUS\"").expect("EXIT STATUS");
+        let man_status = man_status.split("\n.SH ").next().unwrap_or_default();
+        assert_eq!(
+            statuses(status, "  "),
+            statuses(man_status, "\\fB"),
+            "{cmd} --help and {}",
+            page.display()
+        );
+        // Another command's statuses are not this one's.
+        if cmd != "check" {
+            let mut words = status.split(|c: char| !c.is_alphanumeric());
+            assert!(!words.any(|w| w == "check"), "{cmd} --help: {status}");
+        }
+    }
+}
