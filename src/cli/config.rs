@@ -60,6 +60,10 @@ pub struct Config {
     /// systemd's `$NOTIFY_SOCKET` and watchdog period (`$WATCHDOG_USEC`), when it set them.
     pub notify_socket: Option<PathBuf>,
     pub watchdog: Option<Duration>,
+    /// Which kinds of events are shipped (`--events`).
+    pub events: crate::event::Kinds,
+    /// `--return-wait`, in microseconds: how long a job waits for its minions.
+    pub return_wait: i64,
 }
 
 impl Config {
@@ -181,7 +185,12 @@ impl Config {
         if max_event_bytes < MIN_MAX_EVENT_BYTES {
             bail!("bad --max-event-bytes {max_event_bytes}: at least {MIN_MAX_EVENT_BYTES}");
         }
+        let return_wait = parse_duration(&args.return_wait)
+            .map_err(anyhow::Error::msg)
+            .context("bad --return-wait")?;
         Ok(Config {
+            events: crate::event::Kinds::of(&args.events),
+            return_wait,
             cache_dir: args.cache_dir.clone(),
             dry_run: args.dry_run,
             delivery,
