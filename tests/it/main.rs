@@ -13,6 +13,7 @@ mod filters;
 mod fixtures;
 mod http_faults;
 mod http_receivers;
+mod job_events;
 mod kafka;
 mod legacy;
 mod man;
