@@ -203,3 +203,58 @@ fn other_formats_carry_the_event_type() {
         .run_text();
     assert!(gelf.stdout.contains("\"_event_type\":\"no_return\""));
 }
+
+/// `watch` sends a job's events when its wait runs out, with nothing landing and no rescan due.
+#[test]
+fn watch_sends_a_job_event_when_the_wait_runs_out_with_nothing_landing() {
+    let cases: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(testdata("fleet/cases.json")).expect("cases"))
+            .expect("JSON");
+    let case = cases
+        .iter()
+        .filter(|c| c["fun"] != "saltutil.find_job")
+        .filter(|c| {
+            c["minions_missing"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty())
+        })
+        .max_by_key(|c| c["jid"].as_str().map(str::to_owned))
+        .expect("a job with a missing minion");
+    let jid = case["jid"].as_str().expect("jid");
+    let publish = chrono::NaiveDateTime::parse_from_str(&jid[..14], "%Y%m%d%H%M%S")
+        .expect("jid time")
+        .and_utc()
+        .timestamp();
+    // Due 6 s from now: the catch-up holds it back, the daemon's timer must send it.
+    let wait = chrono::Utc::now().timestamp() - publish + 6;
+    let (tmp, jobs) = cache_copy("fleet/jobs");
+    let receiver = Receiver::start(Faults::default());
+    let wait_env = format!("{wait}s");
+    let watch = crate::common::watch::Watch::start(
+        &jobs,
+        &tmp.path().join("state"),
+        &receiver.target(),
+        &[
+            ("SALTSHIP_EVENTS", "job"),
+            ("SALTSHIP_RETURN_WAIT", &wait_env),
+        ],
+    );
+    let sent = |receiver: &Receiver| {
+        json_lines(&receiver.lines_so_far().join("\n"))
+            .into_iter()
+            .any(|e| e["jid"] == jid)
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!sent(&receiver), "sent before its wait ran out");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !sent(&receiver) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (code, _, log) = watch.stop();
+    assert!(sent(&receiver), "no job event after the wait: {log}");
+    assert_eq!(code, 0, "{log}");
+    let events = json_lines(&receiver.finish().join("\n"));
+    let ev: Vec<&Value> = events.iter().filter(|e| e["jid"] == jid).collect();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["minions_missing"], case["minions_missing"]);
+}
