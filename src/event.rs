@@ -12,6 +12,45 @@ use crate::extract::StateEvent;
 use crate::job::Job;
 use crate::json::{write_str, write_value, Json};
 
+pub(crate) mod job;
+
+/// A value of `--events`: which kinds of events are shipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventKind {
+    /// Each state result (the default)
+    State,
+    /// One per job and master: who ran what on which target, which minions returned
+    Job,
+    /// One per targeted minion that never returned
+    NoReturn,
+    /// All of them
+    All,
+}
+
+/// The kinds of events a run ships, from `--events`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kinds {
+    pub state: bool,
+    pub job: bool,
+    pub no_return: bool,
+}
+
+impl Kinds {
+    pub fn of(list: &[EventKind]) -> Kinds {
+        let has = |k| list.contains(&k) || list.contains(&EventKind::All);
+        Kinds {
+            state: has(EventKind::State),
+            job: has(EventKind::Job),
+            no_return: has(EventKind::NoReturn),
+        }
+    }
+
+    /// Whether a job's own events (job, no_return) are shipped.
+    pub fn jobs(&self) -> bool {
+        self.job || self.no_return
+    }
+}
+
 /// `event_id`: the XXH3-128 of `jid NUL minion NUL state key` (the function name for an error
 /// return), as 32 lowercase hex digits. The same state of the same run always gets the same id,
 /// so a receiver can drop the duplicates that at-least-once delivery may send.
@@ -110,6 +149,7 @@ struct Wire<'e, 'a> {
     /// Only when true: a value was altered (bytes that are not UTF-8 became U+FFFD).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     lossy_utf8: bool,
+    event_type: &'static str,
 }
 
 /// `result`: the state's own, or `false` for an error return.
@@ -201,7 +241,7 @@ impl Wire<'_, '_> {
         if self.lossy_utf8 {
             out.extend_from_slice(b",\"lossy_utf8\":true");
         }
-        out.push(b'}');
+        out.extend_from_slice(b",\"event_type\":\"state\"}");
     }
 }
 
@@ -305,6 +345,7 @@ fn wire<'e, 'a: 'e>(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> Wi
         retcode: Opt(ev.retcode),
         success: Opt(ev.success),
         lossy_utf8: ev.lossy,
+        event_type: "state",
     }
 }
 

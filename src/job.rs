@@ -138,6 +138,37 @@ impl Job {
     }
 }
 
+/// Who a job targeted and who ran it, as `.load.p` stores them, with `list_job`'s defaults
+/// (`tgt_type` list, `user` root) where a load has a `tgt` but not those (runner loads).
+/// All null without a load (a 2019.2 orchestration).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Target {
+    /// A string or a list, as Salt stored it.
+    pub tgt: Value,
+    pub tgt_type: Value,
+    pub user: Value,
+}
+
+impl Target {
+    pub fn from_load(load: Option<&ValueRef<'_>>) -> Target {
+        let Some(load) = load else {
+            return Target::default();
+        };
+        let json = |v: Option<&ValueRef<'_>>| {
+            v.map_or(Value::Null, |v| {
+                serde_json::to_value(Json(v)).unwrap_or(Value::Null)
+            })
+        };
+        let inner = get(load, "return");
+        let user = get(load, "user").or_else(|| inner.and_then(|r| get(r, "user")));
+        Target {
+            tgt: json(get(load, "tgt")),
+            tgt_type: get(load, "tgt_type").map_or_else(|| "list".into(), |v| json(Some(v))),
+            user: user.map_or_else(|| "root".into(), |v| json(Some(v))),
+        }
+    }
+}
+
 /// Replaces the values of the keyword arguments `masking` hides, at any depth (a `pillar=`
 /// nested in another argument too), both as Salt packs parsed kwargs (`{"pillar": {...},
 /// "__kwarg__": true}`) and as raw `name=value` strings. A masked dict keeps its keys.

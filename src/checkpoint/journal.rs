@@ -28,6 +28,9 @@ pub(super) struct Op {
     pub non_state: bool,
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     pub settled: Option<i64>,
+    /// The job's own events are shipped.
+    #[serde(rename = "e", default, skip_serializing_if = "std::ops::Not::not")]
+    pub job_shipped: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -48,6 +48,10 @@ pub struct JobState {
     /// no minion folder came, and the folder need not be listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settled: Option<i64>,
+    /// The job's own events (job, no_return) were shipped and confirmed, or it has none
+    /// (`saltutil.find_job`). Absent from state files written before job events.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub job_shipped: bool,
 }
 
 /// Minion names, each kept once however many jobs it returned in.
@@ -227,6 +231,8 @@ impl Checkpoint {
             let job = JobState {
                 jid: jid(),
                 non_state: true,
+                job_shipped: self.jobs.get(&op.key).is_some_and(|j| j.job_shipped)
+                    || op.job_shipped,
                 ..JobState::default()
             };
             return self.jobs.insert(op.key.clone(), job.clone()).as_ref() != Some(&job);
@@ -244,6 +250,14 @@ impl Checkpoint {
                     changed = true;
                 }
             }
+        }
+        if op.job_shipped {
+            let job = self.jobs.entry(op.key.clone()).or_insert_with(|| JobState {
+                jid: jid(),
+                ..JobState::default()
+            });
+            changed |= !job.job_shipped;
+            job.job_shipped = true;
         }
         if let Some(job) = self
             .jobs
@@ -274,6 +288,21 @@ impl Checkpoint {
             non_state: true,
             ..Op::default()
         });
+    }
+
+    /// Records that the job events of job `key` are shipped (or that it has none).
+    pub fn record_job_shipped(&mut self, key: &str, jid: &str) {
+        self.change(Op {
+            key: key.to_owned(),
+            jid: Some(jid.to_owned()),
+            job_shipped: true,
+            ..Op::default()
+        });
+    }
+
+    /// Whether the job events of job `key` are shipped.
+    pub fn job_shipped(&self, key: &str) -> bool {
+        self.jobs.get(key).is_some_and(|j| j.job_shipped)
     }
 
     /// Records that every return of job `key` is done while its folder's mtime is `mtime`.
@@ -372,6 +401,41 @@ mod tests {
         assert!(cp.existed());
         assert!(cp.is_done(cp.job("ab/cd").expect("job"), "web1"));
         assert!(cp.job("ef/01").expect("job").non_state);
+    }
+
+    /// State files written before job events (no `job_shipped`, no `e` in the journal) load
+    /// as before, and the new flag survives a save, a journal replay and a compaction.
+    #[test]
+    fn job_events_shipped_are_remembered_and_old_files_still_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state");
+        let old = br#"{"version":2,"generation":7,"minions":["web1"],"jobs":{"ab/cd":{"jid":"1","done":[0]},"ef/01":{"jid":"2","non_state":true}}}"#;
+        fs::write(&path, old).expect("write");
+        fs::write(
+            with_suffix(&path, ".journal"),
+            b"{\"version\":2,\"generation\":7}\n{\"k\":\"ab/cd\",\"s\":5}\n",
+        )
+        .expect("write journal");
+        let mut cp = Checkpoint::open(&path, false).expect("an old state file loads");
+        let job = cp.job("ab/cd").expect("job").clone();
+        assert!(cp.is_done(&job, "web1") && !cp.job_shipped("ab/cd"));
+        assert_eq!(job.settled, Some(5));
+        cp.record_job_shipped("ab/cd", "1");
+        cp.record_job_shipped("ef/01", "2");
+        cp.record_non_state("ef/01", "2");
+        cp.record_job_shipped("99/99", "3");
+        cp.save().expect("save to the journal");
+        drop(cp);
+        let mut cp = Checkpoint::open(&path, false).expect("replayed");
+        for key in ["ab/cd", "ef/01", "99/99"] {
+            assert!(cp.job_shipped(key), "{key}");
+        }
+        assert!(cp.job("ef/01").expect("job").non_state);
+        assert!(cp.is_done(cp.job("ab/cd").expect("job"), "web1"));
+        cp.compact().expect("compact");
+        drop(cp);
+        let cp = Checkpoint::open(&path, false).expect("compacted");
+        assert!(cp.job_shipped("99/99") && cp.job_shipped("ab/cd"));
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub(super) fn parse(bytes: &[u8], path: &Path) -> Result<Snapshot> {
                     non_state: job.non_state,
                     done,
                     settled: job.settled,
+                    job_shipped: false,
                 };
                 jobs.insert(key, job);
             }

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use super::parse::Boolish;
 use super::receivers::{HttpArgs, KafkaArgs, OtlpArgs, TlsArgs};
 
+pub use crate::event::EventKind;
 use crate::format::Format;
 use crate::sink::SinkKind;
 
@@ -353,6 +354,28 @@ pub struct CommonArgs {
         default_value = "auto"
     )]
     pub jid_timezone: String,
+
+    /// Which events to ship (comma list): state (each state result), job (one per job: who ran
+    /// what on which target, which minions returned), no-return (one per targeted minion that
+    /// never returned), all. See docs/events.md
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "SALTSHIP_EVENTS",
+        value_delimiter = ',',
+        default_value = "state"
+    )]
+    pub events: Vec<EventKind>,
+
+    /// How long after its publish a job waits for its minions: then its job event and its
+    /// no_return events are shipped (sooner once every targeted minion returned)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SALTSHIP_RETURN_WAIT",
+        default_value = "10m"
+    )]
+    pub return_wait: String,
 
     #[command(flatten)]
     pub tls: TlsArgs,

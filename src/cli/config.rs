@@ -32,6 +32,10 @@ pub(crate) struct Config {
     pub(crate) tls_insecure: bool,
     /// `sync` and `watch`: where the metrics file is written.
     pub(crate) metrics_file: Option<PathBuf>,
+    /// Which kinds of events are shipped (`--events`).
+    pub(crate) events: crate::event::Kinds,
+    /// `--return-wait`, in microseconds: how long a job waits for its minions.
+    pub(crate) return_wait: i64,
 }
 
 /// How the cache is read.
@@ -186,6 +190,9 @@ impl Config {
         if max_event_bytes < MIN_MAX_EVENT_BYTES {
             bail!("bad --max-event-bytes {max_event_bytes}: at least {MIN_MAX_EVENT_BYTES}");
         }
+        let return_wait = parse_duration(&args.return_wait)
+            .map_err(anyhow::Error::msg)
+            .context("bad --return-wait")?;
         Ok(Config {
             cache: CacheOptions {
                 dir: args.cache_dir.clone(),
@@ -212,6 +219,8 @@ impl Config {
                 mask_args: args.mask_arg.clone(),
                 master_id: args.master_id.clone().unwrap_or_else(hostname),
             },
+            events: crate::event::Kinds::of(&args.events),
+            return_wait,
             delivery,
             state: StateOptions {
                 file: None,

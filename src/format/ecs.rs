@@ -75,10 +75,92 @@ struct Salt<'e> {
     success: &'e Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     truncated: Option<&'e Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_type: Option<&'e Value>,
+}
+
+/// A job or no_return event in ECS terms: `event.action` and `event.dataset` name its kind,
+/// `host.name` is the minion (the master for a job event), its own fields go under `salt`.
+#[derive(Serialize)]
+struct JobEcs<'e> {
+    #[serde(rename = "@timestamp", skip_serializing_if = "Option::is_none")]
+    timestamp: Option<&'e str>,
+    message: String,
+    ecs: Version,
+    event: JobEvent<'e>,
+    host: Host<'e>,
+    observer: Observer<'e>,
+    salt: Map<String, Value>,
+}
+
+#[derive(Serialize)]
+struct JobEvent<'e> {
+    kind: &'static str,
+    category: [&'static str; 1],
+    #[serde(rename = "type")]
+    kind_of_change: [&'static str; 1],
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<i64>,
+    id: &'e Value,
+    module: &'static str,
+    dataset: String,
+    action: &'e str,
+}
+
+/// Fields ECS carries elsewhere than under `salt`.
+const ECS_OWN: [&str; 4] = ["timestamp", "event_id", "master", "minion_id"];
+
+fn write_job(event: &Map<String, Value>, kind: &str, out: &mut Vec<u8>) {
+    let f = |name| field(event, name);
+    let host = match f("minion_id") {
+        Value::Null => f("master"),
+        minion => minion,
+    };
+    let doc = JobEcs {
+        timestamp: f("timestamp").as_str(),
+        message: summary(event),
+        ecs: Version {
+            version: ECS_VERSION,
+        },
+        event: JobEvent {
+            kind: "event",
+            category: ["process"],
+            kind_of_change: ["info"],
+            outcome: match Outcome::of(event) {
+                Outcome::Succeeded => "success",
+                _ => "failure",
+            },
+            // A job event's duration is in seconds.
+            duration: f("duration")
+                .as_f64()
+                .filter(|s| s.is_finite())
+                .map(|s| (s * 1e9).round() as i64),
+            id: f("event_id"),
+            module: "salt",
+            dataset: format!("salt.{kind}"),
+            action: kind,
+        },
+        host: Host { name: host },
+        observer: Observer {
+            hostname: f("master"),
+            product: "saltship",
+        },
+        salt: event
+            .iter()
+            .filter(|(k, _)| !ECS_OWN.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    serde_json::to_writer(out, &doc).expect("JSON with string keys serializes");
 }
 
 /// Appends the event as one ECS JSON object (no framing).
 pub(super) fn write(event: &Map<String, Value>, out: &mut Vec<u8>) {
+    match super::fields::event_type(event) {
+        "state" => {}
+        kind => return write_job(event, kind, out),
+    }
     let f = |name| field(event, name);
     let doc = Ecs {
         timestamp: f("timestamp").as_str(),
@@ -137,6 +219,7 @@ pub(super) fn write(event: &Map<String, Value>, out: &mut Vec<u8>) {
             retcode: f("retcode"),
             success: f("success"),
             truncated: event.get("truncated"),
+            event_type: event.get("event_type"),
         },
     };
     serde_json::to_writer(out, &doc).expect("JSON with string keys serializes");

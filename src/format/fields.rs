@@ -26,8 +26,10 @@ pub(super) enum Outcome {
 }
 
 impl Outcome {
+    /// From `result`, or a job event's `success`.
     pub(super) fn of(event: &Map<String, Value>) -> Outcome {
-        match field(event, "result") {
+        let outcome = event.get("result").or_else(|| event.get("success"));
+        match outcome.unwrap_or(&NULL) {
             Value::Bool(true) => Outcome::Succeeded,
             Value::Null => Outcome::Pending,
             _ => Outcome::Failed,
@@ -93,6 +95,19 @@ pub(super) fn comment_text(event: &Map<String, Value>) -> Option<Cow<'_, str>> {
         )),
         other => Some(Cow::Owned(other.to_string())),
     }
+}
+
+/// The event's kind (`event_type`): `state` for events written before there were others.
+pub(super) fn event_type(event: &Map<String, Value>) -> &str {
+    field(event, "event_type").as_str().unwrap_or("state")
+}
+
+/// Who the event is about: the minion, or the master for a job event.
+pub(super) fn host(event: &Map<String, Value>) -> &str {
+    [field(event, "minion_id"), field(event, "master")]
+        .into_iter()
+        .find_map(Value::as_str)
+        .unwrap_or("")
 }
 
 /// The event's `timestamp`, if it is one.

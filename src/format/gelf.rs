@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
-use super::fields::{comment_text, field, instant, summary, Outcome};
+use super::fields::{comment_text, instant, summary, Outcome};
 
 /// Event fields that went into standard GELF fields.
 const STANDARD: [&str; 3] = ["timestamp", "minion_id", "comment"];
@@ -20,7 +20,7 @@ impl Serialize for Gelf<'_> {
         let event = self.0;
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("version", "1.1")?;
-        let host = field(event, "minion_id").as_str().filter(|h| !h.is_empty());
+        let host = Some(super::fields::host(event)).filter(|h| !h.is_empty());
         map.serialize_entry("host", host.unwrap_or("-"))?;
         map.serialize_entry("short_message", &summary(event))?;
         if let Some(text) = comment_text(event) {

@@ -1,6 +1,8 @@
 //! The `syslog` format: an RFC 5424 message whose MSG is the compact `json` event.
 //!
 //! `<PRI>1 TIMESTAMP HOSTNAME saltship - state [saltship@32473 jid=".." state=".." result=".."] MSG`
+//! (MSGID is the event's `event_type`: `state`, `job` or `no_return`; a job event's HOSTNAME
+//! is the master)
 //! - facility local0, the one conventionally left to site applications, so a receiver can route
 //!   saltship with one selector; severity err, warning or info for failed, pending, succeeded;
 //! - 32473 is the enterprise number RFC 5612 reserves for documentation: there is no registered
@@ -25,17 +27,24 @@ pub(super) fn write(event: &Map<String, Value>, out: &mut Vec<u8>) {
         || "-".to_owned(),
         |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
     );
-    let host = hostname(field(event, "minion_id").as_str().unwrap_or(""));
+    let host = hostname(super::fields::host(event));
+    // MSGID: the event's kind (state, job, no_return).
+    let msgid = super::fields::event_type(event);
     write!(
         out,
-        "<{pri}>1 {timestamp} {host} saltship - state [saltship@32473"
+        "<{pri}>1 {timestamp} {host} saltship - {msgid} [saltship@32473"
     )
     .expect("writing to a Vec cannot fail");
     param(out, "jid", &text(field(event, "jid")));
     if let Some(state) = field(event, "state_name").as_str() {
         param(out, "state", state);
     }
-    param(out, "result", &text(field(event, "result")));
+    let result = event.get("result").or_else(|| event.get("success"));
+    param(
+        out,
+        "result",
+        &text(result.unwrap_or(field(event, "result"))),
+    );
     out.extend_from_slice(b"] ");
     serde_json::to_writer(out, event).expect("JSON with string keys serializes");
 }

@@ -16,6 +16,7 @@ mod fixtures;
 mod http_acks;
 mod http_faults;
 mod http_receivers;
+mod job_events;
 mod kafka;
 mod legacy;
 mod man;

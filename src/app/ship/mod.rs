@@ -4,6 +4,7 @@
 //! run goes on.
 
 mod budget;
+mod jobs;
 mod pass;
 mod plan;
 mod work;
@@ -106,7 +107,11 @@ pub(crate) fn run(
     let mut shipper = Shipper::new(config, checkpoint, None);
     // A backfill replays old history on purpose: its age says nothing about an outage.
     shipper.warn_cleanup = mode == Mode::Sync;
-    let result = shipper.pass(mode, None).and_then(|()| shipper.confirm());
+    let result = shipper
+        .pass(mode, None)
+        .and_then(|()| shipper.job_pass(mode, None))
+        .and_then(|()| shipper.confirm());
+    shipper.report_jobs(mode);
     if let (Some(metrics), Some(path)) = (&shipper.metrics, &config.metrics_file) {
         metrics.set_own(shipper.own_metrics(0.0));
         if let Err(e) = metrics.write_file(path) {
@@ -137,6 +142,11 @@ pub struct Shipper<'c> {
     blocked: progress::Blocked,
     /// The fleet's health, rebuilt from the cache and updated as returns are read.
     pub metrics: Option<Metrics>,
+    /// Jobs whose job events wait for their minions or their `--return-wait`.
+    pending_jobs: jobs::PendingJobs,
+    /// Jobs whose job events were sent, waiting for the confirm: (folder key, jid, when).
+    jobs_in_flight: Vec<(String, String, Instant)>,
+    job_totals: jobs::JobTotals,
 }
 
 impl<'c> Shipper<'c> {
@@ -171,6 +181,9 @@ impl<'c> Shipper<'c> {
                     config.cache.max_return_bytes,
                 )
             }),
+            pending_jobs: jobs::PendingJobs::new(),
+            jobs_in_flight: Vec::new(),
+            job_totals: jobs::JobTotals::default(),
         }
     }
 
@@ -188,9 +201,13 @@ impl<'c> Shipper<'c> {
         self.blocked.end();
         confirmed?;
         let pending = std::mem::take(&mut self.pending);
+        let jobs = std::mem::take(&mut self.jobs_in_flight);
         let Some(cp) = self.checkpoint.as_mut().filter(|_| !self.config.dry_run) else {
             return Ok(());
         };
+        for (key, jid, _) in &jobs {
+            cp.record_job_shipped(key, jid);
+        }
         if !pending.is_empty() {
             debug!("{} returns confirmed; saving the checkpoint", pending.len());
         }
@@ -232,13 +249,20 @@ impl<'c> Shipper<'c> {
 
     /// When the oldest return sent but not confirmed was read, if any.
     pub fn oldest_unconfirmed(&self) -> Option<Instant> {
-        self.pending.first().map(|p| p.seen)
+        let job = self.jobs_in_flight.first().map(|j| j.2);
+        self.pending
+            .first()
+            .map(|p| p.seen)
+            .into_iter()
+            .chain(job)
+            .min()
     }
 
     /// Forgets what was sent but not confirmed: after a failed delivery those returns are not
     /// recorded, so the next full pass ships them again.
     pub fn drop_unconfirmed(&mut self) {
         self.pending.clear();
+        self.jobs_in_flight.clear();
     }
 
     pub fn reconnects(&self) -> u64 {

@@ -23,6 +23,9 @@ impl Shipper<'_> {
     /// prunes the checkpoint). Confirms whenever enough is unconfirmed, not at the end.
     pub fn pass(&mut self, mode: Mode, dirs: Option<Vec<JobDir>>) -> Result<(), PassError> {
         let config = self.config;
+        if !config.events.state {
+            return Ok(());
+        }
         let dirs = match dirs {
             Some(dirs) => dirs,
             None => self.scan_all(mode),

@@ -44,11 +44,17 @@ impl<'c> Daemon<'c> {
 
     pub(super) fn next_deadline(&self, shipper: &Shipper<'_>) -> Instant {
         let confirm = shipper.oldest_unconfirmed().map(|_| self.last_pass + IDLE);
+        // The first job whose --return-wait runs out.
+        let job_due = shipper.next_job_due().map(|due| {
+            let left = due - chrono::Utc::now().timestamp_micros();
+            Instant::now() + Duration::from_micros(left.max(0) as u64)
+        });
         [
             Some(self.next_rescan),
             Some(self.next_stats),
             confirm,
             self.next_watchdog,
+            job_due,
         ]
         .into_iter()
         .flatten()

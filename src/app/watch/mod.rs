@@ -133,7 +133,17 @@ pub(crate) fn run(
                 follow.dirty.extend(w.follow(&dirs, shipper.checkpoint()));
                 follow.check(config, w);
             }
-            shipper.pass(Mode::Sync, Some(dirs))
+            let jobs = config.events.jobs().then(|| dirs.clone());
+            shipper
+                .pass(Mode::Sync, Some(dirs))
+                .and_then(|()| jobs.map_or(Ok(()), |d| shipper.job_pass(Mode::Sync, Some(d))))
+        } else if shipper
+            .next_job_due()
+            .is_some_and(|d| d <= chrono::Utc::now().timestamp_micros())
+        {
+            // A job's wait ran out with no return landing: its job events go now.
+            let dirs = shipper.due_jobs(chrono::Utc::now().timestamp_micros());
+            shipper.job_pass(Mode::Sync, Some(dirs))
         } else if shipper.oldest_unconfirmed().is_some()
             && now.duration_since(daemon.last_pass) >= IDLE
         {
@@ -189,7 +199,9 @@ fn full_pass(
         debug!("{} inotify watches", w.count());
     }
     *watches = fresh;
-    shipper.pass(Mode::Sync, Some(dirs))
+    shipper
+        .pass(Mode::Sync, Some(dirs))
+        .and_then(|()| shipper.job_pass(Mode::Sync, None))
 }
 
 /// The job folders under `paths` (job folders, or two-hex folders holding them), listed now;
