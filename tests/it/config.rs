@@ -192,8 +192,10 @@ fn the_packaged_config_file_loads() {
     assert!(keys > 30, "{keys} keys");
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = write(tmp.path(), &uncommented);
+    // The builder's SALTSHIP_JID_TIMEZONE would outrank the file's jid-timezone.
     let run = Saltship::args(["config", "--config", p(&config)])
         .default_state()
+        .env_remove("SALTSHIP_JID_TIMEZONE")
         .run_text();
     let from_file = run
         .stdout
