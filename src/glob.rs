@@ -62,6 +62,28 @@ fn class(p: &[char], c: char) -> Option<usize> {
     (c == '[').then_some(1)
 }
 
+/// Why `pattern` is refused as a filter: empty (it would match nothing), or a `[` never closed
+/// (fnmatch reads it as a literal, which is never what was meant).
+pub(crate) fn invalid(pattern: &str) -> Option<&'static str> {
+    if pattern.is_empty() {
+        return Some("an empty pattern would match nothing");
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] == '[' {
+            // A class ends at the first `]` after its first character (and a leading `!`).
+            let start = i + 1 + usize::from(p.get(i + 1) == Some(&'!'));
+            match p.iter().skip(start + 1).position(|&c| c == ']') {
+                Some(end) => i = start + 1 + end,
+                None => return Some("a '[' is never closed"),
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Whether `text` matches any of `patterns`; an empty list matches everything.
 pub fn any(patterns: &[String], text: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| matches(p, text))
@@ -69,7 +91,17 @@ pub fn any(patterns: &[String], text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{invalid, matches};
+
+    #[test]
+    fn empty_and_unclosed_patterns_are_refused() {
+        for bad in ["", "[", "db[1", "[!", "[]"] {
+            assert!(invalid(bad).is_some(), "{bad:?}");
+        }
+        for good in ["db1", "db*", "db[12]", "[!a-z]x", "[]]", "*"] {
+            assert_eq!(invalid(good), None, "{good:?}");
+        }
+    }
 
     #[test]
     fn fnmatch_rules() {

@@ -186,6 +186,13 @@ impl Config {
         } else {
             DEFAULT_MAX_EVENT_BYTES
         };
+        for (option, patterns) in [("--minion", &args.minion), ("--fun", &args.fun)] {
+            for p in patterns {
+                if let Some(why) = crate::glob::invalid(p) {
+                    bail!("bad {option} '{p}': {why}");
+                }
+            }
+        }
         let max_event_bytes = args.max_event_bytes.unwrap_or(default_max);
         if max_event_bytes < MIN_MAX_EVENT_BYTES {
             bail!("bad --max-event-bytes {max_event_bytes}: at least {MIN_MAX_EVENT_BYTES}");

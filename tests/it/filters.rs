@@ -106,3 +106,77 @@ fn output_is_the_same_bytes_on_one_thread_and_many() {
         "the output differs between 1 and 4 threads"
     );
 }
+
+/// A filtered sync records only the returns it shipped whole: a plain sync after it ships the
+/// rest, and between them every event of the cache arrived (issue 20, item 5).
+#[test]
+fn a_filtered_sync_leaves_the_rest_for_a_run_without_the_filter() {
+    use crate::common::receiver::{event_ids, Faults, Receiver};
+    use std::collections::HashSet;
+    let (_tmp, jobs) = cache_copy("jobs");
+    let all: HashSet<String> = Saltship::dry_run(&jobs).run().ids();
+    for filter in [
+        &["--minion", "db1"][..],
+        &["--fun", "state.sls"],
+        &["--only-failures"],
+    ] {
+        let (tmp, jobs) = cache_copy("jobs");
+        let state = tmp.path().join("state");
+        let sync = |extra: &[&str]| {
+            let receiver = Receiver::start(Faults::default());
+            let run = Saltship::sync(&jobs)
+                .state_file(&state)
+                .target(&receiver.target())
+                .more(extra)
+                .run();
+            assert_eq!(run.code, 0, "{filter:?}: {}", run.stderr);
+            event_ids(&receiver.finish())
+        };
+        let filtered = sync(filter);
+        assert!(
+            !filtered.is_empty() && filtered.len() < all.len(),
+            "{filter:?}"
+        );
+        let rest = sync(&[]);
+        assert_eq!(
+            &filtered | &rest,
+            all,
+            "{filter:?}: the plain sync ships the rest"
+        );
+        if filter[0] == "--minion" {
+            // db1's returns shipped whole, and were recorded.
+            assert!(
+                rest.is_disjoint(&filtered),
+                "{filter:?}: whole returns were recorded"
+            );
+        }
+        assert!(
+            sync(&[]).is_empty(),
+            "{filter:?}: a third sync ships nothing"
+        );
+    }
+}
+
+/// Empty and unclosed globs exit 2 with one line, under --dry-run too; an empty SALTSHIP_MINION
+/// is unset (an EnvironmentFile line), never "match nothing".
+#[test]
+fn empty_and_invalid_globs_exit_2_and_an_empty_env_var_is_unset() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    for bad in ["--minion=", "--minion=[", "--fun=", "--fun=state.[sls"] {
+        let run = Saltship::dry_run(&jobs).arg(bad).run();
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.trim().lines().count(),
+            1,
+            "{bad}: {}",
+            run.stderr
+        );
+        assert!(run.events.is_empty(), "{bad}");
+    }
+    let all = Saltship::dry_run(&jobs).run();
+    let env = Saltship::dry_run(&jobs).env("SALTSHIP_MINION", "").run();
+    assert_eq!(env.code, 0, "{}", env.stderr);
+    assert_eq!(env.events, all.events);
+    let bad = Saltship::dry_run(&jobs).env("SALTSHIP_MINION", "db[").run();
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}

@@ -183,6 +183,11 @@ impl Shipper<'_> {
                         // The bar counts returns that ship.
                         bar.dec_length(n as u64);
                     }
+                    Loaded::Filtered => {
+                        debug!("job {}: filtered out by --fun, not recorded", dir.jid);
+                        self.totals.skipped += 1;
+                        bar.dec_length(n as u64);
+                    }
                     Loaded::NotYet => {
                         debug!("job {}: not complete yet, left for a later pass", dir.jid);
                         self.left_behind.get_or_insert(dir.jid.clone());
@@ -197,6 +202,7 @@ impl Shipper<'_> {
                     events,
                     part,
                     seen,
+                    filtered,
                 } in returns
                 {
                     self.totals.returns += part.returns;
@@ -213,12 +219,16 @@ impl Shipper<'_> {
                     // Not landed yet: not done either.
                     let Some(n) = events else { continue };
                     // Pending before sending: a failed send ends the run unconfirmed, unrecorded.
-                    self.pending.push(Pending {
-                        key: dir.key.clone(),
-                        jid: dir.jid.clone(),
-                        minion,
-                        seen: Instant::now(),
-                    });
+                    // A return a filter cut is never recorded: a run without the filter ships
+                    // the rest of it.
+                    if !filtered {
+                        self.pending.push(Pending {
+                            key: dir.key.clone(),
+                            jid: dir.jid.clone(),
+                            minion,
+                            seen: Instant::now(),
+                        });
+                    }
                     if n > 0 {
                         self.blocked.start();
                         let sent = self.sink.send(&encoded.bytes, &encoded.keys);

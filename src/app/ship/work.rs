@@ -70,6 +70,9 @@ pub(super) struct Read {
     pub encoded: Encoded,
     /// How many events `encoded` holds; `None` when the return has not landed yet.
     pub events: Option<u64>,
+    /// Whether a filter dropped any of its events: then it is not recorded, so a run without
+    /// the filter ships the rest.
+    pub filtered: bool,
     /// What reading it counted.
     pub part: Totals,
     /// Its state runs, when metrics are kept.
@@ -93,12 +96,13 @@ pub(super) fn work<'j>(opts: Opts<'_>, pool: &BufferPool, step: Step<'j>) -> Don
                         keys: Vec::new(),
                     };
                     let mut seen = None;
-                    let events =
+                    let read =
                         ship_return(opts, &job, dir, &minion, &mut encoded, &mut part, &mut seen);
                     Read {
                         minion,
                         encoded,
-                        events,
+                        events: read.map(|(n, _)| n),
+                        filtered: read.is_some_and(|(_, filtered)| filtered),
                         part,
                         seen,
                     }
@@ -146,8 +150,10 @@ impl BufferPool {
 
 pub(super) enum Loaded {
     Job(Job),
-    /// Its functions are known and none is a state run (or none was asked for).
+    /// Its functions are known and none is a state run.
     NonState,
+    /// A state run, but `--fun` leaves it out: skipped, not recorded.
+    Filtered,
     /// `.load.p` is still being written: try again next run.
     NotYet,
 }
@@ -193,10 +199,13 @@ pub(super) fn load_job(opts: Opts<'_>, mode: Mode, dir: &JobDir) -> (Loaded, boo
         publish,
     );
     // Jobs whose functions are known and none of them a state run are never decoded further.
-    let loaded = if job.taken(&opts.filter.funs) {
+    // A state run that --fun leaves out is not recorded: a run without it ships the job.
+    let loaded = if !job.taken(&[]) {
+        Loaded::NonState
+    } else if job.taken(&opts.filter.funs) {
         Loaded::Job(job)
     } else {
-        Loaded::NonState
+        Loaded::Filtered
     };
     (loaded, failed)
 }
@@ -227,8 +236,8 @@ pub(super) fn read_load(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     }
 }
 
-/// Decodes one minion's return and appends its events to `out`: how many, or `None` when the
-/// return is not done (not landed yet, or unreadable for now: tried again at the next pass).
+/// Decodes one minion's return and appends its events to `out`: how many, and whether a filter
+/// dropped any (then the return is not recorded); or `None` when the return is not done (not landed yet, or unreadable for now: tried again at the next pass).
 /// A file broken for good is warned about, counted, and done: it will not mend, and warning
 /// again every run would be noise. With metrics kept, `seen` gets the return's state runs,
 /// before any filter.
@@ -240,12 +249,12 @@ pub(super) fn ship_return(
     out: &mut Encoded,
     totals: &mut Totals,
     seen: &mut Option<Observed>,
-) -> Option<u64> {
+) -> Option<(u64, bool)> {
     let path = dir.return_path(minion);
     let failed = |e: ReadError, totals: &mut Totals| {
         warn!("{}: {e}", path.display());
         totals.failed_files += 1;
-        e.is_permanent().then_some(0)
+        e.is_permanent().then_some((0, false))
     };
     let bytes = match msgpack::read_file(&path, opts.cache.max_return_bytes) {
         Ok(bytes) => bytes,
@@ -264,7 +273,7 @@ pub(super) fn ship_return(
         Err(e) => return failed(e, totals),
     };
     totals.returns += 1;
-    let mut n = 0;
+    let (mut n, mut filtered) = (0, false);
     let masking = Masking {
         show_pillar: opts.encode.show_pillar_args,
         extra: &opts.encode.mask_args,
@@ -287,9 +296,11 @@ pub(super) fn ship_return(
         {
             encode(opts.encode, job, &ev, out);
             n += 1;
+        } else {
+            filtered = true;
         }
     }
-    Some(n)
+    Some((n, filtered))
 }
 
 /// Appends one event in the configured format, and its keys for the sink.
