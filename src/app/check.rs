@@ -219,7 +219,7 @@ fn target_check(config: &Config, lines: &mut Vec<Line>) {
             Ok(what) => ok(format!("target {target}: {what}{tls}")),
             Err(e) => fail(format!(
                 "target {target}: {}",
-                with_hint(&e.why(), e.is_permanent())
+                with_hint(e.why(), e.is_permanent())
             )),
         });
     }
