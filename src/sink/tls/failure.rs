@@ -220,7 +220,7 @@ mod tests {
         };
         assert_eq!(
             certificate(&expired),
-            "the receiver's certificate expired on 2023-11-14 22:13:20 UTC"
+            "the receiver's certificate expired on 2023-11-14 22:13:20 UTC: renew it on the receiver"
         );
         let required = rustls::Error::AlertReceived(AlertDescription::CertificateRequired);
         assert_eq!(
