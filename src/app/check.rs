@@ -227,18 +227,36 @@ fn target_check(config: &Config, offline: bool, lines: &mut Vec<Line>) {
         };
         lines.push(match sink::probe(opts, i) {
             Ok(what) => ok(format!("target {target}: {what}{tls}")),
-            Err(e) if e.is_permanent() => fail(format!(
-                "target {target}: {} (check the token, key or credentials, --tls-ca, \
-                 --tls-server-name, the receiver's certificate, the Kafka topic)",
-                e.why()
-            )),
             Err(e) => fail(format!(
-                "target {target}: {} (is the receiver running and listening there, and open in \
-                 the firewall?)",
-                e.why()
+                "target {target}: {}",
+                with_hint(e.why(), e.is_permanent())
             )),
         });
     }
+}
+
+/// A target's failure with the one hint that fits: none when it already says what to do, a DNS
+/// hint for a name that does not resolve, else the permanent or the transient one.
+fn with_hint(why: &str, permanent: bool) -> String {
+    let lower = why.to_ascii_lowercase();
+    let dns = [
+        "lookup",
+        "resolve",
+        "name or service not known",
+        "name resolution",
+        "no address",
+    ];
+    let hint = if why.contains(": give ") || why.contains("renew it") || why.contains("--") {
+        return why.to_owned();
+    } else if dns.iter().any(|d| lower.contains(d)) {
+        "the host name does not resolve: check its spelling and the DNS (or /etc/hosts)"
+    } else if permanent {
+        "check the token, key or credentials, --tls-ca, --tls-server-name, the receiver's \
+         certificate, the Kafka topic"
+    } else {
+        "is the receiver running and listening there, and open in the firewall?"
+    };
+    format!("{why} ({hint})")
 }
 
 /// Whether `fs.inotify.max_user_watches` covers what `watch` needs at most: the cache folder,
@@ -302,5 +320,22 @@ mod tests {
             short.text
         );
         assert!(!watch_check(&dirs, None).ok);
+    }
+
+    #[test]
+    fn one_hint_that_fits() {
+        let dns = with_hint(
+            "failed to lookup address information: Name or service not known",
+            false,
+        );
+        assert!(
+            dns.contains("does not resolve") && !dns.contains("firewall"),
+            "{dns}"
+        );
+        let precise =
+            "the receiver's certificate is not signed by a trusted CA: give its CA with --tls-ca";
+        assert_eq!(with_hint(precise, true), precise);
+        assert!(with_hint("Connection refused (os error 111)", false).contains("firewall"));
+        assert!(with_hint("HTTP 403", true).contains("credentials"));
     }
 }

@@ -208,3 +208,20 @@ fn each_command_help_lists_the_exit_statuses_of_its_man_page() {
         }
     }
 }
+
+/// `check` on a target whose name does not resolve gets the DNS hint, not the firewall one.
+#[test]
+fn check_gives_a_dns_failure_the_dns_hint() {
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
+    let run = Saltship::check(&jobs)
+        .target("nosuchhost.invalid:6000")
+        .run_text();
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    let line = all
+        .lines()
+        .find(|l| l.contains("nosuchhost.invalid"))
+        .expect("a target line");
+    assert!(line.contains("does not resolve"), "{line}");
+    assert!(!line.contains("firewall"), "{line}");
+}

@@ -94,7 +94,8 @@ fn certificate(c: &CertificateError) -> String {
     let what = "the receiver's certificate";
     match c {
         C::UnknownIssuer => format!(
-            "{what} is not signed by a trusted CA (unknown issuer): give its CA with --tls-ca"
+            "{what} is not signed by a trusted CA (unknown issuer; a self-signed certificate is \
+             its own CA): give its CA with --tls-ca"
         ),
         C::NotValidForNameContext {
             expected,
@@ -109,9 +110,12 @@ fn certificate(c: &CertificateError) -> String {
             "{what} is not valid for the name expected: give the right one with --tls-server-name"
         ),
         C::ExpiredContext { not_after, .. } => {
-            format!("{what} expired on {}", utc(*not_after))
+            format!(
+                "{what} expired on {}: renew it on the receiver",
+                utc(*not_after)
+            )
         }
-        C::Expired => format!("{what} has expired"),
+        C::Expired => format!("{what} has expired: renew it on the receiver"),
         C::NotValidYetContext { not_before, .. } => format!(
             "{what} is not valid before {} (check the clocks)",
             utc(*not_before)
@@ -119,6 +123,12 @@ fn certificate(c: &CertificateError) -> String {
         C::NotValidYet => format!("{what} is not valid yet (check the clocks)"),
         C::Revoked => format!("{what} has been revoked"),
         C::BadSignature => format!("{what} has a bad signature"),
+        // webpki's CaUsedAsEndEntity (rustls passes it on as `Other`): a self-signed CA
+        // certificate served as the receiver's own.
+        C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => format!(
+            "{what} is a CA certificate (CA:TRUE), not a server certificate: serve a server \
+             certificate signed by that CA, and give the CA with --tls-ca"
+        ),
         other => format!("{what} was refused: {other}"),
     }
 }
@@ -210,7 +220,7 @@ mod tests {
         };
         assert_eq!(
             certificate(&expired),
-            "the receiver's certificate expired on 2023-11-14 22:13:20 UTC"
+            "the receiver's certificate expired on 2023-11-14 22:13:20 UTC: renew it on the receiver"
         );
         let required = rustls::Error::AlertReceived(AlertDescription::CertificateRequired);
         assert_eq!(
