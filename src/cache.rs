@@ -13,34 +13,34 @@ const JID_FILE_MAX: u64 = 4096;
 
 /// One job folder.
 #[derive(Debug, Clone)]
-pub struct JobDir {
-    pub dir: PathBuf,
+pub(crate) struct JobDir {
+    pub(crate) dir: PathBuf,
     /// The folder's path under the cache (`ab/cdef…`): the job's key in the checkpoint.
-    pub key: String,
+    pub(crate) key: String,
     /// Read from the `jid` file by [`JobDir::read_jid`], only for jobs with work to do.
-    pub jid: String,
+    pub(crate) jid: String,
     /// A `nocache` marker: the master stores no returns for this job.
-    pub nocache: bool,
+    pub(crate) nocache: bool,
     /// Minion folders (each should hold a `return.p`), sorted; empty when not listed. A name
     /// that is not UTF-8 appears with its odd bytes escaped (`\xff`), see `raw`.
-    pub minions: Vec<String>,
+    pub(crate) minions: Vec<String>,
     /// The raw names of the minion folders whose names are not UTF-8, by escaped name.
-    pub raw: Vec<(String, OsString)>,
+    pub(crate) raw: Vec<(String, OsString)>,
     /// The same, found when a backfill listed the folder at its turn ([`JobDir::list_minions`]).
-    pub listed_raw: std::sync::OnceLock<Vec<(String, OsString)>>,
+    pub(crate) listed_raw: std::sync::OnceLock<Vec<(String, OsString)>>,
     /// The folder's mtime when scanned: unchanged means no minion folder came or went.
-    pub mtime: Option<i64>,
+    pub(crate) mtime: Option<i64>,
     /// How many folders it holds, from its link count when scanned (0 where the file system
     /// does not count): for a progress bar, before it is listed.
-    pub subfolders: usize,
+    pub(crate) subfolders: usize,
 }
 
 impl JobDir {
-    pub fn load_path(&self) -> PathBuf {
+    pub(crate) fn load_path(&self) -> PathBuf {
         self.dir.join(".load.p")
     }
 
-    pub fn return_path(&self, minion: &str) -> PathBuf {
+    pub(crate) fn return_path(&self, minion: &str) -> PathBuf {
         let listed = self.listed_raw.get().into_iter().flatten();
         match self
             .raw
@@ -56,7 +56,7 @@ impl JobDir {
     /// The jid from the `jid` file, or from `.load.p` (of at most `max` bytes) when the file is
     /// missing or empty (it is rewritten at every return, so it can be caught empty). `Ok(None)`
     /// when neither has one; `Err` when a file could not be read (permission denied...).
-    pub fn read_jid(&self, max: u64) -> Result<Option<String>, Problem> {
+    pub(crate) fn read_jid(&self, max: u64) -> Result<Option<String>, Problem> {
         let problem = |path: PathBuf, e: ReadError| Problem {
             path,
             why: e.to_string(),
@@ -85,15 +85,15 @@ impl JobDir {
 
 /// A file or folder that could not be used, and why, for a one-line warning.
 #[derive(Debug)]
-pub struct Problem {
-    pub path: PathBuf,
-    pub why: String,
+pub(crate) struct Problem {
+    pub(crate) path: PathBuf,
+    pub(crate) why: String,
 }
 
 /// Checks that `root` is a Salt job cache, so that a wrong `--cache-dir` is an error rather
 /// than a run that ships nothing forever: a folder holding two-hex job folders, or an empty one
 /// (a fresh master). Dot files are not content.
-pub fn verify(root: &Path) -> Result<()> {
+pub(crate) fn verify(root: &Path) -> Result<()> {
     let shown = root.display();
     let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::anyhow!(
@@ -138,7 +138,7 @@ pub fn verify(root: &Path) -> Result<()> {
 /// Every job folder under `root`, sorted by folder, each listed (its minion folders found)
 /// only when `list(key, mtime)` says so: a job whose returns are all done, and whose folder
 /// has not changed since, needs no listing. `found` is told the count as it grows.
-pub fn scan(
+pub(crate) fn scan(
     root: &Path,
     mut found: impl FnMut(usize),
     list: impl Fn(&str, Option<i64>) -> bool,
@@ -180,7 +180,7 @@ pub fn scan(
 
 impl JobDir {
     /// The job folder `dir` under `root`, listed now; `None` if it is not there (any more).
-    pub fn listed(root: &Path, dir: PathBuf) -> Option<JobDir> {
+    pub(crate) fn listed(root: &Path, dir: PathBuf) -> Option<JobDir> {
         let key = dir.strip_prefix(root).ok()?.to_string_lossy().into_owned();
         let (mtime, subfolders) = stat(&dir)?;
         let mut job = JobDir {
@@ -200,7 +200,7 @@ impl JobDir {
 
     /// The minion folders, sorted, listed now (a backfill lists a job when its turn comes);
     /// a folder that cannot be read is warned about and has none.
-    pub fn list_minions(&self) -> Vec<String> {
+    pub(crate) fn list_minions(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut job = JobDir {
             minions: Vec::new(),
@@ -276,7 +276,7 @@ fn folders(dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
 }
 
 /// A folder's modification time in nanoseconds: it changes when an entry is added or removed.
-pub fn mtime_nanos(dir: &Path) -> Option<i64> {
+pub(crate) fn mtime_nanos(dir: &Path) -> Option<i64> {
     stat(dir).map(|(mtime, _)| mtime)
 }
 

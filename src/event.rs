@@ -6,7 +6,7 @@ mod brief;
 use rmpv::ValueRef;
 use serde::Serialize;
 
-pub use brief::brief;
+pub(crate) use brief::brief;
 
 use crate::extract::StateEvent;
 use crate::job::Job;
@@ -16,7 +16,7 @@ pub(crate) mod job;
 
 /// A value of `--events`: which kinds of events are shipped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     /// Each state result (the default)
     State,
     /// One per job and master: who ran what on which target, which minions returned
@@ -29,14 +29,14 @@ pub enum EventKind {
 
 /// The kinds of events a run ships, from `--events`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Kinds {
-    pub state: bool,
-    pub job: bool,
-    pub no_return: bool,
+pub(crate) struct Kinds {
+    pub(crate) state: bool,
+    pub(crate) job: bool,
+    pub(crate) no_return: bool,
 }
 
 impl Kinds {
-    pub fn of(list: &[EventKind]) -> Kinds {
+    pub(crate) fn of(list: &[EventKind]) -> Kinds {
         let has = |k| list.contains(&k) || list.contains(&EventKind::All);
         Kinds {
             state: has(EventKind::State),
@@ -46,7 +46,7 @@ impl Kinds {
     }
 
     /// Whether a job's own events (job, no_return) are shipped.
-    pub fn jobs(&self) -> bool {
+    pub(crate) fn jobs(&self) -> bool {
         self.job || self.no_return
     }
 }
@@ -61,10 +61,10 @@ pub(crate) fn event_id(jid: &str, minion: &str, key: &str) -> String {
 
 /// An event id on the stack: it is made for every event.
 #[derive(Clone, Copy)]
-pub struct EventId([u8; 32]);
+pub(crate) struct EventId([u8; 32]);
 
 impl EventId {
-    pub fn new(jid: &str, minion: &str, key: &str) -> EventId {
+    pub(crate) fn new(jid: &str, minion: &str, key: &str) -> EventId {
         // One-shot hashing of the joined bytes: a streaming hasher's setup cost more than
         // hashing these few dozen bytes.
         let parts = [
@@ -97,7 +97,7 @@ impl EventId {
         EventId(hex)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("hex digits")
     }
 }
@@ -272,13 +272,13 @@ impl Serialize for Changes<'_, '_> {
 }
 
 /// Appends one event as a JSON line to `out`.
-pub fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_>) {
+pub(crate) fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_>) {
     wire(master, job, ev).write(out);
     out.push(b'\n');
 }
 
 /// The event as an ordered JSON map, for the other formats and for truncation.
-pub fn to_map(
+pub(crate) fn to_map(
     master: &str,
     job: &Job,
     ev: &StateEvent<'_>,
@@ -290,7 +290,7 @@ pub fn to_map(
 }
 
 /// The event's `event_id`: of its state key, or its function for an error return.
-pub fn id_of(job: &Job, ev: &StateEvent<'_>) -> EventId {
+pub(crate) fn id_of(job: &Job, ev: &StateEvent<'_>) -> EventId {
     let key = ev.key.as_deref().or(ev.fun.as_deref()).unwrap_or("");
     EventId::new(&job.jid, &ev.minion, key)
 }
@@ -429,7 +429,7 @@ impl<'k> KeyParts<'k> {
 }
 
 /// Whether a value (`changes`) holds anything.
-pub fn non_empty(v: &ValueRef<'_>) -> bool {
+pub(crate) fn non_empty(v: &ValueRef<'_>) -> bool {
     match v {
         ValueRef::Nil => false,
         ValueRef::Map(m) => !m.is_empty(),

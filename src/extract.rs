@@ -46,31 +46,31 @@ const ORCHESTRATE_RUNS: &[&str] = &[
 
 /// One state result (or one error return), borrowing from the decoded `return.p`.
 #[derive(Debug)]
-pub struct StateEvent<'a> {
+pub(crate) struct StateEvent<'a> {
     /// The minion, or for orchestrations the master's id as Salt reports it.
-    pub minion: Cow<'a, str>,
+    pub(crate) minion: Cow<'a, str>,
     /// The function run (`None` when the job's `.load.p` is missing).
-    pub fun: Option<Cow<'a, str>>,
+    pub(crate) fun: Option<Cow<'a, str>>,
     /// Index of `fun` in a multi-function job, to find its arguments.
-    pub fun_index: usize,
+    pub(crate) fun_index: usize,
     /// The state key `module_|-id_|-name_|-function`; `None` for an error return.
-    pub key: Option<Cow<'a, str>>,
+    pub(crate) key: Option<Cow<'a, str>>,
     /// The state's own result map; `None` for an error return.
-    pub state: Option<&'a ValueRef<'a>>,
+    pub(crate) state: Option<&'a ValueRef<'a>>,
     /// The messages of an error return, one per line.
-    pub error: Option<String>,
-    pub run_num: Option<i64>,
+    pub(crate) error: Option<String>,
+    pub(crate) run_num: Option<i64>,
     /// When the state started (or the job was published), microseconds since the epoch.
-    pub instant: Option<i64>,
-    pub retcode: Option<&'a ValueRef<'a>>,
-    pub success: Option<&'a ValueRef<'a>>,
+    pub(crate) instant: Option<i64>,
+    pub(crate) retcode: Option<&'a ValueRef<'a>>,
+    pub(crate) success: Option<&'a ValueRef<'a>>,
     /// A value held bytes that are not UTF-8, shipped as U+FFFD.
-    pub lossy: bool,
+    pub(crate) lossy: bool,
 }
 
 impl StateEvent<'_> {
     /// `result` is false: a failed state or an error return (`null` under test=True is not).
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         match self.state {
             Some(st) => matches!(get(st, "result"), Some(ValueRef::Boolean(false))),
             None => true,
@@ -79,7 +79,11 @@ impl StateEvent<'_> {
 }
 
 /// Every state result in `ret` (a whole `return.p`) for `minion` of `job`, in run order.
-pub fn extract<'a>(job: &'a Job, minion: &'a str, ret: &'a ValueRef<'a>) -> Vec<StateEvent<'a>> {
+pub(crate) fn extract<'a>(
+    job: &'a Job,
+    minion: &'a str,
+    ret: &'a ValueRef<'a>,
+) -> Vec<StateEvent<'a>> {
     // Since 2018.3 return.p is {return, retcode, success}; before, the bare return.
     let (inner, retcode, success) = match get(ret, "return") {
         Some(inner) => (inner, get(ret, "retcode"), get(ret, "success")),

@@ -2,7 +2,7 @@
 //! Salt's own targeting uses.
 
 /// Whether `text` matches `pattern` in full.
-pub fn matches(pattern: &str, text: &str) -> bool {
+pub(crate) fn matches(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
@@ -85,7 +85,7 @@ pub(crate) fn invalid(pattern: &str) -> Option<&'static str> {
 }
 
 /// Whether `text` matches any of `patterns`; an empty list matches everything.
-pub fn any(patterns: &[String], text: &str) -> bool {
+pub(crate) fn any(patterns: &[String], text: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| matches(p, text))
 }
 

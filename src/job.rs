@@ -13,7 +13,7 @@ const MASK: &str = "********";
 /// Keyword arguments whose values are masked: these names, and names ending in one of them
 /// after `_` or `-` (`db_password`, `auth-token`), in any case. docs/options.md ("Secrets in
 /// `fun_args`") and `--help` list them; keep the three in step.
-pub const SECRET_ARGS: [&str; 10] = [
+pub(crate) const SECRET_ARGS: [&str; 10] = [
     "password",
     "passwd",
     "pass",
@@ -29,11 +29,11 @@ pub const SECRET_ARGS: [&str; 10] = [
 /// Which keyword arguments of `fun_args` have their values masked (by default the secret
 /// names and `pillar`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Masking<'m> {
+pub(crate) struct Masking<'m> {
     /// `--show-pillar-args`: ship `pillar=` values.
-    pub show_pillar: bool,
+    pub(crate) show_pillar: bool,
     /// `--mask-arg`: more names, matched whole.
-    pub extra: &'m [String],
+    pub(crate) extra: &'m [String],
 }
 
 impl Masking<'_> {
@@ -50,20 +50,20 @@ impl Masking<'_> {
 
 /// One job of the cache, as far as events need it.
 #[derive(Debug, Clone, Default)]
-pub struct Job {
-    pub jid: String,
+pub(crate) struct Job {
+    pub(crate) jid: String,
     /// The functions run: one for most jobs, several for multi-function jobs, none when the
     /// folder has no readable `.load.p`.
-    pub funs: Vec<String>,
+    pub(crate) funs: Vec<String>,
     /// `arg` from `.load.p` (`fun_args` for salt-call/`req` loads, `return.fun_args` for
     /// runners), pillar values masked.
-    pub args: Value,
+    pub(crate) args: Value,
     /// When the job was published, if the jid is a timestamp.
-    pub publish: Option<i64>,
+    pub(crate) publish: Option<i64>,
 }
 
 impl Job {
-    pub fn from_load(
+    pub(crate) fn from_load(
         jid: String,
         load: Option<&ValueRef<'_>>,
         masking: Masking<'_>,
@@ -104,7 +104,7 @@ impl Job {
 
     /// Whether a return of this job can hold state results that `--fun` (`funs`) takes: its
     /// functions are unknown, or one of them is a state or orchestration run and taken.
-    pub fn taken(&self, funs: &[String]) -> bool {
+    pub(crate) fn taken(&self, funs: &[String]) -> bool {
         if self.funs.is_empty() {
             return true;
         }
@@ -118,7 +118,7 @@ impl Job {
     /// This job with the arguments a return names, when `.load.p` gave none: a 2019.2
     /// orchestration writes no `.load.p`, and its `return.p` holds `return.fun_args` as a 3008
     /// runner's load does. `None` when there is nothing to add.
-    pub fn with_return_args(&self, ret: &ValueRef<'_>, masking: Masking<'_>) -> Option<Job> {
+    pub(crate) fn with_return_args(&self, ret: &ValueRef<'_>, masking: Masking<'_>) -> Option<Job> {
         if !self.funs.is_empty() || !self.args.is_null() {
             return None;
         }
@@ -130,7 +130,7 @@ impl Job {
     }
 
     /// The arguments of the `i`th function: multi-function jobs keep one list per function.
-    pub fn args_of(&self, i: usize) -> &Value {
+    pub(crate) fn args_of(&self, i: usize) -> &Value {
         match &self.args {
             Value::Array(lists) if self.funs.len() > 1 => lists.get(i).unwrap_or(&Value::Null),
             args => args,
@@ -142,15 +142,15 @@ impl Job {
 /// (`tgt_type` list, `user` root) where a load has a `tgt` but not those (runner loads).
 /// All null without a load (a 2019.2 orchestration).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Target {
+pub(crate) struct Target {
     /// A string or a list, as Salt stored it.
-    pub tgt: Value,
-    pub tgt_type: Value,
-    pub user: Value,
+    pub(crate) tgt: Value,
+    pub(crate) tgt_type: Value,
+    pub(crate) user: Value,
 }
 
 impl Target {
-    pub fn from_load(load: Option<&ValueRef<'_>>) -> Target {
+    pub(crate) fn from_load(load: Option<&ValueRef<'_>>) -> Target {
         let Some(load) = load else {
             return Target::default();
         };

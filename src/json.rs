@@ -7,7 +7,7 @@ use rmpv::ValueRef;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// Serializes a [`ValueRef`] as JSON without first building a `serde_json::Value`.
-pub struct Json<'v, 'a>(pub &'v ValueRef<'a>);
+pub(crate) struct Json<'v, 'a>(pub(crate) &'v ValueRef<'a>);
 
 impl Serialize for Json<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -48,7 +48,7 @@ impl Serialize for Json<'_, '_> {
 
 /// Appends `v` as JSON to `out`: the same bytes as serializing [`Json`] with serde_json, on
 /// the hot path without serde's per-value overhead.
-pub fn write_value(out: &mut Vec<u8>, v: &ValueRef<'_>) {
+pub(crate) fn write_value(out: &mut Vec<u8>, v: &ValueRef<'_>) {
     match v {
         ValueRef::Nil => out.extend_from_slice(b"null"),
         ValueRef::Boolean(true) => out.extend_from_slice(b"true"),
@@ -92,7 +92,7 @@ pub fn write_value(out: &mut Vec<u8>, v: &ValueRef<'_>) {
 
 /// Appends `s` as a JSON string, escaped as serde_json does (`"`, `\\`, and control bytes:
 /// `\b \t \n \f \r`, others `\u00XX`). Clean runs are found 8 bytes at a time and copied whole.
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
@@ -174,7 +174,7 @@ fn bin_text(bytes: &[u8]) -> String {
 }
 
 /// A map key as text, the way Python's `json.dumps` turns non-string keys into strings.
-pub fn key_text(k: &ValueRef<'_>) -> String {
+pub(crate) fn key_text(k: &ValueRef<'_>) -> String {
     match k {
         ValueRef::String(text) => String::from_utf8_lossy(text.as_bytes()).into_owned(),
         ValueRef::Binary(bytes) => bin_text(bytes),
@@ -227,7 +227,7 @@ fn datetime_text(data: &[u8]) -> Option<String> {
 /// Whether rendering `v` replaces bytes that are not UTF-8 with U+FFFD (a Python 2 byte string
 /// in a str, keys included): the event then says so (`lossy_utf8`). Bin values go out as
 /// base64 and lose nothing.
-pub fn lossy(v: &ValueRef<'_>) -> bool {
+pub(crate) fn lossy(v: &ValueRef<'_>) -> bool {
     match v {
         ValueRef::String(text) => text.as_str().is_none(),
         ValueRef::Array(items) => items.iter().any(lossy),

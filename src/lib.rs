@@ -38,6 +38,6 @@ pub(crate) mod json;
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod msgpack;
-pub mod sink;
+pub(crate) mod sink;
 pub(crate) mod time;
 pub(crate) mod zone;

@@ -12,7 +12,7 @@ use crate::app::progress;
 
 /// Warnings and the summary by default, `-v` saltship's decisions, `-vv` more detail, `-q`
 /// errors only; `RUST_LOG` overrides.
-pub fn init(verbose: u8, quiet: bool) {
+pub(crate) fn init(verbose: u8, quiet: bool) {
     let ours = match (quiet, verbose) {
         (true, _) => LevelFilter::Error,
         (false, 0) => LevelFilter::Info,
@@ -59,7 +59,7 @@ fn priority(level: Level) -> &'static str {
 
 /// `text` with every control character (newline, CR, ESC, ...) written as an escape, so that
 /// one message stays one line and cannot move the cursor or recolour the terminal.
-pub fn escape_controls(text: &str) -> Cow<'_, str> {
+pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return Cow::Borrowed(text);
     }

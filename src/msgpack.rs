@@ -11,7 +11,7 @@ use rmpv::ValueRef;
 /// may still be being written, a vanished file was removed by the master's cleanup, and only
 /// a [permanent](ReadError::is_permanent) error may be recorded as done.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     Io(io::Error),
     /// Not a regular file (a FIFO, socket, device or folder): never opened for reading.
     NotRegular(&'static str),
@@ -24,7 +24,7 @@ pub enum ReadError {
 
 impl ReadError {
     /// The file is gone (master cleanup raced us); not the file's fault.
-    pub fn is_vanished(&self) -> bool {
+    pub(crate) fn is_vanished(&self) -> bool {
         matches!(self, ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound)
     }
 
@@ -32,7 +32,7 @@ impl ReadError {
     /// be recorded after its one warning. Everything else (permission denied, I/O error, out of
     /// memory, too many open files, vanished, over the size cap) depends on the moment or the
     /// configuration, and is tried again.
-    pub fn is_permanent(&self) -> bool {
+    pub(crate) fn is_permanent(&self) -> bool {
         matches!(
             self,
             ReadError::NotRegular(_)
@@ -64,7 +64,7 @@ impl fmt::Display for ReadError {
 /// from them. Opened without blocking, so a FIFO in the cache (or a device) cannot hang a run,
 /// and never read beyond `max`, so a file that grows (or `/dev/zero` behind a link) cannot
 /// fill the memory.
-pub fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+pub(crate) fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     use std::io::Read;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
@@ -110,7 +110,7 @@ const MAX_DEPTH: u16 = 1024;
 /// benchmark corpus, because it gives each map and array its room up front (rmpv grows them
 /// from empty), capped by the bytes left so a corrupt length cannot ask for a huge
 /// allocation, and because everything but the recursion is inlined into one function.
-pub fn decode(buf: &[u8]) -> Result<ValueRef<'_>, ReadError> {
+pub(crate) fn decode(buf: &[u8]) -> Result<ValueRef<'_>, ReadError> {
     if buf.is_empty() {
         return Err(ReadError::Empty);
     }
@@ -290,7 +290,7 @@ fn deeper(depth: u16) -> Result<u16, Bad> {
 }
 
 /// Looks up `key` in a msgpack map whose keys may be str or bin (Python 2 masters wrote raw).
-pub fn get<'v, 'a>(map: &'v ValueRef<'a>, key: &str) -> Option<&'v ValueRef<'a>> {
+pub(crate) fn get<'v, 'a>(map: &'v ValueRef<'a>, key: &str) -> Option<&'v ValueRef<'a>> {
     match map {
         ValueRef::Map(entries) => entries
             .iter()
@@ -301,7 +301,7 @@ pub fn get<'v, 'a>(map: &'v ValueRef<'a>, key: &str) -> Option<&'v ValueRef<'a>>
 }
 
 /// The bytes of a str or bin value, whatever its UTF-8 validity.
-pub fn as_bytes<'v>(v: &'v ValueRef<'_>) -> Option<&'v [u8]> {
+pub(crate) fn as_bytes<'v>(v: &'v ValueRef<'_>) -> Option<&'v [u8]> {
     match v {
         ValueRef::String(s) => Some(s.as_bytes()),
         ValueRef::Binary(b) => Some(b),
@@ -310,7 +310,7 @@ pub fn as_bytes<'v>(v: &'v ValueRef<'_>) -> Option<&'v [u8]> {
 }
 
 /// A str or bin value as text; invalid UTF-8 is replaced (Python 2 masters wrote any bytes).
-pub fn as_text<'v>(v: &'v ValueRef<'_>) -> Option<std::borrow::Cow<'v, str>> {
+pub(crate) fn as_text<'v>(v: &'v ValueRef<'_>) -> Option<std::borrow::Cow<'v, str>> {
     match v {
         // rmpv validated the UTF-8 already.
         ValueRef::String(s) => Some(s.as_str().map_or_else(

@@ -10,20 +10,20 @@
 
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone, Utc};
 
-pub const SECOND: i64 = 1_000_000;
+pub(crate) const SECOND: i64 = 1_000_000;
 const DAY: i64 = 86_400 * SECOND;
 const QUARTER_HOUR: i64 = 900 * SECOND;
 
 /// How jids are read: UTC (Salt 3000 and later) or the master's zone (2019.2 and earlier).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JidZone {
+pub(crate) enum JidZone {
     Utc,
     Local,
     Fixed(FixedOffset),
 }
 
 impl JidZone {
-    pub fn parse(text: &str) -> Option<JidZone> {
+    pub(crate) fn parse(text: &str) -> Option<JidZone> {
         match text {
             "utc" | "UTC" | "Z" => Some(JidZone::Utc),
             "local" => Some(JidZone::Local),
@@ -35,7 +35,7 @@ impl JidZone {
 }
 
 /// The instant a jid names, if it is a time-stamped jid (`YYYYMMDDhhmmssffffff[_pid]`).
-pub fn jid_instant(jid: &str, zone: JidZone) -> Option<i64> {
+pub(crate) fn jid_instant(jid: &str, zone: JidZone) -> Option<i64> {
     let digits = jid
         .get(..20)
         .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))?;
@@ -58,7 +58,7 @@ pub fn jid_instant(jid: &str, zone: JidZone) -> Option<i64> {
 }
 
 /// `HH:MM:SS[.ffffff]` as microseconds since midnight.
-pub fn time_of_day(text: &str) -> Option<i64> {
+pub(crate) fn time_of_day(text: &str) -> Option<i64> {
     // Salt writes two digits each and six after the point: read those directly, and leave
     // every other spelling to the general parse.
     plain_time_of_day(text.as_bytes()).or_else(|| any_time_of_day(text))
@@ -115,21 +115,21 @@ fn plain_time_of_day(b: &[u8]) -> Option<i64> {
 
 /// A minion's clock for one return: turns its local times of day into instants.
 #[derive(Clone, Copy, Debug)]
-pub struct MinionClock {
+pub(crate) struct MinionClock {
     publish: i64,
     offset: i64,
 }
 
 impl MinionClock {
     /// `first_start` is the time of day of the first state the minion ran in this job.
-    pub fn new(publish: i64, first_start: i64) -> MinionClock {
+    pub(crate) fn new(publish: i64, first_start: i64) -> MinionClock {
         let drift = (first_start - publish).rem_euclid(DAY);
         let offset = ((drift + QUARTER_HOUR / 2) / QUARTER_HOUR * QUARTER_HOUR) % DAY;
         MinionClock { publish, offset }
     }
 
     /// The instant at which the minion's clock showed `start` (time of day) during this job.
-    pub fn instant(&self, start: i64) -> i64 {
+    pub(crate) fn instant(&self, start: i64) -> i64 {
         let mut after = (start - self.offset - self.publish).rem_euclid(DAY);
         if after >= DAY - QUARTER_HOUR / 2 {
             after -= DAY;
@@ -159,10 +159,10 @@ pub(crate) fn rfc3339(instant: i64) -> String {
 
 /// An RFC 3339 timestamp on the stack (years 0 to 9999).
 #[derive(Clone, Copy)]
-pub struct Rfc3339([u8; 27]);
+pub(crate) struct Rfc3339([u8; 27]);
 
 impl Rfc3339 {
-    pub fn new(instant: i64) -> Rfc3339 {
+    pub(crate) fn new(instant: i64) -> Rfc3339 {
         let (days, micros) = (instant.div_euclid(DAY), instant.rem_euclid(DAY));
         let (y, m, d) = civil_from_days(days);
         let secs = micros / SECOND;
@@ -183,7 +183,7 @@ impl Rfc3339 {
         Rfc3339(out)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         // Only ASCII digits and separators were written.
         std::str::from_utf8(&self.0).expect("ASCII")
     }
@@ -211,7 +211,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// `--since`/`--until`: RFC 3339, a plain date (midnight UTC: `2026-12-01`, or in a stated zone:
 /// `2026-12-01+02:00`), a jid, or an age before `now` such as `90s`, `30m`, `24h`, `7d`, `2w`.
-pub fn parse_point(text: &str, now: i64, zone: JidZone) -> Result<i64, String> {
+pub(crate) fn parse_point(text: &str, now: i64, zone: JidZone) -> Result<i64, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp_micros());
     }
@@ -231,7 +231,7 @@ pub fn parse_point(text: &str, now: i64, zone: JidZone) -> Result<i64, String> {
 }
 
 /// A span such as `500ms`, `90s`, `30m`, `24h`, `7d` or `2w`, in microseconds.
-pub fn parse_duration(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<i64, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());

@@ -11,7 +11,7 @@ use std::thread;
 /// `consume` in the items' order. At most `window` items are between `produce` and `consume`
 /// at any time, so memory stays bounded whatever the speeds. An error from `consume` stops
 /// everything and is returned.
-pub fn ordered<T, U, E>(
+pub(crate) fn ordered<T, U, E>(
     threads: usize,
     window: usize,
     produce: impl Iterator<Item = T> + Send,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Every bar lives here, so the logger can suspend them while it prints.
-pub fn bars() -> &'static MultiProgress {
+pub(crate) fn bars() -> &'static MultiProgress {
     static BARS: OnceLock<MultiProgress> = OnceLock::new();
     BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
 }
@@ -19,7 +19,7 @@ fn shown(quiet: bool) -> bool {
 }
 
 /// A counter for discovery, whose total is not known yet.
-pub fn counter(quiet: bool, what: &'static str) -> ProgressBar {
+pub(crate) fn counter(quiet: bool, what: &'static str) -> ProgressBar {
     if !shown(quiet) {
         return ProgressBar::hidden();
     }
@@ -32,7 +32,7 @@ pub fn counter(quiet: bool, what: &'static str) -> ProgressBar {
 
 /// A bar over a known number of returns, with the event count as its message. While the run
 /// waits on the receiver (`blocked`) it says so instead of a stale rate and ETA.
-pub fn bar(quiet: bool, total: u64, blocked: Blocked) -> ProgressBar {
+pub(crate) fn bar(quiet: bool, total: u64, blocked: Blocked) -> ProgressBar {
     if !shown(quiet) {
         return ProgressBar::hidden();
     }
@@ -68,16 +68,16 @@ const WAITING_AFTER: Duration = Duration::from_secs(1);
 /// Since when the run has been waiting on the receiver (sending or confirming), shared with
 /// the bar.
 #[derive(Debug, Clone, Default)]
-pub struct Blocked(Arc<AtomicU64>);
+pub(crate) struct Blocked(Arc<AtomicU64>);
 
 impl Blocked {
     /// Marks the start of a wait on the receiver.
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         self.0
             .store(epoch().elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
     }
 
-    pub fn end(&self) {
+    pub(crate) fn end(&self) {
         self.0.store(0, Ordering::Relaxed);
     }
 

@@ -18,19 +18,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Op {
     #[serde(rename = "k")]
-    pub key: String,
+    pub(crate) key: String,
     #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
-    pub jid: Option<String>,
+    pub(crate) jid: Option<String>,
     /// Minions whose return is done.
     #[serde(rename = "m", default, skip_serializing_if = "Vec::is_empty")]
-    pub done: Vec<String>,
+    pub(crate) done: Vec<String>,
     #[serde(rename = "n", default, skip_serializing_if = "std::ops::Not::not")]
-    pub non_state: bool,
+    pub(crate) non_state: bool,
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
-    pub settled: Option<i64>,
+    pub(crate) settled: Option<i64>,
     /// The job's own events are shipped.
     #[serde(rename = "e", default, skip_serializing_if = "std::ops::Not::not")]
-    pub job_shipped: bool,
+    pub(crate) job_shipped: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -35,11 +35,11 @@ const COMPACT_AFTER: u64 = 1 << 20;
 
 /// What is known of one job folder, keyed by its path under the cache (`ab/cdef…`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobState {
-    pub jid: Box<str>,
+pub(crate) struct JobState {
+    pub(crate) jid: Box<str>,
     /// The job runs no state function: its returns are never read.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub non_state: bool,
+    pub(crate) non_state: bool,
     /// Minions whose return is done (shipped and confirmed, or holding nothing to ship), as
     /// sorted indices into the checkpoint's minion names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -47,11 +47,11 @@ pub struct JobState {
     /// The job folder's mtime (ns) when every return in it was done: while it stays the same,
     /// no minion folder came, and the folder need not be listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settled: Option<i64>,
+    pub(crate) settled: Option<i64>,
     /// The job's own events (job, no_return) were shipped and confirmed, or it has none
     /// (`saltutil.find_job`). Absent from state files written before job events.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub job_shipped: bool,
+    pub(crate) job_shipped: bool,
 }
 
 /// Minion names, each kept once however many jobs it returned in.
@@ -84,14 +84,14 @@ impl Names {
 
 /// What saving cost so far: for the metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SaveStats {
-    pub saves: u64,
-    pub bytes: u64,
+pub(crate) struct SaveStats {
+    pub(crate) saves: u64,
+    pub(crate) bytes: u64,
 }
 
 /// The loaded checkpoint, holding the lock while it lives.
 #[derive(Debug)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     path: PathBuf,
     jobs: BTreeMap<String, JobState>,
     names: Names,
@@ -115,7 +115,7 @@ impl Checkpoint {
     /// checkpoint. A file that cannot be read or understood is an error: shipping everything
     /// again silently would flood the receiver. `reset` starts over instead. Temp files left by
     /// an instance that died are removed (the lock says none is alive).
-    pub fn open(path: &Path, reset: bool) -> Result<Checkpoint> {
+    pub(crate) fn open(path: &Path, reset: bool) -> Result<Checkpoint> {
         let lock = files::lock(path)?;
         remove_temps(path)?;
         let mut cp = if reset {
@@ -128,7 +128,7 @@ impl Checkpoint {
     }
 
     /// Loads without locking and never writes: for `--dry-run`, which must not touch state.
-    pub fn peek(path: &Path) -> Result<Checkpoint> {
+    pub(crate) fn peek(path: &Path) -> Result<Checkpoint> {
         Checkpoint::load(path, false)
     }
 
@@ -189,23 +189,23 @@ impl Checkpoint {
     }
 
     /// Whether there was a state file (a first run may start at "now" instead).
-    pub fn existed(&self) -> bool {
+    pub(crate) fn existed(&self) -> bool {
         self.existed
     }
 
-    pub fn job(&self, key: &str) -> Option<&JobState> {
+    pub(crate) fn job(&self, key: &str) -> Option<&JobState> {
         self.jobs.get(key)
     }
 
     /// Whether `minion`'s return in `job` is done.
-    pub fn is_done(&self, job: &JobState, minion: &str) -> bool {
+    pub(crate) fn is_done(&self, job: &JobState, minion: &str) -> bool {
         self.names
             .id(minion)
             .is_some_and(|id| job.done.binary_search(&id).is_ok())
     }
 
     /// What saving has written so far.
-    pub fn save_stats(&self) -> SaveStats {
+    pub(crate) fn save_stats(&self) -> SaveStats {
         self.stats
     }
 
@@ -271,7 +271,7 @@ impl Checkpoint {
     }
 
     /// Records that `minion`'s return in job `key` is done.
-    pub fn record(&mut self, key: &str, jid: &str, minion: &str) {
+    pub(crate) fn record(&mut self, key: &str, jid: &str, minion: &str) {
         self.change(Op {
             key: key.to_owned(),
             jid: Some(jid.to_owned()),
@@ -281,7 +281,7 @@ impl Checkpoint {
     }
 
     /// Records that job `key` runs no state function.
-    pub fn record_non_state(&mut self, key: &str, jid: &str) {
+    pub(crate) fn record_non_state(&mut self, key: &str, jid: &str) {
         self.change(Op {
             key: key.to_owned(),
             jid: Some(jid.to_owned()),
@@ -291,7 +291,7 @@ impl Checkpoint {
     }
 
     /// Records that the job events of job `key` are shipped (or that it has none).
-    pub fn record_job_shipped(&mut self, key: &str, jid: &str) {
+    pub(crate) fn record_job_shipped(&mut self, key: &str, jid: &str) {
         self.change(Op {
             key: key.to_owned(),
             jid: Some(jid.to_owned()),
@@ -301,12 +301,12 @@ impl Checkpoint {
     }
 
     /// Whether the job events of job `key` are shipped.
-    pub fn job_shipped(&self, key: &str) -> bool {
+    pub(crate) fn job_shipped(&self, key: &str) -> bool {
         self.jobs.get(key).is_some_and(|j| j.job_shipped)
     }
 
     /// Records that every return of job `key` is done while its folder's mtime is `mtime`.
-    pub fn settle(&mut self, key: &str, mtime: i64) {
+    pub(crate) fn settle(&mut self, key: &str, mtime: i64) {
         self.change(Op {
             key: key.to_owned(),
             settled: Some(mtime),
@@ -316,7 +316,7 @@ impl Checkpoint {
 
     /// Whether the job folder `key` must be listed to find what is new in it: not when its
     /// job runs no state function, nor when it settled at this very mtime.
-    pub fn needs_listing(&self, key: &str, mtime: Option<i64>) -> bool {
+    pub(crate) fn needs_listing(&self, key: &str, mtime: Option<i64>) -> bool {
         match self.jobs.get(key) {
             Some(job) if job.non_state => false,
             Some(job) => job.settled.is_none() || job.settled != mtime,
@@ -325,7 +325,7 @@ impl Checkpoint {
     }
 
     /// Forgets the jobs the master has cleaned up: those not in `present`.
-    pub fn prune(&mut self, present: &BTreeSet<&str>) -> usize {
+    pub(crate) fn prune(&mut self, present: &BTreeSet<&str>) -> usize {
         let before = self.jobs.len();
         self.jobs.retain(|k, _| present.contains(k.as_str()));
         let pruned = before - self.jobs.len();
@@ -335,7 +335,7 @@ impl Checkpoint {
 
     /// Makes the changes durable: appended to the journal, or compacted into a new snapshot.
     /// On failure they stay unsaved, for the next save to try again.
-    pub fn save(&mut self) -> Result<()> {
+    pub(crate) fn save(&mut self) -> Result<()> {
         if self.unsaved.is_empty() && !self.compact {
             return Ok(());
         }

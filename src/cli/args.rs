@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use super::parse::Boolish;
 use super::receivers::{HttpArgs, KafkaArgs, OtlpArgs, TlsArgs};
 
-pub use crate::event::EventKind;
+pub(crate) use crate::event::EventKind;
 use crate::format::Format;
 use crate::sink::SinkKind;
 
@@ -23,16 +23,16 @@ use super::exit_status;
 #[command(name = "saltship", version, after_help = exit_status::ALL, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 
     /// Say what saltship decides on stderr: jobs skipped and why, connections, confirmations,
     /// checkpoint saves (-vv: more detail); other libraries' logs only through RUST_LOG
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    pub verbose: u8,
+    pub(crate) verbose: u8,
 
     /// Only errors on stderr: no warnings, no summary, no progress bars
     #[arg(short, long, global = true)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 
     /// Read the options from this TOML file: one key per long option (cache-dir = "...",
     /// target = ["a:1", "b:2"], only-failures = true); flags and the environment win over it. A
@@ -44,11 +44,11 @@ pub struct Cli {
         env = "SALTSHIP_CONFIG",
         default_value = super::file::DEFAULT_PATH
     )]
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Catch up like sync, then follow the cache (inotify) and ship each state result as it
     /// lands: the daemon for systemd (Type=notify) or any supervisor; stops cleanly on SIGTERM
     #[command(after_help = exit_status::WATCH)]
@@ -76,39 +76,39 @@ pub enum Command {
 
 /// The options of `watch` (and `sync`, whose options are a part of them), checked as they are.
 #[derive(Args, Debug)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
-    pub daemon: DaemonArgs,
+    pub(crate) daemon: DaemonArgs,
 
     #[command(flatten)]
-    pub state: StateArgs,
+    pub(crate) state: StateArgs,
 
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 
     /// Check the set-up only: the cache, the state file and its lock, the inotify limit and
     /// the metrics file; the targets are parsed but not contacted. For a unit's
     /// ExecStartPre=, so a receiver that is down does not keep watch from starting (the cache
     /// is the buffer)
     #[arg(long, visible_alias = "no-targets", env = "SALTSHIP_CHECK_OFFLINE", value_parser = Boolish)]
-    pub offline: bool,
+    pub(crate) offline: bool,
 }
 
 #[derive(Args, Debug)]
-pub struct WatchArgs {
+pub(crate) struct WatchArgs {
     #[command(flatten)]
-    pub daemon: DaemonArgs,
+    pub(crate) daemon: DaemonArgs,
 
     #[command(flatten)]
-    pub state: StateArgs,
+    pub(crate) state: StateArgs,
 
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// What only the daemon uses (and `check` checks).
 #[derive(Args, Debug)]
-pub struct DaemonArgs {
+pub(crate) struct DaemonArgs {
     /// Scan the whole cache this often, for anything inotify missed
     #[arg(
         long,
@@ -116,7 +116,7 @@ pub struct DaemonArgs {
         env = "SALTSHIP_RESCAN_INTERVAL",
         default_value = "60s"
     )]
-    pub rescan_interval: String,
+    pub(crate) rescan_interval: String,
 
     /// Log a one-line summary (returns, events, failures, reconnects, lag) this often
     #[arg(
@@ -125,39 +125,39 @@ pub struct DaemonArgs {
         env = "SALTSHIP_STATS_INTERVAL",
         default_value = "5m"
     )]
-    pub stats_interval: String,
+    pub(crate) stats_interval: String,
 
     /// Write the Prometheus metrics (saltship's own and the fleet's health) here every 10 s,
     /// atomically, for node_exporter's textfile collector
     #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
-    pub metrics_file: Option<PathBuf>,
+    pub(crate) metrics_file: Option<PathBuf>,
 
     /// Serve the same metrics over HTTP at GET /metrics on this address (e.g. 127.0.0.1:9617)
     #[arg(long, value_name = "ADDR:PORT", env = "SALTSHIP_METRICS_LISTEN")]
-    pub metrics_listen: Option<String>,
+    pub(crate) metrics_listen: Option<String>,
 }
 
 #[derive(Args, Debug)]
-pub struct SyncArgs {
+pub(crate) struct SyncArgs {
     /// Without a state file: ship the whole cache (beginning) or only what arrives from now on
     #[arg(long, value_name = "WHEN", env = "SALTSHIP_START_AT", default_value = "beginning", value_parser = ["beginning", "now"])]
-    pub start_at: String,
+    pub(crate) start_at: String,
 
     /// Write the Prometheus metrics (the run's counts and the fleet's health) here at the end of
     /// the run, atomically, for node_exporter's textfile collector
     #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
-    pub metrics_file: Option<PathBuf>,
+    pub(crate) metrics_file: Option<PathBuf>,
 
     #[command(flatten)]
-    pub state: StateArgs,
+    pub(crate) state: StateArgs,
 
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Where shipped returns are recorded.
 #[derive(Args, Debug)]
-pub struct StateArgs {
+pub(crate) struct StateArgs {
     /// The checkpoint: which returns were shipped (a lock file sits beside it)
     #[arg(
         long,
@@ -165,11 +165,11 @@ pub struct StateArgs {
         env = "SALTSHIP_STATE_FILE",
         default_value = "/var/lib/saltship/state"
     )]
-    pub state_file: PathBuf,
+    pub(crate) state_file: PathBuf,
 
     /// Start over with an empty checkpoint when the state file cannot be read
     #[arg(long, env = "SALTSHIP_RESET_STATE", value_parser = Boolish)]
-    pub reset_state: bool,
+    pub(crate) reset_state: bool,
 
     /// The master's keep_jobs: warn when unshipped returns get close to this age, at which the
     /// master deletes them
@@ -179,33 +179,33 @@ pub struct StateArgs {
         env = "SALTSHIP_KEEP_JOBS",
         default_value = "24h"
     )]
-    pub keep_jobs: String,
+    pub(crate) keep_jobs: String,
 }
 
 #[derive(Args, Debug)]
-pub struct BackfillArgs {
+pub(crate) struct BackfillArgs {
     /// Only jobs published at or after T: RFC 3339, a date (2026-12-01: midnight UTC; 2026-12-01+02:00), a jid, or an age such as 24h or 7d
     #[arg(long, value_name = "T", env = "SALTSHIP_SINCE")]
-    pub since: Option<String>,
+    pub(crate) since: Option<String>,
 
     /// Only jobs published before T: RFC 3339, a date (midnight UTC, or 2026-12-01+02:00), a jid, or an age such as 24h or 7d
     #[arg(long, value_name = "T", env = "SALTSHIP_UNTIL")]
-    pub until: Option<String>,
+    pub(crate) until: Option<String>,
 
     /// Do not record what is shipped in the checkpoint (a --dry-run never does)
     #[arg(long, env = "SALTSHIP_NO_CHECKPOINT", value_parser = Boolish)]
-    pub no_checkpoint: bool,
+    pub(crate) no_checkpoint: bool,
 
     #[command(flatten)]
-    pub state: StateArgs,
+    pub(crate) state: StateArgs,
 
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Options shared by every command.
 #[derive(Args, Debug)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// The master's job cache folder
     #[arg(
         long,
@@ -213,7 +213,7 @@ pub struct CommonArgs {
         env = "SALTSHIP_CACHE_DIR",
         default_value = "/var/cache/salt/master/jobs"
     )]
-    pub cache_dir: PathBuf,
+    pub(crate) cache_dir: PathBuf,
 
     /// The receiver's protocol. tcp: lines over TCP or TLS; delivery is confirmed by a graceful
     /// close (our FIN, then the receiver's EOF), which proves the receiver's socket read every
@@ -224,7 +224,7 @@ pub struct CommonArgs {
     /// acknowledgement; per-item bulk status; a delivery report per record with acks=all; a
     /// 2xx with no rejected log record)
     #[arg(long, value_enum, env = "SALTSHIP_SINK", default_value = "tcp")]
-    pub sink: SinkKind,
+    pub(crate) sink: SinkKind,
 
     /// Send the events to this receiver: HOST:PORT for --sink tcp and relp, a URL (http:// or
     /// https://HOST:PORT, optionally with a path) for splunk-hec, elasticsearch and otlp; repeat for
@@ -235,23 +235,23 @@ pub struct CommonArgs {
         env = "SALTSHIP_TARGET",
         value_delimiter = ','
     )]
-    pub target: Vec<String>,
+    pub(crate) target: Vec<String>,
 
     /// Print the events to stdout instead of sending them (nothing is sent or recorded)
     #[arg(long, env = "SALTSHIP_DRY_RUN", value_parser = Boolish)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     /// Wire format: json (one object per line), ecs (Elastic Common Schema, one per line),
     /// gelf (GELF 1.1, NUL-terminated), syslog (RFC 5424, octet-counted); the HTTP sinks
     /// (otlp: as each record's body) and kafka take json or ecs, relp json, ecs or syslog (one
     /// event per RELP frame, unframed) [default: json; ecs for --sink elasticsearch]
     #[arg(long, value_enum, env = "SALTSHIP_FORMAT")]
-    pub format: Option<Format>,
+    pub(crate) format: Option<Format>,
 
     /// Cut events longer than N bytes (biggest strings first, marked "truncated": true) [default:
     /// 10000 when sending, which a stock Splunk TCP input keeps whole; no limit with --dry-run]
     #[arg(long, value_name = "N", env = "SALTSHIP_MAX_EVENT_BYTES")]
-    pub max_event_bytes: Option<usize>,
+    pub(crate) max_event_bytes: Option<usize>,
 
     /// Give up (exit 3) when no receiver took or acknowledged anything for this long, e.g. 90s,
     /// 5m; every wait (connect, handshake, write, acknowledgement, close) ends by it
@@ -261,11 +261,11 @@ pub struct CommonArgs {
         env = "SALTSHIP_DELIVER_TIMEOUT",
         default_value = "5m"
     )]
-    pub deliver_timeout: String,
+    pub(crate) deliver_timeout: String,
 
     /// Send at most this many events per second, so a large backfill does not flood the receiver
     #[arg(long, value_name = "EVENTS_PER_S", env = "SALTSHIP_MAX_RATE")]
-    pub max_rate: Option<f64>,
+    pub(crate) max_rate: Option<f64>,
 
     /// Send a batch that is still filling once its first event waited this long, e.g. 20ms; it
     /// goes at once when no more input is ready (the end of each pass) or while --max-rate waits
@@ -275,12 +275,12 @@ pub struct CommonArgs {
         env = "SALTSHIP_LINGER",
         default_value = "50ms"
     )]
-    pub linger: String,
+    pub(crate) linger: String,
 
     /// HTTP sinks: keep every request body within N bytes, envelopes counted [default: 524288
     /// for splunk-hec, 1048576 for elasticsearch]; a 413 halves the batch
     #[arg(long, value_name = "N", env = "SALTSHIP_MAX_REQUEST_BYTES")]
-    pub max_request_bytes: Option<usize>,
+    pub(crate) max_request_bytes: Option<usize>,
 
     /// Only these minions (glob, repeatable; an orchestration's steps carry the master's id)
     #[arg(
@@ -289,19 +289,19 @@ pub struct CommonArgs {
         env = "SALTSHIP_MINION",
         value_delimiter = ','
     )]
-    pub minion: Vec<String>,
+    pub(crate) minion: Vec<String>,
 
     /// Only jobs of these functions (glob, repeatable), e.g. 'state.apply' or 'runner.state.*'
     #[arg(long, value_name = "GLOB", env = "SALTSHIP_FUN", value_delimiter = ',')]
-    pub fun: Vec<String>,
+    pub(crate) fun: Vec<String>,
 
     /// Only failed states (result false) and error returns; test=True pending states are not failures
     #[arg(long, env = "SALTSHIP_ONLY_FAILURES", value_parser = Boolish)]
-    pub only_failures: bool,
+    pub(crate) only_failures: bool,
 
     /// Ship the values of a `pillar=` argument in fun_args instead of masking them
     #[arg(long, env = "SALTSHIP_SHOW_PILLAR_ARGS", value_parser = Boolish)]
-    pub show_pillar_args: bool,
+    pub(crate) show_pillar_args: bool,
 
     /// Also mask the values of keyword arguments with this name in fun_args (repeatable). Always
     /// masked: password, passwd, pass, secret, token, api_key, apikey, private_key, ssh_key, key,
@@ -313,7 +313,7 @@ pub struct CommonArgs {
         env = "SALTSHIP_MASK_ARG",
         value_delimiter = ','
     )]
-    pub mask_arg: Vec<String>,
+    pub(crate) mask_arg: Vec<String>,
 
     /// Read no cache file larger than this (a return or a .load.p): it is named in a warning,
     /// counted as failed and tried again at the next run. Bytes, or with K, M, G (KiB...)
@@ -323,7 +323,7 @@ pub struct CommonArgs {
         env = "SALTSHIP_MAX_RETURN_BYTES",
         default_value = "256M"
     )]
-    pub max_return_bytes: String,
+    pub(crate) max_return_bytes: String,
 
     /// Memory for the returns being decoded and sent at once, across the threads; a return
     /// needing more is handled alone. Bytes, or with K, M, G (KiB...)
@@ -333,16 +333,16 @@ pub struct CommonArgs {
         env = "SALTSHIP_MEMORY_BUDGET",
         default_value = "64M"
     )]
-    pub memory_budget: String,
+    pub(crate) memory_budget: String,
 
     /// Threads that decode and encode returns [default: one per core]; events still go out in
     /// jid order
     #[arg(long, value_name = "N", env = "SALTSHIP_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
-    pub threads: Option<u16>,
+    pub(crate) threads: Option<u16>,
 
     /// The `master` field of every event [default: this host's name]
     #[arg(long, value_name = "ID", env = "SALTSHIP_MASTER_ID")]
-    pub master_id: Option<String>,
+    pub(crate) master_id: Option<String>,
 
     /// Zone of the jids: auto (read from the job folders' times: UTC for Salt 3000 and later,
     /// the master's offset for 2019.2 and earlier), utc, local (this host's zone), or a fixed
@@ -353,7 +353,7 @@ pub struct CommonArgs {
         env = "SALTSHIP_JID_TIMEZONE",
         default_value = "auto"
     )]
-    pub jid_timezone: String,
+    pub(crate) jid_timezone: String,
 
     /// Which events to ship (comma list): state (each state result), job (one per job: who ran
     /// what on which target, which minions returned), no-return (one per targeted minion that
@@ -365,7 +365,7 @@ pub struct CommonArgs {
         value_delimiter = ',',
         default_value = "state"
     )]
-    pub events: Vec<EventKind>,
+    pub(crate) events: Vec<EventKind>,
 
     /// How long after its publish a job waits for its minions: then its job event and its
     /// no_return events are shipped (sooner once every targeted minion returned)
@@ -375,28 +375,28 @@ pub struct CommonArgs {
         env = "SALTSHIP_RETURN_WAIT",
         default_value = "10m"
     )]
-    pub return_wait: String,
+    pub(crate) return_wait: String,
 
     #[command(flatten)]
-    pub tls: TlsArgs,
+    pub(crate) tls: TlsArgs,
 
     #[command(flatten)]
-    pub http: HttpArgs,
+    pub(crate) http: HttpArgs,
 
     #[command(flatten)]
-    pub kafka: KafkaArgs,
+    pub(crate) kafka: KafkaArgs,
 
     #[command(flatten)]
-    pub otlp: OtlpArgs,
+    pub(crate) otlp: OtlpArgs,
 
     #[command(flatten)]
-    pub relp: RelpArgs,
+    pub(crate) relp: RelpArgs,
 }
 
 /// The RELP sink.
 #[derive(Args, Debug)]
 #[command(next_help_heading = "RELP")]
-pub struct RelpArgs {
+pub(crate) struct RelpArgs {
     /// At most N frames (events) sent and not yet answered by the receiver (rsp 200); as
     /// librelp's default. Frames leave at once; the window only bounds what is in flight
     #[arg(
@@ -406,5 +406,5 @@ pub struct RelpArgs {
         default_value_t = crate::sink::relp::DEFAULT_WINDOW,
         value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize)
     )]
-    pub relp_window: usize,
+    pub(crate) relp_window: usize,
 }

@@ -23,7 +23,7 @@ use toml::Spanned;
 use super::Cli;
 
 /// Where the config file is when neither `--config` nor `SALTSHIP_CONFIG` names one.
-pub const DEFAULT_PATH: &str = "/etc/saltship/saltship.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/saltship/saltship.toml";
 
 /// Keys that would hold a secret: the file takes the path of a file holding it instead.
 const SECRET_KEYS: &[(&str, &str)] = &[
@@ -36,21 +36,21 @@ const SECRET_KEYS: &[(&str, &str)] = &[
 ];
 
 /// The parsed command line with the config file applied, and where the file's values went.
-pub struct Parsed {
-    pub cli: Cli,
+pub(crate) struct Parsed {
+    pub(crate) cli: Cli,
     /// The whole matches, for `saltship config`'s provenance.
-    pub matches: ArgMatches,
+    pub(crate) matches: ArgMatches,
     /// The config file that was read, if any.
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     /// Option id -> the file's line of each value taken from the file.
-    pub from_file: BTreeMap<String, usize>,
+    pub(crate) from_file: BTreeMap<String, usize>,
     /// Warnings to log once logging is set up (a config file writable by others).
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Parses `argv` with the config file applied; `Err` is the one line of a bad config file (exit
 /// 2). Clap's own errors (and `--help`) exit through clap, as before.
-pub fn parse(argv: Vec<OsString>) -> Result<Parsed, String> {
+pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed, String> {
     let cmd = Cli::command();
     let first = cmd
         .clone()

@@ -5,10 +5,11 @@ mod args;
 pub(crate) mod config;
 mod delivery;
 mod exit_status;
-pub mod file;
+pub(crate) mod file;
 pub(crate) mod parse;
 mod receivers;
 
-pub use args::*;
+pub use args::Cli;
+pub(crate) use args::*;
 pub(crate) use config::{CacheOptions, Config, DaemonOptions, EncodeOptions, Filter};
-pub use receivers::*;
+pub(crate) use receivers::*;

@@ -10,7 +10,7 @@ use clap::error::ErrorKind;
 /// A boolean from the environment in any usual spelling (1/0, yes/no, on/off, true/false, any
 /// case); a bad one is an error that names the variable.
 #[derive(Clone, Copy, Debug)]
-pub struct Boolish;
+pub(crate) struct Boolish;
 
 impl TypedValueParser for Boolish {
     type Value = bool;
@@ -42,7 +42,7 @@ impl TypedValueParser for Boolish {
 }
 
 /// `1/0`, `yes/no`, `y/n`, `on/off`, `true/false`, in any case; anything else is `None`.
-pub fn parse_bool(text: &str) -> Option<bool> {
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "1" | "yes" | "y" | "on" | "true" => Some(true),
         "0" | "no" | "n" | "off" | "false" | "" => Some(false),

@@ -13,7 +13,7 @@ use crate::sink::kafka::KafkaKey;
 /// line.
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Kafka")]
-pub struct KafkaArgs {
+pub(crate) struct KafkaArgs {
     /// The topic every event goes to
     #[arg(
         long,
@@ -21,7 +21,7 @@ pub struct KafkaArgs {
         env = "SALTSHIP_KAFKA_TOPIC",
         default_value = "salt-states"
     )]
-    pub kafka_topic: String,
+    pub(crate) kafka_topic: String,
 
     /// Each record's key
     #[arg(
@@ -31,12 +31,12 @@ pub struct KafkaArgs {
         env = "SALTSHIP_KAFKA_KEY",
         default_value = "event_id"
     )]
-    pub kafka_key: KafkaKey,
+    pub(crate) kafka_key: KafkaKey,
 
     /// SASL authentication: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with --kafka-user (over TLS
     /// when --tls is given)
     #[arg(long, value_name = "MECHANISM", env = "SALTSHIP_KAFKA_SASL_MECHANISM", value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], requires = "kafka_user")]
-    pub kafka_sasl_mechanism: Option<String>,
+    pub(crate) kafka_sasl_mechanism: Option<String>,
 
     /// The SASL user; the password comes from --kafka-password-file or SALTSHIP_KAFKA_PASSWORD
     #[arg(
@@ -45,11 +45,11 @@ pub struct KafkaArgs {
         env = "SALTSHIP_KAFKA_USER",
         requires = "kafka_sasl_mechanism"
     )]
-    pub kafka_user: Option<String>,
+    pub(crate) kafka_user: Option<String>,
 
     /// File holding the password of --kafka-user
     #[arg(long, value_name = "FILE", env = "SALTSHIP_KAFKA_PASSWORD_FILE")]
-    pub kafka_password_file: Option<PathBuf>,
+    pub(crate) kafka_password_file: Option<PathBuf>,
 
     /// A librdkafka property for the producer, e.g. compression.type=zstd or linger.ms=20
     /// (repeatable, or several separated by ';'; applied last, so it can change saltship's own
@@ -60,17 +60,17 @@ pub struct KafkaArgs {
         env = "SALTSHIP_KAFKA_OPTION",
         value_delimiter = ';'
     )]
-    pub kafka_option: Vec<String>,
+    pub(crate) kafka_option: Vec<String>,
 }
 
 /// The HTTP sinks: Splunk HEC and Elasticsearch / OpenSearch. Secrets come from files or the
 /// environment, never from the command line.
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Splunk HEC and Elasticsearch")]
-pub struct HttpArgs {
+pub(crate) struct HttpArgs {
     /// File holding the HEC token (or set SALTSHIP_HEC_TOKEN); sent as `Authorization: Splunk`
     #[arg(long, value_name = "FILE", env = "SALTSHIP_HEC_TOKEN_FILE")]
-    pub hec_token_file: Option<PathBuf>,
+    pub(crate) hec_token_file: Option<PathBuf>,
 
     /// The `sourcetype` of every HEC event
     #[arg(
@@ -79,11 +79,11 @@ pub struct HttpArgs {
         env = "SALTSHIP_HEC_SOURCETYPE",
         default_value = "salt:state"
     )]
-    pub hec_sourcetype: String,
+    pub(crate) hec_sourcetype: String,
 
     /// The Splunk index of every HEC event [default: the token's default index]
     #[arg(long, value_name = "NAME", env = "SALTSHIP_HEC_INDEX")]
-    pub hec_index: Option<String>,
+    pub(crate) hec_index: Option<String>,
 
     /// The Elasticsearch index or data stream (the stock logs-*-* template makes a data stream)
     #[arg(
@@ -92,36 +92,36 @@ pub struct HttpArgs {
         env = "SALTSHIP_ES_INDEX",
         default_value = "logs-salt.state-default"
     )]
-    pub es_index: String,
+    pub(crate) es_index: String,
 
     /// File holding an Elasticsearch API key (the encoded form, or set SALTSHIP_ES_API_KEY); sent
     /// as `Authorization: ApiKey`
     #[arg(long, value_name = "FILE", env = "SALTSHIP_ES_API_KEY_FILE")]
-    pub es_api_key_file: Option<PathBuf>,
+    pub(crate) es_api_key_file: Option<PathBuf>,
 
     /// User for HTTP basic authentication (Elasticsearch, OpenSearch); the password comes from
     /// --http-password-file or SALTSHIP_HTTP_PASSWORD
     #[arg(long, value_name = "USER", env = "SALTSHIP_HTTP_USER")]
-    pub http_user: Option<String>,
+    pub(crate) http_user: Option<String>,
 
     /// File holding the password of --http-user
     #[arg(long, value_name = "FILE", env = "SALTSHIP_HTTP_PASSWORD_FILE")]
-    pub http_password_file: Option<PathBuf>,
+    pub(crate) http_password_file: Option<PathBuf>,
 }
 
 /// TLS to the receivers.
 #[derive(Args, Debug)]
 #[command(next_help_heading = "TLS")]
-pub struct TlsArgs {
+pub(crate) struct TlsArgs {
     /// Speak TLS to the receivers, checking their certificate against the system's CAs (or
     /// --tls-ca) and their name against the --target host; a TLS failure is never retried as
     /// plain text, and a certificate problem ends the run at once (exit 3)
     #[arg(long, env = "SALTSHIP_TLS", value_parser = Boolish)]
-    pub tls: bool,
+    pub(crate) tls: bool,
 
     /// Trust only the CA certificates in this PEM file, instead of the system's
     #[arg(long, value_name = "FILE", env = "SALTSHIP_TLS_CA", requires = "tls")]
-    pub tls_ca: Option<PathBuf>,
+    pub(crate) tls_ca: Option<PathBuf>,
 
     /// The name the receiver's certificate must carry [default: the host of --target], e.g. for
     /// a target given as an IP address that its certificate does not list
@@ -131,7 +131,7 @@ pub struct TlsArgs {
         env = "SALTSHIP_TLS_SERVER_NAME",
         requires = "tls"
     )]
-    pub tls_server_name: Option<String>,
+    pub(crate) tls_server_name: Option<String>,
 
     /// Our client certificate (PEM, the chain after it if needed), for receivers that require
     /// one (mutual TLS); goes with --tls-key
@@ -141,7 +141,7 @@ pub struct TlsArgs {
         env = "SALTSHIP_TLS_CERT",
         requires_all = ["tls", "tls_key"]
     )]
-    pub tls_cert: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
 
     /// The private key of --tls-cert (PEM)
     #[arg(
@@ -150,7 +150,7 @@ pub struct TlsArgs {
         env = "SALTSHIP_TLS_KEY",
         requires_all = ["tls", "tls_cert"]
     )]
-    pub tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
 
     /// Do not check the receiver's certificate at all: anyone on the network path could pose as
     /// the receiver and read the events. For tests only; warned about at start
@@ -161,7 +161,7 @@ pub struct TlsArgs {
         requires = "tls",
         conflicts_with = "tls_ca"
     )]
-    pub tls_insecure_skip_verify: bool,
+    pub(crate) tls_insecure_skip_verify: bool,
 }
 
 /// The OpenTelemetry logs sink (OTLP/HTTP). Its --target is the base URL: `/v1/logs` is added
@@ -169,7 +169,7 @@ pub struct TlsArgs {
 /// key as for Elasticsearch (--http-user, --es-api-key-file); anything else as headers.
 #[derive(Args, Debug)]
 #[command(next_help_heading = "OpenTelemetry (OTLP)")]
-pub struct OtlpArgs {
+pub(crate) struct OtlpArgs {
     /// How requests are encoded: protobuf (every OTLP receiver takes it) or json (OTLP/JSON)
     #[arg(
         long,
@@ -178,7 +178,7 @@ pub struct OtlpArgs {
         env = "SALTSHIP_OTLP_ENCODING",
         default_value = "protobuf"
     )]
-    pub otlp_encoding: OtlpEncoding,
+    pub(crate) otlp_encoding: OtlpEncoding,
 
     /// Compress request bodies: gzip or none
     #[arg(
@@ -188,7 +188,7 @@ pub struct OtlpArgs {
         env = "SALTSHIP_OTLP_COMPRESSION",
         default_value = "none"
     )]
-    pub otlp_compression: OtlpCompression,
+    pub(crate) otlp_compression: OtlpCompression,
 
     /// A request header, KEY=VALUE, e.g. X-Scope-OrgID=tenant1 (repeatable, or several separated
     /// by ';'). Its value is never printed, but a command line is visible to every user of the
@@ -199,10 +199,10 @@ pub struct OtlpArgs {
         env = "SALTSHIP_OTLP_HEADER",
         value_delimiter = ';'
     )]
-    pub otlp_header: Vec<String>,
+    pub(crate) otlp_header: Vec<String>,
 
     /// File of request headers, one KEY=VALUE (or `Key: Value`) a line, `#` comments: for
     /// tokens (e.g. `Authorization=Bearer ...`, `api-key=...`); never printed
     #[arg(long, value_name = "FILE", env = "SALTSHIP_OTLP_HEADER_FILE")]
-    pub otlp_header_file: Option<PathBuf>,
+    pub(crate) otlp_header_file: Option<PathBuf>,
 }

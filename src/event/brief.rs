@@ -8,15 +8,15 @@ use crate::extract::StateEvent;
 
 /// An event in brief, as its fields read: for a sink that repeats a few of them beside the
 /// event (OTLP's attributes and severity) without parsing what was encoded.
-pub struct Brief<'e> {
-    pub state_id: Option<std::borrow::Cow<'e, str>>,
+pub(crate) struct Brief<'e> {
+    pub(crate) state_id: Option<std::borrow::Cow<'e, str>>,
     /// `result`: `Some(Some(b))` true or false (an error return is false), `Some(None)` null
     /// (or none: the event writes null), `None` any other value.
-    pub result: Option<Option<bool>>,
-    pub changed: bool,
+    pub(crate) result: Option<Option<bool>>,
+    pub(crate) changed: bool,
 }
 
-pub fn brief<'e>(ev: &'e StateEvent<'_>) -> Brief<'e> {
+pub(crate) fn brief<'e>(ev: &'e StateEvent<'_>) -> Brief<'e> {
     let Some(state) = ev.state else {
         return Brief {
             state_id: None,

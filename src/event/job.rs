@@ -18,29 +18,29 @@ pub(crate) const MISSING_CAP: usize = 1000;
 /// What a job event is made of, read by the command layer from the job folder.
 #[derive(Debug, Clone)]
 pub(crate) struct JobView<'a> {
-    pub jid: &'a str,
-    pub master: &'a str,
+    pub(crate) jid: &'a str,
+    pub(crate) master: &'a str,
     /// The publish instant (from the jid), microseconds since the epoch.
-    pub publish: Option<i64>,
-    pub funs: &'a [String],
+    pub(crate) publish: Option<i64>,
+    pub(crate) funs: &'a [String],
     /// `fun_args`, masked as for state events.
-    pub args: &'a Value,
-    pub target: &'a Target,
+    pub(crate) args: &'a Value,
+    pub(crate) target: &'a Target,
     /// The targeted minions (`.minions.p`, or what returned when it names none), sorted.
-    pub targeted: &'a [String],
+    pub(crate) targeted: &'a [String],
     /// The minions whose return landed, sorted.
-    pub returned: &'a [String],
+    pub(crate) returned: &'a [String],
     /// Returns with `success: false` or a non-zero `retcode`.
-    pub failed: u64,
+    pub(crate) failed: u64,
     /// When the last return landed, microseconds since the epoch.
-    pub last_return: Option<i64>,
+    pub(crate) last_return: Option<i64>,
     /// `--return-wait`, in microseconds.
-    pub wait: i64,
+    pub(crate) wait: i64,
 }
 
 impl JobView<'_> {
     /// The targeted minions that did not return, sorted.
-    pub fn missing(&self) -> Vec<&str> {
+    pub(crate) fn missing(&self) -> Vec<&str> {
         self.targeted
             .iter()
             .filter(|m| self.returned.binary_search(m).is_err())

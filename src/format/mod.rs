@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 /// How events are encoded and framed on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// The event as it is, one JSON object per line
     Json,
     /// Elastic Common Schema 8, one JSON object per line, Salt's fields under `salt`
@@ -34,19 +34,24 @@ pub enum Format {
 /// newline stays whole (JSON escapes every CR and LF inside, so an event is one line). For the
 /// other receivers it is a sane bound too: Graylog's and Logstash's TCP inputs take far more,
 /// rsyslog's default `maxMessageSize` (8 KiB) needs raising to 10 KiB for `syslog`.
-pub const DEFAULT_MAX_EVENT_BYTES: usize = 10_000;
+pub(crate) const DEFAULT_MAX_EVENT_BYTES: usize = 10_000;
 
 /// The smallest limit that [`encode`] keeps to: below it the skeleton of a fully cut event
 /// (field names, ids, ECS constants, syslog header) may not fit. RFC 5424 asks every receiver
 /// to accept 2,048-byte messages, so no sane limit is lower.
-pub const MIN_MAX_EVENT_BYTES: usize = 2048;
+pub(crate) const MIN_MAX_EVENT_BYTES: usize = 2048;
 
 /// Appends one event, encoded and framed for `format`, to `out`. The encoded event (without
 /// its framing: the newline, the NUL, the octet-count prefix) is at most `max_bytes` long:
 /// an oversize event is cut (biggest strings first, then containers of many small values)
 /// and marked `"truncated": true`. A `max_bytes` below [`MIN_MAX_EVENT_BYTES`] may not be
 /// met; the most cut event is then written.
-pub fn encode(format: Format, event: &Map<String, Value>, max_bytes: usize, out: &mut Vec<u8>) {
+pub(crate) fn encode(
+    format: Format,
+    event: &Map<String, Value>,
+    max_bytes: usize,
+    out: &mut Vec<u8>,
+) {
     let start = out.len();
     let body = match format {
         Format::Json => json,

@@ -63,14 +63,14 @@ pub(super) fn gelf(framed: &[u8]) -> Result<Map<String, Value>> {
 /// An RFC 5424 message, as read from its RFC 6587 octet-counted frame.
 #[derive(Debug)]
 pub(super) struct Syslog {
-    pub pri: u8,
-    pub timestamp: String,
-    pub hostname: String,
-    pub app_name: String,
-    pub procid: String,
-    pub msgid: String,
-    pub sd: Vec<(String, Vec<(String, String)>)>,
-    pub msg: Map<String, Value>,
+    pub(crate) pri: u8,
+    pub(crate) timestamp: String,
+    pub(crate) hostname: String,
+    pub(crate) app_name: String,
+    pub(crate) procid: String,
+    pub(crate) msgid: String,
+    pub(crate) sd: Vec<(String, Vec<(String, String)>)>,
+    pub(crate) msg: Map<String, Value>,
 }
 
 struct Reader<'b> {

@@ -15,15 +15,15 @@ use crate::msgpack::{as_text, get};
 
 /// What one state run (one minion's part of one return) came to.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RunSummary {
-    pub succeeded: u64,
+pub(crate) struct RunSummary {
+    pub(crate) succeeded: u64,
     /// Failed states; an error return (render error, already running) counts as one.
-    pub failed: u64,
+    pub(crate) failed: u64,
     /// `result: null`: would change (test mode) or not run yet.
-    pub pending: u64,
-    pub changed: u64,
+    pub(crate) pending: u64,
+    pub(crate) changed: u64,
     /// Sum of the states' durations, in seconds.
-    pub duration: f64,
+    pub(crate) duration: f64,
 }
 
 impl RunSummary {
@@ -44,7 +44,7 @@ impl RunSummary {
     }
 
     /// No state failed and it was not an error return.
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.failed == 0
     }
 }
@@ -63,17 +63,17 @@ fn millis(v: &ValueRef<'_>) -> f64 {
 
 /// One return's state runs, per minion id, ready to hand to [`Fleet::observe`].
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// When the job was published, microseconds since the epoch.
-    pub publish: Option<i64>,
+    pub(crate) publish: Option<i64>,
     /// Real runs (minion, summary); test runs only count in the fleet's totals.
-    pub runs: Vec<(String, RunSummary)>,
+    pub(crate) runs: Vec<(String, RunSummary)>,
     /// Every state result of the return, test runs included.
-    pub results: RunSummary,
+    pub(crate) results: RunSummary,
 }
 
 /// Summarises the events `extract` found in one return of `job`.
-pub fn observe(job: &Job, events: &[StateEvent<'_>]) -> Observed {
+pub(crate) fn observe(job: &Job, events: &[StateEvent<'_>]) -> Observed {
     let mut out = Observed {
         publish: job.publish,
         ..Observed::default()
@@ -121,27 +121,27 @@ fn test_run(job: &Job, ev: &StateEvent<'_>) -> bool {
 
 /// A minion's latest real state run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LastRun {
-    pub jid: String,
+pub(crate) struct LastRun {
+    pub(crate) jid: String,
     /// The job folder's key: the run drops out when the master cleans the job up.
-    pub key: String,
+    pub(crate) key: String,
     /// When the job was published, seconds since the epoch.
-    pub published: Option<f64>,
-    pub summary: RunSummary,
+    pub(crate) published: Option<f64>,
+    pub(crate) summary: RunSummary,
 }
 
 /// Every minion's latest real state run, and the state results counted since the start.
 #[derive(Debug, Default, Clone)]
-pub struct Fleet {
-    pub minions: BTreeMap<String, LastRun>,
+pub(crate) struct Fleet {
+    pub(crate) minions: BTreeMap<String, LastRun>,
     /// State results read since the process started, test runs included.
-    pub results: RunSummary,
+    pub(crate) results: RunSummary,
 }
 
 impl Fleet {
     /// Takes one return of job `jid` (folder `key`): counts its results, and makes each of
     /// its real runs the minion's last unless that one is newer.
-    pub fn observe(&mut self, key: &str, jid: &str, seen: Observed) {
+    pub(crate) fn observe(&mut self, key: &str, jid: &str, seen: Observed) {
         self.results.succeeded += seen.results.succeeded;
         self.results.failed += seen.results.failed;
         self.results.pending += seen.results.pending;
@@ -150,7 +150,7 @@ impl Fleet {
     }
 
     /// Like [`Fleet::observe`], without counting: for the runs found when rebuilding.
-    pub fn record(&mut self, key: &str, jid: &str, seen: Observed) {
+    pub(crate) fn record(&mut self, key: &str, jid: &str, seen: Observed) {
         for (minion, summary) in seen.runs {
             if self
                 .minions
@@ -171,7 +171,7 @@ impl Fleet {
 
     /// Forgets the minions whose last run's job is no longer in the cache (`keys`); returns
     /// how many.
-    pub fn retain(&mut self, keys: &BTreeSet<&str>) -> usize {
+    pub(crate) fn retain(&mut self, keys: &BTreeSet<&str>) -> usize {
         let before = self.minions.len();
         self.minions
             .retain(|_, run| keys.contains(run.key.as_str()));

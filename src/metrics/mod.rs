@@ -5,9 +5,9 @@
 //! The fleet is rebuilt from the cache at start ([`rebuild`]) and updated as returns are read;
 //! the renderer and the HTTP server only ever hold the lock long enough to copy numbers out.
 
-pub mod fleet;
-pub mod rebuild;
-pub mod serve;
+pub(crate) mod fleet;
+pub(crate) mod rebuild;
+pub(crate) mod serve;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -21,23 +21,23 @@ use fleet::{Fleet, Observed};
 
 /// saltship's own numbers, as the shipping loop last reported them.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct Own {
-    pub returns: u64,
-    pub events: u64,
-    pub failed_files: u64,
-    pub reconnects: u64,
+pub(crate) struct Own {
+    pub(crate) returns: u64,
+    pub(crate) events: u64,
+    pub(crate) failed_files: u64,
+    pub(crate) reconnects: u64,
     /// Age of the oldest return sent but not confirmed yet, in seconds.
-    pub lag: f64,
+    pub(crate) lag: f64,
     /// Folders under inotify watch (`watch` only).
-    pub watches: u64,
+    pub(crate) watches: u64,
     /// Checkpoint saves (journal appends and compactions), and the bytes they wrote.
-    pub checkpoint_saves: u64,
-    pub checkpoint_written_bytes: u64,
+    pub(crate) checkpoint_saves: u64,
+    pub(crate) checkpoint_written_bytes: u64,
 }
 
 /// The metrics, shared between the shipping loop and the HTTP server.
 #[derive(Clone, Default)]
-pub struct Metrics(Arc<Mutex<State>>);
+pub(crate) struct Metrics(Arc<Mutex<State>>);
 
 #[derive(Default)]
 struct State {
@@ -52,28 +52,33 @@ impl Metrics {
     }
 
     /// One return read: its results counted, its real runs made the minions' latest.
-    pub fn observe(&self, key: &str, jid: &str, seen: Observed) {
+    pub(crate) fn observe(&self, key: &str, jid: &str, seen: Observed) {
         self.lock().fleet.observe(key, jid, seen);
     }
 
     /// Metrics whose fleet is what the cache shows now (see [`rebuild`]).
-    pub fn rebuilt(cache: &Path, zone: JidZone, funs: &[String], max_return_bytes: u64) -> Metrics {
+    pub(crate) fn rebuilt(
+        cache: &Path,
+        zone: JidZone,
+        funs: &[String],
+        max_return_bytes: u64,
+    ) -> Metrics {
         let metrics = Metrics::default();
         metrics.lock().fleet = rebuild::rebuild(cache, zone, funs, max_return_bytes);
         metrics
     }
 
     /// Forgets minions whose last run's job the master cleaned up (`keys`: the jobs in the cache).
-    pub fn retain(&self, keys: &BTreeSet<&str>) -> usize {
+    pub(crate) fn retain(&self, keys: &BTreeSet<&str>) -> usize {
         self.lock().fleet.retain(keys)
     }
 
-    pub fn set_own(&self, own: Own) {
+    pub(crate) fn set_own(&self, own: Own) {
         self.lock().own = own;
     }
 
     /// Every metric in the Prometheus text format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let registry = self.registry();
         let mut text = String::new();
         // Encoding only fails on a registry that breaks the format's rules, which ours does not.
@@ -147,7 +152,7 @@ impl Metrics {
 
     /// Writes every metric to `path` for node_exporter's textfile collector: a temp file
     /// renamed over it, so the collector never reads half a file.
-    pub fn write_file(&self, path: &Path) -> std::io::Result<()> {
+    pub(crate) fn write_file(&self, path: &Path) -> std::io::Result<()> {
         let text = self.render();
         let tmp = path.with_extension("prom.tmp");
         let mut file = std::fs::File::create(&tmp)?;

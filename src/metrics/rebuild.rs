@@ -20,7 +20,7 @@ use crate::time::{jid_instant, JidZone};
 
 /// Every minion's latest real state run in the cache under `root`, of the jobs `--fun` (`funs`)
 /// takes. Unreadable files (and files over `max` bytes) are skipped here: shipping names them.
-pub fn rebuild(root: &Path, zone: JidZone, funs: &[String], max: u64) -> Fleet {
+pub(crate) fn rebuild(root: &Path, zone: JidZone, funs: &[String], max: u64) -> Fleet {
     let (dirs, _) = scan(root, |_| {}, |_, _| false);
     let mut jobs: Vec<_> = dirs
         .into_iter()

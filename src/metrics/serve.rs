@@ -31,13 +31,13 @@ use mio::{Events, Interest, Poll, Token};
 use super::Metrics;
 
 /// The most connections held at once (Prometheus needs one per scrape).
-pub const MAX_CONNECTIONS: usize = 512;
+pub(crate) const MAX_CONNECTIONS: usize = 512;
 /// From accept to the end of the request head; Prometheus sends its ~300 bytes at once.
-pub const HEAD_TIME: Duration = Duration::from_secs(3);
+pub(crate) const HEAD_TIME: Duration = Duration::from_secs(3);
 /// To write the whole answer, however slowly the peer reads.
-pub const ANSWER_TIME: Duration = Duration::from_secs(10);
+pub(crate) const ANSWER_TIME: Duration = Duration::from_secs(10);
 /// The largest request head taken.
-pub const HEAD_BYTES: usize = 8 << 10;
+pub(crate) const HEAD_BYTES: usize = 8 << 10;
 /// After the answer, how long (and how many bytes) what the client still sends is read and
 /// dropped: closing with unread bytes would reset the connection, and the answer with it.
 const DRAIN_TIME: Duration = Duration::from_millis(500);
@@ -49,7 +49,7 @@ const LISTENER: Token = Token(usize::MAX);
 
 /// Serves `metrics` on `listener` from a thread of its own until the process ends. Returns
 /// the address bound.
-pub fn spawn(listener: std::net::TcpListener, metrics: Metrics) -> io::Result<SocketAddr> {
+pub(crate) fn spawn(listener: std::net::TcpListener, metrics: Metrics) -> io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let mut listener = TcpListener::from_std(listener);

@@ -9,25 +9,25 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     /// The event's bytes, its framing included: the events of a buffer follow one another.
-    pub len: usize,
+    pub(crate) len: usize,
     /// `event_id` (32 hex digits).
-    pub id: [u8; 32],
+    pub(crate) id: [u8; 32],
     /// When the state started, in microseconds since the epoch.
-    pub time: Option<i64>,
+    pub(crate) time: Option<i64>,
     /// Who the event is about and where it came from (shared by the events of one return).
-    pub origin: Arc<Origin>,
+    pub(crate) origin: Arc<Origin>,
     /// What the state says of itself.
-    pub state: StateKeys,
+    pub(crate) state: StateKeys,
 }
 
 /// The fields of a state event that a sink may repeat beside it (OTLP's attributes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct StateKeys {
     /// `state_id` (`__id__`).
-    pub state_id: Option<Box<str>>,
-    pub result: Outcome,
+    pub(crate) state_id: Option<Box<str>>,
+    pub(crate) result: Outcome,
     /// `changed`: the state changed something.
-    pub changed: bool,
+    pub(crate) changed: bool,
 }
 
 /// A state's `result`.
@@ -48,36 +48,36 @@ pub(crate) enum Outcome {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Origin {
     /// The minion (`minion_id`, ECS `host.name`).
-    pub host: String,
+    pub(crate) host: String,
     /// The master (`master`, ECS `observer.hostname`).
-    pub master: String,
-    pub jid: String,
+    pub(crate) master: String,
+    pub(crate) jid: String,
     /// The function the job ran (`fun`).
-    pub fun: String,
+    pub(crate) fun: String,
 }
 
 impl Keys {
     /// An `event_id` as [`Keys::id`] holds it: its first 32 bytes, padded with `0`.
-    pub fn id_from(id: &str) -> [u8; 32] {
+    pub(crate) fn id_from(id: &str) -> [u8; 32] {
         let mut out = [b'0'; 32];
         let n = id.len().min(32);
         out[..n].copy_from_slice(&id.as_bytes()[..n]);
         out
     }
 
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         std::str::from_utf8(&self.id).unwrap_or("?")
     }
 
     /// The time as whole seconds since the epoch and the microseconds after them.
-    pub fn seconds_micros(&self) -> Option<(i64, u32)> {
+    pub(crate) fn seconds_micros(&self) -> Option<(i64, u32)> {
         self.time
             .map(|t| (t.div_euclid(1_000_000), t.rem_euclid(1_000_000) as u32))
     }
 
     /// The time in milliseconds since the epoch.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub fn millis(&self) -> Option<i64> {
+    pub(crate) fn millis(&self) -> Option<i64> {
         self.time.map(|t| t.div_euclid(1000))
     }
 }
@@ -86,14 +86,14 @@ impl Keys {
 /// each one's keys.
 #[derive(Debug, Default)]
 pub(crate) struct Encoded {
-    pub bytes: Vec<u8>,
-    pub keys: Vec<Keys>,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) keys: Vec<Keys>,
 }
 
 impl Encoded {
     /// The [`Origin`] for an event: the last event's, unless this one's differs (an
     /// orchestration's events name several minions), so a return shares one.
-    pub fn origin(&self, host: &str, master: &str, jid: &str, fun: &str) -> Arc<Origin> {
+    pub(crate) fn origin(&self, host: &str, master: &str, jid: &str, fun: &str) -> Arc<Origin> {
         let same =
             |o: &Origin| o.host == host && o.master == master && o.jid == jid && o.fun == fun;
         match self.keys.last() {

@@ -34,14 +34,14 @@ pub(crate) use tcp::TcpOptions;
 
 /// Where and how to deliver, checked.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     pub(crate) core: CoreOptions,
     pub(crate) sink: SinkOptions,
 }
 
 impl Options {
     /// The targets, in failover order, as the user wrote them.
-    pub fn targets(&self) -> &[String] {
+    pub(crate) fn targets(&self) -> &[String] {
         match &self.sink {
             SinkOptions::Tcp(t) => &t.targets,
             SinkOptions::Hec(h) => &h.http.targets,
@@ -53,7 +53,7 @@ impl Options {
     }
 
     /// Whether target `i` is spoken to over TLS.
-    pub fn uses_tls(&self, i: usize) -> bool {
+    pub(crate) fn uses_tls(&self, i: usize) -> bool {
         match &self.sink {
             SinkOptions::Tcp(t) => t.tls.is_some(),
             SinkOptions::Kafka(k) => k.uses_tls(),
@@ -65,7 +65,7 @@ impl Options {
 
 /// The receivers' protocols (`--sink`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum SinkKind {
+pub(crate) enum SinkKind {
     /// Lines over TCP (or TLS), confirmed by a graceful close
     Tcp,
     /// Splunk HTTP Event Collector, with indexer acknowledgement when the token has it
@@ -151,7 +151,7 @@ fn on_core(opts: &Options, core: CoreOptions) -> Box<dyn Probe> {
 
 /// Why a sink stopped.
 #[derive(Debug)]
-pub enum SinkError {
+pub(crate) enum SinkError {
     /// No receiver took the data within `--deliver-timeout`.
     Undelivered(String),
     /// stdout's reader went away (`| head`): stop quietly.
@@ -178,10 +178,10 @@ impl std::error::Error for SinkError {}
 /// Counters for the progress bar and the summary.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct SinkStats {
-    pub events_sent: u64,
-    pub reconnects: u64,
+    pub(crate) events_sent: u64,
+    pub(crate) reconnects: u64,
     /// Events the receiver refused for good (a mapping error): reported, not sent again.
-    pub rejected: u64,
+    pub(crate) rejected: u64,
 }
 
 pub(crate) trait Sink {

@@ -4,7 +4,7 @@ use std::fmt;
 
 /// A token or password: never printed, not even with `{:?}`.
 #[derive(Clone)]
-pub(crate) struct Secret(pub String);
+pub(crate) struct Secret(pub(crate) String);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -12,7 +12,7 @@ pub(crate) struct StdoutSink {
 }
 
 impl StdoutSink {
-    pub fn new() -> StdoutSink {
+    pub(crate) fn new() -> StdoutSink {
         StdoutSink {
             out: BufWriter::with_capacity(1 << 16, io::stdout()),
             stats: SinkStats::default(),

@@ -26,11 +26,11 @@ use super::tls::{Tls, TlsStream};
 #[derive(Debug, Clone)]
 pub(crate) struct TcpOptions {
     /// `host:port`, in failover order; names are resolved again at every connect.
-    pub targets: Vec<String>,
+    pub(crate) targets: Vec<String>,
     /// The longest a connect (and a TLS handshake) may take, within the deadline.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Speak TLS to every target, with this set-up.
-    pub tls: Option<Tls>,
+    pub(crate) tls: Option<Tls>,
 }
 
 /// A connection to a receiver, plain or TLS.
@@ -76,7 +76,7 @@ pub(crate) struct Tcp {
 }
 
 impl Tcp {
-    pub fn new(opts: TcpOptions) -> Tcp {
+    pub(crate) fn new(opts: TcpOptions) -> Tcp {
         Tcp { opts, conn: None }
     }
 }

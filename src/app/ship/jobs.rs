@@ -34,16 +34,20 @@ pub(crate) type PendingJobs = BTreeMap<String, i64>;
 /// What the job events' turns did, for the summary line.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct JobTotals {
-    pub job_events: u64,
-    pub no_return_events: u64,
+    pub(crate) job_events: u64,
+    pub(crate) no_return_events: u64,
     /// Jobs left for a later pass at the last turn: younger than the wait, minions missing.
-    pub waiting: u64,
+    pub(crate) waiting: u64,
 }
 
 impl Shipper<'_> {
     /// Ships the job events of the jobs in `dirs` (or, `None`, of the whole cache) that are
     /// final and not shipped yet (a backfill ships them again).
-    pub fn job_pass(&mut self, mode: Mode, dirs: Option<Vec<JobDir>>) -> Result<(), PassError> {
+    pub(crate) fn job_pass(
+        &mut self,
+        mode: Mode,
+        dirs: Option<Vec<JobDir>>,
+    ) -> Result<(), PassError> {
         let config = self.config;
         if !config.events.jobs() {
             return Ok(());
@@ -206,13 +210,13 @@ impl Shipper<'_> {
     }
 
     /// When the first pending job is due, microseconds since the epoch.
-    pub fn next_job_due(&self) -> Option<i64> {
+    pub(crate) fn next_job_due(&self) -> Option<i64> {
         self.pending_jobs.values().min().copied()
     }
 
     /// The folders of the pending jobs due at `now`, listed afresh (a folder the master
     /// cleaned up meanwhile is forgotten).
-    pub fn due_jobs(&mut self, now: i64) -> Vec<JobDir> {
+    pub(crate) fn due_jobs(&mut self, now: i64) -> Vec<JobDir> {
         let due: Vec<String> = self
             .pending_jobs
             .iter()
@@ -229,7 +233,7 @@ impl Shipper<'_> {
     }
 
     /// One line on what the job events' turns did; a backfill says what it left for later.
-    pub fn report_jobs(&self, mode: Mode) {
+    pub(crate) fn report_jobs(&self, mode: Mode) {
         if !self.config.events.jobs() {
             return;
         }

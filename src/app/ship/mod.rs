@@ -38,7 +38,7 @@ const CHUNK: usize = 16;
 
 /// Which returns a run takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Every return in the time range, shipped or not.
     Backfill,
     /// Every return the checkpoint does not hold.
@@ -47,20 +47,20 @@ pub enum Mode {
 
 /// What a run did, for the summary line and the exit status.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
-    pub jobs: u64,
-    pub returns: u64,
-    pub events: u64,
+pub(crate) struct Totals {
+    pub(crate) jobs: u64,
+    pub(crate) returns: u64,
+    pub(crate) events: u64,
     /// Jobs with nothing to ship: not a state run, `nocache`, out of range, or filtered out.
-    pub skipped: u64,
-    pub failed_files: u64,
-    pub reconnects: u64,
+    pub(crate) skipped: u64,
+    pub(crate) failed_files: u64,
+    pub(crate) reconnects: u64,
     /// Events the receiver refused for good (a mapping error), their returns still recorded.
-    pub rejected: u64,
+    pub(crate) rejected: u64,
 }
 
 impl Totals {
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let rejected = match self.rejected {
             0 => String::new(),
             n => format!(", {n} events rejected by the receiver"),
@@ -123,25 +123,25 @@ pub(crate) fn run(
 
 /// The sink, the checkpoint and the returns sent but not confirmed yet, kept across passes
 /// (`watch` makes many passes on one connection).
-pub struct Shipper<'c> {
+pub(crate) struct Shipper<'c> {
     config: &'c Config,
     sink: Box<dyn Sink>,
     checkpoint: Option<Checkpoint>,
     pending: Vec<Pending>,
     /// The oldest job whose returns a pass left unshipped (jobs go in jid order).
     left_behind: Option<String>,
-    pub totals: Totals,
+    pub(crate) totals: Totals,
     pool: BufferPool,
     /// Progress bars on a terminal: for a run, not for a daemon's small passes.
-    pub bars: bool,
+    pub(crate) bars: bool,
     /// Set by a signal handler: end the pass after the return at hand.
     stop: Option<Arc<AtomicBool>>,
     /// Warn when unshipped returns near the master's keep_jobs (sync and watch).
-    pub warn_cleanup: bool,
+    pub(crate) warn_cleanup: bool,
     /// Set while waiting on the sink, for the progress bar.
     blocked: progress::Blocked,
     /// The fleet's health, rebuilt from the cache and updated as returns are read.
-    pub metrics: Option<Metrics>,
+    pub(crate) metrics: Option<Metrics>,
     /// Jobs whose job events wait for their minions or their `--return-wait`.
     pending_jobs: jobs::PendingJobs,
     /// Jobs whose job events were sent, waiting for the confirm: (folder key, jid, when).
@@ -152,7 +152,7 @@ pub struct Shipper<'c> {
 impl<'c> Shipper<'c> {
     /// `stop`, when set, ends a pass after the return at hand and makes a sink waiting for a
     /// receiver give up at once.
-    pub fn new(
+    pub(crate) fn new(
         config: &'c Config,
         checkpoint: Option<Checkpoint>,
         stop: Option<Arc<AtomicBool>>,
@@ -195,7 +195,7 @@ impl<'c> Shipper<'c> {
     /// Confirms delivery, then records and saves every return sent before it. A save that
     /// fails ends the run: shipping on, or running again, would send the same events again
     /// and again without ever recording them.
-    pub fn confirm(&mut self) -> Result<(), PassError> {
+    pub(crate) fn confirm(&mut self) -> Result<(), PassError> {
         self.blocked.start();
         let confirmed = self.sink.confirm();
         self.blocked.end();
@@ -217,12 +217,12 @@ impl<'c> Shipper<'c> {
         cp.save().map_err(|e| PassError::Save(format!("{e:#}")))
     }
 
-    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+    pub(crate) fn checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoint.as_ref()
     }
 
     /// What saving the checkpoint has cost so far.
-    pub fn save_stats(&self) -> SaveStats {
+    pub(crate) fn save_stats(&self) -> SaveStats {
         self.checkpoint
             .as_ref()
             .map(Checkpoint::save_stats)
@@ -231,7 +231,7 @@ impl<'c> Shipper<'c> {
 
     /// Returns in the cache that the checkpoint does not hold as done (one scan): what waits
     /// for a receiver. Returns of jobs not yet known to be non-state are counted too.
-    pub fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         let cp = self.checkpoint.as_ref();
         let list = |key: &str, mtime| cp.is_none_or(|cp| cp.needs_listing(key, mtime));
         let (dirs, _) = scan(&self.config.cache.dir, |_| {}, list);
@@ -248,7 +248,7 @@ impl<'c> Shipper<'c> {
     }
 
     /// When the oldest return sent but not confirmed was read, if any.
-    pub fn oldest_unconfirmed(&self) -> Option<Instant> {
+    pub(crate) fn oldest_unconfirmed(&self) -> Option<Instant> {
         let job = self.jobs_in_flight.first().map(|j| j.2);
         self.pending
             .first()
@@ -260,17 +260,17 @@ impl<'c> Shipper<'c> {
 
     /// Forgets what was sent but not confirmed: after a failed delivery those returns are not
     /// recorded, so the next full pass ships them again.
-    pub fn drop_unconfirmed(&mut self) {
+    pub(crate) fn drop_unconfirmed(&mut self) {
         self.pending.clear();
         self.jobs_in_flight.clear();
     }
 
-    pub fn reconnects(&self) -> u64 {
+    pub(crate) fn reconnects(&self) -> u64 {
         self.sink.stats().reconnects
     }
 
     /// saltship's own numbers for the metrics, with `lag` as the caller measured it.
-    pub fn own_metrics(&self, lag: f64) -> Own {
+    pub(crate) fn own_metrics(&self, lag: f64) -> Own {
         Own {
             returns: self.totals.returns,
             events: self.totals.events,
@@ -284,7 +284,7 @@ impl<'c> Shipper<'c> {
     }
 
     /// Warns about returns near cleanup and turns the outcome into the run's result.
-    pub fn finish(mut self, result: Result<(), PassError>) -> Result<Totals, Failure> {
+    pub(crate) fn finish(mut self, result: Result<(), PassError>) -> Result<Totals, Failure> {
         self.totals.reconnects = self.sink.stats().reconnects;
         self.totals.rejected = self.sink.stats().rejected;
         if let Some(jid) = self
@@ -334,7 +334,7 @@ fn warn_before_cleanup(config: &Config, jid: &str) {
 }
 
 /// After a first run with `--start-at now`: every return already in the cache counts as done.
-pub fn start_at_now(config: &Config, checkpoint: &mut Checkpoint) -> anyhow::Result<u64> {
+pub(crate) fn start_at_now(config: &Config, checkpoint: &mut Checkpoint) -> anyhow::Result<u64> {
     let (dirs, _) = scan(&config.cache.dir, |_| {}, |_, _| true);
     let mut returns = 0;
     for dir in dirs {

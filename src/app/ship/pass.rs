@@ -21,7 +21,7 @@ use crate::sink::SinkError;
 impl Shipper<'_> {
     /// Ships what `mode` takes from `dirs`, or from a scan of the whole cache (which also
     /// prunes the checkpoint). Confirms whenever enough is unconfirmed, not at the end.
-    pub fn pass(&mut self, mode: Mode, dirs: Option<Vec<JobDir>>) -> Result<(), PassError> {
+    pub(crate) fn pass(&mut self, mode: Mode, dirs: Option<Vec<JobDir>>) -> Result<(), PassError> {
         let config = self.config;
         if !config.events.state {
             return Ok(());
@@ -119,7 +119,7 @@ impl Shipper<'_> {
 
     /// Every job folder of the cache, listed where the checkpoint says it must be; prunes the
     /// checkpoint of the jobs gone.
-    pub fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
+    pub(crate) fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
         let found = progress::counter(!self.bars, "jobs found");
         let checkpoint = self.checkpoint.as_ref().filter(|_| mode == Mode::Sync);
         // A backfill lists each job at its turn; a sync only the jobs not settled.

@@ -66,17 +66,17 @@ pub(super) enum Done<'j> {
 
 /// One return read, decoded and encoded.
 pub(super) struct Read {
-    pub minion: String,
-    pub encoded: Encoded,
+    pub(crate) minion: String,
+    pub(crate) encoded: Encoded,
     /// How many events `encoded` holds; `None` when the return has not landed yet.
-    pub events: Option<u64>,
+    pub(crate) events: Option<u64>,
     /// Whether a filter dropped any of its events: then it is not recorded, so a run without
     /// the filter ships the rest.
-    pub filtered: bool,
+    pub(crate) filtered: bool,
     /// What reading it counted.
-    pub part: Totals,
+    pub(crate) part: Totals,
     /// Its state runs, when metrics are kept.
-    pub seen: Option<Observed>,
+    pub(crate) seen: Option<Observed>,
 }
 
 /// The part of the pipeline that runs on every core: a return read, decoded, extracted and

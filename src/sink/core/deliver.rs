@@ -65,7 +65,7 @@ pub(crate) struct Delivery<P: Protocol> {
 impl<P: Protocol> Delivery<P> {
     /// The core for `proto`, delivering to `targets` (in failover order, as the user wrote
     /// them).
-    pub fn new(proto: P, targets: Vec<String>, opts: CoreOptions) -> Delivery<P> {
+    pub(crate) fn new(proto: P, targets: Vec<String>, opts: CoreOptions) -> Delivery<P> {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
@@ -305,7 +305,7 @@ impl<P: Protocol> Delivery<P> {
     }
 
     /// Checks target `i` without sending an event, within `--deliver-timeout`.
-    pub fn probe(&mut self, i: usize) -> Result<String, Fault> {
+    pub(crate) fn probe(&mut self, i: usize) -> Result<String, Fault> {
         self.wait.restart();
         self.proto.probe(i, &mut self.wait)
     }

@@ -17,12 +17,12 @@ pub(crate) use wait::Wait;
 #[derive(Debug, Clone)]
 pub(crate) struct CoreOptions {
     /// Give up (exit 3) after this long without progress.
-    pub deliver_timeout: Duration,
+    pub(crate) deliver_timeout: Duration,
     /// At most this many events per second, on average.
-    pub max_rate: Option<f64>,
+    pub(crate) max_rate: Option<f64>,
     /// Set by a signal handler: stop waiting for receivers.
-    pub stop: Option<Arc<AtomicBool>>,
+    pub(crate) stop: Option<Arc<AtomicBool>>,
     /// A batch still filling goes out once its first event waited this long (`--linger`), or
     /// as soon as the caller has no more input ready ([`crate::sink::Sink::flush`]).
-    pub linger: Duration,
+    pub(crate) linger: Duration,
 }

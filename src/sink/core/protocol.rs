@@ -13,10 +13,10 @@ use crate::sink::keys::Keys;
 /// Events framed for the wire, sent and acknowledged as one, with each event's keys.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
-    pub bytes: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
     /// One per event, in order; their `len`s add up to `bytes.len()`.
-    pub keys: Vec<Keys>,
-    pub state: BatchState,
+    pub(crate) keys: Vec<Keys>,
+    pub(crate) state: BatchState,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -42,12 +42,12 @@ pub(crate) enum Fate {
 
 impl Batch {
     /// How many events the batch holds.
-    pub fn events(&self) -> u64 {
+    pub(crate) fn events(&self) -> u64 {
         self.keys.len() as u64
     }
 
     /// The events with their keys, in order.
-    pub fn each(&self) -> impl Iterator<Item = (&Keys, &[u8])> {
+    pub(crate) fn each(&self) -> impl Iterator<Item = (&Keys, &[u8])> {
         let mut at = 0;
         self.keys.iter().map(move |k| {
             let event = &self.bytes[at..at + k.len];
@@ -58,7 +58,7 @@ impl Batch {
 
     /// Moves the events from the `n`th on into a new batch (to halve one a receiver found too
     /// large).
-    pub fn split_off(&mut self, n: usize) -> Batch {
+    pub(crate) fn split_off(&mut self, n: usize) -> Batch {
         let at: usize = self.keys[..n].iter().map(|k| k.len).sum();
         Batch {
             bytes: self.bytes.split_off(at),
@@ -69,7 +69,7 @@ impl Batch {
 
     /// Keeps only the events `fate` (given each one's index and keys) sends [`Fate::Again`]:
     /// how many it rejected.
-    pub fn retain(&mut self, mut fate: impl FnMut(usize, &Keys) -> Fate) -> u64 {
+    pub(crate) fn retain(&mut self, mut fate: impl FnMut(usize, &Keys) -> Fate) -> u64 {
         let (mut bytes, mut keys) = (Vec::new(), Vec::new());
         let mut rejected = 0;
         for (i, (k, event)) in self.each().enumerate() {
@@ -121,32 +121,32 @@ pub(crate) enum Fault {
 }
 
 impl Fault {
-    pub fn retry(why: impl Into<String>) -> Fault {
+    pub(crate) fn retry(why: impl Into<String>) -> Fault {
         Fault::Retry {
             why: why.into(),
             after: None,
         }
     }
 
-    pub fn permanent(why: impl Into<String>) -> Fault {
+    pub(crate) fn permanent(why: impl Into<String>) -> Fault {
         Fault::Permanent { why: why.into() }
     }
 
-    pub fn why(&self) -> &str {
+    pub(crate) fn why(&self) -> &str {
         match self {
             Fault::Retry { why, .. } | Fault::Permanent { why } => why,
         }
     }
 
     /// The pause the receiver asked for.
-    pub fn after(&self) -> Option<Duration> {
+    pub(crate) fn after(&self) -> Option<Duration> {
         match self {
             Fault::Retry { after, .. } => *after,
             Fault::Permanent { .. } => None,
         }
     }
 
-    pub fn is_permanent(&self) -> bool {
+    pub(crate) fn is_permanent(&self) -> bool {
         matches!(self, Fault::Permanent { .. })
     }
 }

@@ -10,12 +10,12 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 /// The longest a socket call blocks before the deadline and the stop flag are looked at again.
-pub const SLICE: Duration = Duration::from_millis(100);
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
 /// A deadline that progress pushes back (while it [slides](Wait::slide)), and the stop flag
 /// (set by SIGTERM).
 #[derive(Debug, Clone)]
-pub struct Wait {
+pub(crate) struct Wait {
     until: Instant,
     patience: Duration,
     slides: bool,
@@ -24,7 +24,7 @@ pub struct Wait {
 
 impl Wait {
     /// A wait that ends `patience` from now unless progress pushes it back.
-    pub fn new(patience: Duration, stop: Option<Arc<AtomicBool>>) -> Wait {
+    pub(crate) fn new(patience: Duration, stop: Option<Arc<AtomicBool>>) -> Wait {
         Wait {
             until: Instant::now() + patience,
             patience,
@@ -34,12 +34,12 @@ impl Wait {
     }
 
     #[cfg(test)]
-    pub fn until(&self) -> Instant {
+    pub(crate) fn until(&self) -> Instant {
         self.until
     }
 
     /// The receiver took something: the deadline starts again, if it slides.
-    pub fn progress(&mut self) {
+    pub(crate) fn progress(&mut self) {
         if self.slides {
             self.restart();
         }
@@ -48,18 +48,18 @@ impl Wait {
     /// Whether [`Wait::progress`] pushes the deadline back: while all is well, a receiver
     /// that takes bytes is alive; after a fault only an acknowledgement counts (a receiver
     /// that accepts, takes a buffer's worth and closes must not keep us trying forever).
-    pub fn slide(&mut self, slides: bool) {
+    pub(crate) fn slide(&mut self, slides: bool) {
         self.slides = slides;
     }
 
     /// Starts the deadline again, as after an acknowledgement.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.until = Instant::now() + self.patience;
     }
 
     /// The same wait (the same stop flag), ending `d` from now at the latest, and not pushed
     /// back by progress: for one step that must not take the whole deadline.
-    pub fn capped(&self, d: Duration) -> Wait {
+    pub(crate) fn capped(&self, d: Duration) -> Wait {
         Wait {
             until: self.until.min(Instant::now() + d),
             slides: false,
@@ -67,12 +67,12 @@ impl Wait {
         }
     }
 
-    pub fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }
 
     /// Time left before the deadline: an error once it passed or a stop was asked for.
-    pub fn left(&self) -> io::Result<Duration> {
+    pub(crate) fn left(&self) -> io::Result<Duration> {
         if self.stopped() {
             return Err(io::Error::other("stopped"));
         }
@@ -87,12 +87,12 @@ impl Wait {
     }
 
     /// Time left, at most one [`SLICE`].
-    pub fn slice(&self) -> io::Result<Duration> {
+    pub(crate) fn slice(&self) -> io::Result<Duration> {
         Ok(self.left()?.min(SLICE))
     }
 
     /// Sleeps `d` (cut short by the deadline), in slices so that a stop is seen at once.
-    pub fn sleep(&self, d: Duration) -> io::Result<()> {
+    pub(crate) fn sleep(&self, d: Duration) -> io::Result<()> {
         let end = Instant::now() + d;
         loop {
             let now = Instant::now();
@@ -107,9 +107,9 @@ impl Wait {
 /// `sock` read and written in slices: blocks until data moves, the deadline passes or a stop is
 /// asked for. Each write that moved a byte pushes the deadline back; reads do not (a receiver
 /// that talks without reading makes no progress).
-pub struct Patient<'a> {
-    pub sock: &'a TcpStream,
-    pub wait: &'a mut Wait,
+pub(crate) struct Patient<'a> {
+    pub(crate) sock: &'a TcpStream,
+    pub(crate) wait: &'a mut Wait,
 }
 
 fn timed_out(e: &io::Error) -> bool {

@@ -15,29 +15,29 @@ use crate::sink::tls::Tls;
 #[derive(Debug, Clone)]
 pub(crate) struct HttpOptions {
     /// `http://` or `https://` URLs, in failover order.
-    pub targets: Vec<String>,
+    pub(crate) targets: Vec<String>,
     /// The `Authorization` header's value.
-    pub auth: Option<Secret>,
-    pub connect_timeout: Duration,
+    pub(crate) auth: Option<Secret>,
+    pub(crate) connect_timeout: Duration,
     /// Request bodies stay within this many bytes (`--max-request-bytes`); `None`: the
     /// sink's default.
-    pub max_request_bytes: Option<usize>,
+    pub(crate) max_request_bytes: Option<usize>,
     /// For `https://` targets.
-    pub tls: Option<Tls>,
+    pub(crate) tls: Option<Tls>,
 }
 
 /// The reply to a POST.
 #[derive(Debug, Default)]
 pub(crate) struct Answer {
-    pub status: u16,
-    pub retry_after: Option<Duration>,
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<Duration>,
     /// The body as text (lossy: for messages and JSON replies).
-    pub body: String,
+    pub(crate) body: String,
     /// The body as it came (a protobuf reply is not text).
-    pub bytes: Vec<u8>,
-    pub content_type: Option<String>,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) content_type: Option<String>,
     /// Where a redirect points (we never follow one: its answer is not an acknowledgement).
-    pub location: Option<String>,
+    pub(crate) location: Option<String>,
 }
 
 /// A reply body is read up to this much: replies are small, and a huge one is not ours.
@@ -50,7 +50,7 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    pub fn new(opts: &HttpOptions) -> Http {
+    pub(crate) fn new(opts: &HttpOptions) -> Http {
         let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(opts.connect_timeout)
             .max_idle_connections_per_host(2)
@@ -69,7 +69,7 @@ impl Http {
 
     /// POSTs `body` to `url`. The request runs on a helper thread so that this call returns
     /// by the deadline, or at once when a stop is asked for, whatever the receiver does.
-    pub fn post(
+    pub(crate) fn post(
         &self,
         url: &str,
         headers: &[(&str, String)],
@@ -162,7 +162,7 @@ fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> bool {
 
 impl Answer {
     /// A 413: the body was too large for the receiver (or a proxy before it).
-    pub fn too_large(&self) -> bool {
+    pub(crate) fn too_large(&self) -> bool {
         self.status == 413
     }
 
@@ -171,7 +171,7 @@ impl Answer {
     /// A redirect is permanent for the target: it is not followed (a 301/302 would turn the
     /// POST into a GET without the body), and the message names where it points, so that the
     /// operator can set the target to it. `None` for a 2xx; other statuses are the sink's.
-    pub fn fault(&self) -> Option<Fault> {
+    pub(crate) fn fault(&self) -> Option<Fault> {
         let why = || format!("HTTP {}: {}", self.status, one_line(&self.body));
         match self.status {
             200..=299 => None,
@@ -212,7 +212,7 @@ pub(crate) fn probe(
 impl Answer {
     /// A refusal that is the target's, not one event's (a wrong path or index, a disabled
     /// token): permanent.
-    pub fn refused(&self) -> Fault {
+    pub(crate) fn refused(&self) -> Fault {
         Fault::permanent(format!("HTTP {}: {}", self.status, one_line(&self.body)))
     }
 }

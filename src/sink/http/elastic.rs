@@ -19,8 +19,8 @@ pub(crate) const BATCH_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub(crate) struct ElasticOptions {
-    pub http: HttpOptions,
-    pub index: String,
+    pub(crate) http: HttpOptions,
+    pub(crate) index: String,
 }
 
 pub(crate) struct Elastic {
@@ -45,7 +45,7 @@ struct Item {
 }
 
 impl Elastic {
-    pub fn new(opts: ElasticOptions) -> Elastic {
+    pub(crate) fn new(opts: ElasticOptions) -> Elastic {
         let mut action = b"{\"create\":{\"_index\":".to_vec();
         write_str(&mut action, &opts.index);
         Elastic {

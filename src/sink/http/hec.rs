@@ -26,9 +26,9 @@ pub(crate) const BATCH_BYTES: usize = 512 << 10;
 
 #[derive(Debug, Clone)]
 pub(crate) struct HecOptions {
-    pub http: HttpOptions,
-    pub sourcetype: String,
-    pub index: Option<String>,
+    pub(crate) http: HttpOptions,
+    pub(crate) sourcetype: String,
+    pub(crate) index: Option<String>,
 }
 
 pub(crate) struct Hec {
@@ -63,7 +63,7 @@ struct AckReply {
 }
 
 impl Hec {
-    pub fn new(opts: HecOptions, deliver_timeout: Duration) -> Hec {
+    pub(crate) fn new(opts: HecOptions, deliver_timeout: Duration) -> Hec {
         let mut fixed = b"\"sourcetype\":".to_vec();
         write_str(&mut fixed, &opts.sourcetype);
         if let Some(index) = &opts.index {

@@ -19,7 +19,7 @@ mod producer;
 #[cfg(feature = "kafka")]
 mod reports;
 
-pub use options::KafkaKey;
+pub(crate) use options::KafkaKey;
 pub(crate) use options::{sasl_properties, security_protocol, tls_properties, KafkaOptions};
 #[cfg(feature = "kafka")]
 pub(crate) use producer::Kafka;

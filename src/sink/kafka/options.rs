@@ -20,7 +20,7 @@ const RECORD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What each record's key is (`--kafka-key`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum KafkaKey {
+pub(crate) enum KafkaKey {
     /// The event's id: a compacted topic keeps one copy per state result
     #[value(name = "event_id")]
     EventId,
@@ -34,20 +34,20 @@ pub enum KafkaKey {
 pub(crate) struct KafkaOptions {
     /// One target for the core: the `--target`s (`HOST:PORT`) joined with commas, librdkafka's
     /// bootstrap list.
-    pub bootstrap: Vec<String>,
-    pub topic: String,
-    pub key: KafkaKey,
+    pub(crate) bootstrap: Vec<String>,
+    pub(crate) topic: String,
+    pub(crate) key: KafkaKey,
     /// librdkafka properties besides ours (TLS, SASL, `--kafka-option`), applied in order.
-    pub properties: Vec<(String, String)>,
+    pub(crate) properties: Vec<(String, String)>,
     /// `sasl.password`.
-    pub password: Option<Secret>,
-    pub deliver_timeout: Duration,
+    pub(crate) password: Option<Secret>,
+    pub(crate) deliver_timeout: Duration,
 }
 
 impl KafkaOptions {
     /// The client's configuration: ours first, so that `--kafka-option` can change any of it.
     #[cfg(feature = "kafka")]
-    pub fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         let record_timeout = self.deliver_timeout.min(RECORD_TIMEOUT).max(MIN_TIMEOUT);
         c.set("bootstrap.servers", self.bootstrap.join(","))
@@ -71,7 +71,7 @@ impl KafkaOptions {
     }
 
     /// Whether the brokers are spoken to over TLS (`--tls`, or a `--kafka-option`).
-    pub fn uses_tls(&self) -> bool {
+    pub(crate) fn uses_tls(&self) -> bool {
         let protocol = self.properties.iter().rev();
         protocol
             .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -24,7 +24,7 @@ pub(crate) struct Kafka {
 }
 
 impl Kafka {
-    pub fn new(opts: KafkaOptions) -> Kafka {
+    pub(crate) fn new(opts: KafkaOptions) -> Kafka {
         Kafka {
             opts,
             producer: None,

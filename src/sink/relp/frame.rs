@@ -61,14 +61,14 @@ pub(crate) enum Incoming {
 /// A `rsp` frame.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Rsp {
-    pub txnr: u32,
+    pub(crate) txnr: u32,
     /// 200 is success; anything else is an error; 0 when the reply had no data (imrelp's
     /// answer to `close`).
-    pub code: u16,
+    pub(crate) code: u16,
     /// The human part after the code, at most 80 characters.
-    pub text: String,
+    pub(crate) text: String,
     /// What follows the text's LF (the offers, for `open`).
-    pub data: Vec<u8>,
+    pub(crate) data: Vec<u8>,
 }
 
 impl Rsp {

@@ -40,15 +40,15 @@ const OPEN_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub(crate) struct RelpOptions {
     /// `host:port`, in failover order.
-    pub targets: Vec<String>,
+    pub(crate) targets: Vec<String>,
     /// The longest a connect (and a TLS handshake) may take, within the deadline.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Speak TLS to every target, with this set-up (imrelp's `tls="on"`).
-    pub tls: Option<Tls>,
+    pub(crate) tls: Option<Tls>,
     /// At most this many frames unanswered (`--relp-window`).
-    pub window: usize,
+    pub(crate) window: usize,
     /// The events' format, to take its stream framing off.
-    pub format: Format,
+    pub(crate) format: Format,
 }
 
 /// The RELP sink's protocol.

@@ -10,9 +10,9 @@ use rustls::{AlertDescription, CertificateError};
 
 /// A TLS failure, said in one line; `permanent` when retrying cannot help.
 #[derive(Debug)]
-pub struct TlsFailure {
-    pub why: String,
-    pub permanent: bool,
+pub(crate) struct TlsFailure {
+    pub(crate) why: String,
+    pub(crate) permanent: bool,
 }
 
 impl fmt::Display for TlsFailure {
@@ -24,7 +24,7 @@ impl fmt::Display for TlsFailure {
 impl std::error::Error for TlsFailure {}
 
 /// Whether `e` is a TLS failure that retrying will not fix (a certificate problem).
-pub fn is_permanent(e: &io::Error) -> bool {
+pub(crate) fn is_permanent(e: &io::Error) -> bool {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<TlsFailure>())
         .is_some_and(|f| f.permanent)
@@ -37,9 +37,9 @@ pub(super) fn failure(why: String, permanent: bool) -> io::Error {
 /// What a handshake showed, to explain later failures.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Ctx {
-    pub client_cert: bool,
+    pub(crate) client_cert: bool,
     /// The receiver asked for a client certificate.
-    pub asked: bool,
+    pub(crate) asked: bool,
 }
 
 /// A failed handshake in one line, permanent when it is a certificate problem.

@@ -33,24 +33,24 @@ use rustls::{
 };
 
 pub(crate) use failure::is_permanent;
-pub use stream::TlsStream;
+pub(crate) use stream::TlsStream;
 
 /// The TLS options as given, before loading.
 #[derive(Debug, Clone, Default)]
-pub struct TlsOptions {
+pub(crate) struct TlsOptions {
     /// Trust only these CAs (PEM) instead of the system's.
-    pub ca: Option<PathBuf>,
+    pub(crate) ca: Option<PathBuf>,
     /// The name expected in the receiver's certificate, instead of the target's host.
-    pub server_name: Option<String>,
+    pub(crate) server_name: Option<String>,
     /// Our certificate chain and key (PEM), for receivers that require one.
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub insecure_skip_verify: bool,
+    pub(crate) cert: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
+    pub(crate) insecure_skip_verify: bool,
 }
 
 /// A loaded TLS client set-up, shared by every connection of a run.
 #[derive(Debug, Clone)]
-pub struct Tls {
+pub(crate) struct Tls {
     config: Arc<ClientConfig>,
     server_name: Option<ServerName<'static>>,
     has_client_cert: bool,
@@ -61,7 +61,7 @@ pub struct Tls {
 impl Tls {
     /// Loads the roots (system store or `--tls-ca`) and the client certificate; errors name the
     /// file. `--tls-insecure-skip-verify` is warned about here, once.
-    pub fn load(opts: &TlsOptions) -> Result<Tls> {
+    pub(crate) fn load(opts: &TlsOptions) -> Result<Tls> {
         let provider = Arc::new(ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -105,13 +105,13 @@ impl Tls {
     }
 
     /// The client set-up, for the HTTP sinks' client.
-    pub fn client_config(&self) -> Arc<ClientConfig> {
+    pub(crate) fn client_config(&self) -> Arc<ClientConfig> {
         self.config.clone()
     }
 
     /// The TLS handshake on a fresh connection to `target` (`host:port`), within `timeout`.
     /// Nothing of ours is written before it succeeded.
-    pub fn connect(
+    pub(crate) fn connect(
         &self,
         target: &str,
         sock: TcpStream,

@@ -12,7 +12,7 @@ use crate::sink::core::wait::{Patient, Wait};
 use super::failure::{describe, explain, failure, Ctx};
 
 /// A TLS connection to a receiver, past its handshake.
-pub struct TlsStream {
+pub(crate) struct TlsStream {
     conn: ClientConnection,
     sock: TcpStream,
     ctx: Ctx,
@@ -39,7 +39,7 @@ impl TlsStream {
     }
 
     /// Encrypts and writes all of `bytes`, by the deadline of `wait`.
-    pub fn write_all(&mut self, mut bytes: &[u8], wait: &mut Wait) -> io::Result<()> {
+    pub(crate) fn write_all(&mut self, mut bytes: &[u8], wait: &mut Wait) -> io::Result<()> {
         while !bytes.is_empty() {
             // rustls takes what fits in its buffer; writing that out makes room for the rest.
             let n = self.conn.writer().write(bytes)?;
@@ -65,7 +65,7 @@ impl TlsStream {
 
     /// Reads what the receiver sent (decrypted): waits for it by the deadline of `wait` when
     /// `block`, else `Ok(None)` when nothing is ready; `Ok(Some(0))` when it closed.
-    pub fn read(
+    pub(crate) fn read(
         &mut self,
         buf: &mut [u8],
         block: bool,
@@ -106,7 +106,7 @@ impl TlsStream {
 
     /// Why the receiver is gone, if it closed (close_notify or EOF), broke the connection or
     /// sent an alert since we last looked; anything else it sent is read and dropped.
-    pub fn peer_closed(&mut self) -> Option<io::Error> {
+    pub(crate) fn peer_closed(&mut self) -> Option<io::Error> {
         if let Err(e) = self.sock.set_nonblocking(true) {
             return Some(e);
         }
@@ -126,7 +126,7 @@ impl TlsStream {
 
     /// Our close_notify and FIN, then the receiver's close_notify or EOF by the deadline:
     /// proof it read every byte before ours.
-    pub fn close_gracefully(&mut self, wait: &mut Wait) -> io::Result<()> {
+    pub(crate) fn close_gracefully(&mut self, wait: &mut Wait) -> io::Result<()> {
         // A receiver that closed earlier would show an EOF that proves nothing.
         if let Some(e) = self.peer_closed() {
             return Err(match e.kind() {

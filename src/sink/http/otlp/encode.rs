@@ -19,7 +19,7 @@ pub(crate) use crate::sink::keys::Outcome;
 
 /// How a request travels (`--otlp-encoding`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     /// Binary protobuf, `application/x-protobuf` (every OTLP receiver takes it)
     Protobuf,
     /// OTLP/JSON, `application/json`
@@ -37,7 +37,7 @@ impl Encoding {
 
 /// Whether a request body is compressed (`--otlp-compression`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compression {
+pub(crate) enum Compression {
     /// gzip, `Content-Encoding: gzip`
     Gzip,
     /// As it is
@@ -48,19 +48,19 @@ pub enum Compression {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Record<'a> {
     /// The event as `--format` encoded it, without its newline.
-    pub body: &'a [u8],
+    pub(crate) body: &'a [u8],
     /// When the event happened; 0 when unknown.
-    pub time_unix_nano: u64,
+    pub(crate) time_unix_nano: u64,
     /// The master that ran the job: the resource's `host.name`.
-    pub master: Option<&'a str>,
-    pub event_id: Option<&'a str>,
-    pub event_type: Option<&'a str>,
-    pub jid: Option<&'a str>,
-    pub minion_id: Option<&'a str>,
-    pub fun: Option<&'a str>,
-    pub state_id: Option<&'a str>,
-    pub result: Outcome,
-    pub changed: Option<bool>,
+    pub(crate) master: Option<&'a str>,
+    pub(crate) event_id: Option<&'a str>,
+    pub(crate) event_type: Option<&'a str>,
+    pub(crate) jid: Option<&'a str>,
+    pub(crate) minion_id: Option<&'a str>,
+    pub(crate) fun: Option<&'a str>,
+    pub(crate) state_id: Option<&'a str>,
+    pub(crate) result: Outcome,
+    pub(crate) changed: Option<bool>,
 }
 
 /// The severity a state's `result` gives: ERROR for false, WARN for null (a test run's

@@ -30,11 +30,11 @@ const BATCH_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub(crate) struct OtlpOptions {
-    pub http: HttpOptions,
-    pub encoding: Encoding,
-    pub compression: Compression,
+    pub(crate) http: HttpOptions,
+    pub(crate) encoding: Encoding,
+    pub(crate) compression: Compression,
     /// `--otlp-header` and `--otlp-header-file`: names as given, values never printed.
-    pub headers: Vec<(String, Secret)>,
+    pub(crate) headers: Vec<(String, Secret)>,
 }
 
 pub(crate) struct Otlp {
@@ -46,7 +46,7 @@ pub(crate) struct Otlp {
 }
 
 impl Otlp {
-    pub fn new(opts: OtlpOptions) -> Otlp {
+    pub(crate) fn new(opts: OtlpOptions) -> Otlp {
         let names: Vec<&str> = opts.headers.iter().map(|(n, _)| n.as_str()).collect();
         if !names.is_empty() {
             debug!("OTLP headers (values not shown): {}", names.join(", "));

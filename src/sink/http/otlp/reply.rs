@@ -21,11 +21,11 @@ use crate::sink::http::client::one_line;
 /// The parts of an HTTP answer that matter here.
 #[derive(Debug, Default)]
 pub(crate) struct Response<'a> {
-    pub status: u16,
-    pub content_type: Option<&'a str>,
-    pub location: Option<&'a str>,
-    pub retry_after: Option<Duration>,
-    pub body: &'a [u8],
+    pub(crate) status: u16,
+    pub(crate) content_type: Option<&'a str>,
+    pub(crate) location: Option<&'a str>,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) body: &'a [u8],
 }
 
 /// What the answer to a request of `records` log records means.
