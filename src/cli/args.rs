@@ -3,11 +3,10 @@
 
 use std::path::PathBuf;
 
-use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
 use super::parse::Boolish;
-use super::receivers::{HttpArgs, KafkaArgs, OtlpArgs, TlsArgs};
+use super::receivers::{HttpArgs, KafkaArgs, OtlpArgs, RelpArgs, TlsArgs};
 
 pub(crate) use crate::event::EventKind;
 use crate::format::Format;
@@ -391,20 +390,4 @@ pub(crate) struct CommonArgs {
 
     #[command(flatten)]
     pub(crate) relp: RelpArgs,
-}
-
-/// The RELP sink.
-#[derive(Args, Debug)]
-#[command(next_help_heading = "RELP")]
-pub(crate) struct RelpArgs {
-    /// At most N frames (events) sent and not yet answered by the receiver (rsp 200); as
-    /// librelp's default. Frames leave at once; the window only bounds what is in flight
-    #[arg(
-        long,
-        value_name = "N",
-        env = "SALTSHIP_RELP_WINDOW",
-        default_value_t = crate::sink::relp::DEFAULT_WINDOW,
-        value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize)
-    )]
-    pub(crate) relp_window: usize,
 }

@@ -1,8 +1,9 @@
-//! The command line's receiver options: Kafka, the HTTP sinks, OTLP, TLS. Doc comments become
+//! The command line's receiver options: Kafka, the HTTP sinks, OTLP, RELP, TLS. Doc comments become
 //! `--help` and the man page.
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::Args;
 
 use super::parse::Boolish;
@@ -205,4 +206,20 @@ pub(crate) struct OtlpArgs {
     /// tokens (e.g. `Authorization=Bearer ...`, `api-key=...`); never printed
     #[arg(long, value_name = "FILE", env = "SALTSHIP_OTLP_HEADER_FILE")]
     pub(crate) otlp_header_file: Option<PathBuf>,
+}
+
+/// The RELP sink.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "RELP")]
+pub(crate) struct RelpArgs {
+    /// At most N frames (events) sent and not yet answered by the receiver (rsp 200); as
+    /// librelp's default. Frames leave at once; the window only bounds what is in flight
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SALTSHIP_RELP_WINDOW",
+        default_value_t = crate::sink::relp::DEFAULT_WINDOW,
+        value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize)
+    )]
+    pub(crate) relp_window: usize,
 }
