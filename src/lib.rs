@@ -23,7 +23,7 @@
 //!   formats in `snapshot.rs`, the journal in `journal.rs`, the lock and temp files in
 //!   `files.rs`.
 //! - [`metrics`] keeps the fleet's health (each minion's latest state run) and serves it.
-//! - [`logging`] the diagnostics, [`glob`] the filters.
+//! - [`logging`] the diagnostics, [`glob`] the filters, [`sync`] the one rule for poisoned locks.
 
 pub mod app;
 pub(crate) mod cache;
@@ -39,5 +39,6 @@ pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod msgpack;
 pub(crate) mod sink;
+pub(crate) mod sync;
 pub(crate) mod time;
 pub(crate) mod zone;

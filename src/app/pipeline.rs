@@ -47,8 +47,8 @@ where
         for _ in 0..threads.max(1) {
             let (done_tx, work_rx, work) = (done_tx.clone(), &work_rx, &work);
             scope.spawn(move || loop {
-                let next = work_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok((seq, item))) = next else { return };
+                let next = crate::sync::lock(work_rx).recv();
+                let Ok((seq, item)) = next else { return };
                 if done_tx.send((seq, work(item))).is_err() {
                     return;
                 }

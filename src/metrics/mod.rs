@@ -47,8 +47,7 @@ struct State {
 
 impl Metrics {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic elsewhere leaves plain numbers behind: still worth serving.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     /// One return read: its results counted, its real runs made the minions' latest.

@@ -3,7 +3,9 @@
 //! nothing else is in flight, then goes alone.
 
 use std::path::Path;
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex};
+
+use crate::sync::{lock, wait};
 
 /// What a return holds at its peak, per byte of its file: the file, its decoded values, its
 /// events and their encoding. Measured at 6.8 on the benchmark corpus's 28 MB returns (100,000
@@ -32,18 +34,15 @@ impl Budget {
 
     /// Waits until `n` bytes fit, or nothing else is in flight, or the pass ended.
     pub(super) fn take(&self, n: u64) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = lock(&self.state);
         while state.0 > 0 && state.0 + n > self.limit && !state.1 {
-            state = self
-                .freed
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            state = wait(&self.freed, state);
         }
         state.0 += n;
     }
 
     pub(super) fn give(&self, n: u64) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = lock(&self.state);
         state.0 = state.0.saturating_sub(n);
         self.freed.notify_all();
     }
@@ -51,7 +50,7 @@ impl Budget {
     /// The pass ended (delivery failed, or a stop): whoever waits goes on, and finds the
     /// pipeline closed.
     pub(super) fn close(&self) {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+        lock(&self.state).1 = true;
         self.freed.notify_all();
     }
 

@@ -125,25 +125,23 @@ const POOL_BYTES: usize = 8 << 20;
 
 impl BufferPool {
     pub(super) fn take(&self) -> Vec<u8> {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|mut p| {
-                let buf = p.0.pop()?;
-                p.1 -= buf.capacity();
-                Some(buf)
-            })
-            .unwrap_or_else(|| Vec::with_capacity(1 << 16))
+        let mut pool = crate::sync::lock(&self.0);
+        match pool.0.pop() {
+            Some(buf) => {
+                pool.1 -= buf.capacity();
+                buf
+            }
+            None => Vec::with_capacity(1 << 16),
+        }
     }
 
     pub(super) fn give(&self, mut buf: Vec<u8>) {
         buf.clear();
-        if let Ok(mut pool) = self.0.lock() {
-            // A huge one is let go.
-            if pool.1 + buf.capacity() <= POOL_BYTES {
-                pool.1 += buf.capacity();
-                pool.0.push(buf);
-            }
+        let mut pool = crate::sync::lock(&self.0);
+        // A huge one is let go.
+        if pool.1 + buf.capacity() <= POOL_BYTES {
+            pool.1 += buf.capacity();
+            pool.0.push(buf);
         }
     }
 }
