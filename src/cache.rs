@@ -157,17 +157,7 @@ pub(crate) fn scan(
                 .to_string_lossy()
                 .into_owned();
             let (mtime, subfolders) = stat(&dir).unzip();
-            let mut job = JobDir {
-                dir,
-                key,
-                jid: String::new(),
-                nocache: false,
-                minions: Vec::new(),
-                raw: Vec::new(),
-                listed_raw: Default::default(),
-                mtime,
-                subfolders: subfolders.unwrap_or(0),
-            };
+            let mut job = JobDir::unlisted(dir, key, mtime, subfolders.unwrap_or(0));
             if list(&job.key, mtime) {
                 job.list(&mut problems);
             }
@@ -179,11 +169,9 @@ pub(crate) fn scan(
 }
 
 impl JobDir {
-    /// The job folder `dir` under `root`, listed now; `None` if it is not there (any more).
-    pub(crate) fn listed(root: &Path, dir: PathBuf) -> Option<JobDir> {
-        let key = dir.strip_prefix(root).ok()?.to_string_lossy().into_owned();
-        let (mtime, subfolders) = stat(&dir)?;
-        let mut job = JobDir {
+    /// The job folder `dir` (`key` under the cache) as scanned, not listed yet.
+    fn unlisted(dir: PathBuf, key: String, mtime: Option<i64>, subfolders: usize) -> JobDir {
+        JobDir {
             dir,
             key,
             jid: String::new(),
@@ -191,9 +179,16 @@ impl JobDir {
             minions: Vec::new(),
             raw: Vec::new(),
             listed_raw: Default::default(),
-            mtime: Some(mtime),
+            mtime,
             subfolders,
-        };
+        }
+    }
+
+    /// The job folder `dir` under `root`, listed now; `None` if it is not there (any more).
+    pub(crate) fn listed(root: &Path, dir: PathBuf) -> Option<JobDir> {
+        let key = dir.strip_prefix(root).ok()?.to_string_lossy().into_owned();
+        let (mtime, subfolders) = stat(&dir)?;
+        let mut job = JobDir::unlisted(dir, key, Some(mtime), subfolders);
         job.list(&mut Vec::new());
         Some(job)
     }

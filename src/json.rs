@@ -264,14 +264,18 @@ mod tests {
             .map(str::to_owned),
         );
         for s in tricky {
-            let mut ours = Vec::new();
-            write_str(&mut ours, &s);
-            assert_eq!(
-                String::from_utf8(ours).expect("UTF-8"),
-                serde_json::to_string(&s).expect("serde"),
-                "{s:?}"
-            );
+            assert_same_as_serde(&s);
         }
+    }
+
+    fn assert_same_as_serde(s: &str) {
+        let mut ours = Vec::new();
+        write_str(&mut ours, s);
+        assert_eq!(
+            String::from_utf8(ours).expect("UTF-8"),
+            serde_json::to_string(s).expect("serde"),
+            "{s:?}"
+        );
     }
 
     /// Every byte value that needs escaping, and a multi-byte character, at every position
@@ -287,13 +291,7 @@ mod tests {
                     let s: String = (0..len)
                         .map(|i| if i == at { special } else { 'x' })
                         .collect();
-                    let mut ours = Vec::new();
-                    write_str(&mut ours, &s);
-                    assert_eq!(
-                        String::from_utf8(ours).expect("UTF-8"),
-                        serde_json::to_string(&s).expect("serde"),
-                        "{s:?}"
-                    );
+                    assert_same_as_serde(&s);
                 }
             }
         }

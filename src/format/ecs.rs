@@ -1,6 +1,8 @@
 //! The `ecs` format: the event in Elastic Common Schema 8 terms, the Salt-specific fields nested
 //! under `salt`. Borrowed from the event, nothing is copied but the summary and the action.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -9,8 +11,9 @@ use super::fields::{field, summary, Outcome};
 /// The ECS release whose field reference this mapping follows.
 const ECS_VERSION: &str = "8.17.0";
 
+/// One document; `salt` is [`Salt`] for a state event, the event's own fields for the others.
 #[derive(Serialize)]
-struct Ecs<'e> {
+struct Ecs<'e, S> {
     #[serde(rename = "@timestamp", skip_serializing_if = "Option::is_none")]
     timestamp: Option<&'e str>,
     message: String,
@@ -18,7 +21,33 @@ struct Ecs<'e> {
     event: Event<'e>,
     host: Host<'e>,
     observer: Observer<'e>,
-    salt: Salt<'e>,
+    salt: S,
+}
+
+impl<'e, S: Serialize> Ecs<'e, S> {
+    fn write(
+        event: &'e Map<String, Value>,
+        ecs_event: Event<'e>,
+        host: &'e Value,
+        salt: S,
+        out: &mut Vec<u8>,
+    ) {
+        let doc = Ecs {
+            timestamp: field(event, "timestamp").as_str(),
+            message: summary(event),
+            ecs: Version {
+                version: ECS_VERSION,
+            },
+            event: ecs_event,
+            host: Host { name: host },
+            observer: Observer {
+                hostname: field(event, "master"),
+                product: "saltship",
+            },
+            salt,
+        };
+        serde_json::to_writer(out, &doc).expect("JSON with string keys serializes");
+    }
 }
 
 #[derive(Serialize)]
@@ -37,7 +66,7 @@ struct Event<'e> {
     duration: Option<i64>,
     id: &'e Value,
     module: &'static str,
-    dataset: &'static str,
+    dataset: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     action: Option<String>,
 }
@@ -79,80 +108,41 @@ struct Salt<'e> {
     event_type: Option<&'e Value>,
 }
 
-/// A job or no_return event in ECS terms: `event.action` and `event.dataset` name its kind,
-/// `host.name` is the minion (the master for a job event), its own fields go under `salt`.
-#[derive(Serialize)]
-struct JobEcs<'e> {
-    #[serde(rename = "@timestamp", skip_serializing_if = "Option::is_none")]
-    timestamp: Option<&'e str>,
-    message: String,
-    ecs: Version,
-    event: JobEvent<'e>,
-    host: Host<'e>,
-    observer: Observer<'e>,
-    salt: Map<String, Value>,
-}
-
-#[derive(Serialize)]
-struct JobEvent<'e> {
-    kind: &'static str,
-    category: [&'static str; 1],
-    #[serde(rename = "type")]
-    kind_of_change: [&'static str; 1],
-    outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration: Option<i64>,
-    id: &'e Value,
-    module: &'static str,
-    dataset: String,
-    action: &'e str,
-}
-
 /// Fields ECS carries elsewhere than under `salt`.
 const ECS_OWN: [&str; 4] = ["timestamp", "event_id", "master", "minion_id"];
 
+/// A job or no_return event in ECS terms: `event.action` and `event.dataset` name its kind,
+/// `host.name` is the minion (the master for a job event), its own fields go under `salt`.
 fn write_job(event: &Map<String, Value>, kind: &str, out: &mut Vec<u8>) {
     let f = |name| field(event, name);
     let host = match f("minion_id") {
         Value::Null => f("master"),
         minion => minion,
     };
-    let doc = JobEcs {
-        timestamp: f("timestamp").as_str(),
-        message: summary(event),
-        ecs: Version {
-            version: ECS_VERSION,
+    let ecs_event = Event {
+        kind: "event",
+        category: ["process"],
+        kind_of_change: ["info"],
+        outcome: match Outcome::of(event) {
+            Outcome::Succeeded => "success",
+            _ => "failure",
         },
-        event: JobEvent {
-            kind: "event",
-            category: ["process"],
-            kind_of_change: ["info"],
-            outcome: match Outcome::of(event) {
-                Outcome::Succeeded => "success",
-                _ => "failure",
-            },
-            // A job event's duration is in seconds.
-            duration: f("duration")
-                .as_f64()
-                .filter(|s| s.is_finite())
-                .map(|s| (s * 1e9).round() as i64),
-            id: f("event_id"),
-            module: "salt",
-            dataset: format!("salt.{kind}"),
-            action: kind,
-        },
-        host: Host { name: host },
-        observer: Observer {
-            hostname: f("master"),
-            product: "saltship",
-        },
-        salt: event
-            .iter()
-            .filter(|(k, _)| !ECS_OWN.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        // A job event's duration is in seconds.
+        duration: f("duration")
+            .as_f64()
+            .filter(|s| s.is_finite())
+            .map(|s| (s * 1e9).round() as i64),
+        id: f("event_id"),
+        module: "salt",
+        dataset: Cow::Owned(format!("salt.{kind}")),
+        action: Some(kind.to_owned()),
     };
-    serde_json::to_writer(out, &doc).expect("JSON with string keys serializes");
+    let salt: Map<String, Value> = event
+        .iter()
+        .filter(|(k, _)| !ECS_OWN.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ecs::write(event, ecs_event, host, salt, out);
 }
 
 /// Appends the event as one ECS JSON object (no framing).
@@ -162,67 +152,53 @@ pub(super) fn write(event: &Map<String, Value>, out: &mut Vec<u8>) {
         kind => return write_job(event, kind, out),
     }
     let f = |name| field(event, name);
-    let doc = Ecs {
-        timestamp: f("timestamp").as_str(),
-        message: summary(event),
-        ecs: Version {
-            version: ECS_VERSION,
+    let ecs_event = Event {
+        kind: "event",
+        category: ["configuration"],
+        kind_of_change: [match f("changed").as_bool() {
+            Some(true) => "change",
+            _ => "info",
+        }],
+        outcome: match Outcome::of(event) {
+            Outcome::Succeeded => "success",
+            Outcome::Failed => "failure",
+            Outcome::Pending => "unknown",
         },
-        event: Event {
-            kind: "event",
-            category: ["configuration"],
-            kind_of_change: [match f("changed").as_bool() {
-                Some(true) => "change",
-                _ => "info",
-            }],
-            outcome: match Outcome::of(event) {
-                Outcome::Succeeded => "success",
-                Outcome::Failed => "failure",
-                Outcome::Pending => "unknown",
-            },
-            duration: f("duration")
-                .as_f64()
-                .filter(|ms| ms.is_finite())
-                .map(|ms| (ms * 1e6).round() as i64),
-            id: f("event_id"),
-            module: "salt",
-            dataset: "salt.state",
-            action: match (f("state").as_str(), f("function").as_str()) {
-                (Some(state), Some(function)) => Some(format!("{state}.{function}")),
-                _ => f("fun").as_str().map(str::to_owned),
-            },
-        },
-        host: Host {
-            name: f("minion_id"),
-        },
-        observer: Observer {
-            hostname: f("master"),
-            product: "saltship",
-        },
-        salt: Salt {
-            jid: f("jid"),
-            fun: f("fun"),
-            fun_args: f("fun_args"),
-            state_id: f("state_id"),
-            state_name: f("state_name"),
-            name: f("name"),
-            state: f("state"),
-            function: f("function"),
-            sls: f("sls"),
-            result: f("result"),
-            changed: f("changed"),
-            comment: f("comment"),
-            changes: f("changes"),
-            start_time: f("start_time"),
-            duration_ms: f("duration"),
-            run_num: f("__run_num__"),
-            retcode: f("retcode"),
-            success: f("success"),
-            truncated: event.get("truncated"),
-            event_type: event.get("event_type"),
+        duration: f("duration")
+            .as_f64()
+            .filter(|ms| ms.is_finite())
+            .map(|ms| (ms * 1e6).round() as i64),
+        id: f("event_id"),
+        module: "salt",
+        dataset: Cow::Borrowed("salt.state"),
+        action: match (f("state").as_str(), f("function").as_str()) {
+            (Some(state), Some(function)) => Some(format!("{state}.{function}")),
+            _ => f("fun").as_str().map(str::to_owned),
         },
     };
-    serde_json::to_writer(out, &doc).expect("JSON with string keys serializes");
+    let salt = Salt {
+        jid: f("jid"),
+        fun: f("fun"),
+        fun_args: f("fun_args"),
+        state_id: f("state_id"),
+        state_name: f("state_name"),
+        name: f("name"),
+        state: f("state"),
+        function: f("function"),
+        sls: f("sls"),
+        result: f("result"),
+        changed: f("changed"),
+        comment: f("comment"),
+        changes: f("changes"),
+        start_time: f("start_time"),
+        duration_ms: f("duration"),
+        run_num: f("__run_num__"),
+        retcode: f("retcode"),
+        success: f("success"),
+        truncated: event.get("truncated"),
+        event_type: event.get("event_type"),
+    };
+    Ecs::write(event, ecs_event, f("minion_id"), salt, out);
 }
 
 #[cfg(test)]

@@ -236,28 +236,33 @@ mod tests {
         assert!(ndjson(b"{}\n").is_ok());
         assert!(ndjson(b"{}").is_err());
         assert!(gelf(b"{\"version\":\"1.1\",\"host\":\"h\",\"short_message\":\"m\"}\0").is_ok());
+        let head = r#"{"version":"1.1","host":"h","short_message":"#;
         for bad in [
-            &b"{\"version\":\"1.1\",\"host\":\"h\",\"short_message\":\"m\",\"_id\":1}\0"[..],
-            b"{\"version\":\"1.1\",\"host\":\"h\",\"short_message\":\"m\",\"_a b\":1}\0",
-            b"{\"version\":\"1.1\",\"host\":\"h\",\"short_message\":\"m\",\"_b\":true}\0",
-            b"{\"version\":\"1.1\",\"host\":\"h\",\"short_message\":\"\"}\0",
-            b"{\"version\":\"1.1\",\"host\":\"h\",\"short_message\":\"m\"}",
+            r#""m","_id":1}"#,
+            r#""m","_a b":1}"#,
+            r#""m","_b":true}"#,
+            r#""""}"#,
         ] {
-            assert!(gelf(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            let bad = format!("{head}{bad}\0");
+            assert!(gelf(bad.as_bytes()).is_err(), "{bad}");
         }
+        assert!(
+            gelf(format!(r#"{head}"m"}}"#).as_bytes()).is_err(),
+            "no NUL"
+        );
+        let frame = |msg: &[u8]| [format!("{} ", msg.len()).as_bytes(), msg].concat();
         let good = b"<134>1 - h a - m [x@1 k=\"\\]\\\"\\\\\"] {}";
-        let framed = [format!("{} ", good.len()).as_bytes(), good].concat();
-        let msg = syslog(&framed).expect("valid");
+        let msg = syslog(&frame(good)).expect("valid");
         assert_eq!(msg.sd[0].1[0].1, "]\"\\");
-        for bad in [
-            &b"<134>1 - h a - m [x@1 k=\"]\"] {}"[..],
+        let bad: [&[u8]; 5] = [
+            b"<134>1 - h a - m [x@1 k=\"]\"] {}",
             b"<134>1 - h a - m [x@y k=\"v\"] {}",
             b"<192>1 - h a - m - {}",
             b"<134>1 2026-01-01T00:00:00.1234567Z h a - m - {}",
             b"<134>1 - h a - m - \xEF\xBB\xBF{}",
-        ] {
-            let framed = [format!("{} ", bad.len()).as_bytes(), bad].concat();
-            assert!(syslog(&framed).is_err(), "{}", String::from_utf8_lossy(bad));
+        ];
+        for b in bad {
+            assert!(syslog(&frame(b)).is_err(), "{}", String::from_utf8_lossy(b));
         }
         assert!(syslog(&[b"99 ", &good[..]].concat()).is_err());
     }
