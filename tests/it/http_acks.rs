@@ -6,44 +6,14 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::http_server::{json, Answer, Request, Server};
-use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Run, Saltship};
+use crate::common::http_server::{json, ship, Answer, Request, Server};
+use crate::common::{cache_copy, dry_run_ids, multiplied_cache};
 use serde_json::{json as j, Value};
 
 /// nginx's default `client_max_body_size`.
 const NGINX_MAX: usize = 1 << 20;
-
-/// `backfill` of `jobs` to `url` with `--sink sink`, a token and its own state file `state`.
-fn ship(jobs: &Path, state: &Path, sink: &str, url: &str, extra: &[&str]) -> (Run, Duration) {
-    let token = state.with_extension("token");
-    std::fs::write(&token, "t0ken\n").expect("token");
-    let cmd = Saltship::backfill(jobs)
-        .sink(sink)
-        .target(url)
-        .state_file(state)
-        .arg("--hec-token-file")
-        .arg(&token)
-        .more(extra);
-    let start = Instant::now();
-    let run = cmd.run();
-    (run, start.elapsed())
-}
-
-fn hec_ids(r: &Request) -> Vec<String> {
-    r.json_lines()
-        .iter()
-        .map(|e| e["event"]["event_id"].as_str().expect("id").to_owned())
-        .collect()
-}
-
-fn bulk_ids(r: &Request) -> Vec<String> {
-    r.json_lines()
-        .iter()
-        .filter_map(|l| l["create"]["_id"].as_str().map(str::to_owned))
-        .collect()
-}
 
 /// A HEC that stores every request and answers `{"code":0}`: the second run's receiver.
 fn good_hec() -> Server {
@@ -58,7 +28,7 @@ fn nothing_was_recorded(jobs: &Path, state: &Path) {
     let good = good_hec();
     let (run, _) = ship(jobs, state, "splunk-hec", &good.url(), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let got: HashSet<String> = good.requests().iter().flat_map(hec_ids).collect();
+    let got: HashSet<String> = good.requests().iter().flat_map(Request::hec_ids).collect();
     assert_eq!(
         got,
         dry_run_ids::<HashSet<String>>(jobs),
@@ -129,7 +99,7 @@ fn hec_code_other_than_0_in_a_200_is_a_fault() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let r = server.requests();
     assert_eq!(r.len(), 2, "{}", run.stderr);
-    assert_eq!(hec_ids(&r[0]), hec_ids(&r[1]));
+    assert_eq!(r[0].hec_ids(), r[1].hec_ids());
 }
 
 #[test]
@@ -140,7 +110,7 @@ fn bulk_reply_with_fewer_items_than_actions_is_sent_again() {
     let s = stored.clone();
     let server = Server::start(
         move |r, i| {
-            let mut ids = bulk_ids(r);
+            let mut ids = r.bulk_ids();
             if i == 0 {
                 ids.pop(); // the first reply forgets the last action, and says no errors
             }
@@ -167,7 +137,7 @@ fn bulk_reply_with_fewer_items_than_actions_is_sent_again() {
     let want: HashSet<String> = dry_run_ids(&jobs);
     let stored = stored.lock().expect("stored");
     assert_eq!(stored.keys().cloned().collect::<HashSet<_>>(), want);
-    assert_eq!(bulk_ids(&r[1]), bulk_ids(&r[0]), "the whole batch again");
+    assert_eq!(r[1].bulk_ids(), r[0].bulk_ids(), "the whole batch again");
 }
 
 /// An Elasticsearch behind nginx's default limit: 413 above 1 MiB (and for any body holding
@@ -175,7 +145,7 @@ fn bulk_reply_with_fewer_items_than_actions_is_sent_again() {
 fn bulk_behind_nginx(huge: Option<String>) -> Server {
     Server::start(
         move |r, _| {
-            let too_big = huge.as_ref().is_some_and(|h| bulk_ids(r).contains(h));
+            let too_big = huge.as_ref().is_some_and(|h| r.bulk_ids().contains(h));
             if r.body.len() > NGINX_MAX || too_big {
                 return Answer::Reply(
                     413,
@@ -183,7 +153,8 @@ fn bulk_behind_nginx(huge: Option<String>) -> Server {
                     "<html>413 Request Entity Too Large</html>".into(),
                 );
             }
-            let items: Vec<Value> = bulk_ids(r)
+            let items: Vec<Value> = r
+                .bulk_ids()
                 .into_iter()
                 .map(|id| j!({"create": {"_id": id, "status": 201}}))
                 .collect();
@@ -220,7 +191,7 @@ fn bodies_stay_within_the_cap_and_a_413_halves_the_batch() {
     let stored: HashSet<String> = r
         .iter()
         .filter(|r| r.body.len() <= NGINX_MAX)
-        .flat_map(bulk_ids)
+        .flat_map(Request::bulk_ids)
         .collect();
     assert_eq!(stored, want);
 }
@@ -241,8 +212,8 @@ fn one_event_too_large_is_rejected_reported_and_counted() {
     let stored: HashSet<String> = server
         .to("/_bulk")
         .iter()
-        .filter(|r| !bulk_ids(r).contains(&huge))
-        .flat_map(bulk_ids)
+        .filter(|r| !r.bulk_ids().contains(&huge))
+        .flat_map(Request::bulk_ids)
         .collect();
     assert_eq!(stored.len(), want.len() - 1);
     // Larger than the cap before it is sent: rejected without a request.

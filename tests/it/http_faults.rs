@@ -7,46 +7,18 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::http_server::{json, Answer, Request, Server};
-use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Run, Saltship};
+use crate::common::http_server::{self, json, Answer, Request, Server, TOKEN};
+use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Run};
 use serde_json::{json as j, Value};
 
-const TOKEN: &str = "s3cr3t-t0ken-value";
-
-/// Runs `backfill` of `jobs` to `url` with `--sink sink`, a token file and a long linger.
+/// `backfill` to `url` with its own checkpoint and a long linger: one batch per cache,
+/// however slowly this build encodes (the tests count requests).
 fn ship(jobs: &Path, sink: &str, url: &str, extra: &[&str]) -> (Run, Duration) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let token = dir.path().join("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
-    let cmd = Saltship::backfill(jobs)
-        .sink(sink)
-        .target(url)
-        .arg("--hec-token-file")
-        .arg(&token)
-        // One batch per cache, however slowly this build encodes: the tests count requests.
-        .more(["--linger", "60s"])
-        .more(extra);
-    let start = Instant::now();
-    let run = cmd.run();
-    (run, start.elapsed())
-}
-
-/// The event ids in a HEC request (one envelope per line).
-fn hec_ids(r: &Request) -> Vec<String> {
-    r.json_lines()
-        .iter()
-        .map(|e| e["event"]["event_id"].as_str().expect("id").to_owned())
-        .collect()
-}
-
-/// The `_id`s of the actions in a `_bulk` request.
-fn bulk_ids(r: &Request) -> Vec<String> {
-    r.json_lines()
-        .iter()
-        .filter_map(|l| l["create"]["_id"].as_str().map(str::to_owned))
-        .collect()
+    let linger = [&["--linger", "60s"], extra].concat();
+    http_server::ship(jobs, &dir.path().join("state"), sink, url, &linger)
 }
 
 fn counts(ids: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
@@ -97,7 +69,7 @@ fn hec_counts_a_batch_only_once_its_ack_turns_true() {
     let (run, _) = ship(&jobs, "splunk-hec", &server.url(), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let events = server.to("/services/collector/event");
-    let sent = counts(events.iter().flat_map(hec_ids));
+    let sent = counts(events.iter().flat_map(Request::hec_ids));
     assert_eq!(sent.len(), want.len());
     assert!(sent.values().all(|n| *n == 1), "resent: {}", run.stderr);
     assert!(server.to("/services/collector/ack").len() >= 2);
@@ -129,8 +101,8 @@ fn hec_resends_only_the_batch_whose_ack_never_comes() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let events = server.to("/services/collector/event");
     assert!(events.len() >= 3, "{} batches only", events.len());
-    let first: HashSet<String> = hec_ids(&events[0]).into_iter().collect();
-    let sent = counts(events.iter().flat_map(hec_ids));
+    let first: HashSet<String> = events[0].hec_ids().into_iter().collect();
+    let sent = counts(events.iter().flat_map(Request::hec_ids));
     assert_eq!(sent.len(), want.len());
     for (id, n) in &sent {
         let expect = if first.contains(id) { 2 } else { 1 };
@@ -180,7 +152,7 @@ fn hec_503_waits_for_retry_after() {
     assert_eq!(r.len(), 2, "{}", run.stderr);
     assert!(r[1].at - r[0].at >= Duration::from_millis(1900));
     assert_eq!(
-        hec_ids(&r[1]).len(),
+        r[1].hec_ids().len(),
         dry_run_ids::<Vec<String>>(&jobs).len()
     );
 }
@@ -196,7 +168,7 @@ fn hec_connection_cut_mid_body_is_sent_again() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let r = server.requests();
     assert_eq!(r.len(), 2, "{}", run.stderr);
-    let got: HashSet<String> = hec_ids(&r[1]).into_iter().collect();
+    let got: HashSet<String> = r[1].hec_ids().into_iter().collect();
     assert_eq!(got, dry_run_ids::<HashSet<String>>(&jobs));
 }
 
@@ -211,7 +183,7 @@ fn elastic(
     let server = Server::start(
         move |r, i| {
             let mut stored = s.lock().expect("stored");
-            let items: Vec<Value> = bulk_ids(r)
+            let items: Vec<Value> = r.bulk_ids()
                 .into_iter()
                 .enumerate()
                 .map(|(n, id)| {
@@ -257,7 +229,7 @@ fn elasticsearch_resend_after_a_lost_reply_is_a_409_and_one_copy() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let r = server.to("/_bulk");
     assert_eq!(r.len(), 2, "{}", run.stderr);
-    assert_eq!(bulk_ids(&r[1]).len(), want.len());
+    assert_eq!(r[1].bulk_ids().len(), want.len());
     let stored = stored.lock().expect("stored");
     assert_eq!(stored.len(), want.len());
     assert!(want.iter().all(|id| stored.contains_key(id)));
@@ -276,7 +248,7 @@ fn elasticsearch_item_429_is_retried_without_the_rest() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let r = server.to("/_bulk");
     assert_eq!(r.len(), 2, "{}", run.stderr);
-    assert_eq!(bulk_ids(&r[1]), [bulk_ids(&r[0])[3].clone()]);
+    assert_eq!(r[1].bulk_ids(), [r[0].bulk_ids()[3].clone()]);
     assert_eq!(stored.lock().expect("stored").len(), want.len());
 }
 
@@ -287,7 +259,7 @@ fn elasticsearch_mapping_error_is_reported_once_and_counted() {
     let (run, _) = ship(&jobs, "elasticsearch", &server.url(), &[]);
     // Finished, with a problem to look at: as for a corrupt file.
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let bad = bulk_ids(&server.to("/_bulk")[0])[5].clone();
+    let bad = server.to("/_bulk")[0].bulk_ids()[5].clone();
     let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains(&bad)).collect();
     assert_eq!(lines.len(), 1, "{}", run.stderr);
     assert!(

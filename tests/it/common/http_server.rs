@@ -35,6 +35,22 @@ impl Request {
             .map(|l| serde_json::from_str(l).expect("JSON line"))
             .collect()
     }
+
+    /// The event ids in a HEC request (one envelope per line).
+    pub fn hec_ids(&self) -> Vec<String> {
+        self.json_lines()
+            .iter()
+            .map(|e| e["event"]["event_id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    /// The `_id`s of the actions in a `_bulk` request.
+    pub fn bulk_ids(&self) -> Vec<String> {
+        self.json_lines()
+            .iter()
+            .filter_map(|l| l["create"]["_id"].as_str().map(str::to_owned))
+            .collect()
+    }
 }
 
 /// What the handler wants done with a request.
@@ -195,4 +211,30 @@ fn serve(
             }
         }
     }
+}
+
+/// The HEC token the HTTP fault tests hand over (by file), to look for in what saltship prints.
+pub const TOKEN: &str = "s3cr3t-t0ken-value";
+
+/// `backfill` of `jobs` to `url` with `--sink sink`, `extra` options and a token file written
+/// beside `state` (also its checkpoint); the run and how long it took.
+pub fn ship(
+    jobs: &std::path::Path,
+    state: &std::path::Path,
+    sink: &str,
+    url: &str,
+    extra: &[&str],
+) -> (crate::common::Run, Duration) {
+    let token = state.with_extension("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+    let cmd = crate::common::Saltship::backfill(jobs)
+        .sink(sink)
+        .target(url)
+        .state_file(state)
+        .arg("--hec-token-file")
+        .arg(&token)
+        .more(extra);
+    let start = Instant::now();
+    let run = cmd.run();
+    (run, start.elapsed())
 }
