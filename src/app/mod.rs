@@ -56,7 +56,6 @@ pub(crate) enum Failure {
 
 /// Parses the command line, runs the command, and maps the outcome to an exit status.
 pub fn main() -> ExitCode {
-    unset_empty_env();
     let parsed = match crate::cli::file::parse(std::env::args_os().collect()) {
         Ok(parsed) => parsed,
         Err(line) => {
@@ -164,18 +163,5 @@ fn open_checkpoint(config: &Config, mode: Mode) -> anyhow::Result<Option<Checkpo
         (false, _) => Checkpoint::open(path, config.state.reset).map(Some),
         (true, Mode::Sync) => Checkpoint::peek(path).map(Some),
         (true, Mode::Backfill) => Ok(None),
-    }
-}
-
-/// An empty `SALTSHIP_*` variable counts as unset (an `EnvironmentFile` line is often left
-/// empty), never as an empty value: an empty `SALTSHIP_MINION` must not mean "match nothing".
-/// Runs before any thread starts.
-fn unset_empty_env() {
-    let empty: Vec<_> = std::env::vars_os()
-        .filter(|(k, v)| k.to_string_lossy().starts_with("SALTSHIP_") && v.is_empty())
-        .map(|(k, _)| k)
-        .collect();
-    for k in empty {
-        std::env::remove_var(k);
     }
 }

@@ -51,6 +51,7 @@ pub(crate) struct Parsed {
 /// Parses `argv` with the config file applied; `Err` is the one line of a bad config file (exit
 /// 2). Clap's own errors (and `--help`) exit through clap, as before.
 pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed, String> {
+    unset_empty_env();
     let cmd = Cli::command();
     let first = cmd
         .clone()
@@ -360,6 +361,19 @@ fn writable_by_others(path: &Path) -> Option<String> {
         ))
     } else {
         None
+    }
+}
+
+/// An empty `SALTSHIP_*` variable counts as unset (an `EnvironmentFile` line is often left
+/// empty), never as an empty value: an empty `SALTSHIP_MINION` must not mean "match nothing".
+/// Runs first, before any thread starts.
+fn unset_empty_env() {
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(k, v)| k.to_string_lossy().starts_with("SALTSHIP_") && v.is_empty())
+        .map(|(k, _)| k)
+        .collect();
+    for k in empty {
+        std::env::remove_var(k);
     }
 }
 
