@@ -74,28 +74,16 @@ fn cache_check(config: &Config, lines: &mut Vec<Line>) -> Option<Vec<JobDir>> {
         )));
         return Some(dirs);
     }
-    let returns: usize = dirs
-        .iter()
-        .map(|d| {
-            d.minions
-                .iter()
-                .filter(|m| d.return_path(m).exists())
-                .count()
-        })
-        .sum();
-    let mut jids: Vec<String> = dirs
-        .iter()
-        .filter_map(|d| d.read_jid(config.cache.max_return_bytes).ok().flatten())
-        .collect();
-    jids.sort();
-    let range = match (jids.first(), jids.last()) {
+    let counts = crate::app::ship::in_cache(&dirs, config.cache.max_return_bytes, |_, _, _| {});
+    let range = match (&counts.oldest, &counts.newest) {
         (Some(first), Some(last)) => format!(", oldest jid {first}, newest jid {last}"),
         _ => String::new(),
     };
     lines.push(ok(format!(
-        "cache folder {}: a Salt job cache, {} jobs, {returns} returns{range}",
+        "cache folder {}: a Salt job cache, {} jobs, {} returns{range}",
         root.display(),
-        dirs.len()
+        counts.jobs,
+        counts.returns
     )));
     Some(dirs)
 }

@@ -217,7 +217,7 @@ fn verbose_says_what_was_skipped_and_why() {
     assert!(!quiet.stderr.contains("debug"), "{}", quiet.stderr);
     let verbose = Saltship::dry_run(&jobs).more(since).arg("-v").run();
     assert!(
-        verbose.stderr.contains("outside --since/--until, skipped"),
+        verbose.stderr.contains("outside --since/--until, left out"),
         "{}",
         verbose.stderr
     );
