@@ -59,7 +59,9 @@ else
     ok "no unit enabled"
 fi
 pages=$(in_root sh -c 'ls /usr/share/man/man1/saltship*.1.gz' | wc -l)
-[ "$pages" = 5 ] && ok "5 man pages, gzipped" || fail "$pages gzipped man pages"
+want_pages=$(ls man/*.1 | wc -l)
+[ "$pages" = "$want_pages" ] && ok "$pages man pages, gzipped (every man/*.1)" \
+    || fail "$pages gzipped man pages, want $want_pages (man/*.1)"
 
 # A job cache as Salt's packages leave it: salt:salt, folders 0750, return.p 0600.
 in_root sh -c 'getent group salt >/dev/null || groupadd --system salt; getent passwd salt >/dev/null || useradd --system -g salt salt'
@@ -82,8 +84,22 @@ in_root setpriv --reuid saltship --regid saltship --init-groups /usr/bin/saltshi
     > "$work/nocap.out" 2> "$work/nocap.err" && status=0 || status=$?
 [ "$status" != 0 ] && ok "as saltship without the capability: refused (exit $status: $(head -1 "$work/nocap.err"))" \
     || fail "as saltship without the capability: exit 0, $(wc -l < "$work/nocap.out") events"
-in_root "${as_unit[@]}" /usr/bin/saltship check > "$work/check.out" 2>&1 && status=0 || status=$?
-echo "     saltship check as the unit would (exit $status):"; sed 's/^/       /' "$work/check.out"
+# A key set in the installed config applies (only the failures), and a flag overrides it.
+sed -i 's/^#only-failures = false$/only-failures = true/' "$root/etc/saltship/saltship.toml"
+failures=$(./target/release/saltship backfill --dry-run --only-failures --cache-dir testdata/jobs 2>/dev/null | wc -l)
+got=$(in_root /usr/bin/saltship backfill --dry-run 2>/dev/null | wc -l)
+[ "$got" = "$failures" ] && [ "$got" -lt "$want" ] && ok "only-failures = true in /etc/saltship/saltship.toml: $got events" \
+    || fail "only-failures = true in the config: $got events, want $failures"
+got=$(in_root env SALTSHIP_ONLY_FAILURES=false /usr/bin/saltship backfill --dry-run 2>/dev/null | wc -l)
+[ "$got" = "$want" ] && ok "SALTSHIP_ONLY_FAILURES=false overrides it: $got events" \
+    || fail "SALTSHIP_ONLY_FAILURES=false: $got events, want $want"
+in_root /usr/bin/saltship config 2>/dev/null | grep -E '^only-failures' | sed 's/^/     saltship config: /'
+# The watch unit's start check (ExecStartPre), with a target set as an operator would.
+in_root env SALTSHIP_TARGET=127.0.0.1:6514 "${as_unit[@]}" /usr/bin/saltship check --offline \
+    > "$work/check.out" 2>&1 && status=0 || status=$?
+[ "$status" = 0 ] && ok "saltship check --offline as the unit runs it, a target set:" \
+    || fail "saltship check --offline as the unit runs it (exit $status):"
+sed 's/^/       /' "$work/check.out"
 
 in_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq saltship > "$work/purge.log" 2>&1 || fail "apt-get purge"
 if [ -e "$root/var/lib/saltship" ] || [ -e "$root/etc/saltship/saltship.toml" ] || [ -e "$root/usr/bin/saltship" ]; then
