@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 deb=$(ls -t target/debian/saltship_*.deb | head -1)
 work=$(mktemp -d /tmp/saltship-deb-test.XXXXXX)
 root=$work/root
+watch= receiver=
 cleanup() {
+    for pid in $watch $receiver; do kill "$pid" 2>/dev/null || true; done
     for m in "$root/proc" "$root/dev"; do mountpoint -q "$m" && umount -l "$m"; done
     rm -rf "$work"
 }
@@ -59,7 +61,9 @@ else
     ok "no unit enabled"
 fi
 pages=$(in_root sh -c 'ls /usr/share/man/man1/saltship*.1.gz' | wc -l)
-[ "$pages" = 5 ] && ok "5 man pages, gzipped" || fail "$pages gzipped man pages"
+want_pages=$(ls man/*.1 | wc -l)
+[ "$pages" = "$want_pages" ] && ok "$pages man pages, gzipped (every man/*.1)" \
+    || fail "$pages gzipped man pages, want $want_pages (man/*.1)"
 
 # A job cache as Salt's packages leave it: salt:salt, folders 0750, return.p 0600.
 in_root sh -c 'getent group salt >/dev/null || groupadd --system salt; getent passwd salt >/dev/null || useradd --system -g salt salt'
@@ -82,8 +86,74 @@ in_root setpriv --reuid saltship --regid saltship --init-groups /usr/bin/saltshi
     > "$work/nocap.out" 2> "$work/nocap.err" && status=0 || status=$?
 [ "$status" != 0 ] && ok "as saltship without the capability: refused (exit $status: $(head -1 "$work/nocap.err"))" \
     || fail "as saltship without the capability: exit 0, $(wc -l < "$work/nocap.out") events"
-in_root "${as_unit[@]}" /usr/bin/saltship check > "$work/check.out" 2>&1 && status=0 || status=$?
-echo "     saltship check as the unit would (exit $status):"; sed 's/^/       /' "$work/check.out"
+# A key set in the installed config applies (only the failures), and a flag overrides it.
+sed -i 's/^#only-failures = false$/only-failures = true/' "$root/etc/saltship/saltship.toml"
+failures=$(./target/release/saltship backfill --dry-run --only-failures --cache-dir testdata/jobs 2>/dev/null | wc -l)
+got=$(in_root /usr/bin/saltship backfill --dry-run 2>/dev/null | wc -l)
+[ "$got" = "$failures" ] && [ "$got" -lt "$want" ] && ok "only-failures = true in /etc/saltship/saltship.toml: $got events" \
+    || fail "only-failures = true in the config: $got events, want $failures"
+got=$(in_root env SALTSHIP_ONLY_FAILURES=false /usr/bin/saltship backfill --dry-run 2>/dev/null | wc -l)
+[ "$got" = "$want" ] && ok "SALTSHIP_ONLY_FAILURES=false overrides it: $got events" \
+    || fail "SALTSHIP_ONLY_FAILURES=false: $got events, want $want"
+in_root /usr/bin/saltship config 2>/dev/null | grep -E '^only-failures' | sed 's/^/     saltship config: /'
+# The watch unit's start check (ExecStartPre), with a target set as an operator would.
+in_root env SALTSHIP_TARGET=127.0.0.1:6514 "${as_unit[@]}" /usr/bin/saltship check --offline \
+    > "$work/check.out" 2>&1 && status=0 || status=$?
+[ "$status" = 0 ] && ok "saltship check --offline as the unit runs it, a target set:" \
+    || fail "saltship check --offline as the unit runs it (exit $status):"
+sed 's/^/       /' "$work/check.out"
+
+# The README's "A first service", but for systemd (not PID 1 here): the target set in the
+# installed config, `saltship check` as root, then the unit's ExecStartPre and ExecStart as its
+# user with its capability, until every event reached a TCP receiver on 127.0.0.1.
+sed -i 's/^only-failures = true$/#only-failures = false/' "$root/etc/saltship/saltship.toml"
+python3 - "$work/port" "$work/received" <<'PY' &
+import socket, sys
+srv = socket.create_server(("127.0.0.1", 0))
+srv.settimeout(60)
+open(sys.argv[1] + ".tmp", "w").write(str(srv.getsockname()[1]))
+__import__("os").rename(sys.argv[1] + ".tmp", sys.argv[1])
+with open(sys.argv[2], "ab", buffering=0) as out:
+    try:
+        while True:  # one connection at a time, read to its end, then closed: an acknowledgement
+            conn, _ = srv.accept()
+            conn.settimeout(30)
+            while data := conn.recv(65536):
+                out.write(data)
+            conn.close()
+    except OSError:
+        pass
+PY
+receiver=$!
+for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
+echo "target = [\"127.0.0.1:$(cat "$work/port")\"]" >> "$root/etc/saltship/saltship.toml"
+if in_root /usr/bin/saltship check > "$work/first.out" 2>&1; then
+    ok "README first service: saltship check as root passes with target set in saltship.toml"
+else
+    fail "README first service: saltship check"; cat "$work/first.out" >&2
+fi
+prom=/var/lib/saltship/saltship.prom
+if in_root "${as_unit[@]}" /usr/bin/saltship check --offline --metrics-file $prom > "$work/pre.out" 2>&1; then
+    ok "the unit's ExecStartPre passes as saltship"
+else
+    fail "the unit's ExecStartPre"; cat "$work/pre.out" >&2
+fi
+# chroot, env and setpriv each exec the next: $! is saltship itself, for SIGTERM.
+chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+    "${as_unit[@]}" /usr/bin/saltship watch --metrics-file $prom 2> "$work/watch.err" &
+watch=$!
+for _ in $(seq 300); do
+    [ "$(wc -l < "$work/received" 2>/dev/null || echo 0)" -ge "$want" ] && break
+    sleep 0.1
+done
+kill -TERM "$watch"; wait "$watch" && status=0 || status=$?
+watch=
+kill "$receiver" 2>/dev/null; wait "$receiver" 2>/dev/null || true
+receiver=
+got=$(wc -l < "$work/received" 2>/dev/null || echo 0)
+[ "$got" = "$want" ] && [ "$status" = 0 ] && ok "the unit's ExecStart as saltship: $got events received, exit $status on SIGTERM; $(grep -o 'saltship: [0-9]* jobs.*' "$work/watch.err" | tail -1)" \
+    || { fail "the unit's ExecStart: $got events received (want $want), exit $status"; cat "$work/watch.err" >&2; }
+[ -s "$root$prom" ] && ok "metrics written to $prom" || fail "no $prom"
 
 in_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq saltship > "$work/purge.log" 2>&1 || fail "apt-get purge"
 if [ -e "$root/var/lib/saltship" ] || [ -e "$root/etc/saltship/saltship.toml" ] || [ -e "$root/usr/bin/saltship" ]; then

@@ -1,10 +1,11 @@
 //! Diagnostics on stderr: `saltship: <what>: <why>` lines, printed around any progress bar.
 //! `-v`/`-q` set saltship's own level (libraries stay at warnings unless `RUST_LOG` asks);
 //! control characters are escaped so a name from disk cannot split or forge a line; under
-//! systemd each line starts with its syslog priority, for `journalctl -p`.
+//! systemd each line starts with its syslog priority, for `journalctl -p`; elsewhere, when
+//! stderr is a file or a pipe (cron mail, `2>>log`, a supervisor), with its RFC 3339 UTC time.
 
 use std::borrow::Cow;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use log::{Level, LevelFilter};
 
@@ -20,6 +21,7 @@ pub(crate) fn init(verbose: u8, quiet: bool) {
         (false, _) => LevelFilter::Trace,
     };
     let journal = crate::cli::parse::journal_stream();
+    let stamped = stamps_lines(journal, std::io::stderr().is_terminal());
     let inner = env_logger::Builder::new()
         .filter_level(ours.min(LevelFilter::Warn))
         .filter_module("saltship", ours)
@@ -38,6 +40,9 @@ pub(crate) fn init(verbose: u8, quiet: bool) {
                 Level::Trace => "trace: ",
             };
             let text = record.args().to_string();
+            if stamped {
+                write!(f, "{} ", stamp(chrono::Utc::now()))?;
+            }
             writeln!(f, "{prefix}saltship: {level}{}", escape_controls(&text))
         })
         .build();
@@ -45,6 +50,17 @@ pub(crate) fn init(verbose: u8, quiet: bool) {
     if log::set_boxed_logger(Box::new(BarLogger(inner))).is_ok() {
         log::set_max_level(max);
     }
+}
+
+/// Whether each line starts with its time: the journal and a person at a terminal have one
+/// already; a file or a pipe has none.
+fn stamps_lines(journal: bool, terminal: bool) -> bool {
+    !journal && !terminal
+}
+
+/// A line's time: RFC 3339 in UTC with milliseconds, `2026-12-03T13:40:00.123Z`.
+fn stamp(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// The `<N>` syslog priority journald reads at the start of a line.
@@ -105,6 +121,27 @@ mod tests {
             "a\\nsaltship: error: forged\\r\\u{1b}[31m\\u{7f}"
         );
         assert_eq!(escape_controls("tab\there é"), "tab\\there é");
+    }
+
+    #[test]
+    fn only_a_file_or_a_pipe_gets_times() {
+        assert!(stamps_lines(false, false));
+        assert!(!stamps_lines(true, false), "journald stamps lines itself");
+        assert!(
+            !stamps_lines(false, true),
+            "a person at a terminal knows the time"
+        );
+        assert!(!stamps_lines(true, true));
+    }
+
+    #[test]
+    fn a_time_is_rfc3339_utc_with_milliseconds() {
+        use chrono::TimeZone;
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 3, 13, 40, 0)
+            .unwrap()
+            + chrono::Duration::microseconds(123_456);
+        assert_eq!(stamp(t), "2026-12-03T13:40:00.123Z");
     }
 
     #[test]

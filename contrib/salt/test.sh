@@ -6,6 +6,8 @@
 #     written saltship.toml parses as TOML (python3 tomllib), holds the pillar's settings and
 #     the secrets' file paths and only keys that are saltship options, and that each secret
 #     is a file of mode 0600 whose content never appeared in the rendered states;
+#   - runs `saltship check --offline --config` on the written saltship.toml (cache, state
+#     file and the secret's path pointed into the test; the targets are not contacted);
 #   - checks a bad saltship:service is refused at render time.
 # Not tested here: pkg.installed and the service states (they need a package repository or
 # URL, and systemd as PID 1).
@@ -124,6 +126,35 @@ assert cmode & 0o022 == 0, f"saltship.toml is writable by others: {cmode:o}"
 print(f"{receiver}: saltship.toml parses as TOML with {len(config)} keys "
       f"({', '.join(sorted(config))}); {secret} mode 0600")
 PY
+    # saltship itself checks the written file: every key known, every value valid. Only the
+    # paths that name the host are pointed into the test: the cache (the bundled one), the
+    # state file, and the secret the file names under /etc/saltship (written under the root).
+    if [ -n "$bin" ]; then
+        local secret
+        secret=$(ls "$dir/root/etc/saltship" | grep -v '^saltship.toml$' | head -1)
+        if "$bin" check --offline --config "$dir/root/etc/saltship/saltship.toml" \
+            --cache-dir testdata/jobs --state-file "$dir/state/state" \
+            "--$secret-file" "$dir/root/etc/saltship/$secret" > "$dir/check.out" 2> "$dir/check.err"; then
+            echo "$receiver: saltship check --offline --config <written saltship.toml>:"
+            sed 's/^/    /' "$dir/check.out"
+        else
+            fail "$receiver: saltship check --config on the written file"
+            cat "$dir/check.out" "$dir/check.err" >&2
+        fi
+        grep -q "options valid, not contacted" "$dir/check.out" || fail "$receiver: check saw no target"
+        # The check reads the file: a key misspelt in it is refused, named (exit 2).
+        { cat "$dir/root/etc/saltship/saltship.toml"; echo 'only-failure = true'; } > "$dir/typo.toml"
+        "$bin" check --offline --config "$dir/typo.toml" --cache-dir testdata/jobs \
+            --state-file "$dir/state/state" > /dev/null 2> "$dir/typo.err" && status=0 || status=$?
+        if [ "$status" = 2 ] && grep -q "only-failure" "$dir/typo.err"; then
+            echo "$receiver: a misspelt key in that file: exit 2, $(sed 's/^[0-9TZ:.-]* //' "$dir/typo.err" | head -1)"
+        else
+            fail "$receiver: a misspelt key: exit $status"; cat "$dir/typo.err" >&2
+        fi
+        [ ! -e "$dir/state" ] || fail "$receiver: check made the state folder"
+    else
+        echo "not checked with saltship check: no binary (cargo build first, or give its path)" >&2
+    fi
     # A second run changes nothing.
     "${call[@]}" --out=json state.apply saltship.config > "$dir/again.json" 2>/dev/null || fail "$receiver: second apply"
     python3 -c '

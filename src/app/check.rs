@@ -74,28 +74,16 @@ fn cache_check(config: &Config, lines: &mut Vec<Line>) -> Option<Vec<JobDir>> {
         )));
         return Some(dirs);
     }
-    let returns: usize = dirs
-        .iter()
-        .map(|d| {
-            d.minions
-                .iter()
-                .filter(|m| d.return_path(m).exists())
-                .count()
-        })
-        .sum();
-    let mut jids: Vec<String> = dirs
-        .iter()
-        .filter_map(|d| d.read_jid(config.cache.max_return_bytes).ok().flatten())
-        .collect();
-    jids.sort();
-    let range = match (jids.first(), jids.last()) {
+    let counts = crate::app::ship::in_cache(&dirs, config.cache.max_return_bytes, |_, _, _| {});
+    let range = match (&counts.oldest, &counts.newest) {
         (Some(first), Some(last)) => format!(", oldest jid {first}, newest jid {last}"),
         _ => String::new(),
     };
     lines.push(ok(format!(
-        "cache folder {}: a Salt job cache, {} jobs, {returns} returns{range}",
+        "cache folder {}: a Salt job cache, {} jobs, {} returns{range}",
         root.display(),
-        dirs.len()
+        counts.jobs,
+        counts.returns
     )));
     Some(dirs)
 }
@@ -125,8 +113,8 @@ fn state_check(config: &Config, lines: &mut Vec<Line>) {
         lines.push(line);
         return;
     }
-    // Loads and takes the lock as a run would, and lets both go at once.
-    match Checkpoint::open(path, false) {
+    // Loads as a run would and tests the lock, without taking it or making a file.
+    match Checkpoint::inspect(path) {
         Err(e) if e.is::<Busy>() => {
             lines.push(fail(format!(
                 "{e}: a running watch? sync and watch would do nothing while it runs, and \
@@ -140,12 +128,13 @@ fn state_check(config: &Config, lines: &mut Vec<Line>) {
         }
         Ok(_) => {}
     }
-    let writable = if path.exists() {
-        OpenOptions::new().append(true).open(path).map(drop)
-    } else {
-        Ok(())
-    }
-    .and_then(|()| try_create(folder));
+    // Opened for appending and closed: neither the contents nor the mtime change.
+    let journal = crate::checkpoint::journal_path(path);
+    let writable = [path.as_path(), journal.as_path()]
+        .into_iter()
+        .filter(|f| f.exists())
+        .try_for_each(|f| OpenOptions::new().append(true).open(f).map(drop))
+        .and_then(|()| try_create(folder));
     lines.push(match writable {
         Ok(()) if path.exists() => ok(format!("state file {shown}: readable, writable, lock free")),
         Ok(()) => ok(format!(
@@ -179,8 +168,22 @@ fn metrics_check(path: &Path) -> Line {
     }
 }
 
-/// Whether a file can be made in `folder` (a save writes a temp file there).
+/// Whether a file can be made in `folder` (a save writes a temp file there). An unnamed file
+/// (`O_TMPFILE`) is never linked into the folder, so not even the folder's mtime changes; a
+/// file system without it gets a named probe, made and removed.
 fn try_create(folder: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .open(folder)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if !matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {
+            return Err(e)
+        }
+        Err(_) => {}
+    }
     let probe = folder.join(format!(".saltship-check.{}", std::process::id()));
     OpenOptions::new()
         .write(true)

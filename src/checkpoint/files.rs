@@ -40,6 +40,25 @@ pub(super) fn lock(path: &Path) -> Result<File> {
     }
 }
 
+/// Ok when no other instance holds the lock of the state file at `path`, found without making
+/// or changing a file: a lock file that is not there is held by nobody, and one that is, is
+/// opened read-only (flock does not need more) and let go at once.
+pub(super) fn lock_is_free(path: &Path) -> Result<()> {
+    let lock_path = with_suffix(path, ".lock");
+    let lock = match File::open(&lock_path) {
+        Ok(lock) => lock,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(what_to_do(e, format!("lock file {}", lock_path.display()))),
+    };
+    match lock.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(Busy(lock_path).into()),
+        Err(TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("lock file {}", lock_path.display()))
+        }
+    }
+}
+
 /// An error opening the state folder or lock, with what to do when it is a permission.
 fn what_to_do(e: std::io::Error, what: String) -> anyhow::Error {
     if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -57,6 +76,11 @@ pub(super) fn parent(path: &Path) -> &Path {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
+}
+
+/// The journal beside the state file at `path`: `<state>.journal`.
+pub(crate) fn journal_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".journal")
 }
 
 pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use files::Busy;
+pub(crate) use files::{journal_path, Busy};
 use files::{remove_temps, with_suffix, write_atomically};
 use journal::Op;
 use snapshot::VERSION;
@@ -130,6 +130,13 @@ impl Checkpoint {
     /// Loads without locking and never writes: for `--dry-run`, which must not touch state.
     pub(crate) fn peek(path: &Path) -> Result<Checkpoint> {
         Checkpoint::load(path, false)
+    }
+
+    /// Loads as [`Checkpoint::peek`] does, after testing the lock without taking it or making its
+    /// file: for `check`, which leaves no trace. Another holder is a [`Busy`] error.
+    pub(crate) fn inspect(path: &Path) -> Result<Checkpoint> {
+        files::lock_is_free(path)?;
+        Checkpoint::peek(path)
     }
 
     fn empty(path: &Path) -> Checkpoint {

@@ -63,7 +63,8 @@ pub(crate) enum Command {
     /// Test the configuration without sending an event: the cache folder, the state file and
     /// its lock, each target (TLS handshake and certificate included), the inotify watch limit
     /// (and the metrics file, when given); --offline leaves the targets out. Takes watch's
-    /// options and environment. One line per check; exit 0 only when every check passes
+    /// options and environment. Changes no file and makes none (no lock file either). One
+    /// line per check; exit 0 only when every check passes
     #[command(after_help = exit_status::CHECK)]
     Check(CheckArgs),
     /// Print the effective configuration (watch's options), each value with where it came from:

@@ -80,6 +80,7 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => {}
         Err(e) => return Err(format!("config file {}: {e}", path.display())),
     }
+    let given = argv.clone();
     let mut argv = argv;
     let mut from_file = BTreeMap::new();
     if let Some(text) = &parsed_file {
@@ -115,6 +116,10 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed, String> {
         Ok(m) => m,
         // The file's values together with the flags make a wrong whole: name the file.
         Err(e) if !from_file.is_empty() && e.use_stderr() => {
+            // A command line wrong on its own is clap's to report, not the file's.
+            if let Err(own) = Cli::command().try_get_matches_from(&given) {
+                own.exit()
+            }
             let text = e.render().to_string();
             let lines: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
             let what = lines

@@ -1,6 +1,11 @@
 //! `saltship check --offline`: the start check of the watch unit, which tests the set-up but
-//! leaves the receivers alone, so a receiver that is down does not keep the daemon from starting.
+//! leaves the receivers alone, so a receiver that is down does not keep the daemon from starting;
+//! and a check leaves no trace in the state folder.
 
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::common::receiver::{Faults, Receiver};
 use crate::common::{cache_copy, free_port, p, Saltship};
 
 #[test]
@@ -86,4 +91,77 @@ fn offline_check_still_parses_the_targets_and_wants_one() {
     let out = Saltship::args(&bad).run_text();
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
+
+/// Every entry of `dir` with its length and mtime, and the folder's own mtime: what a check
+/// must leave as it found it.
+fn traces(dir: &Path) -> (SystemTime, Vec<(String, u64, SystemTime)>) {
+    let meta = |p: &Path| std::fs::metadata(p).expect("stat");
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let m = meta(&e.path());
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.len(),
+                m.modified().expect("mtime"),
+            )
+        })
+        .collect();
+    entries.sort();
+    (meta(dir).modified().expect("mtime"), entries)
+}
+
+#[test]
+fn check_leaves_no_trace_in_the_state_folder() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let folder = tmp.path().join("lib");
+    std::fs::create_dir(&folder).expect("mkdir");
+    let state = folder.join("state");
+    let check = || {
+        let out = Saltship::check(&jobs)
+            .state_file(&state)
+            .arg("--offline")
+            .target(&format!("127.0.0.1:{}", free_port()))
+            .run_text();
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("ok   state file"), "{}", out.stdout);
+    };
+
+    // A fresh state path: nothing made, not even a lock file.
+    let before = traces(&folder);
+    check();
+    assert_eq!(traces(&folder), before, "a check on a fresh state path");
+    assert!(before.1.is_empty());
+
+    // After two runs: the state file, its journal and the lock file stay as they were.
+    let receiver = Receiver::start(Faults::default());
+    for _ in 0..2 {
+        let run = Saltship::sync(&jobs)
+            .state_file(&state)
+            .target(&receiver.target())
+            .run();
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let before = traces(&folder);
+    let names: Vec<&str> = before.1.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["state", "state.journal", "state.lock"],
+        "{before:?}"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    check();
+    assert_eq!(traces(&folder), before, "a check after runs");
+
+    // A state folder that is not there yet is not made either.
+    let missing = tmp.path().join("not-yet").join("state");
+    let out = Saltship::check(&jobs)
+        .state_file(&missing)
+        .arg("--offline")
+        .target("127.0.0.1:9")
+        .run_text();
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!missing.parent().expect("folder").exists());
 }

@@ -51,6 +51,25 @@ fn a_key_applies_and_a_flag_or_the_environment_wins() {
 }
 
 #[test]
+fn a_bad_flag_beside_a_config_file_is_the_command_lines_error_not_the_files() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let config = write(tmp.path(), "only-failures = true\n");
+    let run = Saltship::dry_run(&jobs)
+        .arg("--config")
+        .arg(&config)
+        .arg("--only-failures=false")
+        .run_text();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(!run.stderr.contains("config file"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("unexpected value 'false' for '--only-failures'"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn an_unknown_key_names_itself_its_line_and_the_nearest_key() {
     let (tmp, jobs) = cache_copy("jobs");
     let config = write(

@@ -10,6 +10,7 @@ mod check;
 mod checkpoint;
 mod cli;
 mod config;
+mod counts;
 mod delivery;
 mod filters;
 mod fixtures;

@@ -100,7 +100,7 @@ impl Watch {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        crate::common::unstamp(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
     /// The address from watch's `serving metrics at http://ADDR/metrics` line (bounded wait).

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::common::receiver::{event_ids, Faults, Receiver};
-use crate::common::{cache_copy, free_port, p, testdata, Run, Saltship};
+use crate::common::{cache_copy, free_port, p, testdata, unstamp, Run, Saltship};
 
 /// `saltship <args>` with `env`, a state file of its own, and no `SALTSHIP_*` from outside.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
@@ -217,7 +217,7 @@ fn verbose_says_what_was_skipped_and_why() {
     assert!(!quiet.stderr.contains("debug"), "{}", quiet.stderr);
     let verbose = Saltship::dry_run(&jobs).more(since).arg("-v").run();
     assert!(
-        verbose.stderr.contains("outside --since/--until, skipped"),
+        verbose.stderr.contains("outside --since/--until, left out"),
         "{}",
         verbose.stderr
     );
@@ -274,8 +274,11 @@ fn under_journald_lines_carry_their_syslog_priority() {
         info.starts_with("<6>saltship: ") && info.contains(" jobs, "),
         "{info}"
     );
-    // Another stream (stderr redirected elsewhere): plain lines.
-    let plain = stderr_under_journal(&good, Some("1:1"));
+    // Another stream (stderr redirected elsewhere): plain lines, each after its time
+    // (`unstamp` fails a line without one).
+    let stamped = stderr_under_journal(&good, Some("1:1"));
+    let plain = unstamp(&stamped);
+    assert_ne!(plain, stamped);
     assert!(
         plain.starts_with("saltship: ") && plain.contains(" jobs, "),
         "{plain}"

@@ -4,6 +4,7 @@
 //! run goes on.
 
 mod budget;
+mod counts;
 mod jobs;
 mod pass;
 mod plan;
@@ -25,6 +26,8 @@ use crate::metrics::{Metrics, Own};
 use crate::sink::stdout::StdoutSink;
 use crate::sink::{self, Sink, SinkError};
 use crate::time;
+use counts::Seen;
+pub(crate) use counts::{in_cache, Totals};
 use plan::plan;
 use work::BufferPool;
 
@@ -43,33 +46,6 @@ pub(crate) enum Mode {
     Backfill,
     /// Every return the checkpoint does not hold.
     Sync,
-}
-
-/// What a run did, for the summary line and the exit status.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Totals {
-    pub(crate) jobs: u64,
-    pub(crate) returns: u64,
-    pub(crate) events: u64,
-    /// Jobs with nothing to ship: not a state run, `nocache`, out of range, or filtered out.
-    pub(crate) skipped: u64,
-    pub(crate) failed_files: u64,
-    pub(crate) reconnects: u64,
-    /// Events the receiver refused for good (a mapping error), their returns still recorded.
-    pub(crate) rejected: u64,
-}
-
-impl Totals {
-    pub(crate) fn summary(&self) -> String {
-        let rejected = match self.rejected {
-            0 => String::new(),
-            n => format!(", {n} events rejected by the receiver"),
-        };
-        format!(
-            "{} jobs, {} returns, {} events, {} skipped, {} failed files, {} reconnects{rejected}",
-            self.jobs, self.returns, self.events, self.skipped, self.failed_files, self.reconnects
-        )
-    }
 }
 
 /// Why a pass ended early.
@@ -131,6 +107,8 @@ pub(crate) struct Shipper<'c> {
     /// The oldest job whose returns a pass left unshipped (jobs go in jid order).
     left_behind: Option<String>,
     pub(crate) totals: Totals,
+    /// The jobs `totals` counted: each once, however often watch comes back to it.
+    seen: Seen,
     pool: BufferPool,
     /// Progress bars on a terminal: for a run, not for a daemon's small passes.
     pub(crate) bars: bool,
@@ -168,6 +146,7 @@ impl<'c> Shipper<'c> {
             pending: Vec::new(),
             left_behind: None,
             totals: Totals::default(),
+            seen: Seen::default(),
             pool: BufferPool::default(),
             bars: !config.quiet,
             stop,
@@ -229,22 +208,36 @@ impl<'c> Shipper<'c> {
             .unwrap_or_default()
     }
 
-    /// Returns in the cache that the checkpoint does not hold as done (one scan): what waits
-    /// for a receiver. Returns of jobs not yet known to be non-state are counted too.
-    pub(crate) fn waiting(&self) -> usize {
+    /// The returns of state runs that the checkpoint does not hold as done (one scan): what
+    /// waits for a receiver. A job not in the checkpoint yet is told by its `.load.p`.
+    pub(crate) fn waiting(&self) -> u64 {
         let cp = self.checkpoint.as_ref();
         let list = |key: &str, mtime| cp.is_none_or(|cp| cp.needs_listing(key, mtime));
         let (dirs, _) = scan(&self.config.cache.dir, |_| {}, list);
-        let mut totals = Totals::default();
-        let (jobs, _) = plan(
+        let (mut totals, mut seen) = (Totals::default(), Seen::default());
+        let (jobs, _, _) = plan(
             self.config,
             Mode::Sync,
             cp,
             &HashSet::new(),
             dirs,
-            &mut totals,
+            (&mut totals, &mut seen),
         );
-        jobs.iter().map(|(_, minions)| minions.len()).sum()
+        jobs.iter()
+            .filter(|(dir, _)| {
+                cp.and_then(|cp| cp.job(&dir.key)).is_some()
+                    || matches!(
+                        work::load_job(work::Opts::of(self.config), Mode::Sync, dir).0,
+                        work::Loaded::Job(_)
+                    )
+            })
+            .map(|(dir, minions)| {
+                minions
+                    .iter()
+                    .filter(|m| dir.return_path(m).is_file())
+                    .count() as u64
+            })
+            .sum()
     }
 
     /// When the oldest return sent but not confirmed was read, if any.
@@ -336,43 +329,16 @@ fn warn_before_cleanup(config: &Config, jid: &str) {
 /// After a first run with `--start-at now`: every return already in the cache counts as done.
 pub(crate) fn start_at_now(config: &Config, checkpoint: &mut Checkpoint) -> anyhow::Result<u64> {
     let (dirs, _) = scan(&config.cache.dir, |_| {}, |_, _| true);
-    let mut returns = 0;
-    for dir in dirs {
-        let Ok(Some(jid)) = dir.read_jid(config.cache.max_return_bytes) else {
-            continue;
-        };
-        for minion in &dir.minions {
-            checkpoint.record(&dir.key, &jid, minion);
-            returns += 1;
+    // The returns that landed: one whose minion folder is still empty lands after "now".
+    let counts = in_cache(&dirs, config.cache.max_return_bytes, |dir, jid, landed| {
+        for minion in landed {
+            checkpoint.record(&dir.key, jid, minion);
         }
-    }
+    });
     checkpoint.save()?;
-    info!("starting at now: {returns} returns already in the cache will not be shipped");
-    Ok(returns)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_summary_names_rejected_events_only_when_there_are_some() {
-        let mut totals = Totals {
-            jobs: 2,
-            returns: 3,
-            events: 40,
-            skipped: 1,
-            failed_files: 0,
-            reconnects: 5,
-            rejected: 0,
-        };
-        assert_eq!(
-            totals.summary(),
-            "2 jobs, 3 returns, 40 events, 1 skipped, 0 failed files, 5 reconnects"
-        );
-        totals.rejected = 7;
-        assert!(totals
-            .summary()
-            .ends_with("5 reconnects, 7 events rejected by the receiver"));
-    }
+    info!(
+        "starting at now: {} returns of {} jobs already in the cache will not be shipped",
+        counts.returns, counts.jobs
+    );
+    Ok(counts.returns)
 }

@@ -10,6 +10,7 @@ use indicatif::ProgressBar;
 use log::{debug, warn};
 
 use super::budget::{self, Budget};
+use super::counts;
 use super::plan::plan;
 use super::work::{load_job, work, BufferPool, Done, Loaded, Opts, Read, Step};
 use super::{Mode, PassError, Pending, Shipper, CHUNK, CONFIRM_BYTES};
@@ -35,18 +36,21 @@ impl Shipper<'_> {
             .iter()
             .map(|p| (p.key.as_str(), p.minion.as_str()))
             .collect();
-        let (jobs, settled) = plan(
+        let (jobs, settled, nocache) = plan(
             config,
             mode,
             self.checkpoint.as_ref(),
             &in_flight,
             dirs,
-            &mut self.totals,
+            (&mut self.totals, &mut self.seen),
         );
         drop(in_flight);
         if let Some(cp) = self.recording() {
             for (key, mtime) in settled {
                 cp.settle(&key, mtime);
+            }
+            for (key, jid) in nocache {
+                cp.record_non_state(&key, &jid);
             }
         }
         // A backfill lists each job when its turn comes: memory holds one job's minion names,
@@ -169,8 +173,8 @@ impl Shipper<'_> {
         match done {
             Done::Job(dir, n, loaded, failed) => {
                 self.totals.failed_files += u64::from(failed);
-                match loaded {
-                    Loaded::Job(_) => self.totals.jobs += 1,
+                let skipped = match loaded {
+                    Loaded::Job(_) => None,
                     Loaded::NonState => {
                         debug!(
                             "job {}: nothing to ship (not a state run, or filtered out)",
@@ -179,21 +183,24 @@ impl Shipper<'_> {
                         if let Some(cp) = self.recording() {
                             cp.record_non_state(&dir.key, &dir.jid);
                         }
-                        self.totals.skipped += 1;
-                        // The bar counts returns that ship.
-                        bar.dec_length(n as u64);
+                        Some(counts::returns_in(dir, &dir.minions))
                     }
                     Loaded::Filtered => {
                         debug!("job {}: filtered out by --fun, not recorded", dir.jid);
-                        self.totals.skipped += 1;
-                        bar.dec_length(n as u64);
+                        Some(counts::returns_in(dir, &dir.minions))
                     }
                     Loaded::NotYet => {
                         debug!("job {}: not complete yet, left for a later pass", dir.jid);
                         self.left_behind.get_or_insert(dir.jid.clone());
                         bar.dec_length(n as u64);
+                        return Ok(());
                     }
+                };
+                if skipped.is_some() {
+                    // The bar counts returns that ship.
+                    bar.dec_length(n as u64);
                 }
+                self.totals.take_job(&mut self.seen, &dir.key, skipped);
             }
             Done::Returns(dir, returns, _) => {
                 for Read {

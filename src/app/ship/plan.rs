@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use log::{debug, warn};
 
+use super::counts::{returns_in, Seen};
 use super::{Mode, Totals, SETTLED_AFTER};
 use crate::cache::JobDir;
 use crate::checkpoint::Checkpoint;
@@ -15,16 +16,22 @@ use crate::time;
 /// The jobs with returns to take, in jid order, each with those returns' minions.
 /// Job folders with the minions whose returns a pass takes, in jid order.
 pub(super) type Planned = Vec<(JobDir, Vec<String>)>;
+/// Jobs whose every return is done, with their folder's mtime: (key, mtime).
+pub(super) type Settled = Vec<(String, i64)>;
+/// `nocache` jobs, to record as having nothing to ship: (key, jid).
+pub(super) type NoCache = Vec<(String, String)>;
 
 /// `in_flight` holds the returns sent but not confirmed yet: a sync pass does not send them again.
+/// A `nocache` job is counted here (skipped), and returned to be recorded as having nothing to
+/// ship (so the next sync does not count it again); the others when their `.load.p` is read.
 pub(super) fn plan(
     config: &Config,
     mode: Mode,
     checkpoint: Option<&Checkpoint>,
     in_flight: &HashSet<(&str, &str)>,
     dirs: Vec<JobDir>,
-    totals: &mut Totals,
-) -> (Planned, Vec<(String, i64)>) {
+    (totals, seen): (&mut Totals, &mut Seen),
+) -> (Planned, Settled, NoCache) {
     let mut jobs = Vec::new();
     // Jobs whose every return is recorded done, with a folder older than the clock's grain:
     // the next scan need not list them while the folder's mtime stays the same. A job settles
@@ -34,16 +41,22 @@ pub(super) fn plan(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
         - SETTLED_AFTER.as_nanos() as i64;
+    let mut nocache = Vec::new();
     for mut dir in dirs {
+        let known = checkpoint.and_then(|cp| cp.job(&dir.key));
+        if mode == Mode::Sync && known.is_some_and(|state| state.non_state) {
+            continue;
+        }
         // A backfill's jobs are listed at their turn: `nocache` is found by its marker.
         if dir.nocache || (mode == Mode::Backfill && dir.dir.join("nocache").exists()) {
             debug!("job folder {}: nocache, nothing to ship", dir.key);
-            totals.skipped += 1;
+            let returns = returns_in(&dir, &dir.minions);
+            totals.take_job(seen, &dir.key, Some(returns));
+            let jid = dir.read_jid(config.cache.max_return_bytes);
+            nocache.push((dir.key, jid.ok().flatten().unwrap_or_default()));
             continue;
         }
-        let known = checkpoint.and_then(|cp| cp.job(&dir.key));
         let minions: Vec<String> = match (mode, known) {
-            (Mode::Sync, Some(state)) if state.non_state => continue,
             (Mode::Sync, known) => dir
                 .minions
                 .iter()
@@ -55,7 +68,11 @@ pub(super) fn plan(
                 .collect(),
             (Mode::Backfill, _) => Vec::new(),
         };
-        if minions.is_empty() && mode == Mode::Sync {
+        // A job not seen before with no minion folder yet is still taken up: its `.load.p`
+        // tells a job with nothing to ship (recorded, and counted once) from one waiting for
+        // its returns. So sync counts the jobs backfill and check count.
+        let new_and_empty = known.is_none() && dir.minions.is_empty();
+        if minions.is_empty() && mode == Mode::Sync && !new_and_empty {
             if let (Some(state), Some(mtime)) = (known, dir.mtime) {
                 let all_done = !dir.minions.is_empty()
                     && checkpoint
@@ -97,12 +114,12 @@ pub(super) fn plan(
                 .filter
                 .in_range(time::jid_instant(&dir.jid, config.cache.jid_zone))
         {
-            debug!("job {}: outside --since/--until, skipped", dir.jid);
-            totals.skipped += 1;
+            // Not taken up: --since and --until bound the run.
+            debug!("job {}: outside --since/--until, left out", dir.jid);
             continue;
         }
         jobs.push((dir, minions));
     }
     jobs.sort_by(|(a, _), (b, _)| a.jid.cmp(&b.jid).then_with(|| a.dir.cmp(&b.dir)));
-    (jobs, settled)
+    (jobs, settled, nocache)
 }

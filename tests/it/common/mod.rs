@@ -16,7 +16,7 @@ pub mod tls;
 pub mod view;
 pub mod watch;
 
-pub use saltship::{json_lines, p, Run, Saltship};
+pub use saltship::{json_lines, p, unstamp, Run, Saltship};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -49,6 +49,35 @@ pub fn json_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `stderr` without the time that starts each of saltship's lines when stderr is a file or a
+/// pipe (as in every test run outside journald); a saltship line without a well-formed
+/// RFC 3339 UTC time (`2026-12-03T13:40:00.123Z `) fails the test. Other lines (clap's usage
+/// errors, a wrapper's words) pass through.
+pub fn unstamp(stderr: &str) -> String {
+    let mut out = String::with_capacity(stderr.len());
+    for line in stderr.lines() {
+        let rest = match line.split_once(' ') {
+            Some((time, rest)) if rest.starts_with("saltship:") => {
+                let ok = time.len() == "2026-12-03T13:40:00.123Z".len()
+                    && time.ends_with('Z')
+                    && chrono::DateTime::parse_from_rfc3339(time).is_ok();
+                assert!(ok, "not an RFC 3339 UTC time: {line}");
+                rest
+            }
+            _ => {
+                assert!(
+                    !line.starts_with("saltship:"),
+                    "a saltship line without its time: {line}"
+                );
+                line
+            }
+        };
+        out.push_str(rest);
+        out.push('\n');
+    }
+    out
+}
+
 /// A path as a command-line argument (the tests' temp dirs are UTF-8).
 pub fn p(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
@@ -181,7 +210,7 @@ impl Saltship {
             code: out.status.code().unwrap_or(-1),
             events: Vec::new(),
             stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stderr: unstamp(&String::from_utf8_lossy(&out.stderr)),
         }
     }
 

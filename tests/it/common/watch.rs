@@ -34,7 +34,7 @@ impl Watch {
 
     /// What it logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        super::unstamp(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
     /// SIGTERM; the exit status and how long it took to exit.
@@ -59,7 +59,7 @@ impl Watch {
         (
             status.code().unwrap_or(-1),
             t.elapsed(),
-            std::fs::read_to_string(&self.log).unwrap_or_default(),
+            super::unstamp(&std::fs::read_to_string(&self.log).unwrap_or_default()),
         )
     }
 }
