@@ -304,9 +304,10 @@ pub struct CommonArgs {
     pub show_pillar_args: bool,
 
     /// Also mask the values of keyword arguments with this name in fun_args (repeatable). Always
-    /// masked: password, passwd, pass, secret, token, api_key, apikey, private_key, ssh_key, key,
-    /// and any name that ends in one of them after '_' or '-' (db_password, auth-token), at any
-    /// depth; and pillar, unless --show-pillar-args
+    /// masked: password, passwd, pass, passphrase, sshpass, secret, secret_key, access_key,
+    /// token, bearer, auth, authorization, credential, credentials, api_key, apikey, private_key,
+    /// ssh_key, key, and any name that ends in one of them after '_' or '-' (db_password,
+    /// auth-token), in any case, at any depth; and pillar, unless --show-pillar-args
     #[arg(
         long,
         value_name = "NAME",
