@@ -227,8 +227,10 @@ pub struct CommonArgs {
     pub sink: SinkKind,
 
     /// Send the events to this receiver: HOST:PORT for --sink tcp and relp, a URL (http:// or
-    /// https://HOST:PORT, optionally with a path) for splunk-hec, elasticsearch and otlp; repeat for
-    /// failover, tried in order. For kafka: HOST:PORT bootstrap brokers (one list, not failover)
+    /// https://HOST:PORT, optionally with a path, no query or fragment) for splunk-hec,
+    /// elasticsearch and otlp; repeat for failover, tried in order. For kafka: HOST:PORT
+    /// bootstrap brokers (one list, not failover). A URL's user:password is sent as basic
+    /// authentication and shown as user:*** in every message
     #[arg(
         long,
         value_name = "TARGET",

@@ -82,7 +82,7 @@ impl Http {
             .post(url)
             .timeout(left)
             .set("Content-Type", "application/json");
-        if let Some(auth) = &self.auth {
+        if let Some(auth) = self.auth.clone().or_else(|| userinfo_auth(url)) {
             request = request.set("Authorization", &auth.0);
         }
         for (name, value) in headers {
@@ -110,7 +110,7 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Answer, Fault> 
     let response = match result {
         Ok(r) | Err(ureq::Error::Status(_, r)) => r,
         Err(ureq::Error::Transport(t)) => {
-            let why = t.to_string();
+            let why = transport_why(&t);
             return Err(if certificate_problem(&t) {
                 Fault::permanent(format!("TLS: {why}"))
             } else {
@@ -139,6 +139,65 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Answer, Fault> 
         content_type,
         location,
     })
+}
+
+/// A transport failure in words, without the URL that ureq puts first: it may hold a password,
+/// and the delivery core names the target (masked) anyway.
+fn transport_why(t: &ureq::Transport) -> String {
+    let mut why = t.kind().to_string();
+    for part in [
+        t.message().map(str::to_owned),
+        std::error::Error::source(t).map(|s| s.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        why.push_str(": ");
+        why.push_str(&part);
+    }
+    why
+}
+
+/// HTTP basic authentication from a URL's user-info (`http://user:password@host`), decoded
+/// (`%40` is `@`): used when no `--http-user`, API key or token is given (a target with both
+/// is refused at start).
+fn userinfo_auth(url: &str) -> Option<Secret> {
+    let url = url::Url::parse(url).ok()?;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let pair = format!(
+        "{}:{}",
+        percent_decoded(url.username()),
+        percent_decoded(url.password().unwrap_or(""))
+    );
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    Some(Secret(format!("Basic {encoded}")))
+}
+
+/// `text` with its `%XX` escapes decoded (a bad escape stays as it is).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -248,6 +307,16 @@ mod tests {
         assert_eq!(split_url("http://h:8088"), ("http://h:8088", ""));
         assert_eq!(split_url("https://h/"), ("https://h", ""));
         assert_eq!(split_url("https://h:9200/es/"), ("https://h:9200", "/es"));
+    }
+
+    #[test]
+    fn user_info_is_basic_authentication_decoded() {
+        let auth = userinfo_auth("http://admin:p%40ss%3Aw@h:9200/_bulk").expect("auth");
+        use base64::Engine;
+        let pair = base64::engine::general_purpose::STANDARD.encode("admin:p@ss:w");
+        assert_eq!(auth.0, format!("Basic {pair}"));
+        assert!(userinfo_auth("http://h:9200/_bulk").is_none());
+        assert_eq!(percent_decoded("a%2"), "a%2");
     }
 
     #[test]
