@@ -7,6 +7,7 @@ use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::pool::Pool;
 use crate::sink::core::{Fault, Wait};
 use crate::sink::secret::Secret;
 use crate::sink::tls::Tls;
@@ -43,26 +44,30 @@ pub(crate) struct Answer {
 /// A reply body is read up to this much: replies are small, and a huge one is not ours.
 const MAX_REPLY_BYTES: u64 = 1 << 20;
 
-/// A keep-alive HTTP client.
+/// A keep-alive HTTP client; a connection idle for 5 s is closed ([`Pool`]).
 pub(crate) struct Http {
-    agent: ureq::Agent,
+    pool: Pool,
     auth: Option<Secret>,
 }
 
 impl Http {
     pub fn new(opts: &HttpOptions) -> Http {
-        let mut agent = ureq::AgentBuilder::new()
-            .timeout_connect(opts.connect_timeout)
-            .max_idle_connections_per_host(2)
-            // A redirect is never an acknowledgement: ureq would follow a 301/302 as a GET
-            // without the body, and count the target's answer to that. See `Answer::fault`.
-            .redirects(0)
-            .user_agent(concat!("saltship/", env!("CARGO_PKG_VERSION")));
-        if let Some(tls) = &opts.tls {
-            agent = agent.tls_config(tls.client_config());
-        }
+        let (connect, tls) = (opts.connect_timeout, opts.tls.clone());
+        let make = move || {
+            let mut agent = ureq::AgentBuilder::new()
+                .timeout_connect(connect)
+                .max_idle_connections_per_host(2)
+                // A redirect is never an acknowledgement: ureq would follow a 301/302 as a GET
+                // without the body, and count the target's answer to that. See `Answer::fault`.
+                .redirects(0)
+                .user_agent(concat!("saltship/", env!("CARGO_PKG_VERSION")));
+            if let Some(tls) = &tls {
+                agent = agent.tls_config(tls.client_config());
+            }
+            agent.build()
+        };
         Http {
-            agent: agent.build(),
+            pool: Pool::new(make),
             auth: opts.auth.clone(),
         }
     }
@@ -78,7 +83,8 @@ impl Http {
     ) -> Result<Answer, Fault> {
         let left = wait.left()?;
         let mut request = self
-            .agent
+            .pool
+            .start()
             .post(url)
             .timeout(left)
             .set("Content-Type", "application/json");
@@ -89,8 +95,11 @@ impl Http {
             request = request.set(name, value);
         }
         let (tx, rx) = mpsc::channel();
+        let ender = self.pool.ender();
         std::thread::spawn(move || {
-            let _ = tx.send(answer(request.send_bytes(&body)));
+            let answer = answer(request.send_bytes(&body));
+            ender.done();
+            let _ = tx.send(answer);
         });
         loop {
             let slice = wait.slice()?;
