@@ -217,9 +217,11 @@ pub struct CommonArgs {
 
     /// The receiver's protocol. tcp: lines over TCP or TLS; delivery is confirmed by a graceful
     /// close (our FIN, then the receiver's EOF), which proves the receiver's socket read every
-    /// byte but not that an application stored it: a proxy or load balancer in between, or a
-    /// receiver that half-closes without reading, defeats it. relp: rsyslog's RELP, each event
-    /// answered (rsp 200) by rsyslog itself, so it holds through a proxy too. splunk-hec,
+    /// byte but not that an application stored it, and holds only with no proxy or load
+    /// balancer in between: one closes after us whatever its backend does (one that closes at
+    /// once, with no backend up, is caught), and so does a receiver that half-closes without
+    /// reading; behind a proxy use relp, splunk-hec or elasticsearch. relp: rsyslog's RELP, each
+    /// event answered (rsp 200) by rsyslog itself, so it holds through a proxy too. splunk-hec,
     /// elasticsearch, kafka and otlp are acknowledged by the receiver itself (indexer
     /// acknowledgement; per-item bulk status; a delivery report per record with acks=all; a
     /// 2xx with no rejected log record)
