@@ -40,30 +40,56 @@ pub(crate) struct TcpOptions {
     pub tls: Option<Tls>,
 }
 
-/// A connection to a receiver, plain (with the instant before which it is not closed, see
-/// [`settled`]) or TLS.
+/// A connection to a receiver, plain (with when it [`Settle`]s) or TLS.
 enum Stream {
-    Plain(TcpStream, Instant),
+    Plain(TcpStream, Settle),
     Tls(Box<TlsStream>),
 }
 
-/// A plain connection is confirmed no sooner than this after it opened (plus two connect
-/// times, for the round trip), and only if the peer has not closed it by then: a proxy or
-/// load balancer with no backend to hand it to (HAProxy with its server marked down by health
-/// checks) accepts, then closes within a millisecond; a run that closed first would read that
-/// close after its own FIN, as from a receiver that read everything. TLS needs no wait: its
-/// handshake already needs the receiver behind the proxy.
+/// A plain connection that carried little is confirmed no sooner than this after it opened
+/// (plus two connect times, for the round trip), and only if the peer has not closed it by
+/// then: a proxy or load balancer with no backend to hand it to (HAProxy with its server
+/// marked down by health checks) accepts, then closes within a millisecond; a run that sent
+/// and closed first would read that close after its own FIN, as from a receiver that read
+/// everything. TLS needs no wait: its handshake already needs the receiver behind the proxy.
 const SETTLE: Duration = Duration::from_millis(10);
 
-/// When a plain connection that took `connect` to open is settled.
-fn settled(connect: Duration) -> Instant {
-    Instant::now() + SETTLE + 2 * connect
+/// A connection that carried this much needs no wait: a proxy that closes at once has not
+/// read it all (its buffer is 16 KiB in HAProxy and nginx), and closing with bytes unread
+/// resets the connection, which the close reports. So a backfill's 4 MiB windows never wait.
+const SETTLED_BYTES: usize = 1 << 20;
+
+/// When a plain connection may be confirmed.
+struct Settle {
+    at: Instant,
+    sent: usize,
+}
+
+impl Settle {
+    /// For a connection that took `connect` to open, now.
+    fn new(connect: Duration) -> Settle {
+        Settle {
+            at: Instant::now() + SETTLE + 2 * connect,
+            sent: 0,
+        }
+    }
+
+    /// How long a close must still wait.
+    fn left(&self) -> Duration {
+        if self.sent >= SETTLED_BYTES {
+            return Duration::ZERO;
+        }
+        self.at.saturating_duration_since(Instant::now())
+    }
 }
 
 impl Stream {
     fn write_all(&mut self, bytes: &[u8], wait: &mut Wait) -> io::Result<()> {
         match self {
-            Stream::Plain(s, _) => io::Write::write_all(&mut Patient { sock: s, wait }, bytes),
+            Stream::Plain(s, settle) => {
+                settle.sent += bytes.len();
+                io::Write::write_all(&mut Patient { sock: s, wait }, bytes)
+            }
             Stream::Tls(s) => s.write_all(bytes, wait),
         }
     }
@@ -84,8 +110,8 @@ impl Stream {
 
     fn close_gracefully(&mut self, wait: &mut Wait) -> io::Result<()> {
         match self {
-            Stream::Plain(s, settled) => {
-                wait.sleep(settled.saturating_duration_since(Instant::now()))?;
+            Stream::Plain(s, settle) => {
+                wait.sleep(settle.left())?;
                 close_gracefully(s, wait)
             }
             Stream::Tls(s) => s.close_gracefully(wait),
@@ -167,7 +193,7 @@ fn dial(target: &str, opts: &TcpOptions, wait: &mut Wait) -> io::Result<Stream> 
     let start = Instant::now();
     let sock = dial_tcp(target, timeout)?;
     match &opts.tls {
-        None => Ok(Stream::Plain(sock, settled(start.elapsed()))),
+        None => Ok(Stream::Plain(sock, Settle::new(start.elapsed()))),
         Some(tls) => tls
             .connect(target, sock, timeout)
             .map(|s| Stream::Tls(Box::new(s))),
