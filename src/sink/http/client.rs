@@ -133,7 +133,10 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Answer, Fault> 
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let content_type = response.header("Content-Type").map(str::to_owned);
-    let location = response.header("Location").map(one_line);
+    // A redirect may point at a URL with a password in it: shown masked, as targets are.
+    let location = response
+        .header("Location")
+        .map(|l| crate::sink::secret::shown(&one_line(l)));
     let mut bytes = Vec::new();
     response
         .into_reader()
