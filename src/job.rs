@@ -13,12 +13,21 @@ const MASK: &str = "********";
 /// Keyword arguments whose values are masked: these names, and names ending in one of them
 /// after `_` or `-` (`db_password`, `auth-token`), in any case. docs/options.md ("Secrets in
 /// `fun_args`") and `--help` list them; keep the three in step.
-pub(crate) const SECRET_ARGS: [&str; 10] = [
+pub(crate) const SECRET_ARGS: [&str; 19] = [
     "password",
     "passwd",
     "pass",
+    "passphrase",
+    "sshpass",
     "secret",
+    "secret_key",
+    "access_key",
     "token",
+    "bearer",
+    "auth",
+    "authorization",
+    "credential",
+    "credentials",
     "api_key",
     "apikey",
     "private_key",
@@ -227,7 +236,11 @@ mod tests {
             {"password": "hunter2", "DB_Password": "p2", "auth-token": {"a": "t"}, "__kwarg__": true},
             {"kwarg": {"pillar": {"k": "deep"}, "opts": [{"api_key": "ak"}]}},
             "passwd=s3",
+            "Authorization=Bearer x",
+            "sshpass=s4",
+            {"passphrase": "p", "aws_secret_key": "k", "credentials": {"u": "c"}, "my-bearer": "b"},
             "bypass=keep",
+            "eauth=pam",
             "keyboard=keep",
             "name=keep"
         ]);
@@ -239,7 +252,11 @@ mod tests {
                 {"password": MASK, "DB_Password": MASK, "auth-token": {"a": MASK}, "__kwarg__": true},
                 {"kwarg": {"pillar": {"k": MASK}, "opts": [{"api_key": MASK}]}},
                 format!("passwd={MASK}"),
+                format!("Authorization={MASK}"),
+                format!("sshpass={MASK}"),
+                {"passphrase": MASK, "aws_secret_key": MASK, "credentials": {"u": MASK}, "my-bearer": MASK},
                 "bypass=keep",
+                "eauth=pam",
                 "keyboard=keep",
                 "name=keep"
             ])

@@ -215,6 +215,7 @@ fn target_check(config: &Config, offline: bool, lines: &mut Vec<Line>) {
         return;
     };
     for (i, target) in opts.targets().iter().enumerate() {
+        let target = crate::sink::secret::shown(target);
         if offline {
             lines.push(ok(format!(
                 "target {target}: options valid, not contacted (--offline)"

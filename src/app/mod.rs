@@ -146,12 +146,23 @@ fn run(parsed: &crate::cli::file::Parsed) -> Result<Outcome, Failure> {
     }
     let totals = match (&cli.command, checkpoint) {
         (Command::Watch(_), Some(cp)) if !config.dry_run => match &config.daemon {
-            Some(options) => watch::run(&config, options, cp)?,
+            Some(options) => watch::run(&absolute_cache(config.clone())?, options, cp)?,
             None => unreachable!("Config::watch sets the daemon options"),
         },
         (_, checkpoint) => ship::run(&config, mode, checkpoint)?,
     };
     Ok(Outcome::Shipped(totals))
+}
+
+/// `watch`'s configuration with the cache folder as an absolute path, taken once at start:
+/// inotify names each change by an absolute path, which a relative `--cache-dir` (`jobs`)
+/// would never match, and the rescan would be the only thing that ships. Symlinks are kept
+/// as given (`std::path::absolute`, as notify itself joins a relative path).
+fn absolute_cache(mut config: Config) -> Result<Config, Failure> {
+    let dir = &config.cache.dir;
+    config.cache.dir = std::path::absolute(dir)
+        .map_err(|e| Failure::Usage(anyhow::anyhow!("--cache-dir {}: {e}", dir.display())))?;
+    Ok(config)
 }
 
 /// The checkpoint a run records into: locked, or for `sync --dry-run` only read.

@@ -93,12 +93,8 @@ fn mask(long: &str, value: &str) -> String {
             }
         }
     }
-    if let Some((scheme, rest)) = value.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
-            if let Some((user, _)) = userinfo.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
+    if long == "target" || value.contains("://") {
+        return crate::sink::secret::shown(value);
     }
     value.to_owned()
 }

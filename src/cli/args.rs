@@ -217,9 +217,11 @@ pub(crate) struct CommonArgs {
 
     /// The receiver's protocol. tcp: lines over TCP or TLS; delivery is confirmed by a graceful
     /// close (our FIN, then the receiver's EOF), which proves the receiver's socket read every
-    /// byte but not that an application stored it: a proxy or load balancer in between, or a
-    /// receiver that half-closes without reading, defeats it. relp: rsyslog's RELP, each event
-    /// answered (rsp 200) by rsyslog itself, so it holds through a proxy too. splunk-hec,
+    /// byte but not that an application stored it, and holds only with no proxy or load
+    /// balancer in between: one closes after us whatever its backend does (one that closes at
+    /// once, with no backend up, is caught), and so does a receiver that half-closes without
+    /// reading; behind a proxy use relp, splunk-hec or elasticsearch. relp: rsyslog's RELP, each
+    /// event answered (rsp 200) by rsyslog itself, so it holds through a proxy too. splunk-hec,
     /// elasticsearch, kafka and otlp are acknowledged by the receiver itself (indexer
     /// acknowledgement; per-item bulk status; a delivery report per record with acks=all; a
     /// 2xx with no rejected log record)
@@ -227,8 +229,10 @@ pub(crate) struct CommonArgs {
     pub(crate) sink: SinkKind,
 
     /// Send the events to this receiver: HOST:PORT for --sink tcp and relp, a URL (http:// or
-    /// https://HOST:PORT, optionally with a path) for splunk-hec, elasticsearch and otlp; repeat for
-    /// failover, tried in order. For kafka: HOST:PORT bootstrap brokers (one list, not failover)
+    /// https://HOST:PORT, optionally with a path, no query or fragment) for splunk-hec,
+    /// elasticsearch and otlp; repeat for failover, tried in order. For kafka: HOST:PORT
+    /// bootstrap brokers (one list, not failover). A URL's user:password is sent as basic
+    /// authentication and shown as user:*** in every message
     #[arg(
         long,
         value_name = "TARGET",
@@ -304,9 +308,10 @@ pub(crate) struct CommonArgs {
     pub(crate) show_pillar_args: bool,
 
     /// Also mask the values of keyword arguments with this name in fun_args (repeatable). Always
-    /// masked: password, passwd, pass, secret, token, api_key, apikey, private_key, ssh_key, key,
-    /// and any name that ends in one of them after '_' or '-' (db_password, auth-token), at any
-    /// depth; and pillar, unless --show-pillar-args
+    /// masked: password, passwd, pass, passphrase, sshpass, secret, secret_key, access_key,
+    /// token, bearer, auth, authorization, credential, credentials, api_key, apikey, private_key,
+    /// ssh_key, key, and any name that ends in one of them after '_' or '-' (db_password,
+    /// auth-token), in any case, at any depth; and pillar, unless --show-pillar-args
     #[arg(
         long,
         value_name = "NAME",

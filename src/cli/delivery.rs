@@ -9,6 +9,7 @@ use clap::ValueEnum;
 
 use super::{CommonArgs, HttpArgs, OtlpArgs, TlsArgs};
 use crate::format::Format;
+use crate::sink::secret::{one_line, shown};
 use crate::sink::tls::{Tls, TlsOptions};
 use crate::sink::{
     kafka, otlp_headers as headers, CoreOptions, ElasticOptions, HecOptions, HttpOptions,
@@ -43,9 +44,10 @@ pub(super) fn check_targets(args: &CommonArgs) -> Result<Format> {
     let sink = sink_name(args.sink);
     for t in &args.target {
         let url = t.contains("://");
+        let shown = shown(t);
         if !http && url {
             bail!(
-                "bad --target '{t}': --sink {sink} takes HOST:PORT; a URL is for --sink \
+                "bad --target '{shown}': --sink {sink} takes HOST:PORT; a URL is for --sink \
                  splunk-hec, elasticsearch or otlp"
             );
         }
@@ -53,18 +55,30 @@ pub(super) fn check_targets(args: &CommonArgs) -> Result<Format> {
             let (scheme, rest) = t.split_once("://").unwrap_or(("", t));
             if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.starts_with('/') {
                 bail!(
-                    "bad --target '{t}': --sink {sink} takes a URL, like \
+                    "bad --target '{shown}': --sink {sink} takes a URL, like \
                      https://{}",
-                    if url { rest } else { t.as_str() }
+                    if url {
+                        shown.split_once("://").map_or("", |s| s.1)
+                    } else {
+                        shown.as_str()
+                    }
                 );
+            }
+            if let Err(why) = check_url(t) {
+                // A query may hold a token: the target is named without it.
+                let name = shown.split(['?', '#']).next().unwrap_or_default();
+                bail!("bad --target '{name}': {why}");
             }
             continue;
         }
         let port = t
             .rsplit_once(':')
             .map(|(host, port)| (host, port.parse::<u16>()));
-        if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p > 0) {
-            bail!("bad --target '{t}': use HOST:PORT, like logs.example.com:6514 or [::1]:6000");
+        if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && !host.contains('@') && p > 0)
+        {
+            bail!(
+                "bad --target '{shown}': use HOST:PORT, like logs.example.com:6514 or [::1]:6000"
+            );
         }
     }
     let format = args.format.unwrap_or(match args.sink {
@@ -81,6 +95,35 @@ pub(super) fn check_targets(args: &CommonArgs) -> Result<Format> {
         _ => {}
     }
     Ok(format)
+}
+
+/// Why an HTTP sink's target URL cannot be used as it is, if it cannot: it must parse, with a
+/// host and a port that exists, and have no query or fragment (the sink appends its own path,
+/// so `?x=1` would become `?x=1/event`).
+fn check_url(t: &str) -> Result<(), String> {
+    let url = url::Url::parse(t).map_err(|e| e.to_string())?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    if url.port() == Some(0) {
+        return Err("port 0".into());
+    }
+    if url.query().is_some() {
+        return Err(
+            "a query string (?...) cannot be used: the sink appends its own path; \
+                    give scheme://host[:port][/path]"
+                .into(),
+        );
+    }
+    if url.fragment().is_some() {
+        return Err("a fragment (#...) cannot be used: give scheme://host[:port][/path]".into());
+    }
+    Ok(())
+}
+
+/// Whether a URL carries a user (and password) before its host, used for basic authentication.
+fn has_userinfo(t: &str) -> bool {
+    url::Url::parse(t).is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
 }
 
 /// The name of a sink as `--sink` takes it.
@@ -170,6 +213,21 @@ fn http_options(args: &CommonArgs, auth: Option<Secret>) -> Result<HttpOptions> 
     if args.tls.tls_server_name.is_some() {
         bail!("--tls-server-name is for --sink tcp; HTTP sinks check the URL's host");
     }
+    if let Some(t) = args
+        .target
+        .iter()
+        .find(|t| auth.is_some() && has_userinfo(t))
+    {
+        bail!(
+            "bad --target '{}': its user and password would not be used beside the {}; \
+             drop them from the URL",
+            shown(t),
+            match args.sink {
+                SinkKind::SplunkHec => "HEC token",
+                _ => "API key or --http-user",
+            }
+        );
+    }
     let tls = if https {
         Some(load_tls(&args.tls)?)
     } else {
@@ -184,24 +242,21 @@ fn http_options(args: &CommonArgs, auth: Option<Secret>) -> Result<HttpOptions> 
     })
 }
 
-/// A secret from a file (trimmed), else from an environment variable.
+/// A secret from a file, else from an environment variable: one line of text (see
+/// [`one_line`]); a message names the file or variable, never the secret.
 fn secret(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> {
-    let text = match file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("{what} file {}", path.display()))?,
+    let (text, source) = match file {
+        Some(path) => {
+            let source = format!("{what} file {}", path.display());
+            let text = std::fs::read_to_string(path).with_context(|| source.clone())?;
+            (text, source)
+        }
         None => match std::env::var(env) {
-            Ok(v) => v,
+            Ok(v) => (v, env.to_owned()),
             Err(_) => return Ok(None),
         },
     };
-    let text = text.trim();
-    if text.is_empty() {
-        bail!(
-            "{what} is empty ({})",
-            file.map_or_else(|| env.to_owned(), |p| p.display().to_string())
-        );
-    }
-    Ok(Some(text.to_owned()))
+    one_line(&text, &source).map(Some)
 }
 
 /// `--otlp-header`s, then the lines of `--otlp-header-file`.

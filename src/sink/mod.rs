@@ -124,7 +124,8 @@ impl<P: Protocol + 'static> Probe for Delivery<P> {
 
 /// The protocol `opts` names, on the core.
 fn on_core(opts: &Options, core: CoreOptions) -> Box<dyn Probe> {
-    let targets = opts.targets().to_vec();
+    // The core's targets are for messages: masked once here.
+    let targets = opts.targets().iter().map(|t| secret::shown(t)).collect();
     match &opts.sink {
         SinkOptions::Tcp(o) => Box::new(Delivery::new(tcp::Tcp::new(o.clone()), targets, core)),
         SinkOptions::Hec(o) => {

@@ -9,13 +9,20 @@
 //!
 //! What this cannot prove: that an application read the bytes. A receiver that half-closes
 //! after our FIN without reading, or a proxy in between, answers our FIN all the same; the
-//! acknowledged sinks (`splunk-hec`, `elasticsearch`) are for such set-ups. With TLS
+//! acknowledged sinks (`relp`, `splunk-hec`, `elasticsearch`) are for such set-ups. A proxy
+//! whose backend is down is caught only when it closes before our FIN (the EOF check before
+//! the shutdown, no sooner than [`SETTLE`] after the connect): one that knows at once that
+//! no backend is up (HAProxy with health checks) is caught so; one that tries the backend
+//! first (HAProxy without health checks: about 3 s of retries) buffers what we send and
+//! closes with a FIN when it gives up, so a run that closes sooner reads that EOF after its
+//! own FIN, exactly as from a receiver that read everything. No signal on the wire tells the
+//! two apart (docs/sinks.md, "TCP behind a proxy"). With TLS
 //! ([`super::tls`]) the same proof runs one layer up; a certificate problem is permanent.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol as IpProtocol, Socket, TcpKeepalive, Type};
 
@@ -33,16 +40,56 @@ pub(crate) struct TcpOptions {
     pub(crate) tls: Option<Tls>,
 }
 
-/// A connection to a receiver, plain or TLS.
+/// A connection to a receiver, plain (with when it [`Settle`]s) or TLS.
 enum Stream {
-    Plain(TcpStream),
+    Plain(TcpStream, Settle),
     Tls(Box<TlsStream>),
+}
+
+/// A plain connection that carried little is confirmed no sooner than this after it opened
+/// (plus two connect times, for the round trip), and only if the peer has not closed it by
+/// then: a proxy or load balancer with no backend to hand it to (HAProxy with its server
+/// marked down by health checks) accepts, then closes within a millisecond; a run that sent
+/// and closed first would read that close after its own FIN, as from a receiver that read
+/// everything. TLS needs no wait: its handshake already needs the receiver behind the proxy.
+const SETTLE: Duration = Duration::from_millis(10);
+
+/// A connection that carried this much needs no wait: a proxy that closes at once has not
+/// read it all (its buffer is 16 KiB in HAProxy and nginx), and closing with bytes unread
+/// resets the connection, which the close reports. So a backfill's 4 MiB windows never wait.
+const SETTLED_BYTES: usize = 1 << 20;
+
+/// When a plain connection may be confirmed.
+struct Settle {
+    at: Instant,
+    sent: usize,
+}
+
+impl Settle {
+    /// For a connection that took `connect` to open, now.
+    fn new(connect: Duration) -> Settle {
+        Settle {
+            at: Instant::now() + SETTLE + 2 * connect,
+            sent: 0,
+        }
+    }
+
+    /// How long a close must still wait.
+    fn left(&self) -> Duration {
+        if self.sent >= SETTLED_BYTES {
+            return Duration::ZERO;
+        }
+        self.at.saturating_duration_since(Instant::now())
+    }
 }
 
 impl Stream {
     fn write_all(&mut self, bytes: &[u8], wait: &mut Wait) -> io::Result<()> {
         match self {
-            Stream::Plain(s) => io::Write::write_all(&mut Patient { sock: s, wait }, bytes),
+            Stream::Plain(s, settle) => {
+                settle.sent += bytes.len();
+                io::Write::write_all(&mut Patient { sock: s, wait }, bytes)
+            }
             Stream::Tls(s) => s.write_all(bytes, wait),
         }
     }
@@ -51,7 +98,7 @@ impl Stream {
     /// last looked; anything it sent us is read and dropped.
     fn peer_closed(&mut self) -> Option<io::Error> {
         match self {
-            Stream::Plain(s) => peer_closed(s).then(|| {
+            Stream::Plain(s, _) => peer_closed(s).then(|| {
                 io::Error::new(
                     io::ErrorKind::ConnectionAborted,
                     "receiver closed the connection",
@@ -63,7 +110,10 @@ impl Stream {
 
     fn close_gracefully(&mut self, wait: &mut Wait) -> io::Result<()> {
         match self {
-            Stream::Plain(s) => close_gracefully(s, wait),
+            Stream::Plain(s, settle) => {
+                wait.sleep(settle.left())?;
+                close_gracefully(s, wait)
+            }
             Stream::Tls(s) => s.close_gracefully(wait),
         }
     }
@@ -126,16 +176,24 @@ impl Protocol for Tcp {
     fn probe(&mut self, i: usize, wait: &mut Wait) -> Result<String, Fault> {
         let mut conn = dial(&self.opts.targets[i], &self.opts, wait)?;
         conn.close_gracefully(wait)?;
-        Ok("accepts a connection, and closes after ours (delivery can be confirmed)".into())
+        Ok(PROBED.into())
     }
 }
+
+/// What `check` proved: that something closed after us, which proves delivery only when no
+/// proxy or load balancer sits between (one answers our FIN itself, whatever its backend
+/// does; see docs/sinks.md "TCP behind a proxy").
+const PROBED: &str = "accepts a connection and closes it after ours: that proves delivery only \
+    with no proxy or load balancer in between, which closes after us whatever its backend does \
+    (behind one, use --sink relp, splunk-hec or elasticsearch: the receiver itself acknowledges)";
 
 /// One connection attempt to `target`, with its TLS handshake when asked for.
 fn dial(target: &str, opts: &TcpOptions, wait: &mut Wait) -> io::Result<Stream> {
     let timeout = opts.connect_timeout.min(wait.left()?);
+    let start = Instant::now();
     let sock = dial_tcp(target, timeout)?;
     match &opts.tls {
-        None => Ok(Stream::Plain(sock)),
+        None => Ok(Stream::Plain(sock, Settle::new(start.elapsed()))),
         Some(tls) => tls
             .connect(target, sock, timeout)
             .map(|s| Stream::Tls(Box::new(s))),

@@ -246,8 +246,8 @@ fn a_minion_folder_named_in_latin1_ships() {
     assert_eq!(shipped, ids.len(), "{}", run.stderr);
 }
 
-/// `password=` and friends never leave the machine, in any format; `pillar` is masked at any
-/// depth; `--mask-arg` adds names.
+/// `password=`, `passphrase=`, `sshpass=`, `Authorization=` and friends never leave the machine,
+/// in any format; `pillar` is masked at any depth; `--mask-arg` adds names.
 #[test]
 fn secret_arguments_are_masked_in_every_format() {
     let (_tmp, jobs) = cache_copy("jobs");
@@ -275,6 +275,14 @@ fn secret_arguments_are_masked_in_every_format() {
             ("__kwarg__".into(), true.into()),
         ]),
         "api_key=hunter2-raw".into(),
+        "passphrase=hunter2-phrase".into(),
+        "sshpass=hunter2-ssh".into(),
+        "Authorization=Bearer hunter2-bearer".into(),
+        rmpv::Value::Map(vec![
+            ("aws_secret_key".into(), "hunter2-aws".into()),
+            ("credentials".into(), "hunter2-cred".into()),
+            ("__kwarg__".into(), true.into()),
+        ]),
     ]);
     if let rmpv::Value::Map(entries) = &mut load {
         for (k, v) in entries.iter_mut() {
@@ -294,6 +302,9 @@ fn secret_arguments_are_masked_in_every_format() {
         let text = out.stdout;
         assert!(!text.contains("hunter2"), "{format}: a secret shipped");
         assert!(text.contains("********"), "{format}");
+        for name in ["passphrase=", "sshpass=", "Authorization="] {
+            assert!(text.contains(name), "{format}: {name} left out, not masked");
+        }
     }
     // Without --mask-arg the extra name ships; --show-pillar-args ships the pillar.
     let run = Saltship::dry_run(&jobs).more(["--show-pillar-args"]).run();

@@ -7,10 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::http_server::{self, json, Answer, Request, Server, TOKEN};
-use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Run};
+use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Run, Saltship};
 use serde_json::{json as j, Value};
 
 /// `backfill` to `url` with its own checkpoint and a long linger: one batch per cache,
@@ -273,4 +273,73 @@ fn elasticsearch_mapping_error_is_reported_once_and_counted() {
         run.stderr
     );
     assert_eq!(server.to("/_bulk").len(), 1, "rejected event resent");
+}
+
+/// A keep-alive connection idle for five seconds is closed by saltship, before a server's idle
+/// timeout would cut it (Fluent Bit logs an error at 10 s), and the next request comes on a
+/// new connection.
+#[test]
+fn an_idle_http_connection_is_closed_after_five_seconds() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let (server, stored) = elastic(|_| false, |_, _| None);
+    let log = tmp.path().join("watch.log");
+    let child = Saltship::watch(&jobs)
+        .sink("elasticsearch")
+        .target(&server.url())
+        .state_file(&tmp.path().join("state"))
+        .more(["--rescan-interval", "300s"])
+        .spawn(std::fs::File::create(&log).expect("log"));
+    let watch = crate::common::watch::Watch::spawned(child, log);
+    let all: HashSet<String> = dry_run_ids(&jobs);
+    let until = |what: &str, within: Duration, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + within;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: {}", watch.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    until("catch-up", Duration::from_secs(20), &|| {
+        stored.lock().expect("stored").len() == all.len()
+    });
+    let last = server.requests().last().cloned().expect("a request");
+    until("the idle close", Duration::from_secs(12), &|| {
+        server
+            .closed
+            .lock()
+            .expect("closed")
+            .iter()
+            .any(|(c, _)| *c == last.conn)
+    });
+    let closed = server.closed.lock().expect("closed").clone();
+    let (_, at) = closed
+        .iter()
+        .find(|(c, _)| *c == last.conn)
+        .expect("closed");
+    let idle = at.duration_since(last.at);
+    assert!(
+        idle >= Duration::from_secs(4) && idle <= Duration::from_secs(8),
+        "closed after {idle:?} idle"
+    );
+    let used: HashSet<usize> = server.requests().iter().map(|r| r.conn).collect();
+    assert!(
+        used.iter().all(|c| closed.iter().any(|(d, _)| d == c)),
+        "{closed:?}"
+    );
+    crate::common::watch::land_job(
+        &jobs,
+        &crate::common::watch::source_job("failures"),
+        "20990101000000000043",
+        Duration::from_millis(30),
+    );
+    let more: HashSet<String> = dry_run_ids(&jobs);
+    until("the new job", Duration::from_secs(10), &|| {
+        stored.lock().expect("stored").len() == more.len()
+    });
+    let after = server.requests().last().cloned().expect("a request");
+    assert!(
+        !used.contains(&after.conn),
+        "an idle connection was used again"
+    );
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
 }

@@ -29,6 +29,7 @@ mod otlp_faults;
 mod receivers;
 mod relp;
 mod salt2019;
+mod secrets;
 mod sync;
 mod syndic;
 mod tls;

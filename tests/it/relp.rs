@@ -382,3 +382,85 @@ fn over_tls_with_a_client_certificate_imrelp_stores_every_event() {
         "retried a permanent fault"
     );
 }
+
+/// Whether HAProxy at `target` closes a new connection at once (its backend marked down).
+fn closes_at_once(target: &str) -> bool {
+    use std::io::Read;
+    let Ok(mut conn) = std::net::TcpStream::connect(target) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
+    matches!(conn.read(&mut [0u8; 16]), Ok(0) | Err(_))
+        && conn.read(&mut [0u8; 16]).is_ok_and(|n| n == 0)
+}
+
+/// `--sink tcp` through HAProxy whose health checks found the backend down: HAProxy accepts
+/// and closes at once, and a run that sent and closed within that millisecond would read the
+/// close after its own FIN, as from a receiver that read everything. The connection is
+/// confirmed only once it settled, so nothing is recorded (exit 3 at the deadline), and a
+/// later run to a receiver ships every event. `check` says what a close after ours proves.
+#[test]
+fn tcp_through_haproxy_with_its_backend_down_records_nothing() {
+    let Some(proxy) = haproxy() else {
+        return;
+    };
+    let (tmp, jobs) = cache_copy("jobs");
+    let down = format!("127.0.0.1:{}", crate::common::free_port());
+    let haproxy = HaProxy::health_checked(&proxy, tmp.path(), &down);
+    let target = haproxy.target();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !closes_at_once(&target) {
+        assert!(
+            Instant::now() < deadline,
+            "haproxy never marked {down} down"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let state = tmp.path().join("state");
+    let run = Saltship::sync(&jobs)
+        .state_file(&state)
+        .sink("tcp")
+        .target(&target)
+        .more(["--deliver-timeout", "3s"])
+        .run();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("receiver closed the connection"),
+        "{}",
+        run.stderr
+    );
+    // `check` fails the proxy that closes at once, and says of a close after ours what it
+    // proves.
+    let line = |check: &Run, target: &str| -> String {
+        check
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("target {target}")))
+            .unwrap_or_else(|| panic!("no target line: {}", check.stdout))
+            .to_owned()
+    };
+    let check = Saltship::check(&jobs).target(&target).run_text();
+    let failed = line(&check, &target);
+    assert!(check.code == 1 && failed.starts_with("FAIL"), "{failed}");
+    assert!(
+        failed.contains("receiver closed the connection"),
+        "{failed}"
+    );
+    let receiver = crate::common::receiver::Receiver::start(Default::default());
+    let check = Saltship::check(&jobs).target(&receiver.target()).run_text();
+    let ok = line(&check, &receiver.target());
+    assert!(
+        ok.starts_with("ok")
+            && ok.contains("proves delivery only with no proxy or load balancer in between")
+            && ok.contains("--sink relp, splunk-hec or elasticsearch"),
+        "{ok}"
+    );
+    let all: HashSet<String> = dry_run_ids(&jobs);
+    let run = Saltship::sync(&jobs)
+        .state_file(&state)
+        .target(&receiver.target())
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got = crate::common::receiver::event_ids(&receiver.finish());
+    assert_eq!(got, all, "every event ships once the receiver is reachable");
+}

@@ -429,3 +429,43 @@ fn the_units_let_node_exporter_reach_the_metrics_file() {
         assert_eq!(mode & 0o005, 0o005, "{unit}: StateDirectoryMode {mode:o}");
     }
 }
+
+/// `watch --cache-dir jobs` (relative, run from the cache's parent) follows the cache with
+/// inotify like an absolute path does: a return landed after the catch-up ships within
+/// seconds, long before the rescan (five minutes here) would find it.
+#[test]
+fn a_relative_cache_dir_ships_a_new_return_within_seconds() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let receiver = Receiver::start(Faults::default());
+    let log = tmp.path().join("watch.log");
+    let child = Saltship::args(["watch", "--cache-dir", "jobs", "--master-id"])
+        .arg(crate::common::saltship::MASTER)
+        .state_file(&tmp.path().join("state"))
+        .target(&receiver.target())
+        .more(["--rescan-interval", "300s"])
+        .command()
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn saltship");
+    let watch = Watch::spawned(child, log);
+    let before: HashSet<String> = dry_run_ids(&jobs);
+    let caught_up = wait_for(&receiver, &before, Duration::from_secs(20));
+    assert_eq!(caught_up.len(), before.len(), "{}", watch.log());
+    land_job(
+        &jobs,
+        &source_job("failures"),
+        "20990101000000000042",
+        Duration::from_millis(30),
+    );
+    let all: HashSet<String> = dry_run_ids(&jobs);
+    assert!(all.len() > before.len());
+    let landed = Instant::now();
+    let got = wait_for(&receiver, &all, Duration::from_secs(10));
+    let took = landed.elapsed();
+    let (code, _, log) = watch.stop();
+    assert!(all.is_subset(&got), "the new return did not ship: {log}");
+    assert!(took < Duration::from_secs(5), "took {took:?}: {log}");
+    assert_eq!(code, 0, "{log}");
+}

@@ -7,6 +7,7 @@ use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::pool::Pool;
 use crate::sink::core::{Fault, Wait};
 use crate::sink::secret::Secret;
 use crate::sink::tls::Tls;
@@ -43,26 +44,30 @@ pub(crate) struct Answer {
 /// A reply body is read up to this much: replies are small, and a huge one is not ours.
 const MAX_REPLY_BYTES: u64 = 1 << 20;
 
-/// A keep-alive HTTP client.
+/// A keep-alive HTTP client; a connection idle for 5 s is closed ([`Pool`]).
 pub(crate) struct Http {
-    agent: ureq::Agent,
+    pool: Pool,
     auth: Option<Secret>,
 }
 
 impl Http {
     pub(crate) fn new(opts: &HttpOptions) -> Http {
-        let mut agent = ureq::AgentBuilder::new()
-            .timeout_connect(opts.connect_timeout)
-            .max_idle_connections_per_host(2)
-            // A redirect is never an acknowledgement: ureq would follow a 301/302 as a GET
-            // without the body, and count the target's answer to that. See `Answer::fault`.
-            .redirects(0)
-            .user_agent(concat!("saltship/", env!("CARGO_PKG_VERSION")));
-        if let Some(tls) = &opts.tls {
-            agent = agent.tls_config(tls.client_config());
-        }
+        let (connect, tls) = (opts.connect_timeout, opts.tls.clone());
+        let make = move || {
+            let mut agent = ureq::AgentBuilder::new()
+                .timeout_connect(connect)
+                .max_idle_connections_per_host(2)
+                // A redirect is never an acknowledgement: ureq would follow a 301/302 as a GET
+                // without the body, and count the target's answer to that. See `Answer::fault`.
+                .redirects(0)
+                .user_agent(concat!("saltship/", env!("CARGO_PKG_VERSION")));
+            if let Some(tls) = &tls {
+                agent = agent.tls_config(tls.client_config());
+            }
+            agent.build()
+        };
         Http {
-            agent: agent.build(),
+            pool: Pool::new(make),
             auth: opts.auth.clone(),
         }
     }
@@ -78,19 +83,23 @@ impl Http {
     ) -> Result<Answer, Fault> {
         let left = wait.left()?;
         let mut request = self
-            .agent
+            .pool
+            .start()
             .post(url)
             .timeout(left)
             .set("Content-Type", "application/json");
-        if let Some(auth) = &self.auth {
+        if let Some(auth) = self.auth.clone().or_else(|| userinfo_auth(url)) {
             request = request.set("Authorization", &auth.0);
         }
         for (name, value) in headers {
             request = request.set(name, value);
         }
         let (tx, rx) = mpsc::channel();
+        let ender = self.pool.ender();
         std::thread::spawn(move || {
-            let _ = tx.send(answer(request.send_bytes(&body)));
+            let answer = answer(request.send_bytes(&body));
+            ender.done();
+            let _ = tx.send(answer);
         });
         loop {
             let slice = wait.slice()?;
@@ -110,7 +119,7 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Answer, Fault> 
     let response = match result {
         Ok(r) | Err(ureq::Error::Status(_, r)) => r,
         Err(ureq::Error::Transport(t)) => {
-            let why = t.to_string();
+            let why = transport_why(&t);
             return Err(if certificate_problem(&t) {
                 Fault::permanent(format!("TLS: {why}"))
             } else {
@@ -124,7 +133,10 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Answer, Fault> 
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let content_type = response.header("Content-Type").map(str::to_owned);
-    let location = response.header("Location").map(one_line);
+    // A redirect may point at a URL with a password in it: shown masked, as targets are.
+    let location = response
+        .header("Location")
+        .map(|l| crate::sink::secret::shown(&one_line(l)));
     let mut bytes = Vec::new();
     response
         .into_reader()
@@ -139,6 +151,65 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Answer, Fault> 
         content_type,
         location,
     })
+}
+
+/// A transport failure in words, without the URL that ureq puts first: it may hold a password,
+/// and the delivery core names the target (masked) anyway.
+fn transport_why(t: &ureq::Transport) -> String {
+    let mut why = t.kind().to_string();
+    for part in [
+        t.message().map(str::to_owned),
+        std::error::Error::source(t).map(|s| s.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        why.push_str(": ");
+        why.push_str(&part);
+    }
+    why
+}
+
+/// HTTP basic authentication from a URL's user-info (`http://user:password@host`), decoded
+/// (`%40` is `@`): used when no `--http-user`, API key or token is given (a target with both
+/// is refused at start).
+fn userinfo_auth(url: &str) -> Option<Secret> {
+    let url = url::Url::parse(url).ok()?;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let pair = format!(
+        "{}:{}",
+        percent_decoded(url.username()),
+        percent_decoded(url.password().unwrap_or(""))
+    );
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    Some(Secret(format!("Basic {encoded}")))
+}
+
+/// `text` with its `%XX` escapes decoded (a bad escape stays as it is).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -248,6 +319,16 @@ mod tests {
         assert_eq!(split_url("http://h:8088"), ("http://h:8088", ""));
         assert_eq!(split_url("https://h/"), ("https://h", ""));
         assert_eq!(split_url("https://h:9200/es/"), ("https://h:9200", "/es"));
+    }
+
+    #[test]
+    fn user_info_is_basic_authentication_decoded() {
+        let auth = userinfo_auth("http://admin:p%40ss%3Aw@h:9200/_bulk").expect("auth");
+        use base64::Engine;
+        let pair = base64::engine::general_purpose::STANDARD.encode("admin:p@ss:w");
+        assert_eq!(auth.0, format!("Basic {pair}"));
+        assert!(userinfo_auth("http://h:9200/_bulk").is_none());
+        assert_eq!(percent_decoded("a%2"), "a%2");
     }
 
     #[test]

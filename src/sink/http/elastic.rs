@@ -12,6 +12,7 @@ use super::client::{self, one_line, split_url, Http, HttpOptions};
 use crate::json::write_str;
 use crate::sink::core::{Batch, Fate, Fault, Protocol, Reply, Wait};
 use crate::sink::keys::Keys;
+use crate::sink::secret::shown;
 
 /// Request bodies carry at most this much by default: well under any
 /// `http.max_content_length`, and within nginx's default `client_max_body_size` (1 MiB).
@@ -84,7 +85,7 @@ impl Elastic {
                 batch.keys.len()
             )));
         }
-        let target = &self.opts.http.targets[i];
+        let target = shown(&self.opts.http.targets[i]);
         let rejected = batch.retain(|n, keys| {
             let Some(item) = reply.items[n].values().next() else {
                 return Fate::Stored;

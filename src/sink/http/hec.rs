@@ -19,6 +19,7 @@ use super::client::{self, one_line, split_url, Answer, Http, HttpOptions};
 use crate::json::write_str;
 use crate::sink::core::{Batch, BatchState, Fate, Fault, Protocol, Reply, Wait};
 use crate::sink::keys::Keys;
+use crate::sink::secret::shown;
 
 /// Request bodies carry at most this much by default (Splunk's old `max_content_length` was
 /// 1 MB).
@@ -135,7 +136,7 @@ impl Hec {
 
     /// A 400 about one event: that event is rejected (reported once), the rest sent again.
     fn bad_event(&self, i: usize, batch: &mut Batch, reply: &EventReply) -> Reply {
-        let target = &self.opts.http.targets[i];
+        let target = shown(&self.opts.http.targets[i]);
         let why = reply.text.as_deref().unwrap_or("invalid event");
         let rejected = batch.retain(|i, keys| {
             if Some(i) == reply.invalid_event {

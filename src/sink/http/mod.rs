@@ -5,5 +5,6 @@ pub(crate) mod client;
 pub(crate) mod elastic;
 pub(crate) mod hec;
 pub(crate) mod otlp;
+pub(crate) mod pool;
 
 pub(crate) use client::HttpOptions;

@@ -92,7 +92,7 @@ impl Relp {
         } else if s.closed_while_idle(wait) {
             log::debug!(
                 "{}: RELP session ended while idle; opening another",
-                self.opts.targets[i]
+                crate::sink::secret::shown(&self.opts.targets[i])
             );
             self.session = Some(self.open(i, wait)?);
         }

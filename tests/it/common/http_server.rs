@@ -17,6 +17,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// Which connection it came on (0, 1, ... in the order they were accepted).
+    pub conn: usize,
 }
 
 impl Request {
@@ -70,6 +72,8 @@ type Handler = dyn Fn(&Request, usize) -> Answer + Send + Sync;
 pub struct Server {
     pub port: u16,
     pub requests: Arc<Mutex<Vec<Request>>>,
+    /// Each connection the client closed (we read its EOF): which one, and when.
+    pub closed: Arc<Mutex<Vec<(usize, Instant)>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -84,17 +88,25 @@ impl Server {
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Arc<Handler> = Arc::new(handler);
         let cut: Arc<dyn Fn(usize) -> bool + Send + Sync> = Arc::new(cut_mid_body);
-        let (r, s) = (requests.clone(), stop.clone());
+        let (r, s, e) = (requests.clone(), stop.clone(), closed.clone());
         thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(120);
+            let mut accepted = 0;
             while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         let (r, h, c, s) = (r.clone(), handler.clone(), cut.clone(), s.clone());
-                        thread::spawn(move || serve(conn, &r, &*h, &*c, &s));
+                        let (e, id) = (e.clone(), accepted);
+                        accepted += 1;
+                        thread::spawn(move || {
+                            if serve(conn, id, &r, &*h, &*c, &s) {
+                                e.lock().expect("closed").push((id, Instant::now()));
+                            }
+                        });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
@@ -103,6 +115,7 @@ impl Server {
         Server {
             port,
             requests,
+            closed,
             stop,
         }
     }
@@ -130,28 +143,32 @@ impl Drop for Server {
     }
 }
 
+/// Serves one connection; true when it ended by the client's close (EOF between requests).
 fn serve(
     conn: TcpStream,
+    id: usize,
     requests: &Mutex<Vec<Request>>,
     handler: &Handler,
     cut: &(dyn Fn(usize) -> bool + Send + Sync),
     stop: &AtomicBool,
-) {
+) -> bool {
     conn.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut conn = conn;
     while !stop.load(Ordering::SeqCst) {
         let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
+        match reader.read_line(&mut line) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
         }
         let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
+                return false;
             }
             let h = h.trim_end();
             if h.is_empty() {
@@ -175,22 +192,24 @@ fn serve(
                 headers,
                 body: half,
                 at: Instant::now(),
+                conn: id,
             });
-            return; // dropped mid-body
+            return false; // dropped mid-body
         }
         let mut body = vec![0; len];
         if reader.read_exact(&mut body).is_err() {
-            return;
+            return false;
         }
         let request = Request {
             path,
             headers,
             body,
             at: Instant::now(),
+            conn: id,
         };
         requests.lock().expect("requests").push(request.clone());
         match handler(&request, index) {
-            Answer::Cut => return,
+            Answer::Cut => return false,
             Answer::Reply(status, extra, body) => {
                 let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
                 if !extra
@@ -206,11 +225,12 @@ fn serve(
                 if conn.write_all(head.as_bytes()).is_err()
                     || conn.write_all(body.as_bytes()).is_err()
                 {
-                    return;
+                    return false;
                 }
             }
         }
     }
+    false
 }
 
 /// The HEC token the HTTP fault tests hand over (by file), to look for in what saltship prints.

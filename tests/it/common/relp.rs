@@ -207,11 +207,21 @@ impl HaProxy {
 
     /// Closing a connection idle for `idle` (HAProxy's `timeout client` and `server`).
     pub fn with_idle_timeout(bin: &Path, dir: &Path, backend: &str, idle: &str) -> HaProxy {
+        HaProxy::launch(bin, dir, backend, idle, "")
+    }
+
+    /// With health checks of the backend every 100 ms, as a load balancer runs: once they
+    /// failed, a client is accepted and closed at once (no server available).
+    pub fn health_checked(bin: &Path, dir: &Path, backend: &str) -> HaProxy {
+        HaProxy::launch(bin, dir, backend, "60s", " check inter 100ms fall 2")
+    }
+
+    fn launch(bin: &Path, dir: &Path, backend: &str, idle: &str, server: &str) -> HaProxy {
         let port = super::free_port();
         let conf = format!(
             "global\n  maxconn 64\ndefaults\n  mode tcp\n  timeout connect 1s\n  \
              timeout client {idle}\n  timeout server {idle}\nfrontend fe\n  bind 127.0.0.1:{port}\n  \
-             default_backend be\nbackend be\n  server s1 {backend}\n"
+             default_backend be\nbackend be\n  server s1 {backend}{server}\n"
         );
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, conf).expect("write haproxy.cfg");

@@ -19,7 +19,7 @@ use log::{debug, warn};
 use super::client::{one_line, split_url, Http, HttpOptions};
 use crate::sink::core::{Batch, Fault, Protocol, Reply, Wait};
 use crate::sink::keys::Keys;
-use crate::sink::secret::Secret;
+use crate::sink::secret::{shown, Secret};
 use encode::{Compression, Encoding, Record};
 use reply::{Response, Verdict};
 
@@ -146,7 +146,10 @@ impl Protocol for Otlp {
                     );
                 } else if let Some(message) = &message {
                     if !std::mem::replace(&mut self.warned, true) {
-                        warn!("{}: accepted with a warning: {message}", self.target());
+                        warn!(
+                            "{}: accepted with a warning: {message}",
+                            shown(self.target())
+                        );
                     }
                 }
                 Ok(Reply::Stored { rejected })

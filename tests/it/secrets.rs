@@ -1,0 +1,237 @@
+//! Secrets stay out of every message: a token or password file must hold one line (and is
+//! never printed when it does not), a URL's password is masked wherever a target is named
+//! (warnings, -vv lines, `check`, `saltship config`) and is used as basic authentication; and
+//! malformed target URLs stop the run at start, naming the target and why.
+
+use std::path::Path;
+
+use crate::common::http_server::{json, Server};
+use crate::common::{cache_copy, free_port, Run, Saltship};
+use serde_json::json as j;
+
+const SECRET: &str = "hunter2-s3cret";
+
+/// The lines of `text` with something on them.
+fn lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// `sync`, `sync --dry-run`, `check` and `config` of `jobs` with `args`: each as it ran.
+fn every_command(jobs: &Path, args: &[&str]) -> Vec<(&'static str, Run)> {
+    [
+        ("sync", Saltship::sync(jobs)),
+        ("sync --dry-run", Saltship::sync(jobs).arg("--dry-run")),
+        ("check", Saltship::check(jobs)),
+        ("config", Saltship::on("config", jobs)),
+    ]
+    .into_iter()
+    .map(|(name, cmd)| (name, cmd.more(args).run_text()))
+    .collect()
+}
+
+/// A HEC token, Kafka, HTTP password or API key file of two lines (a token and a comment), or
+/// with nothing in it: exit 2 at start, under --dry-run and in `check` too, with one line that
+/// names the file and why, and never the secret.
+#[test]
+fn a_secret_file_that_is_not_one_line_exits_2_without_showing_it() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let two = tmp.path().join("two-lines");
+    std::fs::write(&two, format!("{SECRET}\n#c\n")).expect("write");
+    let empty = tmp.path().join("empty");
+    std::fs::write(&empty, "\n \n").expect("write");
+    let url = "http://127.0.0.1:9";
+    for file in [&two, &empty] {
+        let f = file.to_str().expect("UTF-8");
+        let setups: [&[&str]; 4] = [
+            &[
+                "--sink",
+                "splunk-hec",
+                "--target",
+                url,
+                "--hec-token-file",
+                f,
+            ],
+            &[
+                "--sink",
+                "elasticsearch",
+                "--target",
+                url,
+                "--es-api-key-file",
+                f,
+            ],
+            &[
+                "--sink",
+                "otlp",
+                "--target",
+                url,
+                "--http-user",
+                "u",
+                "--http-password-file",
+                f,
+            ],
+            &[
+                "--sink",
+                "kafka",
+                "--target",
+                "127.0.0.1:9",
+                "--kafka-sasl-mechanism",
+                "PLAIN",
+                "--kafka-user",
+                "u",
+                "--kafka-password-file",
+                f,
+            ],
+        ];
+        for args in setups {
+            for (name, run) in every_command(&jobs, args) {
+                let shown = format!("{name} {args:?}: {}{}", run.stdout, run.stderr);
+                assert_eq!(run.code, 2, "{shown}");
+                assert!(!shown.contains(SECRET), "the secret was printed: {shown}");
+                let errors = lines(&run.stderr);
+                assert_eq!(errors.len(), 1, "{shown}");
+                assert!(errors[0].contains(f), "{shown}");
+                let why = if file == &two {
+                    "holds 2 lines of text"
+                } else {
+                    "is empty"
+                };
+                assert!(errors[0].contains(why), "{shown}");
+            }
+        }
+    }
+    // The same rule for a secret from the environment, named by its variable.
+    let run = Saltship::sync(&jobs)
+        .more(["--sink", "splunk-hec", "--target", url])
+        .env("SALTSHIP_HEC_TOKEN", format!("{SECRET}\nx"))
+        .run_text();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("SALTSHIP_HEC_TOKEN holds 2 lines"));
+    assert!(!run.stderr.contains(SECRET), "{}", run.stderr);
+}
+
+/// A target's password shows in no line, as `admin:***@` instead: at -vv with the receiver
+/// down (the outage warning, every retry, the last error), in `check` and in `saltship
+/// config`.
+#[test]
+fn a_urls_password_is_masked_in_every_line() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    let down = format!("http://admin:{SECRET}@127.0.0.1:{}/es", free_port());
+    let target = ["--sink", "elasticsearch", "--target", down.as_str()];
+    let run = Saltship::sync(&jobs)
+        .more(target)
+        .more(["-vv", "--deliver-timeout", "2s"])
+        .run_text();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run
+        .stderr
+        .contains("cannot deliver to http://admin:***@127.0.0.1:"));
+    for (name, run) in [
+        ("sync", run),
+        ("check", Saltship::check(&jobs).more(target).run_text()),
+        (
+            "config",
+            Saltship::on("config", &jobs).more(target).run_text(),
+        ),
+    ] {
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            !all.contains(SECRET),
+            "{name}: the password was printed: {all}"
+        );
+        assert!(all.contains("admin:***@127.0.0.1"), "{name}: {all}");
+    }
+}
+
+/// The URL's user and password are HTTP basic authentication, `%XX` escapes decoded; beside a
+/// HEC token (or an API key) they would be ignored, so such a target is refused at start.
+#[test]
+fn a_urls_user_info_is_basic_authentication_and_refused_beside_a_token() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let server = Server::start(
+        |_, _| json(200, j!({"errors": false, "items": []})),
+        |_| false,
+    );
+    let target = format!("http://admin:p%40ss@127.0.0.1:{}", server.port);
+    let run = Saltship::check(&jobs)
+        .more(["--sink", "elasticsearch", "--target", target.as_str()])
+        .run_text();
+    let requests = server.requests();
+    assert!(!requests.is_empty(), "{}{}", run.stdout, run.stderr);
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode("admin:p@ss");
+    for r in requests {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Basic {basic}").as_str())
+        );
+    }
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "tok\n").expect("write");
+    let run = Saltship::sync(&jobs)
+        .more(["--sink", "splunk-hec", "--target", target.as_str()])
+        .arg("--hec-token-file")
+        .arg(&token)
+        .run_text();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(lines(&run.stderr).len(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("admin:***@") && run.stderr.contains("HEC token"));
+    assert!(!run.stderr.contains("p%40ss"), "{}", run.stderr);
+}
+
+/// A port beyond 65535, an unclosed IPv6 bracket, a query string and a fragment: each exits 2
+/// at start with one line naming the target and why (the query's value left out), under
+/// --dry-run and in `check` too. A URL with a path still ships.
+#[test]
+fn malformed_urls_exit_2_at_start_and_a_path_still_works() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    for (url, name, why) in [
+        (
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:99999",
+            "invalid port number",
+        ),
+        ("http://[::1", "http://[::1", "invalid IPv6 address"),
+        (
+            "http://127.0.0.1:9200?token=hunter2",
+            "http://127.0.0.1:9200",
+            "a query string",
+        ),
+        (
+            "http://127.0.0.1:9200/es#frag",
+            "http://127.0.0.1:9200/es",
+            "a fragment",
+        ),
+    ] {
+        let args = ["--sink", "elasticsearch", "--target", url];
+        for (command, run) in every_command(&jobs, &args) {
+            let shown = format!("{command} {url}: {}{}", run.stdout, run.stderr);
+            assert_eq!(run.code, 2, "{shown}");
+            let errors = lines(&run.stderr);
+            assert_eq!(errors.len(), 1, "{shown}");
+            assert!(
+                errors[0].contains(&format!("bad --target '{name}': {why}")),
+                "{shown}"
+            );
+            assert!(!errors[0].contains("hunter2"), "{shown}");
+        }
+    }
+    let server = Server::start(
+        |r, _| {
+            let items: Vec<_> = r
+                .json_lines()
+                .iter()
+                .filter(|l| l.get("create").is_some())
+                .map(|_| j!({"create": {"status": 201}}))
+                .collect();
+            json(200, j!({"errors": false, "items": items}))
+        },
+        |_| false,
+    );
+    let run = Saltship::sync(&jobs)
+        .more(["--sink", "elasticsearch", "--target"])
+        .arg(format!("{}/es/", server.url()))
+        .run_text();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let bulk = server.to("/es/_bulk");
+    assert!(!bulk.is_empty() && bulk.len() == server.requests().len());
+}
