@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::tansu::{binary, Record, Tansu};
@@ -79,4 +80,40 @@ fn watch_stores_a_new_return_within_two_seconds() {
         took < Duration::from_secs(2),
         "stored after {took:?}: {log}"
     );
+}
+
+/// tansu killed mid-run and started again 2 s later: one warning when the outage starts, one
+/// line when it ends, and every event is in the topic.
+#[test]
+fn a_broker_outage_gets_one_warning_and_one_recovery_line_and_loses_nothing() {
+    let Some(bin) = binary() else { return };
+    let (tmp, jobs) = cache_copy("jobs");
+    let want: HashSet<String> = dry_run_ids(&jobs);
+    let mut tansu = Tansu::start(&bin, tmp.path());
+    tansu.create_topic(TOPIC, 3);
+    // ~4.6 s at 30 events/s: the broker is away from 1.5 s to 3.5 s.
+    let child = send("backfill", &jobs, &tansu.target())
+        .more([
+            "--max-rate",
+            "30",
+            "--no-checkpoint",
+            "--deliver-timeout",
+            "30s",
+        ])
+        .spawn(Stdio::piped());
+    std::thread::sleep(Duration::from_millis(1500));
+    tansu.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    tansu.restart();
+    let out = child.wait_with_output().expect("saltship");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("warning: cannot deliver"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("all brokers are down"), "{stderr}");
+    assert_eq!(stderr.matches("again after").count(), 1, "{stderr}");
+    assert_eq!(ids(&tansu.records(TOPIC, want.len())), want, "{stderr}");
 }

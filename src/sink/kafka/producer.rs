@@ -1,7 +1,7 @@
 //! The producer: librdkafka's `BaseProducer` on the delivery core (built with the `kafka`
 //! feature only).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
@@ -16,6 +16,10 @@ use crate::sink::keys::Keys;
 
 /// The longest one metadata request (connect, probe) may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every broker down and no delivery report for this long is an outage: the core warns once,
+/// and produces what was not acknowledged again on a new producer. Shorter blips (a broker
+/// restarted at once) are librdkafka's to ride out.
+const OUTAGE_AFTER: Duration = Duration::from_millis(500);
 
 pub(crate) struct Kafka {
     opts: KafkaOptions,
@@ -40,6 +44,8 @@ impl Kafka {
             .create_with_context(Reports::default())
             .map_err(|e| Fault::permanent(e.to_string()))?;
         let found = topic(&producer, &self.opts.topic, wait)?;
+        // A first connection refused before the one that answered said "all brokers down".
+        producer.context().up();
         Ok((producer, found))
     }
 
@@ -94,9 +100,11 @@ impl Kafka {
         Ok(())
     }
 
-    /// Serves delivery reports until every record has one, a permanent error shows, or the
-    /// deadline passes (then what is still queued is purged: it is produced again later).
+    /// Serves delivery reports until every record has one, a permanent error shows, every
+    /// broker is down for [`OUTAGE_AFTER`] without a report, or the deadline passes (then what
+    /// is still queued is purged: it is produced again later).
     fn reports(&self, p: &BaseProducer<Reports>, wait: &Wait) -> Result<(), Fault> {
+        let (mut before, mut quiet_since) = (usize::MAX, Instant::now());
         loop {
             let waiting = p.context().waiting();
             if waiting == 0 {
@@ -105,14 +113,22 @@ impl Kafka {
             if let Some(fault) = p.context().permanent() {
                 return Err(fault);
             }
+            if waiting < before {
+                (before, quiet_since) = (waiting, Instant::now());
+            }
+            let down = p.context().down_since();
+            if down.is_some_and(|t| t.max(quiet_since).elapsed() >= OUTAGE_AFTER) {
+                return Err(Fault::retry(format!(
+                    "all brokers are down{}",
+                    last_error(p)
+                )));
+            }
             match wait.slice() {
                 Ok(slice) => p.poll(slice),
                 Err(e) => {
-                    let last = p.context().error.lock().expect("not poisoned").take();
-                    let why =
-                        last.map_or_else(String::new, |(c, r)| format!(" (last error: {c}: {r})"));
                     return Err(Fault::retry(format!(
-                        "{waiting} records not acknowledged: {e}{why}"
+                        "{waiting} records not acknowledged: {e}{}",
+                        last_error(p)
                     )));
                 }
             }
@@ -121,6 +137,12 @@ impl Kafka {
 }
 
 type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
+
+/// The client's last error, as ` (last error: ...)`, or nothing.
+fn last_error(p: &BaseProducer<Reports>) -> String {
+    let last = p.context().error.lock().expect("not poisoned").take();
+    last.map_or_else(String::new, |(c, r)| format!(" (last error: {c}: {r})"))
+}
 
 /// Asks for the topic's metadata: which brokers answer, how many partitions it has.
 fn topic(p: &BaseProducer<Reports>, name: &str, wait: &Wait) -> Result<String, Fault> {

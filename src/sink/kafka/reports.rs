@@ -1,8 +1,10 @@
 //! The producer's context: each record's delivery report, and the client's own errors, land
 //! here (served by `poll` on our own thread), classified: retry the record, reject it for
-//! good, or give up on the cluster as configured.
+//! good, or give up on the cluster as configured. librdkafka's "all brokers down" marks an
+//! outage, which the producer hands to the core (one warning, one recovery line).
 
 use std::sync::Mutex;
+use std::time::Instant;
 
 use log::debug;
 use rdkafka::client::ClientContext;
@@ -32,6 +34,9 @@ pub(super) struct Reports {
     pub(super) error: Mutex<Option<(Code, String)>>,
     /// Its first error that retrying cannot fix (later ones, "all brokers down", follow from it).
     permanent: Mutex<Option<String>>,
+    /// Since when every broker connection is down, if it is: librdkafka says so once, when
+    /// the last one goes; a record delivered since says they are back.
+    down: Mutex<Option<Instant>>,
 }
 
 impl ClientContext for Reports {
@@ -45,6 +50,14 @@ impl ClientContext for Reports {
         let Some(code) = error.rdkafka_error_code() else {
             return;
         };
+        if code == Code::AllBrokersDown {
+            self.down
+                .lock()
+                .expect("not poisoned")
+                .get_or_insert_with(Instant::now);
+            // Its reason ("1/1 brokers are down") says less than the error before it.
+            return;
+        }
         if classify(code, reason) == Class::Target {
             let mut permanent = self.permanent.lock().expect("not poisoned");
             permanent.get_or_insert_with(|| format!("{code}: {reason}"));
@@ -64,6 +77,9 @@ impl ProducerContext for Reports {
                 e.to_string(),
             )),
         };
+        if outcome.is_ok() {
+            *self.down.lock().expect("not poisoned") = None;
+        }
         let mut p = self.pending.lock().expect("not poisoned");
         let base = p.base;
         if let Some(slot) = p.outcomes.get_mut(seq.wrapping_sub(base)) {
@@ -90,6 +106,16 @@ impl Reports {
 
     pub(super) fn take(&self) -> Vec<Option<Outcome>> {
         std::mem::take(&mut self.pending.lock().expect("not poisoned").outcomes)
+    }
+
+    /// Since when every broker is down, if it is (no record delivered since librdkafka said so).
+    pub(super) fn down_since(&self) -> Option<Instant> {
+        *self.down.lock().expect("not poisoned")
+    }
+
+    /// A broker answered (metadata): a "down" said before is over.
+    pub(super) fn up(&self) {
+        *self.down.lock().expect("not poisoned") = None;
     }
 
     /// The client's error that retrying cannot fix, if it had one.
