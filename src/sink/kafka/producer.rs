@@ -1,12 +1,14 @@
-//! The producer: librdkafka's `BaseProducer` on the delivery core (built with the `kafka`
-//! feature only).
+//! The producer: librdkafka's on the delivery core (built with the `kafka` feature only).
+//! rdkafka's `ThreadedProducer`: its thread serves the delivery reports as they come and wakes
+//! the sender (`BaseProducer::poll` of rdkafka 0.39 returns only when its whole timeout has
+//! passed, which held every batch for 100 ms).
 
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use super::options::BATCH_BYTES;
 use super::options::{KafkaKey, KafkaOptions};
@@ -23,7 +25,7 @@ const OUTAGE_AFTER: Duration = Duration::from_millis(500);
 
 pub(crate) struct Kafka {
     opts: KafkaOptions,
-    producer: Option<BaseProducer<Reports>>,
+    producer: Option<ThreadedProducer<Reports>>,
     next_seq: usize,
 }
 
@@ -37,8 +39,8 @@ impl Kafka {
     }
 
     /// A new producer that reached a broker and found the topic: what it found.
-    fn open(&self, wait: &Wait) -> Result<(BaseProducer<Reports>, String), Fault> {
-        let producer: BaseProducer<Reports> = self
+    fn open(&self, wait: &Wait) -> Result<(ThreadedProducer<Reports>, String), Fault> {
+        let producer: ThreadedProducer<Reports> = self
             .opts
             .client_config()
             .create_with_context(Reports::default())
@@ -79,7 +81,12 @@ impl Kafka {
     }
 
     /// Puts every event of `batch` in the producer's queue, waiting for room when it is full.
-    fn produce(&self, p: &BaseProducer<Reports>, batch: &Batch, wait: &Wait) -> Result<(), Fault> {
+    fn produce(
+        &self,
+        p: &ThreadedProducer<Reports>,
+        batch: &Batch,
+        wait: &Wait,
+    ) -> Result<(), Fault> {
         for (i, (keys, event)) in batch.each().enumerate() {
             let mut record = self.record(event, keys, self.next_seq + i);
             loop {
@@ -87,7 +94,8 @@ impl Kafka {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(Code::QueueFull), r)) => {
                         record = r;
-                        p.poll(wait.slice()?);
+                        let news = p.context().news();
+                        p.context().wait_news(news, wait.slice()?);
                     }
                     Err((e, _)) => {
                         let code = e.rdkafka_error_code().unwrap_or(Code::Unknown);
@@ -103,8 +111,9 @@ impl Kafka {
     /// Serves delivery reports until every record has one, a permanent error shows, every
     /// broker is down for [`OUTAGE_AFTER`] without a report, or the deadline passes (then what
     /// is still queued is purged: it is produced again later).
-    fn reports(&self, p: &BaseProducer<Reports>, wait: &Wait) -> Result<(), Fault> {
+    fn reports(&self, p: &ThreadedProducer<Reports>, wait: &Wait) -> Result<(), Fault> {
         let (mut before, mut quiet_since) = (usize::MAX, Instant::now());
+        let mut news = p.context().news();
         loop {
             let waiting = p.context().waiting();
             if waiting == 0 {
@@ -124,7 +133,7 @@ impl Kafka {
                 )));
             }
             match wait.slice() {
-                Ok(slice) => p.poll(slice),
+                Ok(slice) => news = p.context().wait_news(news, slice),
                 Err(e) => {
                     return Err(Fault::retry(format!(
                         "{waiting} records not acknowledged: {e}{}",
@@ -139,19 +148,19 @@ impl Kafka {
 type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
 
 /// The client's last error, as ` (last error: ...)`, or nothing.
-fn last_error(p: &BaseProducer<Reports>) -> String {
+fn last_error(p: &ThreadedProducer<Reports>) -> String {
     let last = p.context().error.lock().expect("not poisoned").take();
     last.map_or_else(String::new, |(c, r)| format!(" (last error: {c}: {r})"))
 }
 
 /// Asks for the topic's metadata: which brokers answer, how many partitions it has.
-fn topic(p: &BaseProducer<Reports>, name: &str, wait: &Wait) -> Result<String, Fault> {
+fn topic(p: &ThreadedProducer<Reports>, name: &str, wait: &Wait) -> Result<String, Fault> {
     let timeout = wait.left()?.min(METADATA_TIMEOUT);
     let metadata = match p.client().fetch_metadata(Some(name), timeout) {
         Ok(m) => m,
         Err(e) => {
-            // The client's errors (authentication, TLS) arrive as events: serve them first.
-            p.poll(Duration::from_millis(100));
+            // The client's errors (authentication, TLS) arrive as events: let them land.
+            std::thread::sleep(Duration::from_millis(100));
             return Err(p
                 .context()
                 .permanent()
