@@ -120,4 +120,7 @@ fn a_broker_outage_gets_one_warning_and_one_recovery_line_and_loses_nothing() {
         r.len() >= want.len() && ids(r).len() >= want.len()
     });
     assert_eq!(ids(&records), want, "{stderr}");
+    // The producer keeps its records through the outage: librdkafka's idempotent producer
+    // delivers them once the broker is back, so duplicates are rare (a lost acknowledgement).
+    eprintln!("{} records for {} events", records.len(), want.len());
 }

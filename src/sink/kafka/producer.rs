@@ -18,15 +18,26 @@ use crate::sink::keys::Keys;
 
 /// The longest one metadata request (connect, probe) may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
-/// Every broker down and no delivery report for this long is an outage: the core warns once,
-/// and produces what was not acknowledged again on a new producer. Shorter blips (a broker
-/// restarted at once) are librdkafka's to ride out.
+/// Every broker down and no delivery report for this long is an outage: the core warns once
+/// and says when it ends. The producer and its queued records are kept through it (see
+/// [`Kafka::held`]). Shorter blips (a broker restarted at once) are librdkafka's to ride out.
 const OUTAGE_AFTER: Duration = Duration::from_millis(500);
 
 pub(crate) struct Kafka {
     opts: KafkaOptions,
     producer: Option<ThreadedProducer<Reports>>,
     next_seq: usize,
+    /// The batch (its first event's id and its length) whose records stayed in the producer's
+    /// queue when every broker went down: the core sends it again once a broker answers, and
+    /// then its reports are awaited rather than the records produced twice (the idempotent
+    /// producer delivers each once).
+    held: Option<(String, usize)>,
+}
+
+/// What tells a batch sent again from another one.
+fn identity(batch: &Batch) -> Option<(String, usize)> {
+    let first = batch.keys.first()?;
+    Some((first.id().to_owned(), batch.keys.len()))
 }
 
 impl Kafka {
@@ -35,6 +46,7 @@ impl Kafka {
             opts,
             producer: None,
             next_seq: 0,
+            held: None,
         }
     }
 
@@ -196,6 +208,13 @@ impl Protocol for Kafka {
     }
 
     fn connect(&mut self, _: usize, wait: &mut Wait) -> Result<(), Fault> {
+        if let Some(p) = &self.producer {
+            // Kept through an outage: a broker answers again.
+            let found = topic(p, &self.opts.topic, wait)?;
+            p.context().up();
+            debug!("kafka: {found}");
+            return Ok(());
+        }
         let (producer, found) = self.open(wait)?;
         debug!("kafka: {found}");
         self.producer = Some(producer);
@@ -206,10 +225,17 @@ impl Protocol for Kafka {
     fn send(&mut self, _: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
         let p = self.producer.as_ref().expect("connected before sending");
         let records = batch.keys.len();
-        p.context().start(self.next_seq, records);
-        self.produce(p, batch, wait)?;
-        self.next_seq = self.next_seq.wrapping_add(records);
-        self.reports(p, wait)?;
+        if self.held.take().is_none_or(|h| Some(h) != identity(batch)) {
+            p.context().start(self.next_seq, records);
+            self.produce(p, batch, wait)?;
+            self.next_seq = self.next_seq.wrapping_add(records);
+        }
+        if let Err(fault) = self.reports(p, wait) {
+            if p.context().down_since().is_some() {
+                self.held = identity(batch);
+            }
+            return Err(fault);
+        }
         let outcomes = p.context().take();
         if let Some(why) = outcomes.iter().find_map(|o| match o {
             Some(Err((code, why))) if classify(*code, why) == Class::Target => Some(why),
@@ -251,7 +277,10 @@ impl Protocol for Kafka {
 
     fn disconnect(&mut self) {
         // Dropping purges what is still queued: it is produced again by the next producer.
-        self.producer = None;
+        // Through an outage the producer keeps its records, and librdkafka reconnects.
+        if self.held.is_none() {
+            self.producer = None;
+        }
     }
 
     /// A metadata request for the topic: the brokers answer, accept our credentials, and
