@@ -6,8 +6,14 @@ A writer lands returns the way a Salt master does (job folder, `jid` and `.load.
 place, then `<minion>/return.p` by a temp file and a rename), RATE per second, one per job,
 copying real returns from testdata/jobs. The receiver runs in this process, so the rename and
 the arrival are timed on one clock. Prints p50/p90/p99/max. Needs only the Python stdlib.
+One return lands first, not counted: watch opens its connection at its first event.
 
     python3 bench/watch-latency.py [--rate 50] [--seconds 20] [--bin target/release/saltship]
+        [--sink tcp|splunk-hec|elasticsearch|kafka] [--arg=--linger=5ms ...]
+
+`--sink splunk-hec|elasticsearch`: an HTTP receiver in this process that answers at once.
+`--sink kafka`: tansu (../shared/receivers/tansu, SQLite storage) behind a relay in this
+process that reads the Kafka framing; it also prints when the broker's answer came back.
 
 The soak run, bounded in time: `--seconds 600 --rss --keep 60` also prints watch's resident
 memory every minute while old jobs are cleaned up as a master does; the last sample should
