@@ -1,7 +1,7 @@
-//! The producer: librdkafka's on the delivery core (built with the `kafka` feature only).
-//! rdkafka's `ThreadedProducer`: its thread serves the delivery reports as they come and wakes
-//! the sender (`BaseProducer::poll` of rdkafka 0.39 returns only when its whole timeout has
-//! passed, which held every batch for 100 ms).
+//! The producer on the delivery core (built with the `kafka` feature only): rdkafka's
+//! `ThreadedProducer`, whose thread serves the delivery reports as they come and wakes the
+//! sender (`BaseProducer::poll` of rdkafka 0.39 returns only once its whole timeout passed,
+//! which held every batch 100 ms for its reports).
 
 use std::time::{Duration, Instant};
 
@@ -120,9 +120,10 @@ impl Kafka {
         Ok(())
     }
 
-    /// Serves delivery reports until every record has one, a permanent error shows, every
-    /// broker is down for [`OUTAGE_AFTER`] without a report, or the deadline passes (then what
-    /// is still queued is purged: it is produced again later).
+    /// Waits for delivery reports until every record has one, a permanent error shows, every
+    /// broker is down for [`OUTAGE_AFTER`] without a report, or the deadline passes. After a
+    /// fault the producer is dropped, purging what it still queued (produced again later),
+    /// unless every broker is down: then it keeps its records ([`Kafka::held`]).
     fn reports(&self, p: &ThreadedProducer<Reports>, wait: &Wait) -> Result<(), Fault> {
         let (mut before, mut quiet_since) = (usize::MAX, Instant::now());
         let mut news = p.context().news();

@@ -1,7 +1,8 @@
 //! The producer's context: each record's delivery report, and the client's own errors, land
-//! here (served by the producer's polling thread, which wakes the sender), classified: retry the record, reject it for
-//! good, or give up on the cluster as configured. librdkafka's "all brokers down" marks an
-//! outage, which the producer hands to the core (one warning, one recovery line).
+//! here (served by the producer's polling thread, which wakes the sender), classified: retry
+//! the record, reject it for good, or give up on the cluster as configured. librdkafka's "all
+//! brokers down" marks an outage, which the producer hands to the core (one warning, one
+//! recovery line).
 
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
