@@ -19,6 +19,7 @@ mod http_faults;
 mod http_receivers;
 mod job_events;
 mod kafka;
+mod kafka_live;
 mod legacy;
 mod man;
 mod metrics;

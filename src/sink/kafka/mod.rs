@@ -1,6 +1,6 @@
 //! The Kafka sink on the delivery core: one record per event (value = the event, key =
 //! `event_id`, `minion_id` or none, timestamp = the event's, headers `saltship-master` and
-//! `saltship-jid`), produced with librdkafka (`rdkafka`'s `BaseProducer`: `acks=all`, the
+//! `saltship-jid`), produced with librdkafka (`rdkafka`'s `ThreadedProducer`: `acks=all`, the
 //! idempotent producer, a capped queue).
 //!
 //! The `--target`s are one bootstrap list, so the core sees one target: librdkafka itself

@@ -60,7 +60,9 @@ impl KafkaOptions {
                 (2 * BATCH_BYTES / 1024).to_string(),
             )
             .set("queue.buffering.max.messages", "100000")
-            .set("socket.connection.setup.timeout.ms", "10000");
+            .set("socket.connection.setup.timeout.ms", "10000")
+            // As the core's backoff: a producer kept through an outage tries every 2 s at most.
+            .set("reconnect.backoff.max.ms", "2000");
         for (k, v) in &self.properties {
             c.set(k, v);
         }

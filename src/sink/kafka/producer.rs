@@ -1,12 +1,14 @@
-//! The producer: librdkafka's `BaseProducer` on the delivery core (built with the `kafka`
-//! feature only).
+//! The producer on the delivery core (built with the `kafka` feature only): rdkafka's
+//! `ThreadedProducer`, whose thread serves the delivery reports as they come and wakes the
+//! sender (`BaseProducer::poll` of rdkafka 0.39 returns only once its whole timeout passed,
+//! which held every batch 100 ms for its reports).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use super::options::BATCH_BYTES;
 use super::options::{KafkaKey, KafkaOptions};
@@ -16,11 +18,26 @@ use crate::sink::keys::Keys;
 
 /// The longest one metadata request (connect, probe) may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every broker down and no delivery report for this long is an outage: the core warns once
+/// and says when it ends. The producer and its queued records are kept through it (see
+/// [`Kafka::held`]). Shorter blips (a broker restarted at once) are librdkafka's to ride out.
+const OUTAGE_AFTER: Duration = Duration::from_millis(500);
 
 pub(crate) struct Kafka {
     opts: KafkaOptions,
-    producer: Option<BaseProducer<Reports>>,
+    producer: Option<ThreadedProducer<Reports>>,
     next_seq: usize,
+    /// The batch (its first event's id and its length) whose records stayed in the producer's
+    /// queue when every broker went down: the core sends it again once a broker answers, and
+    /// then its reports are awaited rather than the records produced twice (the idempotent
+    /// producer delivers each once).
+    held: Option<(String, usize)>,
+}
+
+/// What tells a batch sent again from another one.
+fn identity(batch: &Batch) -> Option<(String, usize)> {
+    let first = batch.keys.first()?;
+    Some((first.id().to_owned(), batch.keys.len()))
 }
 
 impl Kafka {
@@ -29,17 +46,20 @@ impl Kafka {
             opts,
             producer: None,
             next_seq: 0,
+            held: None,
         }
     }
 
     /// A new producer that reached a broker and found the topic: what it found.
-    fn open(&self, wait: &Wait) -> Result<(BaseProducer<Reports>, String), Fault> {
-        let producer: BaseProducer<Reports> = self
+    fn open(&self, wait: &Wait) -> Result<(ThreadedProducer<Reports>, String), Fault> {
+        let producer: ThreadedProducer<Reports> = self
             .opts
             .client_config()
             .create_with_context(Reports::default())
             .map_err(|e| Fault::permanent(e.to_string()))?;
         let found = topic(&producer, &self.opts.topic, wait)?;
+        // A first connection refused before the one that answered said "all brokers down".
+        producer.context().up();
         Ok((producer, found))
     }
 
@@ -73,7 +93,12 @@ impl Kafka {
     }
 
     /// Puts every event of `batch` in the producer's queue, waiting for room when it is full.
-    fn produce(&self, p: &BaseProducer<Reports>, batch: &Batch, wait: &Wait) -> Result<(), Fault> {
+    fn produce(
+        &self,
+        p: &ThreadedProducer<Reports>,
+        batch: &Batch,
+        wait: &Wait,
+    ) -> Result<(), Fault> {
         for (i, (keys, event)) in batch.each().enumerate() {
             let mut record = self.record(event, keys, self.next_seq + i);
             loop {
@@ -81,7 +106,8 @@ impl Kafka {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(Code::QueueFull), r)) => {
                         record = r;
-                        p.poll(wait.slice()?);
+                        let news = p.context().news();
+                        p.context().wait_news(news, wait.slice()?);
                     }
                     Err((e, _)) => {
                         let code = e.rdkafka_error_code().unwrap_or(Code::Unknown);
@@ -94,9 +120,13 @@ impl Kafka {
         Ok(())
     }
 
-    /// Serves delivery reports until every record has one, a permanent error shows, or the
-    /// deadline passes (then what is still queued is purged: it is produced again later).
-    fn reports(&self, p: &BaseProducer<Reports>, wait: &Wait) -> Result<(), Fault> {
+    /// Waits for delivery reports until every record has one, a permanent error shows, every
+    /// broker is down for [`OUTAGE_AFTER`] without a report, or the deadline passes. After a
+    /// fault the producer is dropped, purging what it still queued (produced again later),
+    /// unless every broker is down: then it keeps its records ([`Kafka::held`]).
+    fn reports(&self, p: &ThreadedProducer<Reports>, wait: &Wait) -> Result<(), Fault> {
+        let (mut before, mut quiet_since) = (usize::MAX, Instant::now());
+        let mut news = p.context().news();
         loop {
             let waiting = p.context().waiting();
             if waiting == 0 {
@@ -105,14 +135,22 @@ impl Kafka {
             if let Some(fault) = p.context().permanent() {
                 return Err(fault);
             }
+            if waiting < before {
+                (before, quiet_since) = (waiting, Instant::now());
+            }
+            let down = p.context().down_since();
+            if down.is_some_and(|t| t.max(quiet_since).elapsed() >= OUTAGE_AFTER) {
+                return Err(Fault::retry(format!(
+                    "all brokers are down{}",
+                    last_error(p)
+                )));
+            }
             match wait.slice() {
-                Ok(slice) => p.poll(slice),
+                Ok(slice) => news = p.context().wait_news(news, slice),
                 Err(e) => {
-                    let last = p.context().error.lock().expect("not poisoned").take();
-                    let why =
-                        last.map_or_else(String::new, |(c, r)| format!(" (last error: {c}: {r})"));
                     return Err(Fault::retry(format!(
-                        "{waiting} records not acknowledged: {e}{why}"
+                        "{waiting} records not acknowledged: {e}{}",
+                        last_error(p)
                     )));
                 }
             }
@@ -122,14 +160,20 @@ impl Kafka {
 
 type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
 
+/// The client's last error, as ` (last error: ...)`, or nothing.
+fn last_error(p: &ThreadedProducer<Reports>) -> String {
+    let last = p.context().error.lock().expect("not poisoned").take();
+    last.map_or_else(String::new, |(c, r)| format!(" (last error: {c}: {r})"))
+}
+
 /// Asks for the topic's metadata: which brokers answer, how many partitions it has.
-fn topic(p: &BaseProducer<Reports>, name: &str, wait: &Wait) -> Result<String, Fault> {
+fn topic(p: &ThreadedProducer<Reports>, name: &str, wait: &Wait) -> Result<String, Fault> {
     let timeout = wait.left()?.min(METADATA_TIMEOUT);
     let metadata = match p.client().fetch_metadata(Some(name), timeout) {
         Ok(m) => m,
         Err(e) => {
-            // The client's errors (authentication, TLS) arrive as events: serve them first.
-            p.poll(Duration::from_millis(100));
+            // The client's errors (authentication, TLS) arrive as events: let them land.
+            std::thread::sleep(Duration::from_millis(100));
             return Err(p
                 .context()
                 .permanent()
@@ -165,6 +209,13 @@ impl Protocol for Kafka {
     }
 
     fn connect(&mut self, _: usize, wait: &mut Wait) -> Result<(), Fault> {
+        if let Some(p) = &self.producer {
+            // Kept through an outage: a broker answers again.
+            let found = topic(p, &self.opts.topic, wait)?;
+            p.context().up();
+            debug!("kafka: {found}");
+            return Ok(());
+        }
         let (producer, found) = self.open(wait)?;
         debug!("kafka: {found}");
         self.producer = Some(producer);
@@ -175,10 +226,17 @@ impl Protocol for Kafka {
     fn send(&mut self, _: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
         let p = self.producer.as_ref().expect("connected before sending");
         let records = batch.keys.len();
-        p.context().start(self.next_seq, records);
-        self.produce(p, batch, wait)?;
-        self.next_seq = self.next_seq.wrapping_add(records);
-        self.reports(p, wait)?;
+        if self.held.take().is_none_or(|h| Some(h) != identity(batch)) {
+            p.context().start(self.next_seq, records);
+            self.produce(p, batch, wait)?;
+            self.next_seq = self.next_seq.wrapping_add(records);
+        }
+        if let Err(fault) = self.reports(p, wait) {
+            if p.context().down_since().is_some() {
+                self.held = identity(batch);
+            }
+            return Err(fault);
+        }
         let outcomes = p.context().take();
         if let Some(why) = outcomes.iter().find_map(|o| match o {
             Some(Err((code, why))) if classify(*code, why) == Class::Target => Some(why),
@@ -220,7 +278,10 @@ impl Protocol for Kafka {
 
     fn disconnect(&mut self) {
         // Dropping purges what is still queued: it is produced again by the next producer.
-        self.producer = None;
+        // Through an outage the producer keeps its records, and librdkafka reconnects.
+        if self.held.is_none() {
+            self.producer = None;
+        }
     }
 
     /// A metadata request for the topic: the brokers answer, accept our credentials, and

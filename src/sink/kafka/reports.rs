@@ -1,8 +1,11 @@
 //! The producer's context: each record's delivery report, and the client's own errors, land
-//! here (served by `poll` on our own thread), classified: retry the record, reject it for
-//! good, or give up on the cluster as configured.
+//! here (served by the producer's polling thread, which wakes the sender), classified: retry
+//! the record, reject it for good, or give up on the cluster as configured. librdkafka's "all
+//! brokers down" marks an outage, which the producer hands to the core (one warning, one
+//! recovery line).
 
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use log::debug;
 use rdkafka::client::ClientContext;
@@ -21,17 +24,24 @@ pub(super) type Outcome = Result<(), (Code, String)>;
 struct Pending {
     base: usize,
     outcomes: Vec<Option<Outcome>>,
+    /// Delivery reports and client errors so far, for [`Reports::wait_news`].
+    news: u64,
 }
 
 /// The producer's context: delivery reports and the client's last error land here (served
-/// by `poll` on our own thread).
+/// by the producer's polling thread), and wake the sender.
 #[derive(Default)]
 pub(super) struct Reports {
     pending: Mutex<Pending>,
+    /// Notified at each report or error: the sender waits for the broker, not for a slice.
+    news: Condvar,
     /// The client's last error, for the message when the deadline passes.
     pub(super) error: Mutex<Option<(Code, String)>>,
     /// Its first error that retrying cannot fix (later ones, "all brokers down", follow from it).
     permanent: Mutex<Option<String>>,
+    /// Since when every broker connection is down, if it is: librdkafka says so once, when
+    /// the last one goes; a record delivered since says they are back.
+    down: Mutex<Option<Instant>>,
 }
 
 impl ClientContext for Reports {
@@ -45,11 +55,21 @@ impl ClientContext for Reports {
         let Some(code) = error.rdkafka_error_code() else {
             return;
         };
+        if code == Code::AllBrokersDown {
+            self.down
+                .lock()
+                .expect("not poisoned")
+                .get_or_insert_with(Instant::now);
+            // Its reason ("1/1 brokers are down") says less than the error before it.
+            self.tell();
+            return;
+        }
         if classify(code, reason) == Class::Target {
             let mut permanent = self.permanent.lock().expect("not poisoned");
             permanent.get_or_insert_with(|| format!("{code}: {reason}"));
         }
         *self.error.lock().expect("not poisoned") = Some((code, reason.to_owned()));
+        self.tell();
     }
 }
 
@@ -64,11 +84,17 @@ impl ProducerContext for Reports {
                 e.to_string(),
             )),
         };
+        if outcome.is_ok() {
+            *self.down.lock().expect("not poisoned") = None;
+        }
         let mut p = self.pending.lock().expect("not poisoned");
         let base = p.base;
         if let Some(slot) = p.outcomes.get_mut(seq.wrapping_sub(base)) {
             *slot = Some(outcome);
         }
+        p.news += 1;
+        drop(p);
+        self.news.notify_all();
     }
 }
 
@@ -83,6 +109,27 @@ impl Reports {
         self.pending.lock().expect("not poisoned").outcomes[i] = Some(outcome);
     }
 
+    /// Something happened (a report, an error): the sender looks again.
+    fn tell(&self) {
+        self.pending.lock().expect("not poisoned").news += 1;
+        self.news.notify_all();
+    }
+
+    /// Reports and errors so far.
+    pub(super) fn news(&self) -> u64 {
+        self.pending.lock().expect("not poisoned").news
+    }
+
+    /// Waits up to `timeout` for a report or an error after the first `seen`: how many now.
+    pub(super) fn wait_news(&self, seen: u64, timeout: Duration) -> u64 {
+        let p = self.pending.lock().expect("not poisoned");
+        let (p, _) = self
+            .news
+            .wait_timeout_while(p, timeout, |p| p.news == seen)
+            .expect("not poisoned");
+        p.news
+    }
+
     pub(super) fn waiting(&self) -> usize {
         let p = self.pending.lock().expect("not poisoned");
         p.outcomes.iter().filter(|o| o.is_none()).count()
@@ -90,6 +137,16 @@ impl Reports {
 
     pub(super) fn take(&self) -> Vec<Option<Outcome>> {
         std::mem::take(&mut self.pending.lock().expect("not poisoned").outcomes)
+    }
+
+    /// Since when every broker is down, if it is (no record delivered since librdkafka said so).
+    pub(super) fn down_since(&self) -> Option<Instant> {
+        *self.down.lock().expect("not poisoned")
+    }
+
+    /// A broker answered (metadata): a "down" said before is over.
+    pub(super) fn up(&self) {
+        *self.down.lock().expect("not poisoned") = None;
     }
 
     /// The client's error that retrying cannot fix, if it had one.
