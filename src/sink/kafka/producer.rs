@@ -15,6 +15,7 @@ use super::options::{KafkaKey, KafkaOptions};
 use super::reports::{classify, Class, Reports};
 use crate::sink::core::{Batch, Fate, Fault, Protocol, Reply, Wait};
 use crate::sink::keys::Keys;
+use crate::sync::lock;
 
 /// The longest one metadata request (connect, probe) may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
@@ -162,7 +163,7 @@ type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
 
 /// The client's last error, as ` (last error: ...)`, or nothing.
 fn last_error(p: &ThreadedProducer<Reports>) -> String {
-    let last = p.context().error.lock().expect("not poisoned").take();
+    let last = lock(&p.context().error).take();
     last.map_or_else(String::new, |(c, r)| format!(" (last error: {c}: {r})"))
 }
 

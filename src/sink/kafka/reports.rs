@@ -4,7 +4,9 @@
 //! brokers down" marks an outage, which the producer hands to the core (one warning, one
 //! recovery line).
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, PoisonError};
+
+use crate::sync::lock;
 use std::time::{Duration, Instant};
 
 use log::debug;
@@ -56,19 +58,16 @@ impl ClientContext for Reports {
             return;
         };
         if code == Code::AllBrokersDown {
-            self.down
-                .lock()
-                .expect("not poisoned")
-                .get_or_insert_with(Instant::now);
+            lock(&self.down).get_or_insert_with(Instant::now);
             // Its reason ("1/1 brokers are down") says less than the error before it.
             self.tell();
             return;
         }
         if classify(code, reason) == Class::Target {
-            let mut permanent = self.permanent.lock().expect("not poisoned");
+            let mut permanent = lock(&self.permanent);
             permanent.get_or_insert_with(|| format!("{code}: {reason}"));
         }
-        *self.error.lock().expect("not poisoned") = Some((code, reason.to_owned()));
+        *lock(&self.error) = Some((code, reason.to_owned()));
         self.tell();
     }
 }
@@ -85,9 +84,9 @@ impl ProducerContext for Reports {
             )),
         };
         if outcome.is_ok() {
-            *self.down.lock().expect("not poisoned") = None;
+            *lock(&self.down) = None;
         }
-        let mut p = self.pending.lock().expect("not poisoned");
+        let mut p = lock(&self.pending);
         let base = p.base;
         if let Some(slot) = p.outcomes.get_mut(seq.wrapping_sub(base)) {
             *slot = Some(outcome);
@@ -100,58 +99,58 @@ impl ProducerContext for Reports {
 
 impl Reports {
     pub(super) fn start(&self, base: usize, records: usize) {
-        let mut p = self.pending.lock().expect("not poisoned");
+        let mut p = lock(&self.pending);
         p.base = base;
         p.outcomes = vec![None; records];
     }
 
     pub(super) fn record(&self, i: usize, outcome: Outcome) {
-        self.pending.lock().expect("not poisoned").outcomes[i] = Some(outcome);
+        lock(&self.pending).outcomes[i] = Some(outcome);
     }
 
     /// Something happened (a report, an error): the sender looks again.
     fn tell(&self) {
-        self.pending.lock().expect("not poisoned").news += 1;
+        lock(&self.pending).news += 1;
         self.news.notify_all();
     }
 
     /// Reports and errors so far.
     pub(super) fn news(&self) -> u64 {
-        self.pending.lock().expect("not poisoned").news
+        lock(&self.pending).news
     }
 
     /// Waits up to `timeout` for a report or an error after the first `seen`: how many now.
     pub(super) fn wait_news(&self, seen: u64, timeout: Duration) -> u64 {
-        let p = self.pending.lock().expect("not poisoned");
+        let p = lock(&self.pending);
         let (p, _) = self
             .news
             .wait_timeout_while(p, timeout, |p| p.news == seen)
-            .expect("not poisoned");
+            .unwrap_or_else(PoisonError::into_inner);
         p.news
     }
 
     pub(super) fn waiting(&self) -> usize {
-        let p = self.pending.lock().expect("not poisoned");
+        let p = lock(&self.pending);
         p.outcomes.iter().filter(|o| o.is_none()).count()
     }
 
     pub(super) fn take(&self) -> Vec<Option<Outcome>> {
-        std::mem::take(&mut self.pending.lock().expect("not poisoned").outcomes)
+        std::mem::take(&mut lock(&self.pending).outcomes)
     }
 
     /// Since when every broker is down, if it is (no record delivered since librdkafka said so).
     pub(super) fn down_since(&self) -> Option<Instant> {
-        *self.down.lock().expect("not poisoned")
+        *lock(&self.down)
     }
 
     /// A broker answered (metadata): a "down" said before is over.
     pub(super) fn up(&self) {
-        *self.down.lock().expect("not poisoned") = None;
+        *lock(&self.down) = None;
     }
 
     /// The client's error that retrying cannot fix, if it had one.
     pub(super) fn permanent(&self) -> Option<Fault> {
-        let permanent = self.permanent.lock().expect("not poisoned");
+        let permanent = lock(&self.permanent);
         permanent.clone().map(Fault::permanent)
     }
 }
