@@ -44,6 +44,8 @@ impl Shipper<'_> {
             &mut self.totals,
         );
         drop(in_flight);
+        let full = std::mem::take(&mut self.full_scan);
+        let first = jobs.first().map(|(d, _)| d.jid.clone());
         if let Some(cp) = self.recording() {
             for (key, mtime) in settled {
                 cp.settle(&key, mtime);
@@ -101,7 +103,15 @@ impl Shipper<'_> {
         self.pool = pool;
         bar.finish_and_clear();
         // No more input is ready: what is batched goes now, not at the next confirm.
-        result.and_then(|()| Ok(self.sink.flush()?))
+        let result = result.and_then(|()| Ok(self.sink.flush()?));
+        match (&result, first) {
+            (Ok(()), _) if full => self.stuck = None,
+            (Err(_), Some(first)) if self.stuck.as_ref().is_none_or(|s| *s > first) => {
+                self.stuck = Some(first);
+            }
+            _ => {}
+        }
+        result
     }
 
     /// The progress bar's message: events so far, "printed" on a dry run.
@@ -136,6 +146,11 @@ impl Shipper<'_> {
             warn!("{}: {}", p.path.display(), p.why);
         }
         self.totals.failed_files += problems.len() as u64;
+        self.full_scan = true;
+        if let Some(metrics) = &self.metrics {
+            metrics.refresh_jobs(&dirs);
+            metrics.refresh_keys();
+        }
         // A folder that could not be read may still hold jobs: prune only after a clean scan.
         if problems.is_empty() {
             let keys = dirs.iter().map(|d| d.key.as_str()).collect();

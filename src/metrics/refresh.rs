@@ -1,0 +1,138 @@
+//! Keeps the job census current as the cache changes, and reads the master's accepted keys.
+//! Files are read outside the metrics' lock; only the results are taken in under it.
+//!
+//! A job folder is read whole once (its `.load.p` and `.minions.p`), then only listed again
+//! when its mtime changed (a minion folder came). `watch` lists the folders inotify names;
+//! a job that runs no state is not watched, so the jobs whose wait is not over are listed
+//! again by [`Metrics::refresh_open`] on the daemon's clock, and any other by the full rescans
+//! (the job folders' mtimes come with the scan).
+
+use std::path::Path;
+
+use log::warn;
+
+use super::census::Facts;
+use super::rebuild::{facts, load, settled_mtime};
+use super::Metrics;
+use crate::cache::{mtime_nanos, targeted, JobDir};
+
+impl Metrics {
+    /// Takes the job folders `dirs` (scanned, or listed) into the census: a job not known is
+    /// read whole, a known one listed again when its folder changed.
+    pub(crate) fn refresh_jobs(&self, dirs: &[JobDir]) {
+        let stale: Vec<(&JobDir, bool)> = {
+            let state = self.lock();
+            dirs.iter()
+                .filter_map(|d| match state.census.listed_at(&d.key) {
+                    None => Some((d, false)),
+                    Some(m) if m.is_none() || m != d.mtime => Some((d, true)),
+                    Some(_) => None,
+                })
+                .collect()
+        };
+        for (dir, known) in stale {
+            if dir.nocache || dir.dir.join("nocache").exists() {
+                continue;
+            }
+            // A scan lists only what shipping needs listed: list here what it did not.
+            let minions = if dir.minions.is_empty() {
+                dir.list_minions()
+            } else {
+                dir.minions.clone()
+            };
+            if known {
+                let mtime = settled_mtime(dir.mtime);
+                self.lock().census.relisted(&dir.key, &minions, mtime);
+            } else if let Some(facts) = self.read(dir, minions) {
+                self.lock().census.put(&dir.key, facts);
+            }
+        }
+    }
+
+    /// A job folder not known yet, read whole; `None` while it has no jid.
+    fn read(&self, dir: &JobDir, minions: Vec<String>) -> Option<Facts> {
+        let s = &self.settings;
+        let mut dir = dir.clone();
+        if dir.jid.is_empty() {
+            dir.jid = dir.read_jid(s.max_return_bytes).ok().flatten()?;
+        }
+        let job = load(&dir, s);
+        let targeted = targeted(&dir.dir, s.max_return_bytes);
+        Some(facts(&dir, s, &job, targeted, minions))
+    }
+
+    /// Lists again the folders of the jobs still waiting for minions that changed since.
+    pub(crate) fn refresh_open(&self) {
+        let s = &self.settings;
+        let now = chrono::Utc::now().timestamp_micros();
+        let open = self.lock().census.open(now, s.return_wait);
+        for (key, listed) in open {
+            let folder = s.cache.join(&key);
+            let mtime = mtime_nanos(&folder);
+            // Gone: the next full rescan forgets it.
+            if mtime.is_none() || (listed.is_some() && listed == mtime) {
+                continue;
+            }
+            if let Some(dir) = JobDir::listed(&s.cache, folder) {
+                let mtime = settled_mtime(dir.mtime);
+                self.lock().census.relisted(&key, &dir.minions, mtime);
+            }
+        }
+    }
+
+    /// Reads the accepted keys again; a folder that cannot be read is named in one warning
+    /// (the first time), and no silent minions are shown while it cannot.
+    pub(crate) fn refresh_keys(&self) {
+        let dir = self.settings.pki_dir.join("minions");
+        let keys = accepted(&dir);
+        let mut state = self.lock();
+        match keys {
+            Ok(keys) => state.keys = Some(keys),
+            Err(e) => {
+                state.keys = None;
+                if !state.keys_warned {
+                    state.keys_warned = true;
+                    warn!(
+                        "{}: {e}; silent minions are not counted (give --pki-dir, or let saltship's user read it)",
+                        dir.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The minion ids with an accepted key: the files in `<pki_dir>/minions`, as `salt-key` lists
+/// them (dot files left out). Sorted.
+fn accepted(dir: &Path) -> std::io::Result<Vec<Box<str>>> {
+    let mut keys = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // As `os.path.isfile`: a link to a key file is one.
+        if name.starts_with('.') || !entry.path().is_file() {
+            continue;
+        }
+        keys.push(name.into());
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_keys_are_the_files_and_not_dot_files_or_folders() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for name in ["web1", "db1", ".web1.swp"] {
+            std::fs::write(tmp.path().join(name), "key").expect("write");
+        }
+        std::fs::create_dir(tmp.path().join("folder")).expect("mkdir");
+        let keys = accepted(tmp.path()).expect("readable");
+        assert_eq!(keys, ["db1".into(), "web1".into()] as [Box<str>; 2]);
+        assert!(accepted(&tmp.path().join("missing")).is_err());
+    }
+}
