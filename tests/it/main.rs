@@ -21,6 +21,7 @@ mod kafka;
 mod legacy;
 mod man;
 mod metrics;
+mod metrics_fleet;
 mod metrics_serve;
 mod operator;
 mod otlp;

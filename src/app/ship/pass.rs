@@ -106,8 +106,14 @@ impl Shipper<'_> {
         let result = result.and_then(|()| Ok(self.sink.flush()?));
         match (&result, first) {
             (Ok(()), _) if full => self.stuck = None,
-            (Err(_), Some(first)) if self.stuck.as_ref().is_none_or(|s| *s > first) => {
-                self.stuck = Some(first);
+            // The oldest return sent since the last confirm, or else the pass's first job.
+            (Err(_), first) => {
+                let sent = self.pending.first().map(|p| p.jid.clone());
+                if let Some(jid) = sent.or(first) {
+                    if self.stuck.as_ref().is_none_or(|s| *s > jid) {
+                        self.stuck = Some(jid);
+                    }
+                }
             }
             _ => {}
         }
