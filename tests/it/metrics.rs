@@ -600,6 +600,11 @@ fn contrib_rules_and_dashboards_use_only_what_exists() {
         "saltship_minion_last_state_run_success",
         "saltship_minion_last_state_run_timestamp_seconds",
         "saltship_minion_last_state_run_states",
+        "saltship_minion_consecutive_missed_jobs",
+        "saltship_minion_silent",
+        "saltship_jobs",
+        "saltship_oldest_unshipped_return_age_seconds",
+        "saltship_keep_jobs_seconds",
     ] {
         assert!(
             grafana.contains(needed),
@@ -652,7 +657,12 @@ fn xml_balanced(xml: &str) -> Result<(), String> {
     while let Some(at) = rest.find('<') {
         rest = &rest[at + 1..];
         if let Some(after) = rest.strip_prefix("!--") {
-            rest = &after[after.find("-->").ok_or("unclosed comment")? + 3..];
+            let end = after.find("-->").ok_or("unclosed comment")?;
+            // XML forbids "--" inside a comment (an option name, say).
+            if after[..end].contains("--") {
+                return Err("-- inside a comment".into());
+            }
+            rest = &after[end + 3..];
             continue;
         }
         let end = rest.find('>').ok_or("unclosed tag")?;
@@ -684,7 +694,10 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
     let xml = contrib("contrib/splunk/saltship_fleet.xml");
     xml_balanced(&xml).expect("well-formed XML");
     assert!(xml_balanced("<a><b></a></b>").is_err());
-    let events = Saltship::dry_run(&crate::common::testdata("jobs"))
+    assert!(xml_balanced("<!-- see --events --><a></a>").is_err());
+    // Every kind of event: the job panels use the job and no_return events' fields.
+    let events = Saltship::dry_run(&crate::common::testdata("fleet/jobs"))
+        .more(["--events", "all"])
         .run()
         .events;
     // Splunk's own words and the names the searches define; the rest must be event fields.
@@ -713,6 +726,17 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
         "success_pct",
         "failed",
         "states",
+        "NOT",
+        "job",
+        "no_return",
+        "sum",
+        "latest",
+        "timechart",
+        "jobs",
+        "targeted",
+        "returned",
+        "missed",
+        "last_missed_jid",
     ];
     let mut fields = 0;
     for query in xml.split("<query>").skip(1) {
@@ -730,6 +754,12 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
         }
     }
     assert!(xml.contains("top limit=20 state_id") && fields >= 3);
+    for kind in ["event_type=job", "event_type=no_return"] {
+        assert!(
+            xml.contains(&format!("search {kind} |")),
+            "no panel of {kind}"
+        );
+    }
     // HEC users see the dashboard too: its default sourcetype is in the base search.
     assert!(xml.contains("sourcetype=\"salt:state\""));
 }
