@@ -192,6 +192,7 @@ def main():
     ap.add_argument("--keep", type=float, default=0, help="delete jobs older than this many seconds, as the master's cleanup does")
     ap.add_argument("--cache", help="follow this cache (a jobs folder) instead of an empty one")
     ap.add_argument("--per-job", type=int, default=1, help="returns per job landed (minions of one highstate)")
+    ap.add_argument("--events", default="state", help="watch's --events (state, job, no-return, all)")
     ap.add_argument("--names", help="minion names as a %%-format of the return's place in its job, e.g. web-%%04d.example.com")
     a = ap.parse_args()
     sources = state_returns()
@@ -213,7 +214,7 @@ def main():
     watch = subprocess.Popen(
         [a.bin, "watch", "--cache-dir", cache, "--state-file", os.path.join(work, "state"),
          *target, "--master-id", "bench",
-         "--metrics-file", prom],
+         "--metrics-file", prom, "--events", a.events],
         stderr=open(log, "w"),
         env={k: v for k, v in os.environ.items() if not k.startswith("SALTSHIP_")})
     try:
