@@ -80,6 +80,11 @@ struct Entry {
 }
 
 impl Entry {
+    /// Its function and targets known: only its returns can change.
+    fn whole(&self) -> bool {
+        self.fun.is_some() && !self.targeted.is_empty()
+    }
+
     fn complete(&self) -> bool {
         let n = self.targeted.len();
         (0..n).all(|i| self.returned[i / 64] & (1 << (i % 64)) != 0)
@@ -125,10 +130,11 @@ pub(crate) struct Summary {
 }
 
 impl Census {
-    /// The job folder `key`'s mtime when last listed (`Some(None)`: listed, but too fresh to
-    /// trust); `None` for a job not known.
-    pub(crate) fn listed_at(&self, key: &str) -> Option<Option<i64>> {
-        self.jobs.get(key).map(|e| e.mtime)
+    /// The job folder `key`'s mtime when last listed (`None`: listed, but too fresh to trust),
+    /// and whether it was read whole (its `.load.p` and `.minions.p` were there: a folder is
+    /// made before them); `None` for a job not known.
+    pub(crate) fn listed_at(&self, key: &str) -> Option<(Option<i64>, bool)> {
+        self.jobs.get(key).map(|e| (e.mtime, e.whole()))
     }
 
     /// Takes a job folder read whole.
@@ -210,12 +216,13 @@ impl Census {
         before - self.jobs.len()
     }
 
-    /// The jobs whose misses are not final at `now`: their folders may still change.
-    pub(crate) fn open(&self, now: i64, wait: i64) -> Vec<(String, Option<i64>)> {
+    /// The jobs whose misses are not final at `now` (their folders may still change), as
+    /// [`Census::listed_at`] tells of them.
+    pub(crate) fn open(&self, now: i64, wait: i64) -> Vec<(String, Option<i64>, bool)> {
         self.jobs
             .iter()
             .filter(|(_, e)| !e.is_final(now, wait))
-            .map(|(k, e)| (k.to_string(), e.mtime))
+            .map(|(k, e)| (k.to_string(), e.mtime, e.whole()))
             .collect()
     }
 

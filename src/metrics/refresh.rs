@@ -17,20 +17,21 @@ use super::Metrics;
 use crate::cache::{mtime_nanos, targeted, JobDir};
 
 impl Metrics {
-    /// Takes the job folders `dirs` (scanned, or listed) into the census: a job not known is
-    /// read whole, a known one listed again when its folder changed.
+    /// Takes the job folders `dirs` (scanned, or listed) into the census: a job not known (or
+    /// caught before its `.load.p` and `.minions.p`) is read whole, a known one listed again
+    /// when its folder changed.
     pub(crate) fn refresh_jobs(&self, dirs: &[JobDir]) {
         let stale: Vec<(&JobDir, bool)> = {
             let state = self.lock();
             dirs.iter()
                 .filter_map(|d| match state.census.listed_at(&d.key) {
                     None => Some((d, false)),
-                    Some(m) if m.is_none() || m != d.mtime => Some((d, true)),
+                    Some((m, whole)) if m.is_none() || m != d.mtime => Some((d, whole)),
                     Some(_) => None,
                 })
                 .collect()
         };
-        for (dir, known) in stale {
+        for (dir, whole) in stale {
             if dir.nocache || dir.dir.join("nocache").exists() {
                 continue;
             }
@@ -40,12 +41,17 @@ impl Metrics {
             } else {
                 dir.minions.clone()
             };
-            if known {
-                let mtime = settled_mtime(dir.mtime);
-                self.lock().census.relisted(&dir.key, &minions, mtime);
-            } else if let Some(facts) = self.read(dir, minions) {
-                self.lock().census.put(&dir.key, facts);
-            }
+            self.take(dir, minions, whole);
+        }
+    }
+
+    /// Takes a job folder listed as `minions`: only its returns when it was read `whole`.
+    fn take(&self, dir: &JobDir, minions: Vec<String>, whole: bool) {
+        if whole {
+            let mtime = settled_mtime(dir.mtime);
+            self.lock().census.relisted(&dir.key, &minions, mtime);
+        } else if let Some(facts) = self.read(dir, minions) {
+            self.lock().census.put(&dir.key, facts);
         }
     }
 
@@ -66,7 +72,7 @@ impl Metrics {
         let s = &self.settings;
         let now = chrono::Utc::now().timestamp_micros();
         let open = self.lock().census.open(now, s.return_wait);
-        for (key, listed) in open {
+        for (key, listed, whole) in open {
             let folder = s.cache.join(&key);
             let mtime = mtime_nanos(&folder);
             // Gone: the next full rescan forgets it.
@@ -74,8 +80,8 @@ impl Metrics {
                 continue;
             }
             if let Some(dir) = JobDir::listed(&s.cache, folder) {
-                let mtime = settled_mtime(dir.mtime);
-                self.lock().census.relisted(&key, &dir.minions, mtime);
+                let minions = dir.minions.clone();
+                self.take(&dir, minions, whole);
             }
         }
     }
@@ -123,6 +129,44 @@ fn accepted(dir: &Path) -> std::io::Result<Vec<Box<str>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Settings;
+    use rmpv::Value as Mp;
+
+    fn pack(v: &Mp) -> Vec<u8> {
+        let mut buf = Vec::new();
+        rmpv::encode::write_value(&mut buf, v).expect("encode to a Vec");
+        buf
+    }
+
+    #[test]
+    fn a_job_caught_before_its_load_and_minions_files_is_read_again_once_they_are_there() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().to_owned();
+        let job = root.join("ab").join("cdef");
+        std::fs::create_dir_all(&job).expect("job folder");
+        std::fs::write(job.join("jid"), "20261203103455028692").expect("jid");
+        let metrics = Metrics {
+            settings: std::sync::Arc::new(Settings {
+                cache: root.clone(),
+                ..Settings::default()
+            }),
+            ..Metrics::default()
+        };
+        let listed = || JobDir::listed(&root, job.clone()).expect("listed");
+        metrics.refresh_jobs(&[listed()]);
+        let summary = |m: &Metrics| m.lock().census.summary(i64::MAX / 2, 0);
+        assert_eq!(summary(&metrics).jobs, [("unknown".to_string(), 1)]);
+        let load = Mp::Map(vec![("fun".into(), "test.ping".into())]);
+        std::fs::write(job.join(".load.p"), pack(&load)).expect("load");
+        let targets = Mp::Array(vec!["web1".into(), "web2".into()]);
+        std::fs::write(job.join(".minions.p"), pack(&targets)).expect("minions");
+        std::fs::create_dir(job.join("web1")).expect("minion folder");
+        metrics.refresh_jobs(&[listed()]);
+        let s = summary(&metrics);
+        assert_eq!(s.jobs, [("test.ping".to_string(), 1)]);
+        let missed: Vec<(&str, u64)> = s.minions.iter().map(|m| (&*m.name, m.missed)).collect();
+        assert_eq!(missed, [("web1", 0), ("web2", 1)]);
+    }
 
     #[test]
     fn accepted_keys_are_the_files_and_not_dot_files_or_folders() {
