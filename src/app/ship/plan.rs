@@ -101,6 +101,9 @@ pub(super) fn plan(
             totals.skipped += 1;
             continue;
         }
+        // The pass needs only the returns it takes: the folder's whole list would double
+        // the names held while a catch-up plans a million returns.
+        dir.minions = Vec::new();
         jobs.push((dir, minions));
     }
     jobs.sort_by(|(a, _), (b, _)| a.jid.cmp(&b.jid).then_with(|| a.dir.cmp(&b.dir)));
