@@ -216,6 +216,18 @@ impl JobDir {
         job.minions
     }
 
+    /// Lists the folder now, in place (a scan left it unlisted); a folder that cannot be read
+    /// is warned about and has none.
+    pub(crate) fn relist(&mut self) {
+        let mut problems = Vec::new();
+        self.minions.clear();
+        self.raw.clear();
+        self.list(&mut problems);
+        for p in problems {
+            log::warn!("{}: {}", p.path.display(), p.why);
+        }
+    }
+
     /// Finds the minion folders and the `nocache` marker.
     fn list(&mut self, problems: &mut Vec<Problem>) {
         let entries = match std::fs::read_dir(&self.dir) {

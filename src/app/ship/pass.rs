@@ -13,6 +13,10 @@ use super::budget::{self, Budget};
 use super::plan::plan;
 use super::work::{load_job, work, BufferPool, Done, Loaded, Opts, Read, Step};
 use super::{Mode, PassError, Pending, Shipper, CHUNK, CONFIRM_BYTES};
+
+/// Returns planned at once by a sync pass over many jobs (see [`Shipper::groups`]): a few MB
+/// of minion names.
+const GROUP_RETURNS: usize = 20_000;
 use crate::app::{pipeline, progress};
 use crate::cache::{scan, JobDir};
 use crate::cli::Config;
@@ -28,8 +32,71 @@ impl Shipper<'_> {
         }
         let dirs = match dirs {
             Some(dirs) => dirs,
-            None => self.scan_all(mode),
+            None => self.scan_all(),
         };
+        let full = std::mem::take(&mut self.full_scan);
+        let groups = self.groups(mode, dirs);
+        let bar = progress::bar(!self.bars || groups.is_empty(), 0, self.blocked.clone());
+        let mut first = None;
+        let mut result = Ok(());
+        for group in groups {
+            let (done, oldest) = self.pass_group(mode, group, &bar);
+            if first.is_none() {
+                first = oldest;
+            }
+            result = done;
+            if result.is_err() {
+                break;
+            }
+        }
+        bar.finish_and_clear();
+        match (&result, first) {
+            (Ok(()), _) if full => self.stuck = None,
+            // The oldest return sent since the last confirm, or else the pass's first job.
+            (Err(_), first) => {
+                let sent = self.pending.first().map(|p| p.jid.clone());
+                if let Some(jid) = sent.or(first) {
+                    if self.stuck.as_ref().is_none_or(|s| *s > jid) {
+                        self.stuck = Some(jid);
+                    }
+                }
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// `dirs` in groups for a sync (see [`groups`]), each job's jid from the checkpoint or its
+    /// `jid` file.
+    fn groups(&self, mode: Mode, dirs: Vec<JobDir>) -> Vec<Vec<JobDir>> {
+        if mode == Mode::Backfill {
+            return if dirs.is_empty() {
+                Vec::new()
+            } else {
+                vec![dirs]
+            };
+        }
+        let cp = self.checkpoint.as_ref();
+        let max = self.config.cache.max_return_bytes;
+        groups(dirs, GROUP_RETURNS, |dir| {
+            let known = cp
+                .and_then(|cp| cp.job(&dir.key))
+                .map(|j| j.jid.to_string());
+            known
+                .filter(|j| !j.is_empty())
+                .or_else(|| dir.read_jid(max).ok().flatten())
+                .unwrap_or_default()
+        })
+    }
+
+    /// Plans and ships one group of job folders; how it ended, and its oldest job's jid.
+    fn pass_group(
+        &mut self,
+        mode: Mode,
+        dirs: Vec<JobDir>,
+        bar: &ProgressBar,
+    ) -> (Result<(), PassError>, Option<String>) {
+        let config = self.config;
         let in_flight: HashSet<(&str, &str)> = self
             .pending
             .iter()
@@ -44,7 +111,6 @@ impl Shipper<'_> {
             &mut self.totals,
         );
         drop(in_flight);
-        let full = std::mem::take(&mut self.full_scan);
         let first = jobs.first().map(|(d, _)| d.jid.clone());
         if let Some(cp) = self.recording() {
             for (key, mtime) in settled {
@@ -58,11 +124,7 @@ impl Shipper<'_> {
             .iter()
             .map(|(d, m)| if lazy { d.subfolders } else { m.len() })
             .sum();
-        let bar = progress::bar(
-            !self.bars || jobs.is_empty(),
-            returns as u64,
-            self.blocked.clone(),
-        );
+        bar.inc_length(returns as u64);
         bar.set_message(self.bar_message());
         let pool = std::mem::take(&mut self.pool);
         // A pass of a chunk or less (most of watch's) is not worth starting threads for.
@@ -92,7 +154,7 @@ impl Shipper<'_> {
                     Done::Returns(_, _, cost) => *cost,
                     Done::Job(..) => 0,
                 };
-                let taken = self.take(done, &bar, &pool);
+                let taken = self.take(done, bar, &pool);
                 budget.give(cost);
                 if taken.is_err() {
                     budget.close();
@@ -101,23 +163,8 @@ impl Shipper<'_> {
             },
         );
         self.pool = pool;
-        bar.finish_and_clear();
         // No more input is ready: what is batched goes now, not at the next confirm.
-        let result = result.and_then(|()| Ok(self.sink.flush()?));
-        match (&result, first) {
-            (Ok(()), _) if full => self.stuck = None,
-            // The oldest return sent since the last confirm, or else the pass's first job.
-            (Err(_), first) => {
-                let sent = self.pending.first().map(|p| p.jid.clone());
-                if let Some(jid) = sent.or(first) {
-                    if self.stuck.as_ref().is_none_or(|s| *s > jid) {
-                        self.stuck = Some(jid);
-                    }
-                }
-            }
-            _ => {}
-        }
-        result
+        (result.and_then(|()| Ok(self.sink.flush()?)), first)
     }
 
     /// The progress bar's message: events so far, "printed" on a dry run.
@@ -133,19 +180,15 @@ impl Shipper<'_> {
         }
     }
 
-    /// Every job folder of the cache, listed where the checkpoint says it must be; prunes the
-    /// checkpoint of the jobs gone.
-    pub fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
+    /// Every job folder of the cache, not listed yet; prunes the checkpoint of the jobs gone.
+    pub fn scan_all(&mut self) -> Vec<JobDir> {
         let found = progress::counter(!self.bars, "jobs found");
-        let checkpoint = self.checkpoint.as_ref().filter(|_| mode == Mode::Sync);
-        // A backfill lists each job at its turn; a sync only the jobs not settled.
-        let list = |key: &str, mtime| {
-            mode == Mode::Sync && checkpoint.is_none_or(|cp| cp.needs_listing(key, mtime))
-        };
+        // Each job is listed at its turn: a backfill's by the pass, a sync's by its plan (and
+        // only the jobs not settled), a group at a time.
         let (dirs, problems) = scan(
             &self.config.cache.dir,
             |n| found.set_position(n as u64),
-            list,
+            |_, _| false,
         );
         found.finish_and_clear();
         for p in &problems {
@@ -269,6 +312,41 @@ impl Shipper<'_> {
     }
 }
 
+/// `dirs` in groups of about `size` returns (by their folders' link counts), in jid order
+/// (`jid_of`): a sync's catch-up of a million returns plans (and lists) one group at a time,
+/// so it holds a group's minion names, not the cache's. Fewer make one group, as they come
+/// (the plan puts them in jid order).
+fn groups(
+    mut dirs: Vec<JobDir>,
+    size: usize,
+    jid_of: impl Fn(&JobDir) -> String,
+) -> Vec<Vec<JobDir>> {
+    let weight = |d: &JobDir| d.subfolders.max(d.minions.len()).max(1);
+    if dirs.iter().map(weight).sum::<usize>() <= size {
+        return if dirs.is_empty() {
+            Vec::new()
+        } else {
+            vec![dirs]
+        };
+    }
+    for dir in &mut dirs {
+        dir.jid = jid_of(dir);
+    }
+    dirs.sort_by(|a, b| a.jid.cmp(&b.jid).then_with(|| a.dir.cmp(&b.dir)));
+    let mut groups = vec![Vec::new()];
+    let mut held = 0;
+    for dir in dirs {
+        let w = weight(&dir);
+        if held > 0 && held + w > size {
+            groups.push(Vec::new());
+            held = 0;
+        }
+        held += w;
+        groups.last_mut().expect("one group at least").push(dir);
+    }
+    groups
+}
+
 /// One job's steps: its load, then its returns in hand-offs of at most [`CHUNK`] that fit
 /// `share` of the budget. A backfill lists the job's minions only at its turn.
 fn job_steps<'j>(
@@ -320,4 +398,41 @@ fn job_steps<'j>(
         .into_iter()
         .flatten();
     std::iter::once(Step::Job(dir, n, loaded, load_failed)).chain(returns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str, subfolders: usize) -> JobDir {
+        JobDir {
+            dir: name.into(),
+            key: name.into(),
+            jid: String::new(),
+            nocache: false,
+            minions: Vec::new(),
+            raw: Vec::new(),
+            listed_raw: Default::default(),
+            mtime: None,
+            subfolders,
+        }
+    }
+
+    #[test]
+    fn many_returns_go_in_groups_in_jid_order_and_few_in_one_as_they_come() {
+        // Folder order is not jid order: the key's hash decides it.
+        let jid = |d: &JobDir| format!("2026120300000{}", &d.key[1..]);
+        let dirs = vec![dir("c3", 40), dir("a1", 40), dir("b2", 40), dir("d0", 0)];
+        let got = groups(dirs, 50, jid);
+        let keys: Vec<Vec<&str>> = got
+            .iter()
+            .map(|g| g.iter().map(|d| d.key.as_str()).collect())
+            .collect();
+        assert_eq!(keys, [vec!["d0", "a1"], vec!["b2"], vec!["c3"]]);
+        assert_eq!(got[0][0].jid, "20261203000000");
+        let few = groups(vec![dir("b", 10), dir("a", 10)], 50, |_| unreachable!());
+        assert_eq!(few.len(), 1);
+        assert_eq!(few[0][0].key, "b");
+        assert!(groups(Vec::new(), 50, |_| unreachable!()).is_empty());
+    }
 }

@@ -35,13 +35,22 @@ pub(super) fn plan(
         .map_or(0, |d| d.as_nanos() as i64)
         - SETTLED_AFTER.as_nanos() as i64;
     for mut dir in dirs {
+        // A sync lists a job here, one group at a time (a scan does not), unless its returns
+        // are all done and its folder did not change since.
+        let known = checkpoint.and_then(|cp| cp.job(&dir.key));
+        if mode == Mode::Sync
+            && dir.minions.is_empty()
+            && !known.is_some_and(|s| s.non_state)
+            && checkpoint.is_none_or(|cp| cp.needs_listing(&dir.key, dir.mtime))
+        {
+            dir.relist();
+        }
         // A backfill's jobs are listed at their turn: `nocache` is found by its marker.
         if dir.nocache || (mode == Mode::Backfill && dir.dir.join("nocache").exists()) {
             debug!("job folder {}: nocache, nothing to ship", dir.key);
             totals.skipped += 1;
             continue;
         }
-        let known = checkpoint.and_then(|cp| cp.job(&dir.key));
         let minions: Vec<String> = match (mode, known) {
             (Mode::Sync, Some(state)) if state.non_state => continue,
             (Mode::Sync, known) => dir

@@ -195,7 +195,7 @@ fn full_pass(
         }
     };
     follow.watcher_ok = fresh.is_some();
-    let dirs = shipper.scan_all(Mode::Sync);
+    let dirs = shipper.scan_all();
     if let Some(w) = fresh.as_mut() {
         follow.dirty.extend(w.follow(&dirs, shipper.checkpoint()));
         follow.check(config, w);
