@@ -80,7 +80,7 @@ class Receiver(threading.Thread):
             *lines, buf = buf.split(b"\n")
             for line in lines:
                 event = json.loads(line)
-                self.first.setdefault((event["jid"], event["minion_id"]), now)
+                self.first.setdefault((event["jid"], event.get("minion_id")), now)
 
 
 class HttpReceiver(threading.Thread):
@@ -110,7 +110,7 @@ class HttpReceiver(threading.Thread):
                     items = [{"create": {"_id": a["create"]["_id"], "status": 201}} for a in lines[0::2]]
                     reply = {"took": 1, "errors": False, "items": items}
                 for event in events:
-                    first.setdefault((event["jid"], event["minion_id"]), now)
+                    first.setdefault((event["jid"], event.get("minion_id")), now)
                 out = json.dumps(reply).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
