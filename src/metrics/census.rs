@@ -61,6 +61,9 @@ pub(crate) struct Facts {
     /// The job folder's mtime (ns) when it was listed, if old enough to trust: unchanged, the
     /// folder needs no listing again.
     pub mtime: Option<i64>,
+    /// Its `.load.p` and `.minions.p` were read (or the job is too old for them to come):
+    /// only its returns can change.
+    pub whole: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -77,14 +80,10 @@ struct Entry {
     /// Returned without being targeted (no `.minions.p`): sorted ids.
     extra: Box<[u32]>,
     mtime: Option<i64>,
+    whole: bool,
 }
 
 impl Entry {
-    /// Its function and targets known: only its returns can change.
-    fn whole(&self) -> bool {
-        self.fun.is_some() && !self.targeted.is_empty()
-    }
-
     fn complete(&self) -> bool {
         let n = self.targeted.len();
         (0..n).all(|i| self.returned[i / 64] & (1 << (i % 64)) != 0)
@@ -134,7 +133,7 @@ impl Census {
     /// and whether it was read whole (its `.load.p` and `.minions.p` were there: a folder is
     /// made before them); `None` for a job not known.
     pub(crate) fn listed_at(&self, key: &str) -> Option<(Option<i64>, bool)> {
-        self.jobs.get(key).map(|e| (e.mtime, e.whole()))
+        self.jobs.get(key).map(|e| (e.mtime, e.whole))
     }
 
     /// Takes a job folder read whole.
@@ -154,6 +153,7 @@ impl Census {
             returned,
             extra,
             mtime: facts.mtime,
+            whole: facts.whole,
         };
         self.jobs.insert(key.into(), entry);
         self.forget_sets();
@@ -222,7 +222,7 @@ impl Census {
         self.jobs
             .iter()
             .filter(|(_, e)| !e.is_final(now, wait))
-            .map(|(k, e)| (k.to_string(), e.mtime, e.whole()))
+            .map(|(k, e)| (k.to_string(), e.mtime, e.whole))
             .collect()
     }
 
@@ -364,6 +364,7 @@ mod tests {
             targeted: targeted.map(names).unwrap_or_default(),
             returned: names(returned),
             mtime: None,
+            whole: true,
         }
     }
 

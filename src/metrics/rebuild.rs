@@ -25,6 +25,8 @@ use crate::time::jid_instant;
 /// A folder's mtime is trusted to show a new minion folder only when older than this (the
 /// clock behind mtimes is coarse): as `ship`'s settling.
 const SETTLED_AFTER: Duration = Duration::from_secs(2);
+/// After this long past its publish a job's `.load.p` and `.minions.p` are there if ever.
+const WHOLE_AFTER: i64 = 10 * crate::time::SECOND;
 
 /// Every minion's latest real state run in the cache, of the jobs `--fun` (`funs`) takes, and
 /// every job's census. Unreadable files (and files over the size limit) are skipped here:
@@ -101,9 +103,15 @@ pub(crate) fn facts(
     targeted: Vec<String>,
     minions: Vec<String>,
 ) -> Facts {
+    let publish = jid_instant(&dir.jid, s.zone);
+    // Salt writes `.load.p` and `.minions.p` at the publish: a job without them seconds later
+    // (a 2019.2 orchestration, a copied cache) is not read again for them at every return.
+    let now = chrono::Utc::now().timestamp_micros();
+    let late = publish.is_none_or(|p| now - p > WHOLE_AFTER);
     Facts {
         jid: dir.jid.clone(),
-        publish: jid_instant(&dir.jid, s.zone),
+        publish,
+        whole: late || (!job.funs.is_empty() && !targeted.is_empty()),
         fun: (!job.funs.is_empty()).then(|| job.funs.join(",")),
         targeted,
         returned: minions,

@@ -144,7 +144,9 @@ mod tests {
         let root = tmp.path().to_owned();
         let job = root.join("ab").join("cdef");
         std::fs::create_dir_all(&job).expect("job folder");
-        std::fs::write(job.join("jid"), "20261203103455028692").expect("jid");
+        // Just published: its `.load.p` and `.minions.p` may still come.
+        let jid = chrono::Utc::now().format("%Y%m%d%H%M%S%6f").to_string();
+        std::fs::write(job.join("jid"), jid).expect("jid");
         let metrics = Metrics {
             settings: std::sync::Arc::new(Settings {
                 cache: root.clone(),
