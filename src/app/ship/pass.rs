@@ -10,7 +10,7 @@ use indicatif::ProgressBar;
 use log::{debug, warn};
 
 use super::budget::{self, Budget};
-use super::plan::plan;
+use super::plan::{groups, plan};
 use super::work::{load_job, work, BufferPool, Done, Loaded, Opts, Read, Step};
 use super::{Mode, PassError, Pending, Shipper, CHUNK, CONFIRM_BYTES};
 
@@ -312,41 +312,6 @@ impl Shipper<'_> {
     }
 }
 
-/// `dirs` in groups of about `size` returns (by their folders' link counts), in jid order
-/// (`jid_of`): a sync's catch-up of a million returns plans (and lists) one group at a time,
-/// so it holds a group's minion names, not the cache's. Fewer make one group, as they come
-/// (the plan puts them in jid order).
-fn groups(
-    mut dirs: Vec<JobDir>,
-    size: usize,
-    jid_of: impl Fn(&JobDir) -> String,
-) -> Vec<Vec<JobDir>> {
-    let weight = |d: &JobDir| d.subfolders.max(d.minions.len()).max(1);
-    if dirs.iter().map(weight).sum::<usize>() <= size {
-        return if dirs.is_empty() {
-            Vec::new()
-        } else {
-            vec![dirs]
-        };
-    }
-    for dir in &mut dirs {
-        dir.jid = jid_of(dir);
-    }
-    dirs.sort_by(|a, b| a.jid.cmp(&b.jid).then_with(|| a.dir.cmp(&b.dir)));
-    let mut groups = vec![Vec::new()];
-    let mut held = 0;
-    for dir in dirs {
-        let w = weight(&dir);
-        if held > 0 && held + w > size {
-            groups.push(Vec::new());
-            held = 0;
-        }
-        held += w;
-        groups.last_mut().expect("one group at least").push(dir);
-    }
-    groups
-}
-
 /// One job's steps: its load, then its returns in hand-offs of at most [`CHUNK`] that fit
 /// `share` of the budget. A backfill lists the job's minions only at its turn.
 fn job_steps<'j>(
@@ -398,41 +363,4 @@ fn job_steps<'j>(
         .into_iter()
         .flatten();
     std::iter::once(Step::Job(dir, n, loaded, load_failed)).chain(returns)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dir(name: &str, subfolders: usize) -> JobDir {
-        JobDir {
-            dir: name.into(),
-            key: name.into(),
-            jid: String::new(),
-            nocache: false,
-            minions: Vec::new(),
-            raw: Vec::new(),
-            listed_raw: Default::default(),
-            mtime: None,
-            subfolders,
-        }
-    }
-
-    #[test]
-    fn many_returns_go_in_groups_in_jid_order_and_few_in_one_as_they_come() {
-        // Folder order is not jid order: the key's hash decides it.
-        let jid = |d: &JobDir| format!("2026120300000{}", &d.key[1..]);
-        let dirs = vec![dir("c3", 40), dir("a1", 40), dir("b2", 40), dir("d0", 0)];
-        let got = groups(dirs, 50, jid);
-        let keys: Vec<Vec<&str>> = got
-            .iter()
-            .map(|g| g.iter().map(|d| d.key.as_str()).collect())
-            .collect();
-        assert_eq!(keys, [vec!["d0", "a1"], vec!["b2"], vec!["c3"]]);
-        assert_eq!(got[0][0].jid, "20261203000000");
-        let few = groups(vec![dir("b", 10), dir("a", 10)], 50, |_| unreachable!());
-        assert_eq!(few.len(), 1);
-        assert_eq!(few[0][0].key, "b");
-        assert!(groups(Vec::new(), 50, |_| unreachable!()).is_empty());
-    }
 }
