@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::msgpack::{self, ReadError};
+use crate::msgpack::{self, as_text, ReadError};
 
 /// A `jid` file holds twenty digits (or a custom jid): anything bigger is not one.
 const JID_FILE_MAX: u64 = 4096;
@@ -211,6 +211,18 @@ impl JobDir {
         job.minions
     }
 
+    /// Lists the folder now, in place (a scan left it unlisted); a folder that cannot be read
+    /// is warned about and has none.
+    pub(crate) fn relist(&mut self) {
+        let mut problems = Vec::new();
+        self.minions.clear();
+        self.raw.clear();
+        self.list(&mut problems);
+        for p in problems {
+            log::warn!("{}: {}", p.path.display(), p.why);
+        }
+    }
+
     /// Finds the minion folders and the `nocache` marker.
     fn list(&mut self, problems: &mut Vec<Problem>) {
         let entries = match std::fs::read_dir(&self.dir) {
@@ -245,6 +257,28 @@ impl JobDir {
         }
         self.minions.sort();
     }
+}
+
+/// The targeted minions: `.minions.p`, and on a master of masters each syndic's
+/// `.minions.<syndic>.p`, as `list_job`'s `Minions` joins them. Sorted, each once.
+pub(crate) fn targeted(dir: &Path, max: u64) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(".minions.") && name.ends_with(".p")) {
+            continue;
+        }
+        let Ok(buf) = msgpack::read_file(&entry.path(), max) else {
+            continue;
+        };
+        if let Ok(rmpv::ValueRef::Array(items)) = msgpack::decode(&buf) {
+            names.extend(items.iter().filter_map(as_text).map(|t| t.into_owned()));
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The folders in `dir`, sorted; a folder that vanished is simply empty.

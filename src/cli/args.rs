@@ -135,6 +135,16 @@ pub(crate) struct DaemonArgs {
     /// Serve the same metrics over HTTP at GET /metrics on this address (e.g. 127.0.0.1:9617)
     #[arg(long, value_name = "ADDR:PORT", env = "SALTSHIP_METRICS_LISTEN")]
     pub(crate) metrics_listen: Option<String>,
+
+    /// The master's pki_dir: its minions/ folder holds the accepted keys, for the silent
+    /// minions gauge (an accepted key with no return in the cache). Unreadable: one warning
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "SALTSHIP_PKI_DIR",
+        default_value = "/etc/salt/pki/master"
+    )]
+    pub(crate) pki_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -147,6 +157,16 @@ pub(crate) struct SyncArgs {
     /// the run, atomically, for node_exporter's textfile collector
     #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
     pub(crate) metrics_file: Option<PathBuf>,
+
+    /// The master's pki_dir: its minions/ folder holds the accepted keys, for the silent
+    /// minions gauge (an accepted key with no return in the cache). Unreadable: one warning
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "SALTSHIP_PKI_DIR",
+        default_value = "/etc/salt/pki/master"
+    )]
+    pub(crate) pki_dir: PathBuf,
 
     #[command(flatten)]
     pub(crate) state: StateArgs,

@@ -36,6 +36,8 @@ pub(crate) struct Config {
     pub(crate) events: crate::event::Kinds,
     /// `--return-wait`, in microseconds: how long a job waits for its minions.
     pub(crate) return_wait: i64,
+    /// `sync` and `watch`: the master's pki_dir, for the silent minions gauge.
+    pub(crate) pki_dir: PathBuf,
 }
 
 /// How the cache is read.
@@ -104,6 +106,7 @@ impl Config {
         config.checkpoint(&args.state, true)?;
         config.daemon = Some(daemon(&args.daemon)?);
         config.metrics_file = args.daemon.metrics_file.clone();
+        config.pki_dir = args.daemon.pki_dir.clone();
         Ok(config)
     }
 
@@ -122,6 +125,7 @@ impl Config {
         config.checkpoint(&args.state, true)?;
         config.state.start_at_now = args.start_at == "now";
         config.metrics_file = args.metrics_file.clone();
+        config.pki_dir = args.pki_dir.clone();
         Ok(config)
     }
 
@@ -152,6 +156,7 @@ impl Config {
         config.checkpoint(&args.state, true)?;
         config.daemon = Some(daemon(&args.daemon)?);
         config.metrics_file = args.daemon.metrics_file.clone();
+        config.pki_dir = args.daemon.pki_dir.clone();
         Ok(config)
     }
 
@@ -240,6 +245,7 @@ impl Config {
             quiet,
             tls_insecure: args.tls.tls_insecure_skip_verify,
             metrics_file: None,
+            pki_dir: PathBuf::from("/etc/salt/pki/master"),
         })
     }
 

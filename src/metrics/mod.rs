@@ -1,22 +1,28 @@
 //! Prometheus metrics: saltship's own counters and the fleet's health (each minion's latest
-//! real state run), kept in one shared [`Metrics`], rendered in the text exposition format
-//! (0.0.4) for `--metrics-file` and the `--metrics-listen` endpoint alike.
+//! real state run, every job's returns and misses, the silent minions), kept in one shared
+//! [`Metrics`], rendered in the text exposition format (0.0.4) for `--metrics-file` and the
+//! `--metrics-listen` endpoint alike.
 //!
-//! The fleet is rebuilt from the cache at start ([`rebuild`]) and updated as returns are read;
-//! the renderer and the HTTP server only ever hold the lock long enough to copy numbers out.
+//! The fleet is rebuilt from the cache at start ([`rebuild`]) and updated as returns are read
+//! and job folders change ([`refresh`]); the renderer and the HTTP server only ever hold the
+//! lock long enough to copy numbers out.
 
+pub(crate) mod census;
 pub(crate) mod fleet;
 pub(crate) mod rebuild;
+mod refresh;
 pub(crate) mod serve;
+mod text;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
-use crate::time::JidZone;
+use crate::time::{JidZone, SECOND};
+use census::Census;
 use fleet::{Fleet, Observed};
 
 /// saltship's own numbers, as the shipping loop last reported them.
@@ -33,21 +39,58 @@ pub(crate) struct Own {
     /// Checkpoint saves (journal appends and compactions), and the bytes they wrote.
     pub(crate) checkpoint_saves: u64,
     pub(crate) checkpoint_written_bytes: u64,
+    /// When the job of the oldest return not shipped yet (sent and not confirmed, or left
+    /// by a pass that failed) was published, microseconds since the epoch.
+    pub(crate) oldest_unshipped: Option<i64>,
+}
+
+/// Where and how the fleet gauges read the cache and the master's keys.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) cache: PathBuf,
+    pub(crate) zone: JidZone,
+    pub(crate) max_return_bytes: u64,
+    /// `--return-wait`, microseconds: a job's misses count once it is over.
+    pub(crate) return_wait: i64,
+    /// `--keep-jobs`, microseconds.
+    pub(crate) keep_jobs: i64,
+    /// `--pki-dir`: the accepted keys are the files in its `minions/`.
+    pub(crate) pki_dir: PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            cache: PathBuf::from("/var/cache/salt/master/jobs"),
+            zone: JidZone::Utc,
+            max_return_bytes: 64 << 20,
+            return_wait: 600 * SECOND,
+            keep_jobs: 86_400 * SECOND,
+            pki_dir: PathBuf::from("/etc/salt/pki/master"),
+        }
+    }
 }
 
 /// The metrics, shared between the shipping loop and the HTTP server.
 #[derive(Clone, Default)]
-pub(crate) struct Metrics(Arc<Mutex<State>>);
+pub(crate) struct Metrics {
+    state: Arc<Mutex<State>>,
+    settings: Arc<Settings>,
+}
 
 #[derive(Default)]
 struct State {
     fleet: Fleet,
     own: Own,
+    census: Census,
+    /// The accepted keys, sorted; `None` when they could not be read.
+    keys: Option<Vec<Box<str>>>,
+    keys_warned: bool,
 }
 
 impl Metrics {
     fn lock(&self) -> MutexGuard<'_, State> {
-        crate::sync::lock(&self.0)
+        crate::sync::lock(&self.state)
     }
 
     /// One return read: its results counted, its real runs made the minions' latest.
@@ -55,21 +98,29 @@ impl Metrics {
         self.lock().fleet.observe(key, jid, seen);
     }
 
-    /// Metrics whose fleet is what the cache shows now (see [`rebuild`]).
-    pub(crate) fn rebuilt(
-        cache: &Path,
-        zone: JidZone,
-        funs: &[String],
-        max_return_bytes: u64,
-    ) -> Metrics {
-        let metrics = Metrics::default();
-        metrics.lock().fleet = rebuild::rebuild(cache, zone, funs, max_return_bytes);
+    /// Metrics whose fleet is what the cache shows now (see [`rebuild`]), with the accepted
+    /// keys read.
+    pub(crate) fn rebuilt(settings: Settings, funs: &[String]) -> Metrics {
+        let (fleet, census) = rebuild::rebuild(&settings, funs);
+        let metrics = Metrics {
+            settings: Arc::new(settings),
+            ..Metrics::default()
+        };
+        {
+            let mut state = metrics.lock();
+            state.fleet = fleet;
+            state.census = census;
+        }
+        metrics.refresh_keys();
         metrics
     }
 
-    /// Forgets minions whose last run's job the master cleaned up (`keys`: the jobs in the cache).
+    /// Forgets the jobs the master cleaned up, and the minions whose last run was one of them
+    /// (`keys`: the jobs in the cache).
     pub(crate) fn retain(&self, keys: &BTreeSet<&str>) -> usize {
-        self.lock().fleet.retain(keys)
+        let mut state = self.lock();
+        state.census.retain(keys);
+        state.fleet.retain(keys)
     }
 
     pub(crate) fn set_own(&self, own: Own) {
@@ -84,6 +135,15 @@ impl Metrics {
         if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut text) {
             log::error!("metrics: {e}");
         }
+        let now = chrono::Utc::now().timestamp_micros();
+        let s = &self.settings;
+        let (summary, keys, own) = {
+            let state = self.lock();
+            let summary = state.census.summary(now, s.return_wait);
+            (summary, state.keys.clone(), state.own)
+        };
+        text::census(&mut text, &summary, keys.as_deref());
+        text::shipping(&mut text, own.oldest_unshipped, s.keep_jobs, now);
         text
     }
 

@@ -23,6 +23,7 @@ mod kafka_live;
 mod legacy;
 mod man;
 mod metrics;
+mod metrics_fleet;
 mod metrics_serve;
 mod operator;
 mod otlp;

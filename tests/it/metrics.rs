@@ -92,13 +92,13 @@ fn fleet(views: &[Value]) -> (BTreeMap<String, LastRun>, [f64; 3]) {
 }
 
 /// Seconds since the epoch of a UTC jid.
-fn jid_seconds(jid: &str) -> f64 {
+pub(crate) fn jid_seconds(jid: &str) -> f64 {
     let t = chrono::NaiveDateTime::parse_from_str(&jid[..14], "%Y%m%d%H%M%S").expect("jid time");
     t.and_utc().timestamp() as f64 + jid[14..20].parse::<f64>().expect("micros") / 1e6
 }
 
 /// The samples of a text exposition, by series (`name{labels}`).
-fn samples(text: &str) -> HashMap<String, f64> {
+pub(crate) fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
@@ -154,7 +154,7 @@ fn differences(got: &HashMap<String, f64>, want: &BTreeMap<String, LastRun>) -> 
 }
 
 /// `GET path` from `addr` over HTTP/1.0: the status and the body.
-fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+pub(crate) fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut conn = TcpStream::connect(addr)?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
@@ -170,7 +170,7 @@ fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
 }
 
 /// The first answer of `/metrics` within `within`, retrying while nothing listens yet.
-fn scrape(addr: &str, within: Duration) -> String {
+pub(crate) fn scrape(addr: &str, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
         match get(addr, "/metrics") {
@@ -195,7 +195,7 @@ fn wait_for_gauges(addr: &str, want: &BTreeMap<String, LastRun>, watch: &Watch) 
 }
 
 /// `promtool check metrics` on `text`, when promtool is installed.
-fn promtool_accepts(text: &str) {
+pub(crate) fn promtool_accepts(text: &str) {
     if !have(
         "promtool",
         Path::new("/usr/bin/promtool").exists(),
@@ -418,7 +418,7 @@ fn idle_scrapers_hold_up_neither_shipping_nor_the_endpoint() {
 }
 
 /// `text` as a URL query value.
-fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -430,7 +430,7 @@ fn urlencode(text: &str) -> String {
 }
 
 /// A real Prometheus, stopped by its PID when dropped.
-struct Prometheus(Child);
+pub(crate) struct Prometheus(pub(crate) Child);
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
@@ -525,7 +525,8 @@ fn a_real_prometheus_scrapes_the_gauges() {
     assert_eq!(code, 0, "{log}");
 }
 
-/// The metric names saltship exposes, from a `sync --metrics-file` on the real cache.
+/// The metric names saltship exposes, from a `sync --metrics-file` on the real cache (with
+/// the fleet's accepted keys, none of which returned there: every one silent).
 fn exposed_names() -> Vec<String> {
     let (tmp, jobs) = cache_copy("jobs");
     let file = tmp.path().join("saltship.prom");
@@ -533,6 +534,8 @@ fn exposed_names() -> Vec<String> {
         .arg("--dry-run")
         .arg("--metrics-file")
         .arg(&file)
+        .arg("--pki-dir")
+        .arg(crate::common::testdata("fleet/pki"))
         .run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     std::fs::read_to_string(&file)
@@ -559,7 +562,7 @@ fn names_used(text: &str) -> Vec<&str> {
     out
 }
 
-fn contrib(rel: &str) -> String {
+pub(crate) fn contrib(rel: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).expect(rel)
 }
 
@@ -597,6 +600,11 @@ fn contrib_rules_and_dashboards_use_only_what_exists() {
         "saltship_minion_last_state_run_success",
         "saltship_minion_last_state_run_timestamp_seconds",
         "saltship_minion_last_state_run_states",
+        "saltship_minion_consecutive_missed_jobs",
+        "saltship_minion_silent",
+        "saltship_jobs",
+        "saltship_oldest_unshipped_return_age_seconds",
+        "saltship_keep_jobs_seconds",
     ] {
         assert!(
             grafana.contains(needed),
@@ -649,7 +657,12 @@ fn xml_balanced(xml: &str) -> Result<(), String> {
     while let Some(at) = rest.find('<') {
         rest = &rest[at + 1..];
         if let Some(after) = rest.strip_prefix("!--") {
-            rest = &after[after.find("-->").ok_or("unclosed comment")? + 3..];
+            let end = after.find("-->").ok_or("unclosed comment")?;
+            // XML forbids "--" inside a comment (an option name, say).
+            if after[..end].contains("--") {
+                return Err("-- inside a comment".into());
+            }
+            rest = &after[end + 3..];
             continue;
         }
         let end = rest.find('>').ok_or("unclosed tag")?;
@@ -681,7 +694,10 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
     let xml = contrib("contrib/splunk/saltship_fleet.xml");
     xml_balanced(&xml).expect("well-formed XML");
     assert!(xml_balanced("<a><b></a></b>").is_err());
-    let events = Saltship::dry_run(&crate::common::testdata("jobs"))
+    assert!(xml_balanced("<!-- see --events --><a></a>").is_err());
+    // Every kind of event: the job panels use the job and no_return events' fields.
+    let events = Saltship::dry_run(&crate::common::testdata("fleet/jobs"))
+        .more(["--events", "all"])
         .run()
         .events;
     // Splunk's own words and the names the searches define; the rest must be event fields.
@@ -710,6 +726,17 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
         "success_pct",
         "failed",
         "states",
+        "NOT",
+        "job",
+        "no_return",
+        "sum",
+        "latest",
+        "timechart",
+        "jobs",
+        "targeted",
+        "returned",
+        "missed",
+        "last_missed_jid",
     ];
     let mut fields = 0;
     for query in xml.split("<query>").skip(1) {
@@ -727,6 +754,12 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
         }
     }
     assert!(xml.contains("top limit=20 state_id") && fields >= 3);
+    for kind in ["event_type=job", "event_type=no_return"] {
+        assert!(
+            xml.contains(&format!("search {kind} |")),
+            "no panel of {kind}"
+        );
+    }
     // HEC users see the dashboard too: its default sourcetype is in the base search.
     assert!(xml.contains("sourcetype=\"salt:state\""));
 }

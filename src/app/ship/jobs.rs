@@ -11,14 +11,14 @@ use std::time::Instant;
 use log::{debug, info, warn};
 
 use super::{Mode, PassError, Shipper, CONFIRM_BYTES};
-use crate::cache::{scan, JobDir};
+use crate::cache::{scan, targeted, JobDir};
 use crate::event::job::{
     job_event, job_id, no_return_events, no_return_id, return_failed, JobView,
 };
 use crate::format;
 use crate::glob;
 use crate::job::{Job, Masking, Target};
-use crate::msgpack::{self, as_text};
+use crate::msgpack;
 use crate::sink::keys::{Outcome, StateKeys};
 use crate::sink::{Encoded, Keys};
 use crate::time;
@@ -55,11 +55,9 @@ impl Shipper<'_> {
         let whole = dirs.is_none();
         let dirs = match dirs {
             Some(dirs) => dirs,
-            None => {
-                let cp = self.checkpoint.as_ref().filter(|_| mode == Mode::Sync);
-                let list = |key: &str, _| cp.is_none_or(|cp| !cp.job_shipped(key));
-                scan(&config.cache.dir, |_| {}, list).0
-            }
+            // Each job is listed at its turn ([`returned`]), never all at once: a cache of a
+            // million returns would hold a million minion names here.
+            None => scan(&config.cache.dir, |_| {}, |_, _| false).0,
         };
         let now = chrono::Utc::now().timestamp_micros();
         let mut jobs = Vec::new();
@@ -319,28 +317,6 @@ fn returned(dir: &JobDir) -> (Vec<String>, Option<i64>) {
     }
     returned.sort();
     (returned, last)
-}
-
-/// The targeted minions: `.minions.p`, and on a master of masters each syndic's
-/// `.minions.<syndic>.p`, as `list_job`'s `Minions` joins them. Sorted, each once.
-fn targeted(dir: &Path, max: u64) -> Vec<String> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with(".minions.") && name.ends_with(".p")) {
-            continue;
-        }
-        let Ok(buf) = msgpack::read_file(&entry.path(), max) else {
-            continue;
-        };
-        if let Ok(rmpv::ValueRef::Array(items)) = msgpack::decode(&buf) {
-            names.extend(items.iter().filter_map(as_text).map(|t| t.into_owned()));
-        }
-    }
-    names.sort();
-    names.dedup();
-    names
 }
 
 /// Whether the return at `path` failed; one that cannot be read is not counted.

@@ -22,7 +22,7 @@ use crate::app::Failure;
 use crate::cache::scan;
 use crate::checkpoint::{Checkpoint, SaveStats};
 use crate::cli::Config;
-use crate::metrics::{Metrics, Own};
+use crate::metrics::{Metrics, Own, Settings};
 use crate::sink::stdout::StdoutSink;
 use crate::sink::{self, Sink, SinkError};
 use crate::time;
@@ -125,6 +125,11 @@ pub(crate) struct Shipper<'c> {
     /// Jobs whose job events were sent, waiting for the confirm: (folder key, jid, when).
     jobs_in_flight: Vec<(String, String, Instant)>,
     job_totals: jobs::JobTotals,
+    /// The oldest job a failed pass left with returns unsent (jid); cleared by a full pass
+    /// that sends everything. For `saltship_oldest_unshipped_return_age_seconds`.
+    stuck: Option<String>,
+    /// Set by a scan of the whole cache: the next pass sees every return to ship.
+    full_scan: bool,
 }
 
 impl<'c> Shipper<'c> {
@@ -153,16 +158,21 @@ impl<'c> Shipper<'c> {
             warn_cleanup: true,
             blocked: progress::Blocked::default(),
             metrics: config.metrics().then(|| {
-                Metrics::rebuilt(
-                    &config.cache.dir,
-                    config.cache.jid_zone,
-                    &config.filter.funs,
-                    config.cache.max_return_bytes,
-                )
+                let settings = Settings {
+                    cache: config.cache.dir.clone(),
+                    zone: config.cache.jid_zone,
+                    max_return_bytes: config.cache.max_return_bytes,
+                    return_wait: config.return_wait,
+                    keep_jobs: config.state.keep_jobs,
+                    pki_dir: config.pki_dir.clone(),
+                };
+                Metrics::rebuilt(settings, &config.filter.funs)
             }),
             pending_jobs: jobs::PendingJobs::new(),
             jobs_in_flight: Vec::new(),
             job_totals: jobs::JobTotals::default(),
+            stuck: None,
+            full_scan: false,
         }
     }
 
@@ -272,8 +282,17 @@ impl<'c> Shipper<'c> {
             lag,
             checkpoint_saves: self.save_stats().saves,
             checkpoint_written_bytes: self.save_stats().bytes,
+            oldest_unshipped: self.oldest_unshipped(),
             ..Own::default()
         }
+    }
+
+    /// When the job of the oldest return not shipped yet was published: sent and not
+    /// confirmed, or left unsent by a pass that failed.
+    fn oldest_unshipped(&self) -> Option<i64> {
+        let sent = self.pending.first().map(|p| &p.jid);
+        let oldest = sent.into_iter().chain(self.stuck.as_ref()).min()?;
+        time::jid_instant(oldest, self.config.cache.jid_zone)
     }
 
     /// Warns about returns near cleanup and turns the outcome into the run's result.

@@ -11,9 +11,13 @@ use log::{debug, warn};
 
 use super::budget::{self, Budget};
 use super::counts;
-use super::plan::plan;
+use super::plan::{groups, plan};
 use super::work::{load_job, work, BufferPool, Done, Loaded, Opts, Read, Step};
 use super::{Mode, PassError, Pending, Shipper, CHUNK, CONFIRM_BYTES};
+
+/// Returns planned at once by a sync pass over many jobs (see [`Shipper::groups`]): a few MB
+/// of minion names.
+const GROUP_RETURNS: usize = 20_000;
 use crate::app::{pipeline, progress};
 use crate::cache::{scan, JobDir};
 use crate::cli::Config;
@@ -29,8 +33,71 @@ impl Shipper<'_> {
         }
         let dirs = match dirs {
             Some(dirs) => dirs,
-            None => self.scan_all(mode),
+            None => self.scan_all(),
         };
+        let full = std::mem::take(&mut self.full_scan);
+        let groups = self.groups(mode, dirs);
+        let bar = progress::bar(!self.bars || groups.is_empty(), 0, self.blocked.clone());
+        let mut first = None;
+        let mut result = Ok(());
+        for group in groups {
+            let (done, oldest) = self.pass_group(mode, group, &bar);
+            if first.is_none() {
+                first = oldest;
+            }
+            result = done;
+            if result.is_err() {
+                break;
+            }
+        }
+        bar.finish_and_clear();
+        match (&result, first) {
+            (Ok(()), _) if full => self.stuck = None,
+            // The oldest return sent since the last confirm, or else the pass's first job.
+            (Err(_), first) => {
+                let sent = self.pending.first().map(|p| p.jid.clone());
+                if let Some(jid) = sent.or(first) {
+                    if self.stuck.as_ref().is_none_or(|s| *s > jid) {
+                        self.stuck = Some(jid);
+                    }
+                }
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// `dirs` in groups for a sync (see [`groups`]), each job's jid from the checkpoint or its
+    /// `jid` file.
+    fn groups(&self, mode: Mode, dirs: Vec<JobDir>) -> Vec<Vec<JobDir>> {
+        if mode == Mode::Backfill {
+            return if dirs.is_empty() {
+                Vec::new()
+            } else {
+                vec![dirs]
+            };
+        }
+        let cp = self.checkpoint.as_ref();
+        let max = self.config.cache.max_return_bytes;
+        groups(dirs, GROUP_RETURNS, |dir| {
+            let known = cp
+                .and_then(|cp| cp.job(&dir.key))
+                .map(|j| j.jid.to_string());
+            known
+                .filter(|j| !j.is_empty())
+                .or_else(|| dir.read_jid(max).ok().flatten())
+                .unwrap_or_default()
+        })
+    }
+
+    /// Plans and ships one group of job folders; how it ended, and its oldest job's jid.
+    fn pass_group(
+        &mut self,
+        mode: Mode,
+        dirs: Vec<JobDir>,
+        bar: &ProgressBar,
+    ) -> (Result<(), PassError>, Option<String>) {
+        let config = self.config;
         let in_flight: HashSet<(&str, &str)> = self
             .pending
             .iter()
@@ -45,6 +112,7 @@ impl Shipper<'_> {
             (&mut self.totals, &mut self.seen),
         );
         drop(in_flight);
+        let first = jobs.first().map(|(d, _)| d.jid.clone());
         if let Some(cp) = self.recording() {
             for (key, mtime) in settled {
                 cp.settle(&key, mtime);
@@ -60,11 +128,7 @@ impl Shipper<'_> {
             .iter()
             .map(|(d, m)| if lazy { d.subfolders } else { m.len() })
             .sum();
-        let bar = progress::bar(
-            !self.bars || jobs.is_empty(),
-            returns as u64,
-            self.blocked.clone(),
-        );
+        bar.inc_length(returns as u64);
         bar.set_message(self.bar_message());
         let pool = std::mem::take(&mut self.pool);
         // A pass of a chunk or less (most of watch's) is not worth starting threads for.
@@ -94,7 +158,7 @@ impl Shipper<'_> {
                     Done::Returns(_, _, cost) => *cost,
                     Done::Job(..) => 0,
                 };
-                let taken = self.take(done, &bar, &pool);
+                let taken = self.take(done, bar, &pool);
                 budget.give(cost);
                 if taken.is_err() {
                     budget.close();
@@ -103,9 +167,8 @@ impl Shipper<'_> {
             },
         );
         self.pool = pool;
-        bar.finish_and_clear();
         // No more input is ready: what is batched goes now, not at the next confirm.
-        result.and_then(|()| Ok(self.sink.flush()?))
+        (result.and_then(|()| Ok(self.sink.flush()?)), first)
     }
 
     /// The progress bar's message: events so far, "printed" on a dry run.
@@ -121,25 +184,26 @@ impl Shipper<'_> {
         }
     }
 
-    /// Every job folder of the cache, listed where the checkpoint says it must be; prunes the
-    /// checkpoint of the jobs gone.
-    pub(crate) fn scan_all(&mut self, mode: Mode) -> Vec<JobDir> {
+    /// Every job folder of the cache, not listed yet; prunes the checkpoint of the jobs gone.
+    pub(crate) fn scan_all(&mut self) -> Vec<JobDir> {
         let found = progress::counter(!self.bars, "jobs found");
-        let checkpoint = self.checkpoint.as_ref().filter(|_| mode == Mode::Sync);
-        // A backfill lists each job at its turn; a sync only the jobs not settled.
-        let list = |key: &str, mtime| {
-            mode == Mode::Sync && checkpoint.is_none_or(|cp| cp.needs_listing(key, mtime))
-        };
+        // Each job is listed at its turn: a backfill's by the pass, a sync's by its plan (and
+        // only the jobs not settled), a group at a time.
         let (dirs, problems) = scan(
             &self.config.cache.dir,
             |n| found.set_position(n as u64),
-            list,
+            |_, _| false,
         );
         found.finish_and_clear();
         for p in &problems {
             warn!("{}: {}", p.path.display(), p.why);
         }
         self.totals.failed_files += problems.len() as u64;
+        self.full_scan = true;
+        if let Some(metrics) = &self.metrics {
+            metrics.refresh_jobs(&dirs);
+            metrics.refresh_keys();
+        }
         // A folder that could not be read may still hold jobs: prune only after a clean scan.
         if problems.is_empty() {
             let keys = dirs.iter().map(|d| d.key.as_str()).collect();

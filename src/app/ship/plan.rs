@@ -43,9 +43,15 @@ pub(super) fn plan(
         - SETTLED_AFTER.as_nanos() as i64;
     let mut nocache = Vec::new();
     for mut dir in dirs {
+        // A sync lists a job here, one group at a time (a scan does not), unless its returns
+        // are all done and its folder did not change since.
         let known = checkpoint.and_then(|cp| cp.job(&dir.key));
-        if mode == Mode::Sync && known.is_some_and(|state| state.non_state) {
-            continue;
+        if mode == Mode::Sync
+            && dir.minions.is_empty()
+            && !known.is_some_and(|s| s.non_state)
+            && checkpoint.is_none_or(|cp| cp.needs_listing(&dir.key, dir.mtime))
+        {
+            dir.relist();
         }
         // A backfill's jobs are listed at their turn: `nocache` is found by its marker.
         if dir.nocache || (mode == Mode::Backfill && dir.dir.join("nocache").exists()) {
@@ -118,8 +124,83 @@ pub(super) fn plan(
             debug!("job {}: outside --since/--until, left out", dir.jid);
             continue;
         }
+        // The pass needs only the returns it takes: the folder's whole list would double
+        // the names held while a catch-up plans a million returns.
+        dir.minions = Vec::new();
         jobs.push((dir, minions));
     }
     jobs.sort_by(|(a, _), (b, _)| a.jid.cmp(&b.jid).then_with(|| a.dir.cmp(&b.dir)));
     (jobs, settled, nocache)
+}
+
+/// `dirs` in groups of about `size` returns (by their folders' link counts), in jid order
+/// (`jid_of`): a sync's catch-up of a million returns plans (and lists) one group at a time,
+/// so it holds a group's minion names, not the cache's. Fewer make one group, as they come
+/// (the plan puts them in jid order).
+pub(super) fn groups(
+    mut dirs: Vec<JobDir>,
+    size: usize,
+    jid_of: impl Fn(&JobDir) -> String,
+) -> Vec<Vec<JobDir>> {
+    let weight = |d: &JobDir| d.subfolders.max(d.minions.len()).max(1);
+    if dirs.iter().map(weight).sum::<usize>() <= size {
+        return if dirs.is_empty() {
+            Vec::new()
+        } else {
+            vec![dirs]
+        };
+    }
+    for dir in &mut dirs {
+        dir.jid = jid_of(dir);
+    }
+    dirs.sort_by(|a, b| a.jid.cmp(&b.jid).then_with(|| a.dir.cmp(&b.dir)));
+    let mut groups = vec![Vec::new()];
+    let mut held = 0;
+    for dir in dirs {
+        let w = weight(&dir);
+        if held > 0 && held + w > size {
+            groups.push(Vec::new());
+            held = 0;
+        }
+        held += w;
+        groups.last_mut().expect("one group at least").push(dir);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str, subfolders: usize) -> JobDir {
+        JobDir {
+            dir: name.into(),
+            key: name.into(),
+            jid: String::new(),
+            nocache: false,
+            minions: Vec::new(),
+            raw: Vec::new(),
+            listed_raw: Default::default(),
+            mtime: None,
+            subfolders,
+        }
+    }
+
+    #[test]
+    fn many_returns_go_in_groups_in_jid_order_and_few_in_one_as_they_come() {
+        // Folder order is not jid order: the key's hash decides it.
+        let jid = |d: &JobDir| format!("2026120300000{}", &d.key[1..]);
+        let dirs = vec![dir("c3", 40), dir("a1", 40), dir("b2", 40), dir("d0", 0)];
+        let got = groups(dirs, 50, jid);
+        let keys: Vec<Vec<&str>> = got
+            .iter()
+            .map(|g| g.iter().map(|d| d.key.as_str()).collect())
+            .collect();
+        assert_eq!(keys, [vec!["d0", "a1"], vec!["b2"], vec!["c3"]]);
+        assert_eq!(got[0][0].jid, "20261203000000");
+        let few = groups(vec![dir("b", 10), dir("a", 10)], 50, |_| unreachable!());
+        assert_eq!(few.len(), 1);
+        assert_eq!(few[0][0].key, "b");
+        assert!(groups(Vec::new(), 50, |_| unreachable!()).is_empty());
+    }
 }

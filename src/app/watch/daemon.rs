@@ -13,6 +13,9 @@ use crate::cli::{Config, DaemonOptions};
 use crate::metrics;
 use crate::sink::SinkError;
 
+/// How often the jobs still waiting for minions are listed again for the fleet gauges.
+const CENSUS_EVERY: Duration = Duration::from_secs(2);
+
 /// The daemon's clocks: rescans, stats, metrics, the systemd watchdog.
 pub(super) struct Daemon<'c> {
     pub(super) config: &'c Config,
@@ -20,6 +23,7 @@ pub(super) struct Daemon<'c> {
     pub(super) next_rescan: Instant,
     pub(super) next_stats: Instant,
     pub(super) next_metrics: Instant,
+    pub(super) next_census: Instant,
     pub(super) next_watchdog: Option<Instant>,
     pub(super) last_pass: Instant,
     pub(super) events_seen: u64,
@@ -35,6 +39,7 @@ impl<'c> Daemon<'c> {
             next_rescan: now + options.rescan_interval,
             next_stats: now + options.stats_interval,
             next_metrics: now,
+            next_census: now,
             next_watchdog: options.watchdog.map(|_| now),
             last_pass: now,
             events_seen: 0,
@@ -111,6 +116,12 @@ impl<'c> Daemon<'c> {
             );
         }
         if let Some(metrics) = &shipper.metrics {
+            // Jobs that run no state are not watched: their folders are listed again here
+            // while their minions may still return.
+            if now >= self.next_census {
+                self.next_census = now + CENSUS_EVERY;
+                metrics.refresh_open();
+            }
             metrics.set_own(metrics::Own {
                 watches: watches as u64,
                 ..shipper.own_metrics(lag)

@@ -129,6 +129,9 @@ pub(crate) fn run(
         } else if !follow.dirty.is_empty() {
             debug!("pass over {} folders", follow.dirty.len());
             let dirs = job_dirs(config, std::mem::take(&mut follow.dirty), watches.as_mut());
+            if let Some(metrics) = &shipper.metrics {
+                metrics.refresh_jobs(&dirs);
+            }
             if let Some(w) = watches.as_mut() {
                 follow.dirty.extend(w.follow(&dirs, shipper.checkpoint()));
                 follow.check(config, w);
@@ -192,7 +195,7 @@ fn full_pass(
         }
     };
     follow.watcher_ok = fresh.is_some();
-    let dirs = shipper.scan_all(Mode::Sync);
+    let dirs = shipper.scan_all();
     if let Some(w) = fresh.as_mut() {
         follow.dirty.extend(w.follow(&dirs, shipper.checkpoint()));
         follow.check(config, w);
