@@ -11,7 +11,7 @@ use log::{debug, warn};
 use super::{Mode, Totals};
 use crate::cache::JobDir;
 use crate::cli::{CacheOptions, Config, EncodeOptions, Filter};
-use crate::event::{brief, id_of, to_map, write_json};
+use crate::event::{brief, id_of, to_map, write_ecs, write_json};
 use crate::extract::{extract, StateEvent};
 use crate::format::{self, Format};
 use crate::job::{Job, Masking};
@@ -332,8 +332,13 @@ pub(super) fn encode(options: &EncodeOptions, job: &Job, ev: &StateEvent<'_>, ou
 /// values; only an oversize event or another format goes through an ordered map.
 fn write(options: &EncodeOptions, job: &Job, ev: &StateEvent<'_>, buf: &mut Vec<u8>) {
     let start = buf.len();
-    if options.format == Format::Json {
-        write_json(buf, &options.master_id, job, ev);
+    let direct = match options.format {
+        Format::Json => Some(write_json as fn(&mut Vec<u8>, &str, &Job, &StateEvent<'_>)),
+        Format::Ecs => Some(write_ecs as fn(&mut Vec<u8>, &str, &Job, &StateEvent<'_>)),
+        Format::Gelf | Format::Syslog => None,
+    };
+    if let Some(direct) = direct {
+        direct(buf, &options.master_id, job, ev);
         if buf.len() - start - 1 <= options.max_event_bytes {
             return;
         }
