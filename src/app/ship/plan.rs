@@ -101,6 +101,9 @@ pub(super) fn plan(
             totals.skipped += 1;
             continue;
         }
+        // The pass takes `minions`; the whole listing would be a second copy of every name
+        // until the pass ends (at a first catch-up of a million returns, 30 MB).
+        dir.minions = Vec::new();
         jobs.push((dir, minions));
     }
     jobs.sort_by(|(a, _), (b, _)| a.jid.cmp(&b.jid).then_with(|| a.dir.cmp(&b.dir)));
