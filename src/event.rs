@@ -7,8 +7,7 @@ mod ecs;
 use rmpv::ValueRef;
 use serde::Serialize;
 
-pub use brief::brief;
-pub(crate) use ecs::write_ecs;
+pub use brief::EventParts;
 
 use crate::extract::StateEvent;
 use crate::job::Job;
@@ -274,7 +273,8 @@ impl Serialize for Changes<'_, '_> {
 }
 
 /// Appends one event as a JSON line to `out`.
-pub fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_>) {
+#[cfg(test)]
+pub(crate) fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_>) {
     wire(master, job, ev).write(out);
     out.push(b'\n');
 }

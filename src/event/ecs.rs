@@ -1,5 +1,5 @@
 //! The `ecs` format of a state event, written straight from the borrowed values as
-//! [`super::write_json`] is: the same bytes as `format::ecs` writes from the ordered map (a
+//! the `json` event is: the same bytes as `format::ecs` writes from the ordered map (a
 //! test holds the two together). Building that map cost three quarters of the CPU of an ECS
 //! backfill; the map path stays for job events and for cutting an oversize event.
 
@@ -8,17 +8,9 @@ use std::borrow::Cow;
 use rmpv::ValueRef;
 use serde_json::Value;
 
-use super::{wire, Comment, Res, Wire};
-use crate::extract::StateEvent;
+use super::{Comment, Res, Wire};
 use crate::format::{summary_line, text_of, Outcome, ECS_VERSION};
-use crate::job::Job;
 use crate::json::{write_str, write_value, Json};
-
-/// Appends one state event as an ECS JSON line to `out`.
-pub(crate) fn write_ecs(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_>) {
-    wire(master, job, ev).write_ecs(out);
-    out.push(b'\n');
-}
 
 /// A value as the ordered map holds it (a NaN is `null`...), for the few fields ECS derives
 /// something from; they are small (a bool, a number, a comment).
@@ -42,7 +34,7 @@ fn opt(out: &mut Vec<u8>, v: Option<&ValueRef<'_>>) {
 }
 
 impl Wire<'_, '_> {
-    fn write_ecs(&self, out: &mut Vec<u8>) {
+    pub(super) fn write_ecs(&self, out: &mut Vec<u8>) {
         let outcome = Outcome::of_result(&match self.result {
             Res::State(v) => as_json(v),
             Res::Error => Value::Bool(false),
@@ -166,8 +158,13 @@ mod tests {
 
     use rmpv::ValueRef;
 
-    use super::*;
+    use crate::extract::StateEvent;
     use crate::format::{encode, Format};
+    use crate::job::Job;
+
+    fn write_ecs(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_>) {
+        crate::event::EventParts::new(master, job, ev).write_ecs(out);
+    }
 
     fn assert_same(job: &Job, ev: &StateEvent<'_>) {
         let mut ours = Vec::new();
