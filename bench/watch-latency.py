@@ -87,7 +87,7 @@ class Receiver(threading.Thread):
             *lines, buf = buf.split(b"\n")
             for line in lines:
                 event = json.loads(line)
-                self.first.setdefault((event["jid"], event.get("minion_id")), now)
+                self.first.setdefault((event.get("jid"), event.get("minion_id")), now)
 
 
 class HttpReceiver(threading.Thread):
@@ -121,7 +121,7 @@ class HttpReceiver(threading.Thread):
                     items = [{"create": {"_id": a["create"]["_id"], "status": 201}} for a in lines[0::2]]
                     reply = {"took": 1, "errors": False, "items": items}
                 for event in events:
-                    first.setdefault((event["jid"], event.get("minion_id")), now)
+                    first.setdefault((event.get("jid"), event.get("minion_id")), now)
                 out = json.dumps(reply).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -284,7 +284,7 @@ def main():
     ap.add_argument("--cache", help="follow this cache (a jobs folder) instead of an empty one")
     ap.add_argument("--arg", action="append", default=[], help="one more argument for saltship watch (repeatable), e.g. --arg=--linger=5ms")
     ap.add_argument("--per-job", type=int, default=1, help="returns per job landed (minions of one highstate)")
-    ap.add_argument("--events", default="state", help="watch's --events (state, job, no-return, all)")
+    ap.add_argument("--events", help="watch's --events LIST (state, job, no-return, all); its default if not given")
     ap.add_argument("--names", help="minion names as a %%-format of the return's place in its job, e.g. web-%%04d.example.com")
     a = ap.parse_args()
     sources = state_returns()
@@ -313,7 +313,7 @@ def main():
     watch = subprocess.Popen(
         [a.bin, "watch", "--cache-dir", cache, "--state-file", os.path.join(work, "state"),
          *target, *a.arg, "--master-id", "bench",
-         "--metrics-file", prom, "--events", a.events],
+         "--metrics-file", prom, *(["--events", a.events] if a.events else [])],
         stderr=open(log, "w"),
         env={k: v for k, v in os.environ.items() if not k.startswith("SALTSHIP_")})
     try:

@@ -7,9 +7,9 @@
 #
 #   bash bench/watch-scale.sh [--seconds N] [--jobs N] [--events LIST] [--keep-corpus]
 #
-# --jobs 500 makes the 1,000,000-return cache (500 jobs x 2,000 minions; about 12 GB).
-# --events all ships job and no_return events too; the fleet gauges are always on (watch
-# writes its metrics file, which the report reads).
+# --jobs N: N jobs x 2,000 minions (default 100); --jobs 500 makes the 1,000,000-return cache
+# (about 12 GB: the script refuses unless the disk keeps 20 GB free besides it). --events LIST
+# is passed to `watch --events` (state, job, no-return, all; watch's default if not given).
 # The corpus (about 2.4 GB on disk at 100 jobs, mostly minion folders) goes to
 # ${SALTSHIP_BENCH_DIR:-/tmp/saltship-watch-scale} and is deleted afterwards unless
 # --keep-corpus. SALTSHIP_SHARED as for run.sh.
@@ -24,6 +24,7 @@ SECONDS_LANDING=60
 JOB_COUNT=100
 EVENTS=state
 KEEP=0
+EVENTS=
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) [ $# -ge 2 ] || die "--seconds needs a number"; SECONDS_LANDING="$2"; shift 2 ;;
@@ -43,6 +44,12 @@ find_python
 build
 case "$JOB_COUNT" in ''|*[!0-9]*) die "--jobs needs a number" ;; esac
 CORPUS="corpus-$(( JOB_COUNT * 2 ))k"
+# About 24 MB a job on disk (mostly minion folders); keep 20 GB free for everyone else.
+if [ ! -d "$BENCH_DIR/$CORPUS/jobs" ]; then
+    need_kb=$(( JOB_COUNT * 24 * 1024 + 20 * 1024 * 1024 ))
+    free_kb=$(df -Pk "$BENCH_DIR" | awk 'NR == 2 { print $4 }')
+    [ "$free_kb" -ge "$need_kb" ] || die "$BENCH_DIR has $(( free_kb / 1024 / 1024 )) GB free; --jobs $JOB_COUNT needs about $(( JOB_COUNT * 24 / 1024 )) GB plus 20 GB to spare"
+fi
 if [ "$KEEP" = 0 ]; then trap 'rm -rf "$BENCH_DIR/$CORPUS"' EXIT; fi
 
 started=$(date +%s)
@@ -53,8 +60,8 @@ echo
 echo "Cache: \`$JOBS\`, $(find "$JOBS" -mindepth 3 -maxdepth 3 -type d | wc -l) minion folders;" \
     "fs.inotify.max_user_watches $(cat /proc/sys/fs/inotify/max_user_watches)."
 echo "Machine: $(machine). saltship: $(cd "$REPO" && git rev-parse --short HEAD)."
-echo "Command: \`bash bench/watch-scale.sh --seconds $SECONDS_LANDING --jobs $JOB_COUNT --events $EVENTS\`"
+echo "Command: \`bash bench/watch-scale.sh --seconds $SECONDS_LANDING --jobs $JOB_COUNT${EVENTS:+ --events $EVENTS}\`"
 echo
 # Landed like a highstate of the cache's 2,000 minions: one job, a return every 20 ms.
 "$PY" "$HERE/watch-latency.py" --cache "$JOBS" --per-job 2000 --names 'web-%04d.example.com' \
-    --rate 50 --seconds "$SECONDS_LANDING" --bin "$BIN" --events "$EVENTS"
+    --rate 50 --seconds "$SECONDS_LANDING" --bin "$BIN" ${EVENTS:+--events "$EVENTS"}

@@ -2,11 +2,12 @@
 //! `timestamp` first (Splunk looks for the time in the first 128 bytes).
 
 mod brief;
+mod ecs;
 
 use rmpv::ValueRef;
 use serde::Serialize;
 
-pub(crate) use brief::brief;
+pub(crate) use brief::EventParts;
 
 use crate::extract::StateEvent;
 use crate::job::Job;
@@ -272,6 +273,7 @@ impl Serialize for Changes<'_, '_> {
 }
 
 /// Appends one event as a JSON line to `out`.
+#[cfg(test)]
 pub(crate) fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateEvent<'_>) {
     wire(master, job, ev).write(out);
     out.push(b'\n');
@@ -445,17 +447,14 @@ pub(crate) fn non_empty(v: &ValueRef<'_>) -> bool {
 mod tests {
     use super::*;
 
-    /// The hand-written writer and the derived Serialize (used for the other formats) give
-    /// the same bytes, for a state result and for an error return.
-    #[test]
-    fn hand_written_json_matches_the_derived_serialize() {
+    /// Calls `f` with each state event of testdata/jobs.
+    pub(super) fn each_fixture_event(mut f: impl FnMut(&Job, StateEvent<'_>)) {
         let fixture = crate::cache::scan(
             std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/jobs")),
             |_| {},
             |_, _| true,
         )
         .0;
-        let mut compared = 0;
         for dir in fixture {
             let Ok(Some(jid)) = dir.read_jid(u64::MAX) else {
                 continue;
@@ -477,18 +476,28 @@ mod tests {
                 };
                 let value = crate::msgpack::decode(&bytes).expect("fixture decodes");
                 for ev in crate::extract::extract(&job, minion, &value) {
-                    let mut ours = Vec::new();
-                    write_json(&mut ours, "m", &job, &ev);
-                    let mut theirs = serde_json::to_vec(&wire("m", &job, &ev)).expect("serde");
-                    theirs.push(b'\n');
-                    assert_eq!(
-                        String::from_utf8_lossy(&ours),
-                        String::from_utf8_lossy(&theirs)
-                    );
-                    compared += 1;
+                    f(&job, ev);
                 }
             }
         }
+    }
+
+    /// The hand-written writer and the derived Serialize (used for the other formats) give
+    /// the same bytes, for a state result and for an error return.
+    #[test]
+    fn hand_written_json_matches_the_derived_serialize() {
+        let mut compared = 0;
+        each_fixture_event(|job, ev| {
+            let mut ours = Vec::new();
+            write_json(&mut ours, "m", job, &ev);
+            let mut theirs = serde_json::to_vec(&wire("m", job, &ev)).expect("serde");
+            theirs.push(b'\n');
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&theirs)
+            );
+            compared += 1;
+        });
         assert!(compared > 100, "{compared}");
     }
 

@@ -1,10 +1,12 @@
-//! An event in brief: the few fields a sink repeats beside the encoded event (OTLP's
-//! attributes and severity), read from the state as the event itself reads them.
+//! An event read once: its fields found and its id hashed a single time, then written straight
+//! (json, ecs) and handed to the sink in brief, the few fields a sink repeats beside the
+//! encoded event (OTLP's attributes and severity), without reading the state again.
 
 use rmpv::ValueRef;
 
-use super::{non_empty, state_id, Fields, KeyParts};
+use super::{wire, EventId, Res, Wire};
 use crate::extract::StateEvent;
+use crate::job::Job;
 
 /// An event in brief, as its fields read: for a sink that repeats a few of them beside the
 /// event (OTLP's attributes and severity) without parsing what was encoded.
@@ -16,23 +18,40 @@ pub(crate) struct Brief<'e> {
     pub(crate) changed: bool,
 }
 
-pub(crate) fn brief<'e>(ev: &'e StateEvent<'_>) -> Brief<'e> {
-    let Some(state) = ev.state else {
-        return Brief {
-            state_id: None,
-            result: Some(Some(false)),
-            changed: false,
-        };
-    };
-    let fields = Fields::of(state);
-    let parts = ev.key.as_deref().map(KeyParts::of);
-    Brief {
-        state_id: state_id(&fields, parts.as_ref()),
-        result: match fields.result {
-            None | Some(ValueRef::Nil) => Some(None),
-            Some(ValueRef::Boolean(b)) => Some(Some(*b)),
-            Some(_) => None,
-        },
-        changed: fields.changes.is_some_and(non_empty),
+/// One state event, read once for everything the encoder hands over.
+pub(crate) struct EventParts<'e, 'a>(Wire<'e, 'a>);
+
+impl<'e, 'a: 'e> EventParts<'e, 'a> {
+    pub(crate) fn new(master: &'e str, job: &'e Job, ev: &'e StateEvent<'a>) -> EventParts<'e, 'a> {
+        EventParts(wire(master, job, ev))
+    }
+
+    pub(crate) fn id(&self) -> &EventId {
+        &self.0.event_id
+    }
+
+    pub(crate) fn brief(&self) -> Brief<'_> {
+        Brief {
+            state_id: self.0.state_id.clone(),
+            result: match self.0.result {
+                Res::Error => Some(Some(false)),
+                Res::State(None | Some(ValueRef::Nil)) => Some(None),
+                Res::State(Some(ValueRef::Boolean(b))) => Some(Some(*b)),
+                Res::State(Some(_)) => None,
+            },
+            changed: self.0.changed,
+        }
+    }
+
+    /// The event as a JSON line.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        self.0.write(out);
+        out.push(b'\n');
+    }
+
+    /// The event as an ECS JSON line.
+    pub(crate) fn write_ecs(&self, out: &mut Vec<u8>) {
+        self.0.write_ecs(out);
+        out.push(b'\n');
     }
 }

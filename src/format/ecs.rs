@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::fields::{field, summary, Outcome};
 
 /// The ECS release whose field reference this mapping follows.
-const ECS_VERSION: &str = "8.17.0";
+pub(crate) const ECS_VERSION: &str = "8.17.0";
 
 /// One document; `salt` is [`Salt`] for a state event, the event's own fields for the others.
 #[derive(Serialize)]

@@ -18,7 +18,7 @@ pub(super) fn field<'e>(event: &'e Map<String, Value>, name: &str) -> &'e Value 
 
 /// How a state ended, from `result`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     Succeeded,
     Failed,
     /// `result: null`: test=True with changes pending.
@@ -29,7 +29,12 @@ impl Outcome {
     /// From `result`, or a job event's `success`.
     pub(super) fn of(event: &Map<String, Value>) -> Outcome {
         let outcome = event.get("result").or_else(|| event.get("success"));
-        match outcome.unwrap_or(&NULL) {
+        Outcome::of_result(outcome.unwrap_or(&NULL))
+    }
+
+    /// From the value of `result`.
+    pub(crate) fn of_result(result: &Value) -> Outcome {
+        match result {
             Value::Bool(true) => Outcome::Succeeded,
             Value::Null => Outcome::Pending,
             _ => Outcome::Failed,
@@ -60,12 +65,13 @@ pub(super) fn summary(event: &Map<String, Value>) -> String {
         .into_iter()
         .find_map(Value::as_str)
         .unwrap_or("salt");
-    let mut line = format!("{what}: {}", Outcome::of(event).word());
-    let comment = comment_text(event);
-    let first = comment
-        .as_deref()
-        .and_then(|c| c.lines().next())
-        .unwrap_or("");
+    summary_line(what, Outcome::of(event), comment_text(event).as_deref())
+}
+
+/// The summary of what ran (`what`), how it ended and its comment as text.
+pub(crate) fn summary_line(what: &str, outcome: Outcome, comment: Option<&str>) -> String {
+    let mut line = format!("{what}: {}", outcome.word());
+    let first = comment.and_then(|c| c.lines().next()).unwrap_or("");
     if !first.trim().is_empty() {
         line.push_str(": ");
         if first.len() > SUMMARY_COMMENT_BYTES {
@@ -80,7 +86,12 @@ pub(super) fn summary(event: &Map<String, Value>) -> String {
 
 /// The comment as text: a list (Salt's or an error return's) is joined one item a line.
 pub(super) fn comment_text(event: &Map<String, Value>) -> Option<Cow<'_, str>> {
-    match field(event, "comment") {
+    text_of(field(event, "comment"))
+}
+
+/// A comment's value as text: a list is joined one item a line, `null` is none.
+pub(crate) fn text_of(comment: &Value) -> Option<Cow<'_, str>> {
+    match comment {
         Value::Null => None,
         Value::String(text) => Some(Cow::Borrowed(text)),
         Value::Array(items) => Some(Cow::Owned(

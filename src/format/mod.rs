@@ -16,6 +16,9 @@ mod truncate;
 
 use serde_json::{Map, Value};
 
+pub(crate) use ecs::ECS_VERSION;
+pub(crate) use fields::{summary_line, text_of, Outcome};
+
 /// How events are encoded and framed on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {

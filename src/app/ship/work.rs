@@ -11,7 +11,7 @@ use log::{debug, warn};
 use super::{Mode, Totals};
 use crate::cache::JobDir;
 use crate::cli::{CacheOptions, Config, EncodeOptions, Filter};
-use crate::event::{brief, id_of, to_map, write_json};
+use crate::event::{to_map, EventParts};
 use crate::extract::{extract, StateEvent};
 use crate::format::{self, Format};
 use crate::job::{Job, Masking};
@@ -301,16 +301,18 @@ pub(super) fn ship_return(
     Some((n, filtered))
 }
 
-/// Appends one event in the configured format, and its keys for the sink.
+/// Appends one event in the configured format, and its keys for the sink: the event is read
+/// once for both.
 pub(super) fn encode(options: &EncodeOptions, job: &Job, ev: &StateEvent<'_>, out: &mut Encoded) {
     let start = out.bytes.len();
-    write(options, job, ev, &mut out.bytes);
+    let read = EventParts::new(&options.master_id, job, ev);
+    write(options, job, ev, &read, &mut out.bytes);
     let fun = ev.fun.as_deref().unwrap_or("");
     let origin = out.origin(&ev.minion, &options.master_id, &job.jid, fun);
-    let brief = brief(ev);
+    let brief = read.brief();
     out.keys.push(Keys {
         len: out.bytes.len() - start,
-        id: Keys::id_from(id_of(job, ev).as_str()),
+        id: Keys::id_from(read.id().as_str()),
         time: ev.instant,
         origin,
         state: StateKeys {
@@ -326,12 +328,28 @@ pub(super) fn encode(options: &EncodeOptions, job: &Job, ev: &StateEvent<'_>, ou
     });
 }
 
-/// Appends one event in the configured format. JSON is written straight from the borrowed
-/// values; only an oversize event or another format goes through an ordered map.
-fn write(options: &EncodeOptions, job: &Job, ev: &StateEvent<'_>, buf: &mut Vec<u8>) {
+/// Appends one event in the configured format. JSON and ECS are written straight from the
+/// borrowed values; only an oversize event or another format goes through an ordered map.
+fn write(
+    options: &EncodeOptions,
+    job: &Job,
+    ev: &StateEvent<'_>,
+    read: &EventParts<'_, '_>,
+    buf: &mut Vec<u8>,
+) {
     let start = buf.len();
-    if options.format == Format::Json {
-        write_json(buf, &options.master_id, job, ev);
+    let direct = match options.format {
+        Format::Json => {
+            read.write_json(buf);
+            true
+        }
+        Format::Ecs => {
+            read.write_ecs(buf);
+            true
+        }
+        Format::Gelf | Format::Syslog => false,
+    };
+    if direct {
         if buf.len() - start - 1 <= options.max_event_bytes {
             return;
         }
