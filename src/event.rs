@@ -172,14 +172,6 @@ impl Wire<'_, '_> {
     /// Writes the same bytes as serde_json writes for the derived `Serialize` (a test holds
     /// the two together), without serde's per-field overhead: this runs for every event.
     fn write(&self, out: &mut Vec<u8>) {
-        let opt_str = |out: &mut Vec<u8>, v: Option<&str>| match v {
-            Some(text) => write_str(out, text),
-            None => out.extend_from_slice(b"null"),
-        };
-        let opt = |out: &mut Vec<u8>, v: Option<&ValueRef<'_>>| match v {
-            Some(v) => write_value(out, v),
-            None => out.extend_from_slice(b"null"),
-        };
         out.extend_from_slice(b"{\"timestamp\":");
         opt_str(out, self.timestamp.as_ref().map(|t| t.as_str()));
         out.extend_from_slice(b",\"event_id\":");
@@ -198,36 +190,7 @@ impl Wire<'_, '_> {
         opt_str(out, self.state_name);
         out.extend_from_slice(b",\"state_id\":");
         opt_str(out, self.state_id.as_deref());
-        out.extend_from_slice(b",\"name\":");
-        opt(out, self.name.0);
-        out.extend_from_slice(b",\"state\":");
-        opt_str(out, self.state);
-        out.extend_from_slice(b",\"function\":");
-        opt_str(out, self.function);
-        out.extend_from_slice(b",\"sls\":");
-        opt(out, self.sls.0);
-        out.extend_from_slice(b",\"result\":");
-        match self.result {
-            Res::State(v) => opt(out, v),
-            Res::Error => out.extend_from_slice(b"false"),
-        }
-        out.extend_from_slice(if self.changed {
-            b",\"changed\":true"
-        } else {
-            b",\"changed\":false"
-        });
-        out.extend_from_slice(b",\"comment\":");
-        match self.comment {
-            Comment::State(v) => opt(out, v),
-            Comment::Error(text) => write_str(out, text),
-        }
-        out.extend_from_slice(b",\"changes\":");
-        match self.changes.0 {
-            Some(v) => write_value(out, v),
-            None => out.extend_from_slice(b"{}"),
-        }
-        out.extend_from_slice(b",\"start_time\":");
-        opt(out, self.start_time.0);
+        self.write_state_fields(out);
         out.extend_from_slice(b",\"duration\":");
         opt(out, self.duration.0);
         out.extend_from_slice(b",\"__run_num__\":");
@@ -243,6 +206,56 @@ impl Wire<'_, '_> {
             out.extend_from_slice(b",\"lossy_utf8\":true");
         }
         out.extend_from_slice(b",\"event_type\":\"state\"}");
+    }
+}
+
+impl Wire<'_, '_> {
+    /// `name` to `start_time`, with a comma before each: the fields the `json` event and the
+    /// `salt` object of the `ecs` one write alike.
+    fn write_state_fields(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b",\"name\":");
+        opt(out, self.name.0);
+        out.extend_from_slice(b",\"state\":");
+        opt_str(out, self.state);
+        out.extend_from_slice(b",\"function\":");
+        opt_str(out, self.function);
+        out.extend_from_slice(b",\"sls\":");
+        opt(out, self.sls.0);
+        out.extend_from_slice(b",\"result\":");
+        match self.result {
+            Res::State(v) => opt(out, v),
+            Res::Error => out.extend_from_slice(b"false"),
+        }
+        out.extend_from_slice(if self.changed {
+            b",\"changed\":true,\"comment\":"
+        } else {
+            b",\"changed\":false,\"comment\":"
+        });
+        match self.comment {
+            Comment::State(v) => opt(out, v),
+            Comment::Error(text) => write_str(out, text),
+        }
+        out.extend_from_slice(b",\"changes\":");
+        match self.changes.0 {
+            Some(v) => write_value(out, v),
+            None => out.extend_from_slice(b"{}"),
+        }
+        out.extend_from_slice(b",\"start_time\":");
+        opt(out, self.start_time.0);
+    }
+}
+
+fn opt_str(out: &mut Vec<u8>, v: Option<&str>) {
+    match v {
+        Some(text) => write_str(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn opt(out: &mut Vec<u8>, v: Option<&ValueRef<'_>>) {
+    match v {
+        Some(v) => write_value(out, v),
+        None => out.extend_from_slice(b"null"),
     }
 }
 

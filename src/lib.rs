@@ -11,11 +11,11 @@
 //!   (`follow.rs` what inotify said, `daemon.rs` the clocks, `watches.rs` which folders are
 //!   watched); `app/check.rs` tests a configuration (`saltship check`), `app/show.rs` prints
 //!   it (`saltship config`); `app/progress.rs` the bars.
-//! - [`cli`]: the clap definition (`cli/args.rs`, the receivers' options in
-//!   `cli/receivers.rs`, each command's exit statuses in `cli/exit_status.rs`), the config file
-//!   (`cli/file.rs`), and [`cli::Config`], the validated options (`cli/config.rs`, the
-//!   delivery part in `cli/delivery.rs`, parse helpers in `cli/parse.rs`). Only `cli/` reads
-//!   the environment.
+//! - [`cli`]: the clap definition (`cli/args.rs` the commands, `cli/common.rs` the shared
+//!   options, `cli/receivers.rs` the receivers', `cli/exit_status.rs` each command's exit
+//!   statuses), the config file (`cli/file.rs`), and [`cli::Config`], the validated options
+//!   (`cli/config.rs`, the delivery part in `cli/delivery.rs`, parse helpers in
+//!   `cli/parse.rs`). Only `cli/` reads the environment.
 //! - The stages, each taking its own options: [`cache`] discovers job folders; [`msgpack`]
 //!   reads and decodes `.p` files; [`job`] reads `.load.p`; [`extract`] (pure) turns a return
 //!   into [`extract::StateEvent`]s; [`event`] encodes an event as JSON (`event/job.rs` the job

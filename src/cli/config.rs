@@ -106,7 +106,7 @@ impl Config {
         config.checkpoint(&args.state, true)?;
         config.daemon = Some(daemon(&args.daemon)?);
         config.metrics_file = args.daemon.metrics_file.clone();
-        config.pki_dir = args.daemon.pki_dir.clone();
+        config.pki_dir = args.daemon.keys.pki_dir.clone();
         Ok(config)
     }
 
@@ -125,7 +125,7 @@ impl Config {
         config.checkpoint(&args.state, true)?;
         config.state.start_at_now = args.start_at == "now";
         config.metrics_file = args.metrics_file.clone();
-        config.pki_dir = args.pki_dir.clone();
+        config.pki_dir = args.keys.pki_dir.clone();
         Ok(config)
     }
 
@@ -156,7 +156,7 @@ impl Config {
         config.checkpoint(&args.state, true)?;
         config.daemon = Some(daemon(&args.daemon)?);
         config.metrics_file = args.daemon.metrics_file.clone();
-        config.pki_dir = args.daemon.pki_dir.clone();
+        config.pki_dir = args.daemon.keys.pki_dir.clone();
         Ok(config)
     }
 

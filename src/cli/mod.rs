@@ -2,6 +2,7 @@
 //! ([`config`]), once, at start.
 
 mod args;
+mod common;
 pub(crate) mod config;
 mod delivery;
 mod exit_status;

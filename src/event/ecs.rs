@@ -8,29 +8,15 @@ use std::borrow::Cow;
 use rmpv::ValueRef;
 use serde_json::Value;
 
-use super::{Comment, Res, Wire};
+use super::{opt, opt_str, Comment, Res, Wire};
 use crate::format::{summary_line, text_of, Outcome, ECS_VERSION};
-use crate::json::{write_str, write_value, Json};
+use crate::json::{write_str, Json};
 
 /// A value as the ordered map holds it (a NaN is `null`...), for the few fields ECS derives
 /// something from; they are small (a bool, a number, a comment).
 fn as_json(v: Option<&ValueRef<'_>>) -> Value {
     v.and_then(|v| serde_json::to_value(Json(v)).ok())
         .unwrap_or(Value::Null)
-}
-
-fn opt_str(out: &mut Vec<u8>, v: Option<&str>) {
-    match v {
-        Some(text) => write_str(out, text),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-fn opt(out: &mut Vec<u8>, v: Option<&ValueRef<'_>>) {
-    match v {
-        Some(v) => write_value(out, v),
-        None => out.extend_from_slice(b"null"),
-    }
 }
 
 impl Wire<'_, '_> {
@@ -108,35 +94,7 @@ impl Wire<'_, '_> {
         opt_str(out, self.state_id.as_deref());
         out.extend_from_slice(b",\"state_name\":");
         opt_str(out, self.state_name);
-        out.extend_from_slice(b",\"name\":");
-        opt(out, self.name.0);
-        out.extend_from_slice(b",\"state\":");
-        opt_str(out, self.state);
-        out.extend_from_slice(b",\"function\":");
-        opt_str(out, self.function);
-        out.extend_from_slice(b",\"sls\":");
-        opt(out, self.sls.0);
-        out.extend_from_slice(b",\"result\":");
-        match self.result {
-            Res::State(v) => opt(out, v),
-            Res::Error => out.extend_from_slice(b"false"),
-        }
-        out.extend_from_slice(if self.changed {
-            b",\"changed\":true,\"comment\":"
-        } else {
-            b",\"changed\":false,\"comment\":"
-        });
-        match self.comment {
-            Comment::State(v) => opt(out, v),
-            Comment::Error(text) => write_str(out, text),
-        }
-        out.extend_from_slice(b",\"changes\":");
-        match self.changes.0 {
-            Some(v) => write_value(out, v),
-            None => out.extend_from_slice(b"{}"),
-        }
-        out.extend_from_slice(b",\"start_time\":");
-        opt(out, self.start_time.0);
+        self.write_state_fields(out);
         out.extend_from_slice(b",\"duration_ms\":");
         opt(out, self.duration.0);
         out.extend_from_slice(b",\"run_num\":");
