@@ -55,7 +55,7 @@ ensure_corpus() { # name, make-corpus args...
     local dir="$BENCH_DIR/$name"
     if [ ! -d "$dir/jobs" ]; then
         note "generating $dir ($*); this takes a while, once"
-        rm -rf "$dir.tmp"
+        rm -rf "$dir.tmp" "$dir.deleting"
         "$PY" "$SHARED/bench/make-corpus.py" "$dir.tmp" "$@" >&2
         mv "$dir.tmp" "$dir"
     fi

@@ -3,7 +3,7 @@
 `saltship backfill --no-checkpoint` of a corpus into receivers that answer at once.
 
     python3 bench/sinks.py --cache JOBS [--bin LABEL=PATH ...] [--sinks tcp,splunk-hec,...]
-                           [--runs 3]
+                           [--runs 3] [--format FMT]
 
 Receivers, all on 127.0.0.1 and discarding what they get:
   - tcp, splunk-hec, elasticsearch, otlp: one Fluent Bit (../shared/receivers/fluent-bit) with
@@ -125,10 +125,11 @@ def knows(binary, sink):
     return f"- {sink}:" in out
 
 
-def one_run(binary, jobs, sink, target, env, work):
+def one_run(binary, jobs, sink, target, env, work, fmt=None):
     err = os.path.join(work, "time.err")
     cmd = ["/usr/bin/time", "-v", "-o", err, binary, "backfill", "--cache-dir", jobs,
            "--no-checkpoint", "-q", "--sink", sink, "--target", target]
+    cmd += ["--format", fmt] if fmt else []
     t = time.time()
     r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.time() - t
@@ -148,6 +149,7 @@ def main():
     ap.add_argument("--bin", action="append", help="LABEL=PATH, repeatable (default: this repo's release build)")
     ap.add_argument("--sinks", default="tcp,splunk-hec,elasticsearch,kafka,relp,otlp")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--format", help="--format for every run (default: each sink's own)")
     args = ap.parse_args()
     bins = [b.split("=", 1) for b in (args.bin or [f"after={REPO}/target/release/saltship"])]
     sinks = args.sinks.split(",")
@@ -170,7 +172,8 @@ def main():
                     if not knows(path, sink):
                         continue
                     note(f"{sink} {label} run {r + 1}/{args.runs}")
-                    res[label].append(one_run(path, args.cache, sink, rec.targets[sink], env, work))
+                    res[label].append(one_run(path, args.cache, sink, rec.targets[sink], env, work,
+                                              args.format))
             load_after = open("/proc/loadavg").read().split()[0]
             for label, _ in bins:
                 rows.append((sink, label, res[label], f"{load}-{load_after}"))
@@ -188,7 +191,8 @@ def main():
         rss = max(r[2] for r in runs)
         print(f"| {sink} | {label} | {cpu:.2f} s | {wall:.2f} s | {events / wall:,.0f} | {rss:.1f} MiB "
               f"| {' '.join(f'{r[0]:.2f}' for r in runs)} | {load} |")
-    print(f"\n{events:,} events from `{args.cache}`; medians of {args.runs} alternating runs.")
+    fmt = f"--format {args.format}" if args.format else "each sink's default format"
+    print(f"\n{events:,} events from `{args.cache}`, {fmt}; medians of {args.runs} alternating runs.")
 
 
 def jobs_q(path):
