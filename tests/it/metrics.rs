@@ -430,6 +430,31 @@ pub(crate) fn urlencode(text: &str) -> String {
 }
 
 /// A real Prometheus, stopped by its PID when dropped.
+/// A real Prometheus, from `bin`, scraping `addr` every second, its files in `dir`: the server
+/// (stopped when dropped) and its web address.
+pub(crate) fn prometheus_scraping(bin: &Path, addr: &str, dir: &Path) -> (Prometheus, String) {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: saltship\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+    )
+    .expect("config");
+    let web = format!("127.0.0.1:{}", free_port());
+    let server = Prometheus(
+        Command::new(bin)
+            .arg(format!("--config.file={}", p(&config)))
+            .arg(format!("--storage.tsdb.path={}", p(&dir.join("tsdb"))))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
+            .spawn()
+            .expect("start prometheus"),
+    );
+    (server, web)
+}
+
 pub(crate) struct Prometheus(pub(crate) Child);
 
 impl Drop for Prometheus {
@@ -455,28 +480,7 @@ fn a_real_prometheus_scrapes_the_gauges() {
         &[("SALTSHIP_METRICS_LISTEN", addr.as_str())],
     );
     let ours = samples(&scrape(&addr, Duration::from_secs(30)));
-    let config = tmp.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: saltship\n    static_configs:\n      - targets: ['{addr}']\n"
-        ),
-    )
-    .expect("config");
-    let web = format!("127.0.0.1:{}", free_port());
-    let _prometheus = Prometheus(
-        Command::new(bin)
-            .arg(format!("--config.file={}", p(&config)))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                p(&tmp.path().join("tsdb"))
-            ))
-            .arg(format!("--web.listen-address={web}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(tmp.path().join("prometheus.log")).expect("log"))
-            .spawn()
-            .expect("start prometheus"),
-    );
+    let (_prometheus, web) = prometheus_scraping(bin, &addr, tmp.path());
     let query = "/api/v1/query?query=saltship_minion_last_state_run_states";
     // Prometheus starts in a few seconds; a loaded machine gets a generous bound.
     let deadline = Instant::now() + Duration::from_secs(120);

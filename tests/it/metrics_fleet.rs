@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,7 +14,7 @@ use crate::common::receiver::{Faults, Receiver};
 use crate::common::watch::Watch;
 use crate::common::{cache_copy, free_port, have, p, testdata, Saltship};
 use crate::metrics::{
-    contrib, get, jid_seconds, promtool_accepts, samples, scrape, urlencode, Prometheus,
+    contrib, get, jid_seconds, prometheus_scraping, promtool_accepts, samples, scrape, urlencode,
 };
 
 /// The families these tests compare in full.
@@ -412,28 +411,7 @@ fn a_real_prometheus_scrapes_the_job_gauges_and_the_new_alerts_pick_the_right_mi
         ],
     );
     scrape(&addr, Duration::from_secs(30));
-    let config = tmp.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: saltship\n    static_configs:\n      - targets: ['{addr}']\n"
-        ),
-    )
-    .expect("config");
-    let web = format!("127.0.0.1:{}", free_port());
-    let _prometheus = Prometheus(
-        Command::new(bin)
-            .arg(format!("--config.file={}", p(&config)))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                p(&tmp.path().join("tsdb"))
-            ))
-            .arg(format!("--web.listen-address={web}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(tmp.path().join("prometheus.log")).expect("log"))
-            .spawn()
-            .expect("start prometheus"),
-    );
+    let (_prometheus, web) = prometheus_scraping(bin, &addr, tmp.path());
     let want = want(&cases());
     // Prometheus starts in a few seconds; a loaded machine gets a generous bound.
     let deadline = Instant::now() + Duration::from_secs(120);
