@@ -26,18 +26,8 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOKEN = "BENCHTOKEN"
-
-
-def note(msg):
-    print(f"# {msg}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The helpers restarts.py already has (this folder is on sys.path when a script runs).
+from restarts import REPO, TOKEN, free_port, note
 
 
 def wait_port(port, name, proc):
