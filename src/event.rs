@@ -180,7 +180,21 @@ impl Wire<'_, '_> {
         write_str(out, self.master);
         out.extend_from_slice(b",\"minion_id\":");
         write_str(out, self.minion_id);
-        out.extend_from_slice(b",\"jid\":");
+        self.write_salt_fields(out, b",", b",\"duration\":", b",\"__run_num__\":");
+        if self.lossy_utf8 {
+            out.extend_from_slice(b",\"lossy_utf8\":true");
+        }
+        out.extend_from_slice(b",\"event_type\":\"state\"}");
+    }
+}
+
+impl Wire<'_, '_> {
+    /// `jid` to `success`: the fields the `json` event and the `salt` object of the `ecs` one
+    /// write alike but for the names of the duration and the run number (each key is the comma,
+    /// the quoted name and the colon). `open` goes first: what ends the fields before them.
+    fn write_salt_fields(&self, out: &mut Vec<u8>, open: &[u8], duration: &[u8], run_num: &[u8]) {
+        out.extend_from_slice(open);
+        out.extend_from_slice(b"\"jid\":");
         write_str(out, self.jid);
         out.extend_from_slice(b",\"fun\":");
         opt_str(out, self.fun);
@@ -190,29 +204,6 @@ impl Wire<'_, '_> {
         opt_str(out, self.state_name);
         out.extend_from_slice(b",\"state_id\":");
         opt_str(out, self.state_id.as_deref());
-        self.write_state_fields(out);
-        out.extend_from_slice(b",\"duration\":");
-        opt(out, self.duration.0);
-        out.extend_from_slice(b",\"__run_num__\":");
-        match self.__run_num__ {
-            Some(n) => serde_json::to_writer(&mut *out, &n).expect("an integer serializes"),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b",\"retcode\":");
-        opt(out, self.retcode.0);
-        out.extend_from_slice(b",\"success\":");
-        opt(out, self.success.0);
-        if self.lossy_utf8 {
-            out.extend_from_slice(b",\"lossy_utf8\":true");
-        }
-        out.extend_from_slice(b",\"event_type\":\"state\"}");
-    }
-}
-
-impl Wire<'_, '_> {
-    /// `name` to `start_time`, with a comma before each: the fields the `json` event and the
-    /// `salt` object of the `ecs` one write alike.
-    fn write_state_fields(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"name\":");
         opt(out, self.name.0);
         out.extend_from_slice(b",\"state\":");
@@ -242,6 +233,17 @@ impl Wire<'_, '_> {
         }
         out.extend_from_slice(b",\"start_time\":");
         opt(out, self.start_time.0);
+        out.extend_from_slice(duration);
+        opt(out, self.duration.0);
+        out.extend_from_slice(run_num);
+        match self.__run_num__ {
+            Some(n) => serde_json::to_writer(&mut *out, &n).expect("an integer serializes"),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"retcode\":");
+        opt(out, self.retcode.0);
+        out.extend_from_slice(b",\"success\":");
+        opt(out, self.success.0);
     }
 }
 

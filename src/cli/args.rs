@@ -76,13 +76,7 @@ pub(crate) enum Command {
 #[derive(Args, Debug)]
 pub(crate) struct CheckArgs {
     #[command(flatten)]
-    pub(crate) daemon: DaemonArgs,
-
-    #[command(flatten)]
-    pub(crate) state: StateArgs,
-
-    #[command(flatten)]
-    pub(crate) common: CommonArgs,
+    pub(crate) watch: WatchArgs,
 
     /// Check the set-up only: the cache, the state file and its lock, the inotify limit and
     /// the metrics file; the targets are parsed but not contacted. For a unit's
@@ -104,100 +98,20 @@ pub(crate) struct WatchArgs {
     pub(crate) common: CommonArgs,
 }
 
-/// What only the daemon uses (and `check` checks).
-#[derive(Args, Debug)]
-pub(crate) struct DaemonArgs {
-    /// Scan the whole cache this often, for anything inotify missed
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "SALTSHIP_RESCAN_INTERVAL",
-        default_value = "60s"
-    )]
-    pub(crate) rescan_interval: String,
-
-    /// Log a one-line summary (returns, events, failures, reconnects, lag) this often
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "SALTSHIP_STATS_INTERVAL",
-        default_value = "5m"
-    )]
-    pub(crate) stats_interval: String,
-
-    /// Write the Prometheus metrics (saltship's own and the fleet's health) here every 10 s,
-    /// atomically, for node_exporter's textfile collector
-    #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
-    pub(crate) metrics_file: Option<PathBuf>,
-
-    /// Serve the same metrics over HTTP at GET /metrics on this address (e.g. 127.0.0.1:9617)
-    #[arg(long, value_name = "ADDR:PORT", env = "SALTSHIP_METRICS_LISTEN")]
-    pub(crate) metrics_listen: Option<String>,
-
-    #[command(flatten)]
-    pub(crate) keys: KeysArgs,
-}
-
-/// The master's accepted keys, for the fleet gauges of `watch` and `sync`.
-#[derive(Args, Debug)]
-pub(crate) struct KeysArgs {
-    /// The master's pki_dir: its minions/ folder holds the accepted keys, for the silent
-    /// minions gauge (an accepted key with no return in the cache). Unreadable: one warning
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "SALTSHIP_PKI_DIR",
-        default_value = "/etc/salt/pki/master"
-    )]
-    pub(crate) pki_dir: PathBuf,
-}
-
 #[derive(Args, Debug)]
 pub(crate) struct SyncArgs {
     /// Without a state file: ship the whole cache (beginning) or only what arrives from now on
     #[arg(long, value_name = "WHEN", env = "SALTSHIP_START_AT", default_value = "beginning", value_parser = ["beginning", "now"])]
     pub(crate) start_at: String,
 
-    /// Write the Prometheus metrics (the run's counts and the fleet's health) here at the end of
-    /// the run, atomically, for node_exporter's textfile collector
-    #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
-    pub(crate) metrics_file: Option<PathBuf>,
-
     #[command(flatten)]
-    pub(crate) keys: KeysArgs,
+    pub(crate) fleet: FleetArgs,
 
     #[command(flatten)]
     pub(crate) state: StateArgs,
 
     #[command(flatten)]
     pub(crate) common: CommonArgs,
-}
-
-/// Where shipped returns are recorded.
-#[derive(Args, Debug)]
-pub(crate) struct StateArgs {
-    /// The checkpoint: which returns were shipped (a lock file sits beside it)
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "SALTSHIP_STATE_FILE",
-        default_value = "/var/lib/saltship/state"
-    )]
-    pub(crate) state_file: PathBuf,
-
-    /// Start over with an empty checkpoint when the state file cannot be read
-    #[arg(long, env = "SALTSHIP_RESET_STATE", value_parser = Boolish)]
-    pub(crate) reset_state: bool,
-
-    /// The master's keep_jobs: warn when unshipped returns get close to this age, at which the
-    /// master deletes them
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "SALTSHIP_KEEP_JOBS",
-        default_value = "24h"
-    )]
-    pub(crate) keep_jobs: String,
 }
 
 #[derive(Args, Debug)]
@@ -219,4 +133,65 @@ pub(crate) struct BackfillArgs {
 
     #[command(flatten)]
     pub(crate) common: CommonArgs,
+}
+
+/// What only the daemon uses (and `check` checks).
+#[derive(Args, Debug)]
+pub(crate) struct DaemonArgs {
+    /// Scan the whole cache this often, for anything inotify missed
+    #[arg(long, value_name = "DURATION", env = "SALTSHIP_RESCAN_INTERVAL", default_value = "60s")]
+    pub(crate) rescan_interval: String,
+
+    /// Log a one-line summary (returns, events, failures, reconnects, lag) this often
+    #[arg(long, value_name = "DURATION", env = "SALTSHIP_STATS_INTERVAL", default_value = "5m")]
+    pub(crate) stats_interval: String,
+
+    /// Serve the metrics of --metrics-file over HTTP at GET /metrics on this address (e.g.
+    /// 127.0.0.1:9617)
+    #[arg(long, value_name = "ADDR:PORT", env = "SALTSHIP_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) fleet: FleetArgs,
+}
+
+/// The metrics file and the fleet gauges, for `watch` and `sync`.
+#[derive(Args, Debug)]
+pub(crate) struct FleetArgs {
+    /// Write the Prometheus metrics (saltship's own and the fleet's health) here, atomically,
+    /// for node_exporter's textfile collector: every 10 s under watch, at the end of a sync
+    #[arg(long, value_name = "PATH", env = "SALTSHIP_METRICS_FILE")]
+    pub(crate) metrics_file: Option<PathBuf>,
+
+    /// The master's pki_dir: its minions/ folder holds the accepted keys, for the silent
+    /// minions gauge (an accepted key with no return in the cache). Unreadable: one warning
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "SALTSHIP_PKI_DIR",
+        default_value = "/etc/salt/pki/master"
+    )]
+    pub(crate) pki_dir: PathBuf,
+}
+
+/// Where shipped returns are recorded.
+#[derive(Args, Debug)]
+pub(crate) struct StateArgs {
+    /// The checkpoint: which returns were shipped (a lock file sits beside it)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SALTSHIP_STATE_FILE",
+        default_value = "/var/lib/saltship/state"
+    )]
+    pub(crate) state_file: PathBuf,
+
+    /// Start over with an empty checkpoint when the state file cannot be read
+    #[arg(long, env = "SALTSHIP_RESET_STATE", value_parser = Boolish)]
+    pub(crate) reset_state: bool,
+
+    /// The master's keep_jobs: warn when unshipped returns get close to this age, at which the
+    /// master deletes them
+    #[arg(long, value_name = "DURATION", env = "SALTSHIP_KEEP_JOBS", default_value = "24h")]
+    pub(crate) keep_jobs: String,
 }

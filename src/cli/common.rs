@@ -42,12 +42,7 @@ pub(crate) struct CommonArgs {
     /// elasticsearch and otlp; repeat for failover, tried in order. For kafka: HOST:PORT
     /// bootstrap brokers (one list, not failover). A URL's user:password is sent as basic
     /// authentication and shown as user:*** in every message
-    #[arg(
-        long,
-        value_name = "TARGET",
-        env = "SALTSHIP_TARGET",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "TARGET", env = "SALTSHIP_TARGET", value_delimiter = ',')]
     pub(crate) target: Vec<String>,
 
     /// Print the events to stdout instead of sending them (nothing is sent or recorded)
@@ -68,12 +63,7 @@ pub(crate) struct CommonArgs {
 
     /// Give up (exit 3) when no receiver took or acknowledged anything for this long, e.g. 90s,
     /// 5m; every wait (connect, handshake, write, acknowledgement, close) ends by it
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "SALTSHIP_DELIVER_TIMEOUT",
-        default_value = "5m"
-    )]
+    #[arg(long, value_name = "DURATION", env = "SALTSHIP_DELIVER_TIMEOUT", default_value = "5m")]
     pub(crate) deliver_timeout: String,
 
     /// Send at most this many events per second, so a large backfill does not flood the receiver
@@ -82,12 +72,7 @@ pub(crate) struct CommonArgs {
 
     /// Send a batch that is still filling once its first event waited this long, e.g. 20ms; it
     /// goes at once when no more input is ready (the end of each pass) or while --max-rate waits
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "SALTSHIP_LINGER",
-        default_value = "50ms"
-    )]
+    #[arg(long, value_name = "DURATION", env = "SALTSHIP_LINGER", default_value = "50ms")]
     pub(crate) linger: String,
 
     /// HTTP sinks: keep every request body within N bytes, envelopes counted [default: 524288
@@ -96,12 +81,7 @@ pub(crate) struct CommonArgs {
     pub(crate) max_request_bytes: Option<usize>,
 
     /// Only these minions (glob, repeatable; an orchestration's steps carry the master's id)
-    #[arg(
-        long,
-        value_name = "GLOB",
-        env = "SALTSHIP_MINION",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "GLOB", env = "SALTSHIP_MINION", value_delimiter = ',')]
     pub(crate) minion: Vec<String>,
 
     /// Only jobs of these functions (glob, repeatable), e.g. 'state.apply' or 'runner.state.*'
@@ -121,32 +101,17 @@ pub(crate) struct CommonArgs {
     /// token, bearer, auth, authorization, credential, credentials, api_key, apikey, private_key,
     /// ssh_key, key, and any name that ends in one of them after '_' or '-' (db_password,
     /// auth-token), in any case, at any depth; and pillar, unless --show-pillar-args
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "SALTSHIP_MASK_ARG",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "NAME", env = "SALTSHIP_MASK_ARG", value_delimiter = ',')]
     pub(crate) mask_arg: Vec<String>,
 
     /// Read no cache file larger than this (a return or a .load.p): it is named in a warning,
     /// counted as failed and tried again at the next run. Bytes, or with K, M, G (KiB...)
-    #[arg(
-        long,
-        value_name = "SIZE",
-        env = "SALTSHIP_MAX_RETURN_BYTES",
-        default_value = "256M"
-    )]
+    #[arg(long, value_name = "SIZE", env = "SALTSHIP_MAX_RETURN_BYTES", default_value = "256M")]
     pub(crate) max_return_bytes: String,
 
     /// Memory for the returns being decoded and sent at once, across the threads; a return
     /// needing more is handled alone. Bytes, or with K, M, G (KiB...)
-    #[arg(
-        long,
-        value_name = "SIZE",
-        env = "SALTSHIP_MEMORY_BUDGET",
-        default_value = "64M"
-    )]
+    #[arg(long, value_name = "SIZE", env = "SALTSHIP_MEMORY_BUDGET", default_value = "64M")]
     pub(crate) memory_budget: String,
 
     /// Threads that decode and encode returns [default: one per core]; events still go out in
@@ -161,12 +126,7 @@ pub(crate) struct CommonArgs {
     /// Zone of the jids: auto (read from the job folders' times: UTC for Salt 3000 and later,
     /// the master's offset for 2019.2 and earlier), utc, local (this host's zone), or a fixed
     /// offset like +05:30
-    #[arg(
-        long,
-        value_name = "ZONE",
-        env = "SALTSHIP_JID_TIMEZONE",
-        default_value = "auto"
-    )]
+    #[arg(long, value_name = "ZONE", env = "SALTSHIP_JID_TIMEZONE", default_value = "auto")]
     pub(crate) jid_timezone: String,
 
     /// Which events to ship (comma list): state (each state result), job (one per job: who ran
@@ -183,12 +143,7 @@ pub(crate) struct CommonArgs {
 
     /// How long after its publish a job waits for its minions: then its job event and its
     /// no_return events are shipped (sooner once every targeted minion returned)
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "SALTSHIP_RETURN_WAIT",
-        default_value = "10m"
-    )]
+    #[arg(long, value_name = "DURATION", env = "SALTSHIP_RETURN_WAIT", default_value = "10m")]
     pub(crate) return_wait: String,
 
     #[command(flatten)]

@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 
 use super::delivery::{check_targets, delivery, NoTarget};
 use super::parse::{hostname, parse_size, socket_addr};
-use crate::cli::{BackfillArgs, CheckArgs, CommonArgs, DaemonArgs, StateArgs, SyncArgs, WatchArgs};
+use crate::cli::{
+    BackfillArgs, CheckArgs, CommonArgs, DaemonArgs, FleetArgs, StateArgs, SyncArgs, WatchArgs,
+};
 use std::time::Duration;
 
 use crate::format::{Format, DEFAULT_MAX_EVENT_BYTES, MIN_MAX_EVENT_BYTES};
@@ -102,12 +104,28 @@ pub(crate) struct DaemonOptions {
 
 impl Config {
     pub(crate) fn watch(args: &WatchArgs, quiet: bool) -> Result<Config> {
-        let mut config = Config::common(&args.common, quiet)?;
+        crate::cache::verify(&args.common.cache_dir)?;
+        Config::watch_options(args, quiet, false)
+    }
+
+    /// `saltship check`: the options checked as for `watch`, but the cache folder and a
+    /// missing target are left to the checks themselves.
+    pub(crate) fn check(args: &CheckArgs, quiet: bool) -> Result<Config> {
+        Config::watch_options(&args.watch, quiet, true)
+    }
+
+    fn watch_options(args: &WatchArgs, quiet: bool, checking: bool) -> Result<Config> {
+        let mut config = Config::options(&args.common, quiet, checking)?;
         config.checkpoint(&args.state, true)?;
         config.daemon = Some(daemon(&args.daemon)?);
-        config.metrics_file = args.daemon.metrics_file.clone();
-        config.pki_dir = args.daemon.keys.pki_dir.clone();
+        config.fleet(&args.daemon.fleet);
         Ok(config)
+    }
+
+    /// The metrics file and the master's keys, for `watch` and `sync`.
+    fn fleet(&mut self, args: &FleetArgs) {
+        self.metrics_file = args.metrics_file.clone();
+        self.pki_dir = args.pki_dir.clone();
     }
 
     /// The checkpoint options; `record` false leaves the run without a state file.
@@ -124,8 +142,7 @@ impl Config {
         let mut config = Config::common(&args.common, quiet)?;
         config.checkpoint(&args.state, true)?;
         config.state.start_at_now = args.start_at == "now";
-        config.metrics_file = args.metrics_file.clone();
-        config.pki_dir = args.keys.pki_dir.clone();
+        config.fleet(&args.fleet);
         Ok(config)
     }
 
@@ -146,17 +163,6 @@ impl Config {
                 bail!("--since must be before --until");
             }
         }
-        Ok(config)
-    }
-
-    /// `saltship check`: the options checked as for a run, but the cache folder and a missing
-    /// target are left to the checks themselves.
-    pub(crate) fn check(args: &CheckArgs, quiet: bool) -> Result<Config> {
-        let mut config = Config::options(&args.common, quiet, true)?;
-        config.checkpoint(&args.state, true)?;
-        config.daemon = Some(daemon(&args.daemon)?);
-        config.metrics_file = args.daemon.metrics_file.clone();
-        config.pki_dir = args.daemon.keys.pki_dir.clone();
         Ok(config)
     }
 

@@ -16,12 +16,7 @@ use crate::sink::kafka::KafkaKey;
 #[command(next_help_heading = "Kafka")]
 pub(crate) struct KafkaArgs {
     /// The topic every event goes to
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "SALTSHIP_KAFKA_TOPIC",
-        default_value = "salt-states"
-    )]
+    #[arg(long, value_name = "NAME", env = "SALTSHIP_KAFKA_TOPIC", default_value = "salt-states")]
     pub(crate) kafka_topic: String,
 
     /// Each record's key
@@ -55,12 +50,7 @@ pub(crate) struct KafkaArgs {
     /// A librdkafka property for the producer, e.g. compression.type=zstd or linger.ms=20
     /// (repeatable, or several separated by ';'; applied last, so it can change saltship's own
     /// settings)
-    #[arg(
-        long,
-        value_name = "KEY=VALUE",
-        env = "SALTSHIP_KAFKA_OPTION",
-        value_delimiter = ';'
-    )]
+    #[arg(long, value_name = "KEY=VALUE", env = "SALTSHIP_KAFKA_OPTION", value_delimiter = ';')]
     pub(crate) kafka_option: Vec<String>,
 }
 
@@ -126,31 +116,16 @@ pub(crate) struct TlsArgs {
 
     /// The name the receiver's certificate must carry [default: the host of --target], e.g. for
     /// a target given as an IP address that its certificate does not list
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "SALTSHIP_TLS_SERVER_NAME",
-        requires = "tls"
-    )]
+    #[arg(long, value_name = "NAME", env = "SALTSHIP_TLS_SERVER_NAME", requires = "tls")]
     pub(crate) tls_server_name: Option<String>,
 
     /// Our client certificate (PEM, the chain after it if needed), for receivers that require
     /// one (mutual TLS); goes with --tls-key
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "SALTSHIP_TLS_CERT",
-        requires_all = ["tls", "tls_key"]
-    )]
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_TLS_CERT", requires_all = ["tls", "tls_key"])]
     pub(crate) tls_cert: Option<PathBuf>,
 
     /// The private key of --tls-cert (PEM)
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "SALTSHIP_TLS_KEY",
-        requires_all = ["tls", "tls_cert"]
-    )]
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_TLS_KEY", requires_all = ["tls", "tls_cert"])]
     pub(crate) tls_key: Option<PathBuf>,
 
     /// Do not check the receiver's certificate at all: anyone on the network path could pose as
@@ -194,12 +169,7 @@ pub(crate) struct OtlpArgs {
     /// A request header, KEY=VALUE, e.g. X-Scope-OrgID=tenant1 (repeatable, or several separated
     /// by ';'). Its value is never printed, but a command line is visible to every user of the
     /// machine: put tokens in --otlp-header-file
-    #[arg(
-        long,
-        value_name = "KEY=VALUE",
-        env = "SALTSHIP_OTLP_HEADER",
-        value_delimiter = ';'
-    )]
+    #[arg(long, value_name = "KEY=VALUE", env = "SALTSHIP_OTLP_HEADER", value_delimiter = ';')]
     pub(crate) otlp_header: Vec<String>,
 
     /// File of request headers, one KEY=VALUE (or `Key: Value`) a line, `#` comments: for

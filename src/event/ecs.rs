@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use rmpv::ValueRef;
 use serde_json::Value;
 
-use super::{opt, opt_str, Comment, Res, Wire};
+use super::{Comment, Res, Wire};
 use crate::format::{summary_line, text_of, Outcome, ECS_VERSION};
 use crate::json::{write_str, Json};
 
@@ -84,28 +84,8 @@ impl Wire<'_, '_> {
         write_str(out, self.minion_id);
         out.extend_from_slice(b"},\"observer\":{\"hostname\":");
         write_str(out, self.master);
-        out.extend_from_slice(b",\"product\":\"saltship\"},\"salt\":{\"jid\":");
-        write_str(out, self.jid);
-        out.extend_from_slice(b",\"fun\":");
-        opt_str(out, self.fun);
-        out.extend_from_slice(b",\"fun_args\":");
-        serde_json::to_writer(&mut *out, self.fun_args).expect("a JSON value serializes");
-        out.extend_from_slice(b",\"state_id\":");
-        opt_str(out, self.state_id.as_deref());
-        out.extend_from_slice(b",\"state_name\":");
-        opt_str(out, self.state_name);
-        self.write_state_fields(out);
-        out.extend_from_slice(b",\"duration_ms\":");
-        opt(out, self.duration.0);
-        out.extend_from_slice(b",\"run_num\":");
-        match self.__run_num__ {
-            Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b",\"retcode\":");
-        opt(out, self.retcode.0);
-        out.extend_from_slice(b",\"success\":");
-        opt(out, self.success.0);
+        let open = b",\"product\":\"saltship\"},\"salt\":{";
+        self.write_salt_fields(out, open, b",\"duration_ms\":", b",\"run_num\":");
         out.extend_from_slice(b",\"event_type\":\"state\"}}");
     }
 }

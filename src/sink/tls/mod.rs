@@ -210,6 +210,22 @@ impl ResolvesClientCert for ClientCert {
 #[derive(Debug)]
 struct NoVerify(Arc<CryptoProvider>);
 
+/// The two signature checks rustls asks a verifier for, each handed to the provider's own.
+#[rustfmt::skip] // rustfmt would format the body at a narrower width, and warn
+macro_rules! signature_check {
+    ($name:ident) => {
+        fn $name(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::$name(message, cert, dss, algorithms)
+        }
+    };
+}
+
 impl ServerCertVerifier for NoVerify {
     fn verify_server_cert(
         &self,
@@ -222,25 +238,8 @@ impl ServerCertVerifier for NoVerify {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
-    }
+    signature_check!(verify_tls12_signature);
+    signature_check!(verify_tls13_signature);
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
