@@ -93,10 +93,22 @@ pub(crate) fn write_value(out: &mut Vec<u8>, v: &ValueRef<'_>) {
 /// Appends `s` as a JSON string, escaped as serde_json does (`"`, `\\`, and control bytes:
 /// `\b \t \n \f \r`, others `\u00XX`). Clean runs are found 8 bytes at a time and copied whole.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_str_parts(out, &[s]);
+}
+
+/// Appends the concatenation of `parts` as one JSON string, without building it first.
+pub(crate) fn write_str_parts(out: &mut Vec<u8>, parts: &[&str]) {
+    out.push(b'"');
+    for part in parts {
+        escape(out, part);
+    }
+    out.push(b'"');
+}
+
+fn escape(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
-    out.push(b'"');
     let (mut start, mut i) = (0, 0);
     while i < bytes.len() {
         if let Some(chunk) = bytes.get(i..i + 8) {
@@ -137,7 +149,6 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
         start = i;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// Whether any of the 8 bytes in `v` is `"`, `\\` or below 0x20 (a false "yes" only costs a

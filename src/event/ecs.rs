@@ -4,13 +4,14 @@
 //! backfill; the map path stays for job events and for cutting an oversize event.
 
 use std::borrow::Cow;
+use std::io::Write;
 
 use rmpv::ValueRef;
 use serde_json::Value;
 
 use super::{Comment, Res, Wire};
-use crate::format::{summary_line, text_of, Outcome, ECS_VERSION};
-use crate::json::{write_str, Json};
+use crate::format::{summary_parts, text_of, Outcome, ECS_VERSION};
+use crate::json::{write_str, write_str_parts, Json};
 
 /// A value as the ordered map holds it (a NaN is `null`...), for the few fields ECS derives
 /// something from; they are small (a bool, a number, a comment).
@@ -19,12 +20,22 @@ fn as_json(v: Option<&ValueRef<'_>>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// [`Outcome::of_result`] of the value as the map holds it, without building that: only nil
+/// or a missing result is `null` there (a float that is not finite is a string).
+fn outcome_of(result: Option<&ValueRef<'_>>) -> Outcome {
+    match result {
+        Some(ValueRef::Boolean(true)) => Outcome::Succeeded,
+        None | Some(ValueRef::Nil) => Outcome::Pending,
+        Some(_) => Outcome::Failed,
+    }
+}
+
 impl Wire<'_, '_> {
     pub(super) fn write_ecs(&self, out: &mut Vec<u8>) {
-        let outcome = Outcome::of_result(&match self.result {
-            Res::State(v) => as_json(v),
-            Res::Error => Value::Bool(false),
-        });
+        let outcome = match self.result {
+            Res::State(v) => outcome_of(v),
+            Res::Error => Outcome::Failed,
+        };
         let comment_value;
         let comment: Option<Cow<'_, str>> = match self.comment {
             Comment::Error(text) => Some(Cow::Borrowed(text)),
@@ -44,7 +55,7 @@ impl Wire<'_, '_> {
             out.push(b',');
         }
         out.extend_from_slice(b"\"message\":");
-        write_str(out, &summary_line(what, outcome, comment.as_deref()));
+        write_str_parts(out, &summary_parts(what, outcome, comment.as_deref()));
         out.extend_from_slice(b",\"ecs\":{\"version\":");
         write_str(out, ECS_VERSION);
         out.extend_from_slice(b"},\"event\":{\"kind\":\"event\",\"category\":[\"configuration\"]");
@@ -67,18 +78,18 @@ impl Wire<'_, '_> {
             .map(|ms| (ms * 1e6).round() as i64);
         if let Some(ns) = duration {
             out.extend_from_slice(b",\"duration\":");
-            out.extend_from_slice(ns.to_string().as_bytes());
+            write!(out, "{ns}").expect("a Vec takes any write");
         }
         out.extend_from_slice(b",\"id\":");
         write_str(out, self.event_id.as_str());
         out.extend_from_slice(b",\"module\":\"salt\",\"dataset\":\"salt.state\"");
         let action = match (self.state, self.function) {
-            (Some(state), Some(function)) => Some(Cow::Owned(format!("{state}.{function}"))),
-            _ => self.fun.map(Cow::Borrowed),
+            (Some(state), Some(function)) => Some([state, ".", function]),
+            _ => self.fun.map(|fun| [fun, "", ""]),
         };
         if let Some(action) = action {
             out.extend_from_slice(b",\"action\":");
-            write_str(out, &action);
+            write_str_parts(out, &action);
         }
         out.extend_from_slice(b"},\"host\":{\"name\":");
         write_str(out, self.minion_id);
@@ -144,6 +155,7 @@ mod tests {
         );
         let s = ValueRef::from;
         let list = ValueRef::Array(vec![s("first"), ValueRef::from(3), ValueRef::Nil]);
+        let long = format!("{}{}\nsecond line", "x".repeat(199), "é".repeat(3));
         let states = [
             vec![
                 (s("result"), ValueRef::Nil),
@@ -166,6 +178,9 @@ mod tests {
                 (s("comment"), s("a\u{1}\"b\nsecond")),
                 (s("changes"), ValueRef::Map(vec![(s("x"), s("é"))])),
             ],
+            // No result; a first line past the summary's 200 bytes, cut inside a character.
+            vec![(s("comment"), s(&long))],
+            vec![(s("result"), ValueRef::F32(f32::INFINITY))],
         ];
         for (n, state) in states.into_iter().enumerate() {
             let state = ValueRef::Map(state);

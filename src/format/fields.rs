@@ -70,18 +70,25 @@ pub(super) fn summary(event: &Map<String, Value>) -> String {
 
 /// The summary of what ran (`what`), how it ended and its comment as text.
 pub(crate) fn summary_line(what: &str, outcome: Outcome, comment: Option<&str>) -> String {
-    let mut line = format!("{what}: {}", outcome.word());
+    summary_parts(what, outcome, comment).concat()
+}
+
+/// [`summary_line`] in pieces, for writing it without building it: `what: word`, then
+/// `: ` and the comment's first line (cut at 200 bytes, marked `…`) when it has one.
+pub(crate) fn summary_parts<'a>(
+    what: &'a str,
+    outcome: Outcome,
+    comment: Option<&'a str>,
+) -> [&'a str; 6] {
     let first = comment.and_then(|c| c.lines().next()).unwrap_or("");
-    if !first.trim().is_empty() {
-        line.push_str(": ");
-        if first.len() > SUMMARY_COMMENT_BYTES {
-            line.push_str(&first[..floor_char_boundary(first, SUMMARY_COMMENT_BYTES)]);
-            line.push('…');
-        } else {
-            line.push_str(first);
-        }
+    if first.trim().is_empty() {
+        return [what, ": ", outcome.word(), "", "", ""];
     }
-    line
+    if first.len() > SUMMARY_COMMENT_BYTES {
+        let kept = &first[..floor_char_boundary(first, SUMMARY_COMMENT_BYTES)];
+        return [what, ": ", outcome.word(), ": ", kept, "…"];
+    }
+    [what, ": ", outcome.word(), ": ", first, ""]
 }
 
 /// The comment as text: a list (Salt's or an error return's) is joined one item a line.

@@ -17,7 +17,7 @@ mod truncate;
 use serde_json::{Map, Value};
 
 pub(crate) use ecs::ECS_VERSION;
-pub(crate) use fields::{summary_line, text_of, Outcome};
+pub(crate) use fields::{summary_parts, text_of, Outcome};
 
 /// How events are encoded and framed on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -178,6 +178,15 @@ fn elastic(
     cut_reply: impl Fn(usize) -> bool + Send + Sync + 'static,
     item: impl Fn(usize, usize) -> Option<u16> + Send + Sync + 'static,
 ) -> (Server, Arc<Mutex<HashMap<String, usize>>>) {
+    elastic_said(cut_reply, item, true)
+}
+
+/// [`elastic`], whose replies say `"errors": false` whatever their items say when not `honest`.
+fn elastic_said(
+    cut_reply: impl Fn(usize) -> bool + Send + Sync + 'static,
+    item: impl Fn(usize, usize) -> Option<u16> + Send + Sync + 'static,
+    honest: bool,
+) -> (Server, Arc<Mutex<HashMap<String, usize>>>) {
     let stored = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
     let s = stored.clone();
     let server = Server::start(
@@ -205,13 +214,14 @@ fn elastic(
                     } else if status == 429 {
                         it["error"] = j!({"type": "es_rejected_execution_exception", "reason": "queue full"});
                     }
-                    j!({ "create": it })
+                    // 0: an item without its action, so without a status.
+                    if status == 0 { j!({}) } else { j!({ "create": it }) }
                 })
                 .collect();
             if cut_reply(i) {
                 return Answer::Cut;
             }
-            let errors = items.iter().any(|i| i["create"]["status"] != 201);
+            let errors = honest && items.iter().any(|i| i["create"]["status"] != 201);
             json(200, j!({"took": 1, "errors": errors, "items": items}))
         },
         |_| false,
@@ -249,6 +259,20 @@ fn elasticsearch_item_429_is_retried_without_the_rest() {
     let r = server.to("/_bulk");
     assert_eq!(r.len(), 2, "{}", run.stderr);
     assert_eq!(r[1].bulk_ids(), [r[0].bulk_ids()[3].clone()]);
+    assert_eq!(stored.lock().expect("stored").len(), want.len());
+}
+
+#[test]
+fn elasticsearch_an_item_without_its_status_is_sent_again_even_without_errors() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    let want: Vec<String> = dry_run_ids(&jobs);
+    // Item 2 of the first reply is `{}`, and that reply says `"errors": false`.
+    let (server, stored) = elastic_said(|_| false, |i, n| (i == 0 && n == 2).then_some(0), false);
+    let (run, _) = ship(&jobs, "elasticsearch", &server.url(), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let r = server.to("/_bulk");
+    assert_eq!(r.len(), 2, "{}", run.stderr);
+    assert_eq!(r[1].bulk_ids(), [r[0].bulk_ids()[2].clone()]);
     assert_eq!(stored.lock().expect("stored").len(), want.len());
 }
 

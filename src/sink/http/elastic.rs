@@ -34,9 +34,15 @@ pub(crate) struct Elastic {
 #[derive(Deserialize)]
 struct BulkReply {
     #[serde(default)]
-    errors: bool,
-    #[serde(default)]
-    items: Vec<std::collections::HashMap<String, Item>>,
+    items: Vec<Entry>,
+}
+
+/// One item of the reply, `{"create":{..}}`, read without a map per item: there is one
+/// for every event sent.
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(alias = "index")]
+    create: Option<Item>,
 }
 
 #[derive(Deserialize)]
@@ -87,8 +93,9 @@ impl Elastic {
         }
         let target = shown(&self.opts.http.targets[i]);
         let rejected = batch.retain(|n, keys| {
-            let Some(item) = reply.items[n].values().next() else {
-                return Fate::Stored;
+            // An item without its action's status proves nothing: sent again.
+            let Some(item) = &reply.items[n].create else {
+                return Fate::Again;
             };
             match item.status {
                 200..=299 | 409 => Fate::Stored,
@@ -150,12 +157,9 @@ impl Protocol for Elastic {
                 one_line(&answer.body)
             ))
         })?;
-        // `errors: false` with fewer items than actions would record events never stored:
-        // the count is checked first, whatever `errors` says.
-        if reply.errors || reply.items.len() != batch.keys.len() {
-            return self.items(i, batch, &reply);
-        }
-        Ok(Reply::Stored { rejected: 0 })
+        // Every item is read, whatever `errors` says: `errors: false` with fewer items than
+        // actions, or with an item that is not 2xx, would record events never stored.
+        self.items(i, batch, &reply)
     }
 
     /// An empty `_bulk`: answered 400 (no body) once the credentials were accepted, 401/403 if
