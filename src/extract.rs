@@ -84,6 +84,29 @@ pub(crate) fn extract<'a>(
     minion: &'a str,
     ret: &'a ValueRef<'a>,
 ) -> Vec<StateEvent<'a>> {
+    extract_noting(job, minion, ret, true)
+}
+
+/// [`extract`] of a return whose decoding said whether any of its strings was not UTF-8
+/// ([`crate::msgpack::decode_noting`]): when none was, no state is walked to look for one.
+pub(crate) fn extract_noting<'a>(
+    job: &'a Job,
+    minion: &'a str,
+    ret: &'a ValueRef<'a>,
+    maybe_lossy: bool,
+) -> Vec<StateEvent<'a>> {
+    let mut out = events(job, minion, ret);
+    if maybe_lossy {
+        for ev in &mut out {
+            if let Some(state) = ev.state {
+                ev.lossy = crate::json::lossy(state);
+            }
+        }
+    }
+    out
+}
+
+fn events<'a>(job: &'a Job, minion: &'a str, ret: &'a ValueRef<'a>) -> Vec<StateEvent<'a>> {
     // Since 2018.3 return.p is {return, retcode, success}; before, the bare return.
     let (inner, retcode, success) = match get(ret, "return") {
         Some(inner) => (inner, get(ret, "retcode"), get(ret, "success")),
@@ -226,7 +249,8 @@ impl<'a> Ctx<'a> {
             instant: self.job.publish,
             retcode: self.retcode,
             success: self.success,
-            lossy: state.is_some_and(crate::json::lossy),
+            // Set by `extract_noting` when the return may hold such a value.
+            lossy: false,
         }
     }
 

@@ -93,7 +93,9 @@ pub(crate) fn write_value(out: &mut Vec<u8>, v: &ValueRef<'_>) {
 /// Appends `s` as a JSON string, escaped as serde_json does (`"`, `\\`, and control bytes:
 /// `\b \t \n \f \r`, others `\u00XX`). Clean runs are found 8 bytes at a time and copied whole.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
-    write_str_parts(out, &[s]);
+    out.push(b'"');
+    escape(out, s);
+    out.push(b'"');
 }
 
 /// Appends the concatenation of `parts` as one JSON string, without building it first.
@@ -105,6 +107,7 @@ pub(crate) fn write_str_parts(out: &mut Vec<u8>, parts: &[&str]) {
     out.push(b'"');
 }
 
+#[inline]
 fn escape(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();

@@ -111,10 +111,20 @@ const MAX_DEPTH: u16 = 1024;
 /// from empty), capped by the bytes left so a corrupt length cannot ask for a huge
 /// allocation, and because everything but the recursion is inlined into one function.
 pub(crate) fn decode(buf: &[u8]) -> Result<ValueRef<'_>, ReadError> {
+    decode_noting(buf).map(|(value, _)| value)
+}
+
+/// [`decode`], and whether any string in the object (a map key too) was not UTF-8 (a
+/// Python 2 master's bytes in a str): the only case in which a value goes out altered.
+pub(crate) fn decode_noting(buf: &[u8]) -> Result<(ValueRef<'_>, bool), ReadError> {
     if buf.is_empty() {
         return Err(ReadError::Empty);
     }
-    let mut d = Decoder { buf, pos: 0 };
+    let mut d = Decoder {
+        buf,
+        pos: 0,
+        lossy: false,
+    };
     let value = d.value(MAX_DEPTH).map_err(|bad| match bad {
         Bad::Truncated => ReadError::Truncated,
         Bad::Deep => ReadError::Corrupt("depth limit exceeded".into()),
@@ -127,7 +137,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<ValueRef<'_>, ReadError> {
             buf.len() - d.pos
         )));
     }
-    Ok(value)
+    Ok((value, d.lossy))
 }
 
 /// Why decoding stopped; small, so that results move cheaply up the recursion.
@@ -144,6 +154,8 @@ enum Bad {
 struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// A string that was not UTF-8 was met.
+    lossy: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -240,8 +252,11 @@ impl<'a> Decoder<'a> {
             Ok(text) => Ok(ValueRef::from(text)),
             // Invalid UTF-8 (Python 2 masters) keeps its bytes in a form only rmpv can build:
             // let it decode this one string again (it cannot fail: the bytes are all there).
-            Err(_) => rmpv::decode::read_value_ref(&mut &self.buf[start..self.pos])
-                .map_err(|_| Bad::Truncated),
+            Err(_) => {
+                self.lossy = true;
+                rmpv::decode::read_value_ref(&mut &self.buf[start..self.pos])
+                    .map_err(|_| Bad::Truncated)
+            }
         }
     }
 
@@ -376,6 +391,19 @@ mod tests {
     }
 
     /// Every kind of value, each cut at every length: as rmpv read them.
+    #[test]
+    fn decoding_notes_a_string_that_is_not_utf8_in_a_key_or_a_value() {
+        // {"a": ["b", "\xff"]}, {"\xff": 1}, {"a": "é"}
+        let value_bad = [0x81, 0xa1, b'a', 0x92, 0xa1, b'b', 0xa1, 0xff];
+        let key_bad = [0x81, 0xa1, 0xff, 0x01];
+        let fine = [0x81, 0xa1, b'a', 0xa2, 0xc3, 0xa9];
+        for (buf, lossy) in [(&value_bad[..], true), (&key_bad[..], true), (&fine[..], false)] {
+            let (value, noted) = decode_noting(buf).expect("decodes");
+            assert_eq!(noted, lossy, "{buf:?}");
+            assert_eq!(crate::json::lossy(&value), lossy, "{buf:?}");
+        }
+    }
+
     #[test]
     fn decodes_every_kind_as_rmpv_did() {
         use rmpv::Value;

@@ -75,6 +75,9 @@ pub(crate) struct EncodeOptions {
     /// Keyword arguments masked in `fun_args` beyond the built-in secret names.
     pub(crate) mask_args: Vec<String>,
     pub(crate) master_id: String,
+    /// The sink repeats a state's own fields beside the event (OTLP's attributes), so the
+    /// encoder hands them over: the `state_id` costs an allocation an event otherwise.
+    pub(crate) state_keys: bool,
 }
 
 /// The checkpoint.
@@ -236,6 +239,7 @@ impl Config {
                 show_pillar_args: args.show_pillar_args,
                 mask_args: args.mask_arg.clone(),
                 master_id: args.master_id.clone().unwrap_or_else(hostname),
+                state_keys: args.sink == crate::sink::SinkKind::Otlp,
             },
             events: crate::event::Kinds::of(&args.events),
             return_wait,

@@ -11,7 +11,7 @@ use crate::job::Job;
 /// An event in brief, as its fields read: for a sink that repeats a few of them beside the
 /// event (OTLP's attributes and severity) without parsing what was encoded.
 pub(crate) struct Brief<'e> {
-    pub(crate) state_id: Option<std::borrow::Cow<'e, str>>,
+    pub(crate) state_id: Option<&'e str>,
     /// `result`: `Some(Some(b))` true or false (an error return is false), `Some(None)` null
     /// (or none: the event writes null), `None` any other value.
     pub(crate) result: Option<Option<bool>>,
@@ -32,7 +32,7 @@ impl<'e, 'a: 'e> EventParts<'e, 'a> {
 
     pub(crate) fn brief(&self) -> Brief<'_> {
         Brief {
-            state_id: self.0.state_id.clone(),
+            state_id: self.0.state_id.as_deref(),
             result: match self.0.result {
                 Res::Error => Some(Some(false)),
                 Res::State(None | Some(ValueRef::Nil)) => Some(None),

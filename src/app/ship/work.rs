@@ -12,7 +12,7 @@ use super::{Mode, Totals};
 use crate::cache::JobDir;
 use crate::cli::{CacheOptions, Config, EncodeOptions, Filter};
 use crate::event::{to_map, EventParts};
-use crate::extract::{extract, StateEvent};
+use crate::extract::{extract_noting, StateEvent};
 use crate::format::{self, Format};
 use crate::job::{Job, Masking};
 use crate::metrics::fleet::{self, Observed};
@@ -266,8 +266,8 @@ pub(super) fn ship_return(
     if !super::budget::fits(bytes.len()) {
         return failed(ReadError::Io(io::ErrorKind::OutOfMemory.into()), totals);
     }
-    let value = match msgpack::decode(&bytes) {
-        Ok(value) => value,
+    let (value, maybe_lossy) = match msgpack::decode_noting(&bytes) {
+        Ok(decoded) => decoded,
         Err(e) => return failed(e, totals),
     };
     totals.returns += 1;
@@ -278,7 +278,7 @@ pub(super) fn ship_return(
     };
     let own = job.with_return_args(&value, masking);
     let job = own.as_ref().unwrap_or(job);
-    let events = extract(job, minion, &value);
+    let events = extract_noting(job, minion, &value, maybe_lossy);
     if opts.metrics {
         *seen = Some(fleet::observe(job, &events));
     }
@@ -316,7 +316,7 @@ pub(super) fn encode(options: &EncodeOptions, job: &Job, ev: &StateEvent<'_>, ou
         time: ev.instant,
         origin,
         state: StateKeys {
-            state_id: brief.state_id.map(|s| s.into()),
+            state_id: brief.state_id.filter(|_| options.state_keys).map(|s| s.into()),
             result: match brief.result {
                 Some(Some(true)) => Outcome::Succeeded,
                 Some(Some(false)) => Outcome::Failed,
