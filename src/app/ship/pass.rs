@@ -10,7 +10,6 @@ use indicatif::ProgressBar;
 use log::{debug, warn};
 
 use super::budget::{self, Budget};
-use super::counts;
 use super::plan::{groups, plan};
 use super::work::{load_job, work, BufferPool, Done, Loaded, Opts, Read, Step};
 use super::{Mode, PassError, Pending, Shipper, CHUNK, CONFIRM_BYTES};
@@ -235,7 +234,7 @@ impl Shipper<'_> {
             return Err(SinkError::Stopped.into());
         }
         match done {
-            Done::Job(dir, n, loaded, failed) => {
+            Done::Job(dir, n, loaded, failed, passed_over) => {
                 self.totals.failed_files += u64::from(failed);
                 let skipped = match loaded {
                     Loaded::Job(_) => None,
@@ -247,11 +246,11 @@ impl Shipper<'_> {
                         if let Some(cp) = self.recording() {
                             cp.record_non_state(&dir.key, &dir.jid);
                         }
-                        Some(counts::returns_in(dir, &dir.minions))
+                        passed_over
                     }
                     Loaded::Filtered => {
                         debug!("job {}: filtered out by --fun, not recorded", dir.jid);
-                        Some(counts::returns_in(dir, &dir.minions))
+                        passed_over
                     }
                     Loaded::NotYet => {
                         debug!("job {}: not complete yet, left for a later pass", dir.jid);

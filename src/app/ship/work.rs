@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use log::{debug, warn};
 
+use super::counts::returns_in;
 use super::{Mode, Totals};
 use crate::cache::JobDir;
 use crate::cli::{CacheOptions, Config, EncodeOptions, Filter};
@@ -59,7 +60,9 @@ pub(super) enum Step<'j> {
 
 /// What the workers hand back, in the same order.
 pub(super) enum Done<'j> {
-    Job(&'j JobDir, usize, Loaded, bool),
+    /// [`Step::Job`], and for a job with nothing to ship the returns passed over with it,
+    /// counted here on a worker (a listing of its folder).
+    Job(&'j JobDir, usize, Loaded, bool, Option<u64>),
     /// The returns read, and the bytes of the memory budget they took.
     Returns(&'j JobDir, Vec<Read>, u64),
 }
@@ -83,7 +86,13 @@ pub(super) struct Read {
 /// encoded into bytes.
 pub(super) fn work<'j>(opts: Opts<'_>, pool: &BufferPool, step: Step<'j>) -> Done<'j> {
     match step {
-        Step::Job(dir, n, loaded, failed) => Done::Job(dir, n, loaded, failed),
+        Step::Job(dir, n, loaded, failed) => {
+            let skipped = match loaded {
+                Loaded::NonState | Loaded::Filtered => Some(returns_in(dir, &dir.minions)),
+                Loaded::Job(_) | Loaded::NotYet => None,
+            };
+            Done::Job(dir, n, loaded, failed, skipped)
+        }
         Step::Worked(done) => done,
         Step::Returns(dir, job, minions, cost) => Done::Returns(
             dir,
