@@ -397,7 +397,11 @@ mod tests {
         let value_bad = [0x81, 0xa1, b'a', 0x92, 0xa1, b'b', 0xa1, 0xff];
         let key_bad = [0x81, 0xa1, 0xff, 0x01];
         let fine = [0x81, 0xa1, b'a', 0xa2, 0xc3, 0xa9];
-        for (buf, lossy) in [(&value_bad[..], true), (&key_bad[..], true), (&fine[..], false)] {
+        for (buf, lossy) in [
+            (&value_bad[..], true),
+            (&key_bad[..], true),
+            (&fine[..], false),
+        ] {
             let (value, noted) = decode_noting(buf).expect("decodes");
             assert_eq!(noted, lossy, "{buf:?}");
             assert_eq!(crate::json::lossy(&value), lossy, "{buf:?}");

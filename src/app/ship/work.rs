@@ -325,7 +325,10 @@ pub(super) fn encode(options: &EncodeOptions, job: &Job, ev: &StateEvent<'_>, ou
         time: ev.instant,
         origin,
         state: StateKeys {
-            state_id: brief.state_id.filter(|_| options.state_keys).map(|s| s.into()),
+            state_id: brief
+                .state_id
+                .filter(|_| options.state_keys)
+                .map(|s| s.into()),
             result: match brief.result {
                 Some(Some(true)) => Outcome::Succeeded,
                 Some(Some(false)) => Outcome::Failed,
