@@ -64,14 +64,7 @@ impl Wire<'_, '_> {
         } else {
             b",\"type\":[\"info\"],\"outcome\":"
         });
-        write_str(
-            out,
-            match outcome {
-                Outcome::Succeeded => "success",
-                Outcome::Failed => "failure",
-                Outcome::Pending => "unknown",
-            },
-        );
+        write_str(out, outcome.ecs());
         let duration = as_json(self.duration.0)
             .as_f64()
             .filter(|ms| ms.is_finite())

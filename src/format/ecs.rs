@@ -159,11 +159,7 @@ pub(super) fn write(event: &Map<String, Value>, out: &mut Vec<u8>) {
             Some(true) => "change",
             _ => "info",
         }],
-        outcome: match Outcome::of(event) {
-            Outcome::Succeeded => "success",
-            Outcome::Failed => "failure",
-            Outcome::Pending => "unknown",
-        },
+        outcome: Outcome::of(event).ecs(),
         duration: f("duration")
             .as_f64()
             .filter(|ms| ms.is_finite())

@@ -49,6 +49,15 @@ impl Outcome {
         }
     }
 
+    /// ECS's `event.outcome` of a state event.
+    pub(crate) fn ecs(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "success",
+            Outcome::Failed => "failure",
+            Outcome::Pending => "unknown",
+        }
+    }
+
     /// The syslog severity, also GELF's `level`: err, warning or info.
     pub(super) fn severity(self) -> u8 {
         match self {
