@@ -294,18 +294,6 @@ pub(crate) fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateE
     out.push(b'\n');
 }
 
-/// The event as an ordered JSON map, for the other formats and for truncation.
-pub(crate) fn to_map(
-    master: &str,
-    job: &Job,
-    ev: &StateEvent<'_>,
-) -> serde_json::Map<String, serde_json::Value> {
-    match serde_json::to_value(wire(master, job, ev)) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => unreachable!("an event is a JSON object"),
-    }
-}
-
 /// The event's `event_id`: of its state key, or its function for an error return.
 pub(crate) fn id_of(job: &Job, ev: &StateEvent<'_>) -> EventId {
     let key = ev.key.as_deref().or(ev.fun.as_deref()).unwrap_or("");

@@ -43,6 +43,15 @@ impl<'e, 'a: 'e> EventParts<'e, 'a> {
         }
     }
 
+    /// The event as an ordered JSON map, for the other formats and for truncation: from the
+    /// fields already read, not read again.
+    pub(crate) fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(&self.0) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => unreachable!("an event is a JSON object"),
+        }
+    }
+
     /// The event as a JSON line.
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         self.0.write(out);

@@ -112,7 +112,7 @@ mod tests {
         let mut ours = Vec::new();
         write_ecs(&mut ours, "m", job, ev);
         let mut theirs = Vec::new();
-        let map = super::super::to_map("m", job, ev);
+        let map = super::super::EventParts::new("m", job, ev).to_map();
         encode(Format::Ecs, &map, usize::MAX, &mut theirs);
         assert_eq!(
             String::from_utf8_lossy(&ours),

@@ -12,7 +12,7 @@ use super::counts::returns_in;
 use super::{Mode, Totals};
 use crate::cache::JobDir;
 use crate::cli::{CacheOptions, Config, EncodeOptions, Filter};
-use crate::event::{to_map, EventParts};
+use crate::event::EventParts;
 use crate::extract::{extract_noting, StateEvent};
 use crate::format::{self, Format};
 use crate::job::{Job, Masking};
@@ -315,7 +315,7 @@ pub(super) fn ship_return(
 pub(super) fn encode(options: &EncodeOptions, job: &Job, ev: &StateEvent<'_>, out: &mut Encoded) {
     let start = out.bytes.len();
     let read = EventParts::new(&options.master_id, job, ev);
-    write(options, job, ev, &read, &mut out.bytes);
+    write(options, &read, &mut out.bytes);
     let fun = ev.fun.as_deref().unwrap_or("");
     let origin = out.origin(&ev.minion, &options.master_id, &job.jid, fun);
     let brief = read.brief();
@@ -342,13 +342,7 @@ pub(super) fn encode(options: &EncodeOptions, job: &Job, ev: &StateEvent<'_>, ou
 
 /// Appends one event in the configured format. JSON and ECS are written straight from the
 /// borrowed values; only an oversize event or another format goes through an ordered map.
-fn write(
-    options: &EncodeOptions,
-    job: &Job,
-    ev: &StateEvent<'_>,
-    read: &EventParts<'_, '_>,
-    buf: &mut Vec<u8>,
-) {
+fn write(options: &EncodeOptions, read: &EventParts<'_, '_>, buf: &mut Vec<u8>) {
     let start = buf.len();
     let direct = match options.format {
         Format::Json => {
@@ -367,10 +361,5 @@ fn write(
         }
         buf.truncate(start);
     }
-    format::encode(
-        options.format,
-        &to_map(&options.master_id, job, ev),
-        options.max_event_bytes,
-        buf,
-    );
+    format::encode(options.format, &read.to_map(), options.max_event_bytes, buf);
 }
