@@ -78,7 +78,10 @@ impl StateEvent<'_> {
     }
 }
 
-/// Every state result in `ret` (a whole `return.p`) for `minion` of `job`, in run order.
+/// Every state result in `ret` (a whole `return.p`) for `minion` of `job`, in run order,
+/// each state looked through for bytes that are not UTF-8 (for tests; a run passes on what
+/// its decoder noted, [`extract_noting`]).
+#[cfg(test)]
 pub(crate) fn extract<'a>(
     job: &'a Job,
     minion: &'a str,
@@ -87,8 +90,9 @@ pub(crate) fn extract<'a>(
     extract_noting(job, minion, ret, true)
 }
 
-/// [`extract`] of a return whose decoding said whether any of its strings was not UTF-8
-/// ([`crate::msgpack::decode_noting`]): when none was, no state is walked to look for one.
+/// Every state result in `ret` (a whole `return.p`) for `minion` of `job`, in run order.
+/// `maybe_lossy`: its decoding met a string that is not UTF-8
+/// ([`crate::msgpack::decode_noting`]); when it did not, no state is walked to look for one.
 pub(crate) fn extract_noting<'a>(
     job: &'a Job,
     minion: &'a str,

@@ -17,7 +17,7 @@ use super::census::{Census, Facts};
 use super::fleet::{observe, Fleet};
 use super::Settings;
 use crate::cache::{scan, targeted, JobDir};
-use crate::extract::extract;
+use crate::extract::extract_noting;
 use crate::job::{Job, Masking};
 use crate::msgpack;
 use crate::time::jid_instant;
@@ -68,15 +68,12 @@ pub(crate) fn rebuild(s: &Settings, funs: &[String]) -> (Fleet, Census) {
             let Ok(bytes) = msgpack::read_file(&dir.return_path(minion), max) else {
                 continue;
             };
-            let Ok(ret) = msgpack::decode(&bytes) else {
+            let Ok((ret, maybe_lossy)) = msgpack::decode_noting(&bytes) else {
                 continue;
             };
             read += 1;
-            fleet.record(
-                &dir.key,
-                &dir.jid,
-                observe(&job, &extract(&job, minion, &ret)),
-            );
+            let events = extract_noting(&job, minion, &ret, maybe_lossy);
+            fleet.record(&dir.key, &dir.jid, observe(&job, &events));
         }
     }
     debug!(
