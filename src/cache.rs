@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::msgpack::{self, as_text, ReadError};
+use crate::msgpack::{self, ReadError};
 
 /// A `jid` file holds twenty digits (or a custom jid): anything bigger is not one.
 const JID_FILE_MAX: u64 = 4096;
@@ -240,10 +240,7 @@ impl JobDir {
         };
         for entry in entries.flatten() {
             let raw = entry.file_name();
-            let name = match raw.to_str() {
-                Some(name) => name.to_owned(),
-                None => escaped(raw.as_encoded_bytes()),
-            };
+            let name = minion_name(raw.as_encoded_bytes()).into_owned();
             match entry.file_type() {
                 Ok(t) if t.is_dir() => {
                     if raw.to_str().is_none() {
@@ -259,26 +256,66 @@ impl JobDir {
     }
 }
 
+/// A `.minions.p` (or a syndic's `.minions.<id>.p`) that could not be used, and why.
+#[derive(Debug)]
+pub(crate) struct TargetsError {
+    pub(crate) path: PathBuf,
+    pub(crate) error: ReadError,
+}
+
 /// The targeted minions: `.minions.p`, and on a master of masters each syndic's
-/// `.minions.<syndic>.p`, as `list_job`'s `Minions` joins them. Sorted, each once.
-pub(crate) fn targeted(dir: &Path, max: u64) -> Vec<String> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+/// `.minions.<syndic>.p`, as `list_job`'s `Minions` joins them. Sorted, each once; `None`
+/// when the folder holds no such file (not yet: Salt writes it right after `.load.p`; or
+/// never: a job with no target). A file that cannot be read, or that is anything but a list
+/// of minion ids, is an error of that file: never "no targets".
+pub(crate) fn targeted(dir: &Path, max: u64) -> Result<Option<Vec<String>>, TargetsError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(TargetsError {
+                path: dir.to_owned(),
+                error: ReadError::Io(e),
+            })
+        }
+    };
+    let mut names: Option<Vec<String>> = None;
+    for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if !(name.starts_with(".minions.") && name.ends_with(".p")) {
             continue;
         }
-        let Ok(buf) = msgpack::read_file(&entry.path(), max) else {
-            continue;
+        let path = entry.path();
+        let list = match minions_file(&path, max) {
+            Ok(list) => list,
+            // Gone between the listing and the read: the master's cleanup.
+            Err(e) if e.is_vanished() => continue,
+            Err(error) => return Err(TargetsError { path, error }),
         };
-        if let Ok(rmpv::ValueRef::Array(items)) = msgpack::decode(&buf) {
-            names.extend(items.iter().filter_map(as_text).map(|t| t.into_owned()));
-        }
+        names.get_or_insert_with(Vec::new).extend(list);
     }
-    names.sort();
-    names.dedup();
-    names
+    Ok(names.map(|mut names| {
+        names.sort();
+        names.dedup();
+        names
+    }))
+}
+
+/// The minion ids of one `.minions*.p`: a msgpack list of str (bin from Python 2 masters).
+fn minions_file(path: &Path, max: u64) -> Result<Vec<String>, ReadError> {
+    let buf = msgpack::read_file(path, max)?;
+    let rmpv::ValueRef::Array(items) = msgpack::decode(&buf)? else {
+        return Err(ReadError::Shape("not a list of minion ids"));
+    };
+    items
+        .iter()
+        .map(|item| {
+            msgpack::as_bytes(item)
+                .map(|b| minion_name(b).into_owned())
+                .ok_or(ReadError::Shape("a minion id that is not a string"))
+        })
+        .collect()
 }
 
 /// The folders in `dir`, sorted; a folder that vanished is simply empty.
@@ -320,6 +357,17 @@ fn stat(dir: &Path) -> Option<(i64, usize)> {
         .ok()?;
     let subfolders = usize::try_from(meta.nlink().saturating_sub(2)).unwrap_or(0);
     Some((i64::try_from(d.as_nanos()).ok()?, subfolders))
+}
+
+/// A minion id as saltship names it everywhere (events, the checkpoint, the metrics' series),
+/// whether it came from a minion folder, `.minions.p` or the pki folder: as it is when it is
+/// UTF-8, else with its odd bytes as `\xNN` (see [`escaped`]), so that the same bytes give
+/// the same name wherever they come from, and different bytes different names.
+pub(crate) fn minion_name(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(name) => std::borrow::Cow::Borrowed(name),
+        Err(_) => std::borrow::Cow::Owned(escaped(bytes)),
+    }
 }
 
 /// A file name that is not UTF-8, its odd bytes as `\xNN`: readable in an event and in the

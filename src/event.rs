@@ -294,9 +294,16 @@ pub(crate) fn write_json(out: &mut Vec<u8>, master: &str, job: &Job, ev: &StateE
     out.push(b'\n');
 }
 
-/// The event's `event_id`: of its state key, or its function for an error return.
+/// The event's `event_id`: of its state key, or its function for an error return. The
+/// functions of a multi-function job (`[state.sls, state.apply]`) can return the same state
+/// key: their index tells those results apart (a receiver deduplicating on the id would keep
+/// one of them), after a NUL, which no state key holds. A single-function job's ids stay those
+/// of its key alone.
 pub(crate) fn id_of(job: &Job, ev: &StateEvent<'_>) -> EventId {
     let key = ev.key.as_deref().or(ev.fun.as_deref()).unwrap_or("");
+    if job.funs.len() > 1 {
+        return EventId::new(&job.jid, &ev.minion, &format!("{key}\0{}", ev.fun_index));
+    }
     EventId::new(&job.jid, &ev.minion, key)
 }
 

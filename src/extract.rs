@@ -610,4 +610,47 @@ mod tests {
         let job = job("state.highstate");
         assert_eq!(extract(&job, "db1", &value).len(), 1);
     }
+
+    #[test]
+    fn a_multi_function_jobs_functions_returning_the_same_state_get_distinct_ids() {
+        let key = "test_|-t_|-t_|-succeed_without_changes";
+        let results = |ok: bool| map(vec![(key, state(Value::from(ok), 0, "18:57:51"))]);
+        let buf = pack(&map(vec![
+            (
+                "return",
+                map(vec![
+                    ("state.sls", results(false)),
+                    ("state.apply", results(true)),
+                ]),
+            ),
+            (
+                "retcode",
+                map(vec![
+                    ("state.sls", Value::from(2)),
+                    ("state.apply", Value::from(0)),
+                ]),
+            ),
+        ]));
+        let value = crate::msgpack::decode(&buf).expect("decode");
+        let multi = Job {
+            funs: vec!["state.sls".into(), "state.apply".into()],
+            ..job("state.sls")
+        };
+        let events = extract(&multi, "web1", &value);
+        assert_eq!(keys(&events), [key, key]);
+        let ids: Vec<String> = events
+            .iter()
+            .map(|e| crate::event::id_of(&multi, e).as_str().to_owned())
+            .collect();
+        assert_ne!(ids[0], ids[1], "one result would be dropped as a duplicate");
+        // A single-function job's ids are those of its state keys, as they always were.
+        let single = job("state.sls");
+        let buf = pack(&map(vec![("return", results(true))]));
+        let value = crate::msgpack::decode(&buf).expect("decode");
+        let events = extract(&single, "web1", &value);
+        assert_eq!(
+            crate::event::id_of(&single, &events[0]).as_str(),
+            crate::event::event_id(&single.jid, "web1", key)
+        );
+    }
 }

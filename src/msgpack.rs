@@ -20,6 +20,9 @@ pub(crate) enum ReadError {
     Empty,
     Truncated,
     Corrupt(String),
+    /// msgpack, but not the shape the file must have (a `.minions.p` that is not a list of
+    /// minion ids).
+    Shape(&'static str),
 }
 
 impl ReadError {
@@ -39,6 +42,7 @@ impl ReadError {
                 | ReadError::Empty
                 | ReadError::Truncated
                 | ReadError::Corrupt(_)
+                | ReadError::Shape(_)
         )
     }
 }
@@ -56,6 +60,7 @@ impl fmt::Display for ReadError {
             ReadError::Empty => f.write_str("empty file"),
             ReadError::Truncated => f.write_str("truncated msgpack"),
             ReadError::Corrupt(why) => write!(f, "not msgpack: {why}"),
+            ReadError::Shape(why) => f.write_str(why),
         }
     }
 }

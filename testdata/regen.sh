@@ -11,7 +11,6 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SALT_VERSION=3008.5
-SALT_VENV=${SALT_VENV:-$HOME/.cache/saltship/salt-venv}
 PUB_PORT=${SALTSHIP_PUB_PORT:-45505}
 RET_PORT=${SALTSHIP_RET_PORT:-45506}
 FIXTURE_BASE=/tmp/saltship-fixture
@@ -26,27 +25,8 @@ esac
 log() { printf '[regen %3ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 
 # ---------------------------------------------------------------- venv
-# salt==3008.5 is pinned. Its sdist requires certifi>=2026.10.23, which the
-# package index reachable here does not have (newest: 2026.10.18), so a plain
-# `pip install salt==3008.5` fails on resolution. certifi is only a CA bundle
-# (irrelevant for a 127.0.0.1-only run), so in that case we install Salt's own
-# requirements/base.txt + zeromq.txt with the certifi floor dropped and then
-# salt==3008.5 itself with --no-deps. Salt is still exactly 3008.5.
-if ! "$SALT_VENV/bin/python" -c "import salt.version,sys; sys.exit(salt.version.__version__ != '$SALT_VERSION')" 2>/dev/null; then
-  log "creating venv $SALT_VENV with salt==$SALT_VERSION"
-  python3.11 -m venv "$SALT_VENV" 2>/dev/null || python3 -m venv "$SALT_VENV"
-  if ! "$SALT_VENV/bin/pip" install -q "salt==$SALT_VERSION"; then
-    log "plain install failed; installing Salt's requirements with the certifi floor relaxed"
-    dl=$(mktemp -d)
-    "$SALT_VENV/bin/pip" download -q --no-deps --no-binary=:all: "salt==$SALT_VERSION" -d "$dl"
-    tar -xzf "$dl"/salt-$SALT_VERSION.tar.gz -C "$dl"
-    sed -e 's/^certifi>=.*/certifi/' "$dl/salt-$SALT_VERSION/requirements/base.txt" > "$dl/reqs.txt"
-    cat "$dl/salt-$SALT_VERSION/requirements/zeromq.txt" >> "$dl/reqs.txt"
-    "$SALT_VENV/bin/pip" install -q -r "$dl/reqs.txt"
-    "$SALT_VENV/bin/pip" install -q --no-deps "salt==$SALT_VERSION"
-    rm -rf "$dl"
-  fi
-fi
+# salt==3008.5 is pinned (salt-venv.sh says how it installs where the index lacks a certifi).
+. "$HERE/salt-venv.sh"
 BIN=$SALT_VENV/bin
 PY=$BIN/python
 HELPER="$PY $HERE/regen_helper.py"

@@ -36,6 +36,9 @@ pub(crate) struct JobView<'a> {
     pub(crate) last_return: Option<i64>,
     /// `--return-wait`, in microseconds.
     pub(crate) wait: i64,
+    /// False for a `nocache` job: Salt keeps none of its returns, so who returned, failed or
+    /// is missing is not known.
+    pub(crate) returns_cached: bool,
 }
 
 impl JobView<'_> {
@@ -84,6 +87,20 @@ pub(crate) fn job_event(v: &JobView<'_>) -> Map<String, Value> {
     m.insert("tgt_type".into(), v.target.tgt_type.clone());
     m.insert("user".into(), v.target.user.clone());
     m.insert("minions_targeted".into(), v.targeted.len().into());
+    m.insert("returns_cached".into(), v.returns_cached.into());
+    if !v.returns_cached {
+        // Nothing of the returns is known: null, not "none returned, none missing".
+        for field in [
+            "minions_returned",
+            "minions_missing",
+            "minions_failed",
+            "success",
+            "duration",
+        ] {
+            m.insert(field.into(), Value::Null);
+        }
+        return m;
+    }
     m.insert("minions_returned".into(), v.returned.len().into());
     let shown: Vec<&str> = missing.iter().take(MISSING_CAP).copied().collect();
     m.insert("minions_missing".into(), json!(shown));
@@ -105,8 +122,11 @@ pub(crate) fn job_event(v: &JobView<'_>) -> Map<String, Value> {
 }
 
 /// One no_return event per targeted minion that did not return, at the publish plus the wait
-/// (the same on every run).
+/// (the same on every run); none for a `nocache` job, whose returns Salt does not keep.
 pub(crate) fn no_return_events(v: &JobView<'_>) -> Vec<(String, Map<String, Value>)> {
+    if !v.returns_cached {
+        return Vec::new();
+    }
     let at = v.publish.map(|p| p.saturating_add(v.wait));
     v.missing()
         .into_iter()
@@ -215,6 +235,7 @@ mod tests {
             failed: 0,
             last_return: Some(1_796_294_097_528_692),
             wait: 600 * SECOND,
+            returns_cached: true,
         }
     }
 
@@ -240,6 +261,29 @@ mod tests {
         assert_eq!(
             nr[0].1["comment"],
             "No return from b within 10m of the publish (--return-wait)"
+        );
+    }
+
+    #[test]
+    fn a_nocache_job_says_who_ran_what_and_nothing_of_returns_salt_did_not_keep() {
+        let target = Target::default();
+        let targeted = names(&["a", "b"]);
+        let args = json!([]);
+        let v = JobView {
+            returns_cached: false,
+            last_return: None,
+            ..view(&target, &targeted, &[], &args)
+        };
+        let ev = job_event(&v);
+        assert_eq!(ev["returns_cached"], false);
+        assert_eq!(ev["minions_targeted"], 2);
+        for field in ["minions_returned", "minions_missing", "success", "duration"] {
+            assert_eq!(ev[field], Value::Null, "{field}");
+        }
+        assert!(no_return_events(&v).is_empty());
+        assert_eq!(
+            job_event(&view(&target, &targeted, &[], &args))["returns_cached"],
+            true
         );
     }
 

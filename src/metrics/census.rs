@@ -89,9 +89,12 @@ impl Entry {
         (0..n).all(|i| self.returned[i / 64] & (1 << (i % 64)) != 0)
     }
 
-    /// Whether its misses are final at `now`, with `wait` for the minions.
+    /// Whether its misses are final at `now`, with `wait` for the minions: as a job event's
+    /// (docs/events.md "When"), a job caught before its `.load.p` and `.minions.p` is not
+    /// complete, however few it names.
     fn is_final(&self, now: i64, wait: i64) -> bool {
-        self.publish.is_none_or(|p| now >= p.saturating_add(wait)) || self.complete()
+        self.publish.is_none_or(|p| now >= p.saturating_add(wait))
+            || (self.whole && self.complete())
     }
 }
 

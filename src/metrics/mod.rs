@@ -29,7 +29,10 @@ use fleet::{Fleet, Observed};
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub(crate) struct Own {
     pub(crate) returns: u64,
+    /// Events shipped: sent, and not refused by the receiver.
     pub(crate) events: u64,
+    /// Events the receiver refused for good (not sent again).
+    pub(crate) rejected: u64,
     pub(crate) failed_files: u64,
     pub(crate) reconnects: u64,
     /// Age of the oldest return sent but not confirmed yet, in seconds.
@@ -168,8 +171,13 @@ impl Metrics {
         );
         counter(
             "saltship_events_total",
-            "State result events shipped.",
+            "Events shipped (state, job and no_return), not counting those the receiver rejected.",
             own.events,
+        );
+        counter(
+            "saltship_events_rejected_total",
+            "Events the receiver refused for good (not sent again).",
+            own.rejected,
         );
         counter(
             "saltship_failed_files_total",
@@ -329,11 +337,13 @@ mod tests {
         metrics.observe("ab/cd", "20261123000001000000", run(2));
         metrics.set_own(Own {
             events: 5,
+            rejected: 2,
             ..Own::default()
         });
         let text = metrics.render();
         for line in [
             "saltship_events_total 5",
+            "saltship_events_rejected_total 2",
             "saltship_state_results_total{result=\"failed\"} 2",
             "saltship_minion_last_state_run_timestamp_seconds{minion=\"web \\\"1\\\"\"} 1700000000.5",
             "saltship_minion_last_state_run_success{minion=\"web \\\"1\\\"\"} 0",

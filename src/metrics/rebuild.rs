@@ -61,7 +61,13 @@ pub(crate) fn rebuild(s: &Settings, funs: &[String]) -> (Fleet, Census) {
         };
         census.put(
             &dir.key,
-            facts(dir, s, &job, targeted(&dir.dir, max), minions),
+            facts(
+                dir,
+                s,
+                &job,
+                targeted(&dir.dir, max).ok().flatten(),
+                minions,
+            ),
         );
         // Minions with a run already have a newer one: only the others' returns are read.
         for minion in &wanted {
@@ -92,12 +98,13 @@ pub(crate) fn load(dir: &JobDir, s: &Settings) -> Job {
     Job::from_load(dir.jid.clone(), value.as_ref(), Masking::default(), publish)
 }
 
-/// What the census takes of a job folder listed as `minions`, targeting `targeted`.
+/// What the census takes of a job folder listed as `minions`, targeting `targeted` (`None`:
+/// its `.minions.p` is not there, or could not be read).
 pub(crate) fn facts(
     dir: &JobDir,
     s: &Settings,
     job: &Job,
-    targeted: Vec<String>,
+    targeted: Option<Vec<String>>,
     minions: Vec<String>,
 ) -> Facts {
     let publish = jid_instant(&dir.jid, s.zone);
@@ -108,9 +115,9 @@ pub(crate) fn facts(
     Facts {
         jid: dir.jid.clone(),
         publish,
-        whole: late || (!job.funs.is_empty() && !targeted.is_empty()),
+        whole: late || (!job.funs.is_empty() && targeted.is_some()),
         fun: (!job.funs.is_empty()).then(|| job.funs.join(",")),
-        targeted,
+        targeted: targeted.unwrap_or_default(),
         returned: minions,
         mtime: settled_mtime(dir.mtime),
     }

@@ -14,7 +14,7 @@ use log::warn;
 use super::census::Facts;
 use super::rebuild::{facts, load, settled_mtime};
 use super::Metrics;
-use crate::cache::{mtime_nanos, targeted, JobDir};
+use crate::cache::{minion_name, mtime_nanos, targeted, JobDir};
 
 impl Metrics {
     /// Takes the job folders `dirs` (scanned, or listed) into the census: a job not known (or
@@ -63,7 +63,7 @@ impl Metrics {
             dir.jid = dir.read_jid(s.max_return_bytes).ok().flatten()?;
         }
         let job = load(&dir, s);
-        let targeted = targeted(&dir.dir, s.max_return_bytes);
+        let targeted = targeted(&dir.dir, s.max_return_bytes).ok().flatten();
         Some(facts(&dir, s, &job, targeted, minions))
     }
 
@@ -115,7 +115,9 @@ fn accepted(dir: &Path) -> std::io::Result<Vec<Box<str>>> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let name = name.to_string_lossy();
+        // Named as the cache's minion folders are: a key whose name is not UTF-8 is the same
+        // minion as its folder, and two such keys stay two.
+        let name = minion_name(name.as_encoded_bytes());
         // As `os.path.isfile`: a link to a key file is one.
         if name.starts_with('.') || !entry.path().is_file() {
             continue;

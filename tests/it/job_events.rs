@@ -64,12 +64,26 @@ fn every_job_has_one_job_event_as_list_job_sees_it_and_one_no_return_per_missing
                 .filter(|e| e["jid"] == jid)
                 .map(|e| e["minion_id"].as_str().expect("minion_id"))
                 .collect();
-            if view["Function"] == "saltutil.find_job" || nocache.contains(jid) {
+            if view["Function"] == "saltutil.find_job" {
                 assert!(job.is_empty() && no_return.is_empty(), "{cache} {jid}");
                 continue;
             }
             assert_eq!(job.len(), 1, "{cache} {jid}: one job event");
             let ev = job[0];
+            if nocache.contains(jid) {
+                // Salt keeps none of its returns: who ran what, and nothing known missing.
+                assert_eq!(ev["returns_cached"], false, "{cache} {jid}");
+                assert_eq!(ev["fun"], view["Function"], "{cache} {jid}");
+                let targeted = view["Minions"].as_array().map_or(0, Vec::len);
+                assert_eq!(ev["minions_targeted"], targeted, "{cache} {jid}");
+                for field in ["minions_returned", "minions_missing", "success"] {
+                    assert_eq!(ev[field], Value::Null, "{cache} {jid} {field}");
+                }
+                assert!(no_return.is_empty(), "{cache} {jid}: no no_return");
+                want_jobs += 1;
+                continue;
+            }
+            assert_eq!(ev["returns_cached"], true, "{cache} {jid}");
             for (field, key) in [
                 ("fun", "Function"),
                 ("tgt", "Target"),

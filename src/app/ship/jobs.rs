@@ -1,8 +1,9 @@
 //! The job events' turn (`--events job,no-return`), after a pass's state events: which jobs
 //! are final, their job event and no_return events sent, and each job recorded once the
-//! confirm covers it. A job is final when every targeted minion returned, or `--return-wait`
-//! after its publish; a younger one waits in [`PendingJobs`] (its key and when it is due) for
-//! a later pass, or for `watch`'s timer. docs/events.md has the rules.
+//! confirm covers it. A job is final when its `.load.p` and `.minions.p` were read and every
+//! minion it targeted returned, or `--return-wait` after its publish; a younger one waits in
+//! [`PendingJobs`] (its key and when it is due) for a later pass, or for `watch`'s timer.
+//! docs/events.md ("When") has the rule.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use log::{debug, info, warn};
 
 use super::{Mode, PassError, Shipper, CONFIRM_BYTES};
-use crate::cache::{scan, targeted, JobDir};
+use crate::cache::{scan, targeted, JobDir, TargetsError};
 use crate::event::job::{
     job_event, job_id, no_return_events, no_return_id, return_failed, JobView,
 };
@@ -68,7 +69,7 @@ impl Shipper<'_> {
                     .as_ref()
                     .is_some_and(|cp| cp.job_shipped(&dir.key));
             let in_flight = self.jobs_in_flight.iter().any(|(k, ..)| *k == dir.key);
-            if shipped || in_flight || dir.nocache || dir.dir.join("nocache").exists() {
+            if shipped || in_flight {
                 self.pending_jobs.remove(&dir.key);
                 continue;
             }
@@ -91,24 +92,45 @@ impl Shipper<'_> {
         Ok(())
     }
 
-    /// One job: its events sent if it is final, else remembered as pending.
+    /// One job: its events sent if it is final, else remembered as pending. A master writes a
+    /// job's folder and `jid`, then `.load.p`, then `.minions.p`, then the returns, and this
+    /// may look between any two: before its wait is over, a job is final only once both files
+    /// are read and every minion `.minions.p` names returned; a file missing or unreadable
+    /// then is one still being written.
     fn job(&mut self, dir: &JobDir, jid: &str, now: i64) -> Result<(), PassError> {
         let config = self.config;
-        let load_buf = match msgpack::read_file(&dir.load_path(), config.cache.max_return_bytes) {
-            Ok(buf) => Some(buf),
-            Err(e) if e.is_vanished() => None,
-            // The state pass names the file; the job is tried again at the next pass.
+        let max = config.cache.max_return_bytes;
+        let publish = time::jid_instant(jid, config.cache.jid_zone);
+        let due = publish
+            .or_else(|| written(&dir.dir))
+            .map(|t| t.saturating_add(config.return_wait));
+        let waited = due.is_none_or(|d| now >= d);
+        let load_buf = match publish_file(&dir.load_path(), max) {
+            Ok(buf) => buf,
+            Err(_) if !waited => return Ok(self.wait_for(dir, due, now)),
             Err(e) => {
-                debug!("{}: {e}; its job event waits", dir.load_path().display());
-                return Ok(());
+                // The state pass names the file; without it, this does.
+                if config.events.state {
+                    debug!("{}: {e}", dir.load_path().display());
+                } else {
+                    warn!("{}: {e}", dir.load_path().display());
+                    self.totals.failed_files += 1;
+                }
+                // Broken for good: the job is told without it, as one that has none.
+                if !e.is_permanent() {
+                    return Ok(());
+                }
+                None
             }
         };
+        if load_buf.is_none() && !waited {
+            return Ok(self.wait_for(dir, due, now));
+        }
         let load = load_buf.as_deref().and_then(|b| msgpack::decode(b).ok());
         let masking = Masking {
             show_pillar: config.encode.show_pillar_args,
             extra: &config.encode.mask_args,
         };
-        let publish = time::jid_instant(jid, config.cache.jid_zone);
         let job = Job::from_load(jid.to_owned(), load.as_ref(), masking, publish);
         if job.funs.iter().any(|f| SKIPPED_FUNS.contains(&f.as_str())) {
             if let Some(cp) = self.recording() {
@@ -121,26 +143,50 @@ impl Shipper<'_> {
         {
             return Ok(());
         }
-        let target = Target::from_load(load.as_ref());
-        let (returned, last_return) = returned(dir);
-        let mut targeted = targeted(&dir.dir, config.cache.max_return_bytes);
-        if targeted.is_empty() {
-            // No `.minions.p`, or an empty one (an orchestration): count what returned.
-            targeted = returned.clone();
-        }
-        let due = publish.map(|p| p.saturating_add(config.return_wait));
-        let complete = targeted.iter().all(|m| returned.binary_search(m).is_ok());
-        if !complete && due.is_some_and(|d| now < d) {
-            self.pending_jobs
-                .insert(dir.key.clone(), due.unwrap_or(now));
-            self.job_totals.waiting += 1;
-            return Ok(());
+        let targets = match targeted(&dir.dir, max) {
+            Ok(targets) => targets,
+            Err(_) if !waited => return Ok(self.wait_for(dir, due, now)),
+            Err(TargetsError { path, error }) => {
+                // As a return.p: never "no targets"; warned and counted, recorded once it
+                // will not mend, tried again at the next pass while it may.
+                warn!("{}: {error}; job {jid} has no job event", path.display());
+                self.totals.failed_files += 1;
+                if error.is_permanent() {
+                    if let Some(cp) = self.recording() {
+                        cp.record_job_shipped(&dir.key, jid);
+                    }
+                }
+                return Ok(());
+            }
+        };
+        let nocache = dir.nocache || dir.dir.join("nocache").exists();
+        let (returned, last_return) = if nocache {
+            (Vec::new(), None)
+        } else {
+            returned(dir)
+        };
+        let complete = match &targets {
+            // Salt keeps no return of a `nocache` job: there is nothing to wait for.
+            Some(_) if nocache => true,
+            // An orchestration's `.minions.p` names none: its master's return is the one.
+            Some(t) if t.is_empty() => !returned.is_empty(),
+            Some(t) => t.iter().all(|m| returned.binary_search(m).is_ok()),
+            None => false,
+        };
+        if !waited && !(load.is_some() && complete) {
+            return Ok(self.wait_for(dir, due, now));
         }
         self.pending_jobs.remove(&dir.key);
+        // No `.minions.p` after the wait (an old cache), or an empty one: count what returned.
+        let targeted = match targets {
+            Some(t) if !t.is_empty() => t,
+            _ => returned.clone(),
+        };
         let failed = returned
             .iter()
-            .filter(|m| failed(&dir.return_path(m), config.cache.max_return_bytes))
+            .filter(|m| failed(&dir.return_path(m), max))
             .count() as u64;
+        let target = Target::from_load(load.as_ref());
         let view = JobView {
             jid,
             master: &config.encode.master_id,
@@ -153,8 +199,16 @@ impl Shipper<'_> {
             failed,
             last_return,
             wait: config.return_wait,
+            returns_cached: !nocache,
         };
         self.send_job(dir, &view)
+    }
+
+    /// Leaves a job not final yet for a later pass (or `watch`'s timer at `due`).
+    fn wait_for(&mut self, dir: &JobDir, due: Option<i64>, now: i64) {
+        self.pending_jobs
+            .insert(dir.key.clone(), due.unwrap_or(now));
+        self.job_totals.waiting += 1;
     }
 
     /// Encodes and sends a final job's events, and remembers it for the confirm.
@@ -246,7 +300,7 @@ impl Shipper<'_> {
                 Mode::Sync => "a later sync or watch ships them",
             };
             warn!(
-                "{} jobs are younger than --return-wait and still miss returns: {later}",
+                "{} jobs are younger than --return-wait and still miss returns (or their .load.p or .minions.p): {later}",
                 t.waiting
             );
         }
@@ -317,6 +371,29 @@ fn returned(dir: &JobDir) -> (Vec<String>, Option<i64>) {
     }
     returned.sort();
     (returned, last)
+}
+
+/// A publish file's bytes (`.load.p`), once they decode; `None` when it is not there.
+fn publish_file(path: &Path, max: u64) -> Result<Option<Vec<u8>>, msgpack::ReadError> {
+    match msgpack::read_file(path, max) {
+        Ok(buf) => {
+            msgpack::decode(&buf)?;
+            Ok(Some(buf))
+        }
+        Err(e) if e.is_vanished() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// When a job whose jid tells no time was published, at the latest: the older mtime of its
+/// folder and its `jid` file (both only move later, with each return), in microseconds.
+fn written(dir: &Path) -> Option<i64> {
+    [dir.to_owned(), dir.join("jid")]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_micros() as i64)
+        .min()
 }
 
 /// Whether the return at `path` failed; one that cannot be read is not counted.

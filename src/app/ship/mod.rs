@@ -272,11 +272,20 @@ impl<'c> Shipper<'c> {
         self.sink.stats().reconnects
     }
 
+    /// Events sent so far, and of them those the receiver refused for good (an OTLP
+    /// `partial_success`, a `_bulk` item's 400): shipped are the first less the second.
+    pub(crate) fn events(&self) -> (u64, u64) {
+        let rejected = self.sink.stats().rejected;
+        (self.totals.events.saturating_sub(rejected), rejected)
+    }
+
     /// saltship's own numbers for the metrics, with `lag` as the caller measured it.
     pub(crate) fn own_metrics(&self, lag: f64) -> Own {
+        let (events, rejected) = self.events();
         Own {
             returns: self.totals.returns,
-            events: self.totals.events,
+            events,
+            rejected,
             failed_files: self.totals.failed_files,
             reconnects: self.reconnects(),
             lag,

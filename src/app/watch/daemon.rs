@@ -107,10 +107,10 @@ impl<'c> Daemon<'c> {
         let t = &shipper.totals;
         if now >= self.next_stats {
             self.next_stats = now + self.options.stats_interval;
+            let (events, rejected) = shipper.events();
             info!(
-                "stats: {} returns, {} events, {} failed files, {} reconnects, lag {lag:.1} s, {watches} watches",
+                "stats: {} returns, {events} events, {rejected} rejected, {} failed files, {} reconnects, lag {lag:.1} s, {watches} watches",
                 t.returns,
-                t.events,
                 t.failed_files,
                 shipper.reconnects()
             );

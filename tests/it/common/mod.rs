@@ -6,6 +6,7 @@
 
 pub mod fluentbit;
 pub mod http_server;
+pub mod master;
 pub mod receiver;
 pub mod relp;
 pub mod relp_fault;

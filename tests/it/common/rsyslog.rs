@@ -126,3 +126,21 @@ pub fn ids(events: &[Value]) -> HashSet<String> {
         .map(|e| e["event_id"].as_str().expect("event_id").to_owned())
         .collect()
 }
+
+/// `contrib_conf` on free ports in `dir`: the rsyslogd and the json target (`HOST:PORT`), or
+/// `None` (the test skipped) without rsyslog.
+pub fn json_receiver(dir: &Path) -> Option<(Rsyslog, String)> {
+    let bin = rsyslogd()?;
+    let (json_port, syslog_port) = (super::free_port(), super::free_port());
+    let conf = contrib_conf(json_port, syslog_port, dir);
+    let rsyslog = Rsyslog::start(&bin, dir, &conf, &[json_port, syslog_port]);
+    Some((rsyslog, format!("127.0.0.1:{json_port}")))
+}
+
+/// The events a [`json_receiver`] in `dir` wrote so far (a line still being written left out).
+pub fn received(dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join("events.json")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
