@@ -141,6 +141,16 @@ fn watch_ships_each_job_as_list_job_sees_it_once_final_while_a_master_publishes(
     let (code, _, log) = watch.stop();
     assert_eq!(code, 0, "{log}");
     let events = job_events(tmp.path());
+    let shipped: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["event_type"] == "job")
+        .filter_map(|e| e["jid"].as_str())
+        .collect();
+    assert!(
+        jids.is_subset(&shipped),
+        "no job event for {:?}: {log}",
+        jids.difference(&shipped).collect::<Vec<_>>()
+    );
     for (job, silent) in &published {
         assert_final(&events, job, silent);
     }

@@ -187,7 +187,10 @@ impl Publisher {
     /// Writes `name` by a temp file and a rename (`atomic_open`), or in place as `fopen(w+b)`
     /// and a dump do: created empty, then filled, here in two writes a moment apart.
     fn write(&self, name: &str, gaps: &mut Gaps) {
-        let bytes = std::fs::read(self.source.join(name)).expect("source file");
+        let mut bytes = std::fs::read(self.source.join(name)).expect("source file");
+        if name == ".load.p" {
+            bytes = self.with_jid(&bytes);
+        }
         if !self.in_place {
             let tmp = self.dir.join(format!(".___atomic_write{name}"));
             std::fs::write(&tmp, &bytes).expect("temp");
@@ -199,6 +202,24 @@ impl Publisher {
         file.flush().expect("flush");
         gaps.sleep_short();
         file.write_all(tail).expect("tail");
+    }
+}
+
+impl Publisher {
+    /// The source's `.load.p` with this job's jid: saltship reads the jid from it when it
+    /// catches the `jid` file empty (rewritten at each return).
+    fn with_jid(&self, load: &[u8]) -> Vec<u8> {
+        let mut value = rmpv::decode::read_value(&mut &load[..]).expect("a .load.p");
+        if let rmpv::Value::Map(entries) = &mut value {
+            for (k, v) in entries.iter_mut() {
+                if k.as_str() == Some("jid") {
+                    *v = self.jid.as_str().into();
+                }
+            }
+        }
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &value).expect("encode to a Vec");
+        out
     }
 }
 
