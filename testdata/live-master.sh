@@ -134,5 +134,5 @@ stop_pid "$SALTSHIP_PID"
 sleep 1 # rsyslog's omfile writes asynchronously
 sed 's/^/  | /' "$ROOT/saltship.stdout"
 
-"$PY" "$HERE/live_master.py" gaps "$ROOT/inotify.log"
+"$PY" "$HERE/live_master.py" gaps "$JOBS" "$ROOT/inotify.log"
 "$PY" "$HERE/live_master.py" compare "$MCONF/master" "$ROOT/events.json" "$JOBS"

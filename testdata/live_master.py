@@ -3,7 +3,7 @@
 
   live_master.py inotify JOBS OUT      record, with monotonic times, when each job folder's
                                        files appear and are closed (until SIGTERM)
-  live_master.py gaps OUT              how long the master took from .load.p to .minions.p
+  live_master.py gaps JOBS OUT         how long the master took from .load.p to .minions.p
   live_master.py compare MASTER_CONF EVENTS JOBS
                                        every job and no_return event against jobs.list_job
 """
@@ -15,7 +15,7 @@ import struct
 import sys
 import time
 
-IN_CLOSE_WRITE, IN_CREATE, IN_ISDIR = 0x8, 0x100, 0x40000000
+IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE, IN_ISDIR = 0x8, 0x80, 0x100, 0x40000000
 
 
 def inotify(jobs, out):
@@ -27,7 +27,7 @@ def inotify(jobs, out):
     wds = {}
 
     def add(path):
-        wd = libc.inotify_add_watch(fd, path.encode(), IN_CREATE | IN_CLOSE_WRITE)
+        wd = libc.inotify_add_watch(fd, path.encode(), IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO)
         if wd >= 0:
             wds[wd] = path
         return wd
@@ -46,7 +46,7 @@ def inotify(jobs, out):
             name = buf[at + 16 : at + 16 + size].rstrip(b"\0").decode()
             at += 16 + size
             path = os.path.join(wds.get(wd, "?"), name)
-            kind = "close" if mask & IN_CLOSE_WRITE else "create"
+            kind = "close" if mask & IN_CLOSE_WRITE else "moved" if mask & IN_MOVED_TO else "create"
             log.write("%d %s %s\n" % (now, kind, path))
             depth = os.path.relpath(path, jobs).count(os.sep)
             if mask & IN_ISDIR and depth <= 1:
@@ -56,27 +56,40 @@ def inotify(jobs, out):
                         log.write("%d early %s\n" % (time.monotonic_ns(), os.path.join(path, f)))
 
 
-def gaps(out):
-    """Per job folder: ms from .load.p's close to .minions.p's creation (inotify times)."""
+def gaps(jobs, out):
+    """Per job folder, in ms (inotify times): from the folder's creation to its `.load.p` being
+    there (renamed into place by 3008's atomic_open, or closed when written in place), and
+    from then to its `.minions.p` being there."""
     seen = {}
     for line in open(out):
         ns, kind, path = line.split(" ", 2)
         path = path.strip()
-        seen.setdefault((os.path.dirname(path), os.path.basename(path), kind), int(ns))
-    rows = []
-    for (job, name, kind), ns in seen.items():
-        if name == ".load.p" and kind == "close":
-            minions = seen.get((job, ".minions.p", "create"))
+        seen.setdefault((path, kind), int(ns))
+
+    def there(path):
+        found = [seen.get((path, k)) for k in ("moved", "close")]
+        found = [t for t in found if t is not None]
+        return min(found) if found else None
+
+    folder_to_load, load_to_minions = [], []
+    for (path, kind), ns in seen.items():
+        # A job folder: jobs/<2 hex>/<rest>.
+        if kind != "create" or os.path.relpath(path, jobs).count(os.sep) != 1:
+            continue
+        load, minions = there(os.path.join(path, ".load.p")), there(os.path.join(path, ".minions.p"))
+        if load is not None:
+            folder_to_load.append((load - ns) / 1e6)
             if minions is not None:
-                rows.append((minions - ns) / 1e6)
-    rows.sort()
-    if not rows:
-        print("gaps: no job with both files seen by inotify")
-        return
-    print(
-        "master: .load.p closed -> .minions.p created: %d jobs, min %.3f ms, median %.3f ms, max %.3f ms"
-        % (len(rows), rows[0], rows[len(rows) // 2], rows[-1])
-    )
+                load_to_minions.append((minions - load) / 1e6)
+    for what, rows in [("job folder made -> .load.p there", folder_to_load), (".load.p there -> .minions.p there", load_to_minions)]:
+        rows.sort()
+        if rows:
+            print(
+                "master: %s: %d jobs, min %.3f ms, median %.3f ms, max %.3f ms"
+                % (what, len(rows), rows[0], rows[len(rows) // 2], rows[-1])
+            )
+        else:
+            print("master: %s: not seen" % what)
 
 
 def compare(conf, events_path, jobs):
@@ -127,6 +140,8 @@ def compare(conf, events_path, jobs):
                 if no_return != missing:
                     problems.append("no_return %s != %s" % (no_return, missing))
         status = "MISMATCH " + "; ".join(problems) if problems else "ok"
+        if mine and mine[0].get("returns_cached") is False:
+            missing = "(nocache: returns not kept)"
         print("%s %-22s targeted %d, returned %d, missing %s: %s" % (jid, fun, len(targeted), len(returned), missing or "-", status))
         bad += bool(problems)
     print("%d jobs compared with jobs.list_job, %d mismatches" % (len(jids), bad))
@@ -138,6 +153,6 @@ if __name__ == "__main__":
     if cmd == "inotify":
         inotify(sys.argv[2], sys.argv[3])
     elif cmd == "gaps":
-        gaps(sys.argv[2])
+        gaps(sys.argv[2], sys.argv[3])
     elif cmd == "compare":
         sys.exit(compare(sys.argv[2], sys.argv[3], sys.argv[4]))
