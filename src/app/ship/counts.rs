@@ -22,7 +22,7 @@ pub(crate) struct Totals {
     pub(crate) events: u64,
     /// Jobs taken up with nothing to ship: not a state run, `nocache`, or left out by `--fun`.
     pub(crate) skipped: u64,
-    /// Files that could not be read: folders, `jid`, `.load.p`, `return.p`.
+    /// Files that could not be read: folders, `jid`, `.load.p`, `.minions.p`, `return.p`.
     pub(crate) failed_files: u64,
     pub(crate) reconnects: u64,
     /// Events the receiver refused for good (a mapping error), their returns still recorded.

@@ -11,11 +11,10 @@ use std::time::Instant;
 
 use log::{debug, info, warn};
 
+use super::job_files::{failed, publish_file, returned, written};
 use super::{Mode, PassError, Shipper, CONFIRM_BYTES};
 use crate::cache::{scan, targeted, JobDir, TargetsError};
-use crate::event::job::{
-    job_event, job_id, no_return_events, no_return_id, return_failed, JobView,
-};
+use crate::event::job::{job_event, job_id, no_return_events, no_return_id, JobView};
 use crate::format;
 use crate::glob;
 use crate::job::{Job, Masking, Target};
@@ -107,24 +106,13 @@ impl Shipper<'_> {
         let waited = due.is_none_or(|d| now >= d);
         let load_buf = match publish_file(&dir.load_path(), max) {
             Ok(buf) => buf,
-            Err(_) if !waited => return Ok(self.wait_for(dir, due, now)),
-            Err(e) => {
-                // The state pass names the file; without it, this does.
-                if config.events.state {
-                    debug!("{}: {e}", dir.load_path().display());
-                } else {
-                    warn!("{}: {e}", dir.load_path().display());
-                    self.totals.failed_files += 1;
-                }
-                // Broken for good: the job is told without it, as one that has none.
-                if !e.is_permanent() {
-                    return Ok(());
-                }
-                None
-            }
+            Err(_) if !waited => return self.wait_for(dir, due, now),
+            // Broken for good, the job is told as one without it; else tried again.
+            Err(e) if self.load_unreadable(&dir.load_path(), &e) => None,
+            Err(_) => return Ok(()),
         };
         if load_buf.is_none() && !waited {
-            return Ok(self.wait_for(dir, due, now));
+            return self.wait_for(dir, due, now);
         }
         let load = load_buf.as_deref().and_then(|b| msgpack::decode(b).ok());
         let masking = Masking {
@@ -145,19 +133,8 @@ impl Shipper<'_> {
         }
         let targets = match targeted(&dir.dir, max) {
             Ok(targets) => targets,
-            Err(_) if !waited => return Ok(self.wait_for(dir, due, now)),
-            Err(TargetsError { path, error }) => {
-                // As a return.p: never "no targets"; warned and counted, recorded once it
-                // will not mend, tried again at the next pass while it may.
-                warn!("{}: {error}; job {jid} has no job event", path.display());
-                self.totals.failed_files += 1;
-                if error.is_permanent() {
-                    if let Some(cp) = self.recording() {
-                        cp.record_job_shipped(&dir.key, jid);
-                    }
-                }
-                return Ok(());
-            }
+            Err(_) if !waited => return self.wait_for(dir, due, now),
+            Err(e) => return self.targets_unreadable(dir, jid, e),
         };
         let nocache = dir.nocache || dir.dir.join("nocache").exists();
         let (returned, last_return) = if nocache {
@@ -173,8 +150,9 @@ impl Shipper<'_> {
             Some(t) => t.iter().all(|m| returned.binary_search(m).is_ok()),
             None => false,
         };
-        if !waited && !(load.is_some() && complete) {
-            return Ok(self.wait_for(dir, due, now));
+        let is_final = waited || (load.is_some() && complete);
+        if !is_final {
+            return self.wait_for(dir, due, now);
         }
         self.pending_jobs.remove(&dir.key);
         // No `.minions.p` after the wait (an old cache), or an empty one: count what returned.
@@ -204,11 +182,44 @@ impl Shipper<'_> {
         self.send_job(dir, &view)
     }
 
+    /// A `.load.p` that cannot be read after the wait: whether it is broken for good. The
+    /// state pass names the file; without it, this does.
+    fn load_unreadable(&mut self, path: &Path, e: &msgpack::ReadError) -> bool {
+        if self.config.events.state {
+            debug!("{}: {e}", path.display());
+        } else {
+            warn!("{}: {e}", path.display());
+            self.totals.failed_files += 1;
+        }
+        e.is_permanent()
+    }
+
+    /// A `.minions.p` that cannot be read after the wait, as a `return.p`: never "no
+    /// targets"; warned about and counted, and the job recorded once the file will not mend
+    /// (tried again at the next pass while it may).
+    fn targets_unreadable(
+        &mut self,
+        dir: &JobDir,
+        jid: &str,
+        e: TargetsError,
+    ) -> Result<(), PassError> {
+        let TargetsError { path, error } = e;
+        warn!("{}: {error}; job {jid} has no job event", path.display());
+        self.totals.failed_files += 1;
+        if error.is_permanent() {
+            if let Some(cp) = self.recording() {
+                cp.record_job_shipped(&dir.key, jid);
+            }
+        }
+        Ok(())
+    }
+
     /// Leaves a job not final yet for a later pass (or `watch`'s timer at `due`).
-    fn wait_for(&mut self, dir: &JobDir, due: Option<i64>, now: i64) {
+    fn wait_for(&mut self, dir: &JobDir, due: Option<i64>, now: i64) -> Result<(), PassError> {
         self.pending_jobs
             .insert(dir.key.clone(), due.unwrap_or(now));
         self.job_totals.waiting += 1;
+        Ok(())
     }
 
     /// Encodes and sends a final job's events, and remembers it for the confirm.
@@ -346,60 +357,4 @@ fn push(
         origin,
         state,
     });
-}
-
-/// The minions whose `return.p` landed, sorted, and when the last one did.
-fn returned(dir: &JobDir) -> (Vec<String>, Option<i64>) {
-    let minions = if dir.minions.is_empty() {
-        dir.list_minions()
-    } else {
-        dir.minions.clone()
-    };
-    let mut last = None;
-    let mut returned = Vec::new();
-    for m in minions {
-        let Ok(meta) = std::fs::metadata(dir.return_path(&m)) else {
-            continue;
-        };
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_micros() as i64);
-        last = last.max(mtime);
-        returned.push(m);
-    }
-    returned.sort();
-    (returned, last)
-}
-
-/// A publish file's bytes (`.load.p`), once they decode; `None` when it is not there.
-fn publish_file(path: &Path, max: u64) -> Result<Option<Vec<u8>>, msgpack::ReadError> {
-    match msgpack::read_file(path, max) {
-        Ok(buf) => {
-            msgpack::decode(&buf)?;
-            Ok(Some(buf))
-        }
-        Err(e) if e.is_vanished() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// When a job whose jid tells no time was published, at the latest: the older mtime of its
-/// folder and its `jid` file (both only move later, with each return), in microseconds.
-fn written(dir: &Path) -> Option<i64> {
-    [dir.to_owned(), dir.join("jid")]
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_micros() as i64)
-        .min()
-}
-
-/// Whether the return at `path` failed; one that cannot be read is not counted.
-fn failed(path: &Path, max: u64) -> bool {
-    msgpack::read_file(path, max)
-        .ok()
-        .and_then(|buf| msgpack::decode(&buf).ok().map(|v| return_failed(&v)))
-        .unwrap_or(false)
 }

@@ -5,6 +5,7 @@
 
 mod budget;
 mod counts;
+mod job_files;
 mod jobs;
 mod pass;
 mod plan;
