@@ -9,9 +9,9 @@
 //! (`salt '*'` every hour targets one fleet); a job's returns are one bit per targeted minion.
 //! 500 jobs of 2,000 minions hold about 2,000 names, one set of 8 KB and 500 x 250 bytes of bits.
 //!
-//! The rule for a miss is the job events' (docs/events.md "When"): a job is final once every
-//! targeted minion returned or `--return-wait` passed since its publish; then each targeted
-//! minion without a return missed it. A return is a minion folder in the job folder: Salt makes
+//! The rule for a miss is the job events' (docs/events.md "When"): a job is final once its
+//! `.load.p` and `.minions.p` were read and every targeted minion returned, or `--return-wait`
+//! passed since its publish; then each targeted minion without a return missed it. A return is a minion folder in the job folder: Salt makes
 //! it right before it writes `return.p` into it, and its creation is what changes the job
 //! folder's mtime, which tells when a job needs listing again.
 
