@@ -338,3 +338,76 @@ fn q_or_v_on_the_command_line_wins_over_the_file() {
     let run = Saltship::dry_run(&jobs).arg("--config").arg(&quiet).run();
     assert!(run.stderr.is_empty(), "{}", run.stderr);
 }
+
+/// The commands.
+const COMMANDS: [&str; 5] = ["watch", "sync", "backfill", "check", "config"];
+
+/// The long options a command takes, as its `--help` lists them (the config file's keys).
+fn keys_of(command: &str) -> std::collections::BTreeSet<String> {
+    let help = Saltship::args([command, "--help"]).run_text();
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    help.stdout
+        .lines()
+        .filter_map(|l| {
+            l.trim_start()
+                .strip_prefix("--")
+                .or_else(|| l.trim_start().split_once(", --").map(|x| x.1))
+        })
+        .filter_map(|l| l.split([' ', '=', '[']).next())
+        .filter(|k| !matches!(*k, "help" | "version" | "config"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// docs/config.md's table of which command takes which key is the truth for every key of
+/// every command: a key each command that has it takes (so `start-at` is watch's too, and
+/// `keep-jobs`, which a backfill never used, is not backfill's).
+#[test]
+fn every_key_is_taken_by_exactly_the_commands_the_table_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/config.md")).expect("docs/config.md");
+    let (_, table) = doc
+        .split_once("### Which command takes which key")
+        .expect("the table");
+    let mut rows = std::collections::BTreeMap::new();
+    let mut every = None;
+    for line in table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let commands: Vec<&str> = cells[2]
+            .split([',', ' '])
+            .filter(|c| COMMANDS.contains(c))
+            .collect();
+        if cells[1] == "every other key" {
+            every = Some(commands);
+            continue;
+        }
+        for key in cells[1].split(',').map(|k| k.trim().trim_matches('`')) {
+            if !key.is_empty() && key != "key" && !key.starts_with("---") {
+                rows.insert(key.to_owned(), commands.clone());
+            }
+        }
+    }
+    assert_eq!(every.as_deref(), Some(&COMMANDS[..]), "{table}");
+    let taken: Vec<_> = COMMANDS.iter().map(|c| (*c, keys_of(c))).collect();
+    let all: std::collections::BTreeSet<&String> = taken.iter().flat_map(|(_, k)| k).collect();
+    assert!(all.len() > 50, "{all:?}");
+    for key in rows.keys() {
+        assert!(
+            all.contains(key),
+            "the table names {key}, which no command takes"
+        );
+    }
+    for key in all {
+        let want: Vec<&str> = rows.get(key).cloned().unwrap_or_else(|| COMMANDS.to_vec());
+        let got: Vec<&str> = taken
+            .iter()
+            .filter(|(_, keys)| keys.contains(key))
+            .map(|(c, _)| *c)
+            .collect();
+        assert_eq!(got, want, "the commands that take {key}");
+    }
+}
