@@ -423,6 +423,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_pair_of_options_can_be_asked_whether_they_conflict() {
+        let cmd = Cli::command();
+        let top: Vec<&Arg> = cmd.get_arguments().collect();
+        let verbose = top.iter().find(|a| a.get_id() == "verbose").expect("-v");
+        let quiet = top.iter().find(|a| a.get_id() == "quiet").expect("-q");
+        assert!(
+            conflict(&cmd, quiet, verbose),
+            "-q and -v, either way round"
+        );
+        for sub in cmd.get_subcommands() {
+            for a in sub.get_arguments() {
+                for b in sub.get_arguments() {
+                    conflict(sub, a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn distance_counts_edits() {
         assert_eq!(distance("cache-dir", "cache-dir"), 0);
         assert_eq!(distance("cache_dir", "cache-dir"), 1);
