@@ -68,6 +68,10 @@ pub(crate) fn invalid(pattern: &str) -> Option<&'static str> {
     if pattern.is_empty() {
         return Some("an empty pattern would match nothing");
     }
+    // No minion id or function is blank (a `SALTSHIP_MINION=" "` line is a slip).
+    if pattern.trim().is_empty() {
+        return Some("a pattern of only blanks would match nothing");
+    }
     let p: Vec<char> = pattern.chars().collect();
     let mut i = 0;
     while i < p.len() {
@@ -95,7 +99,7 @@ mod tests {
 
     #[test]
     fn empty_and_unclosed_patterns_are_refused() {
-        for bad in ["", "[", "db[1", "[!", "[]"] {
+        for bad in ["", " ", "\t \n", "[", "db[1", "[!", "[]"] {
             assert!(invalid(bad).is_some(), "{bad:?}");
         }
         for good in ["db1", "db*", "db[12]", "[!a-z]x", "[]]", "*"] {

@@ -79,7 +79,7 @@ fn exit(ended: Result<Outcome, Failure>) -> Exit {
         Ok(Outcome::Checked(_)) => Exit::FilesFailed,
         Ok(Outcome::Shipped(totals)) => {
             info!("{}", totals.summary());
-            if totals.failed_files > 0 || totals.rejected > 0 {
+            if totals.failed_files > 0 || totals.rejected > 0 || totals.metrics_unwritten {
                 Exit::FilesFailed
             } else {
                 Exit::Done
@@ -140,9 +140,11 @@ fn run(parsed: &crate::cli::file::Parsed) -> Result<Outcome, Failure> {
         mode == Mode::Sync && config.state.start_at_now && !cp.existed() && !config.dry_run
     }) {
         // Only saving the checkpoint can fail here.
-        return ship::start_at_now(&config, cp)
-            .map(|_| Outcome::StartedAtNow)
-            .map_err(Failure::Unrecorded);
+        ship::start_at_now(&config, cp).map_err(Failure::Unrecorded)?;
+        // `watch` then follows what arrives from now on; `sync` is done.
+        if !matches!(cli.command, Command::Watch(_)) {
+            return Ok(Outcome::StartedAtNow);
+        }
     }
     let totals = match (&cli.command, checkpoint) {
         (Command::Watch(_), Some(cp)) if !config.dry_run => match &config.daemon {

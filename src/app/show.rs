@@ -83,15 +83,20 @@ fn quote(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_default()
 }
 
-/// A value with any secret in it replaced by `***`: a URL's password, a Kafka password option.
+/// A value with any secret in it replaced by `***`: a URL's password, an OTLP header's value
+/// (often a token), a secret Kafka option's value.
 fn mask(long: &str, value: &str) -> String {
+    match (long, value.find(['=', ':'])) {
+        ("otlp-header", Some(at)) => return format!("{}=***", value[..at].trim()),
+        ("otlp-header", None) => return "***".to_owned(),
+        _ => {}
+    }
     if long == "kafka-option" {
-        if let Some((key, _)) = value.split_once('=') {
-            let lower = key.to_ascii_lowercase();
-            if lower.contains("password") || lower.contains("secret") {
-                return format!("{key}=***");
-            }
-        }
+        return match value.split_once('=') {
+            Some((key, _)) if crate::sink::kafka::is_secret_property(key) => format!("{key}=***"),
+            Some(_) => value.to_owned(),
+            None => "***".to_owned(),
+        };
     }
     if long == "target" || value.contains("://") {
         return crate::sink::secret::shown(value);
@@ -110,6 +115,22 @@ mod tests {
             "sasl.password=***"
         );
         assert_eq!(mask("kafka-option", "linger.ms=5"), "linger.ms=5");
+        assert_eq!(
+            mask(
+                "kafka-option",
+                "sasl.oauthbearer.config=id=x secret=hunter2"
+            ),
+            "sasl.oauthbearer.config=***"
+        );
+        assert_eq!(
+            mask("kafka-option", "ssl.key.pem=hunter2"),
+            "ssl.key.pem=***"
+        );
+        assert_eq!(
+            mask("otlp-header", "Authorization: Bearer hunter2"),
+            "Authorization=***"
+        );
+        assert_eq!(mask("otlp-header", "X-Scope-OrgID=t1"), "X-Scope-OrgID=***");
         assert_eq!(
             mask("target", "https://u:hunter2@es:9200/x"),
             "https://u:***@es:9200/x"

@@ -89,6 +89,9 @@ pub(crate) struct CheckArgs {
 #[derive(Args, Debug)]
 pub(crate) struct WatchArgs {
     #[command(flatten)]
+    pub(crate) start: StartArgs,
+
+    #[command(flatten)]
     pub(crate) daemon: DaemonArgs,
 
     #[command(flatten)]
@@ -100,9 +103,8 @@ pub(crate) struct WatchArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct SyncArgs {
-    /// Without a state file: ship the whole cache (beginning) or only what arrives from now on
-    #[arg(long, value_name = "WHEN", env = "SALTSHIP_START_AT", default_value = "beginning", value_parser = ["beginning", "now"])]
-    pub(crate) start_at: String,
+    #[command(flatten)]
+    pub(crate) start: StartArgs,
 
     #[command(flatten)]
     pub(crate) fleet: FleetArgs,
@@ -133,6 +135,21 @@ pub(crate) struct BackfillArgs {
 
     #[command(flatten)]
     pub(crate) common: CommonArgs,
+}
+
+/// What `sync` and `watch` share beyond the checkpoint (a backfill replays history on purpose,
+/// so neither applies to it): where to start without a state file, and the master's keep_jobs.
+#[derive(Args, Debug)]
+pub(crate) struct StartArgs {
+    /// Without a state file: ship the whole cache (beginning) or only what arrives from now on
+    /// (what is in the cache at the start is recorded as done)
+    #[arg(long, value_name = "WHEN", env = "SALTSHIP_START_AT", default_value = "beginning", value_parser = ["beginning", "now"])]
+    pub(crate) start_at: String,
+
+    /// The master's keep_jobs: warn when unshipped returns get close to this age, at which the
+    /// master deletes them
+    #[arg(long, value_name = "DURATION", env = "SALTSHIP_KEEP_JOBS", default_value = "24h")]
+    pub(crate) keep_jobs: String,
 }
 
 /// What only the daemon uses (and `check` checks).
@@ -189,9 +206,4 @@ pub(crate) struct StateArgs {
     /// Start over with an empty checkpoint when the state file cannot be read
     #[arg(long, env = "SALTSHIP_RESET_STATE", value_parser = Boolish)]
     pub(crate) reset_state: bool,
-
-    /// The master's keep_jobs: warn when unshipped returns get close to this age, at which the
-    /// master deletes them
-    #[arg(long, value_name = "DURATION", env = "SALTSHIP_KEEP_JOBS", default_value = "24h")]
-    pub(crate) keep_jobs: String,
 }

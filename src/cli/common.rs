@@ -42,7 +42,13 @@ pub(crate) struct CommonArgs {
     /// elasticsearch and otlp; repeat for failover, tried in order. For kafka: HOST:PORT
     /// bootstrap brokers (one list, not failover). A URL's user:password is sent as basic
     /// authentication and shown as user:*** in every message
-    #[arg(long, value_name = "TARGET", env = "SALTSHIP_TARGET", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "TARGET",
+        env = "SALTSHIP_TARGET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub(crate) target: Vec<String>,
 
     /// Print the events to stdout instead of sending them (nothing is sent or recorded)

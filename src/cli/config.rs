@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use super::delivery::{check_targets, delivery, NoTarget};
 use super::parse::{hostname, parse_size, socket_addr};
 use crate::cli::{
-    BackfillArgs, CheckArgs, CommonArgs, DaemonArgs, FleetArgs, StateArgs, SyncArgs, WatchArgs,
+    BackfillArgs, CheckArgs, CommonArgs, DaemonArgs, FleetArgs, StartArgs, StateArgs, SyncArgs,
+    WatchArgs,
 };
 use std::time::Duration;
 
@@ -86,7 +87,8 @@ pub(crate) struct StateOptions {
     /// The checkpoint to record into; `None` for `backfill --no-checkpoint`.
     pub(crate) file: Option<PathBuf>,
     pub(crate) reset: bool,
-    /// `sync` without a state file starts at now instead of shipping the whole cache.
+    /// `sync` and `watch` without a state file start at now instead of shipping the whole
+    /// cache.
     pub(crate) start_at_now: bool,
     /// The master's keep_jobs, in microseconds.
     pub(crate) keep_jobs: i64,
@@ -119,22 +121,29 @@ impl Config {
 
     fn watch_options(args: &WatchArgs, quiet: bool, checking: bool) -> Result<Config> {
         let mut config = Config::options(&args.common, quiet, checking)?;
-        config.checkpoint(&args.state, true)?;
+        config.checkpoint(&args.state, true);
+        config.start(&args.start)?;
         config.daemon = Some(daemon(&args.daemon)?);
         config.fleet(&args.daemon.fleet);
         Ok(config)
     }
 
-    /// The metrics file and the master's keys, for `watch` and `sync`.
+    /// The metrics file and the master's keys, for `watch` and `sync`. A dry run writes no
+    /// metrics file: its numbers ("events shipped") are not the live ones.
     fn fleet(&mut self, args: &FleetArgs) {
-        self.metrics_file = args.metrics_file.clone();
+        self.metrics_file = args.metrics_file.clone().filter(|_| !self.dry_run);
         self.pki_dir = args.pki_dir.clone();
     }
 
     /// The checkpoint options; `record` false leaves the run without a state file.
-    fn checkpoint(&mut self, args: &StateArgs, record: bool) -> Result<()> {
+    fn checkpoint(&mut self, args: &StateArgs, record: bool) {
         self.state.file = record.then(|| args.state_file.clone());
         self.state.reset = args.reset_state;
+    }
+
+    /// Where `sync` and `watch` start without a state file, and the master's keep_jobs.
+    fn start(&mut self, args: &StartArgs) -> Result<()> {
+        self.state.start_at_now = args.start_at == "now";
         self.state.keep_jobs = parse_duration(&args.keep_jobs)
             .map_err(anyhow::Error::msg)
             .context("bad --keep-jobs")?;
@@ -143,15 +152,15 @@ impl Config {
 
     pub(crate) fn sync(args: &SyncArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
-        config.checkpoint(&args.state, true)?;
-        config.state.start_at_now = args.start_at == "now";
+        config.checkpoint(&args.state, true);
+        config.start(&args.start)?;
         config.fleet(&args.fleet);
         Ok(config)
     }
 
     pub(crate) fn backfill(args: &BackfillArgs, quiet: bool) -> Result<Config> {
         let mut config = Config::common(&args.common, quiet)?;
-        config.checkpoint(&args.state, !args.no_checkpoint)?;
+        config.checkpoint(&args.state, !args.no_checkpoint);
         let now = chrono::Utc::now().timestamp_micros();
         let point = |t: &Option<String>, what: &str| -> Result<Option<i64>> {
             t.as_deref()

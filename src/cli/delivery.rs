@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
 
+use super::small_file;
 use super::{CommonArgs, HttpArgs, OtlpArgs, TlsArgs};
 use crate::format::Format;
 use crate::sink::secret::{one_line, shown};
@@ -248,8 +249,7 @@ fn secret(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> 
     let (text, source) = match file {
         Some(path) => {
             let source = format!("{what} file {}", path.display());
-            let text = std::fs::read_to_string(path).with_context(|| source.clone())?;
-            (text, source)
+            (secret_file(path, &source)?, source)
         }
         None => match std::env::var(env) {
             Ok(v) => (v, env.to_owned()),
@@ -267,11 +267,41 @@ fn otlp_headers(args: &OtlpArgs) -> Result<Vec<(String, Secret)>> {
         .map(|h| headers::parse(h, "bad --otlp-header"))
         .collect::<Result<Vec<_>>>()?;
     if let Some(path) = &args.otlp_header_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("--otlp-header-file {}", path.display()))?;
+        let text = secret_file(path, &format!("--otlp-header-file {}", path.display()))?;
         headers.extend(headers::parse_file(&text, &path.display().to_string())?);
     }
     Ok(headers)
+}
+
+/// The text of a file holding secrets (`source` names it in a message), read as a cache file
+/// is (a regular file, capped, without blocking), with one warning when others may read it.
+fn secret_file(path: &Path, source: &str) -> Result<String> {
+    let text =
+        small_file::read(path, small_file::SECRET_MAX).map_err(|e| anyhow!("{source}: {e}"))?;
+    if let Some(warning) = small_file::readable_by_others(path, "secrets") {
+        log::warn!("{warning}");
+    }
+    Ok(text)
+}
+
+/// The properties of `--kafka-option-file`: `KEY=VALUE` lines; blank lines and `#` comments
+/// skipped. A message names the line, never its value.
+fn kafka_option_file(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = secret_file(path, &format!("--kafka-option-file {}", path.display()))?;
+    let lines = text.lines().enumerate();
+    lines
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(n, l)| match l.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_owned(), value.trim().to_owned()))
+            }
+            _ => bail!(
+                "--kafka-option-file {} line {}: use KEY=VALUE (the line is not shown)",
+                path.display(),
+                n + 1
+            ),
+        })
+        .collect()
 }
 
 fn hec_token(args: &HttpArgs) -> Result<Option<Secret>> {
@@ -348,9 +378,12 @@ fn kafka(args: &CommonArgs, deliver_timeout: Duration) -> Result<KafkaOptions> {
         _ => None,
     };
     properties.push(kafka::security_protocol(t.tls, password.is_some()));
+    if let Some(path) = &k.kafka_option_file {
+        properties.extend(kafka_option_file(path)?);
+    }
     for option in &k.kafka_option {
         let Some((key, value)) = option.split_once('=') else {
-            bail!("bad --kafka-option '{option}': use KEY=VALUE, like compression.type=zstd");
+            bail!("bad --kafka-option: use KEY=VALUE, like compression.type=zstd (not shown)");
         };
         properties.push((key.trim().to_owned(), value.trim().to_owned()));
     }

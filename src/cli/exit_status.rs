@@ -7,7 +7,8 @@ Exit status (each command's --help says its own):
   0  done; for sync and watch also when another saltship holds the state file's lock (it says
      so; -q silences it), and backfill then ships without recording; for check: every check passed
   1  finished, but some cache files could not be read (each was named in a warning), or the
-     receiver refused some events for good; for check: some check failed
+     receiver refused some events for good, or sync could not write --metrics-file; for
+     check: some check failed
   2  usage or configuration error (bad option, a cache folder that is not a Salt job cache,
      unreadable state file)
   3  could not deliver the events, or could not save the checkpoint";
@@ -28,7 +29,8 @@ Exit status:
   0  done: everything new was delivered and recorded, or there was nothing new; also when
      another saltship holds the state file's lock (it says so; -q silences it)
   1  finished, but some cache files could not be read (each named in a warning; tried again
-     next run), or the receiver refused some events for good
+     next run), or the receiver refused some events for good, or --metrics-file could not be
+     written
   2  usage or configuration error, also under --dry-run (bad option, a cache folder that is
      missing or not a Salt job cache, unreadable state file, a read-only state folder at start)
   3  could not deliver (no acknowledgement within --deliver-timeout, or a bad token,

@@ -20,13 +20,15 @@ use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::Cli;
+use super::{small_file, Cli};
 
 /// Where the config file is when neither `--config` nor `SALTSHIP_CONFIG` names one.
 pub(crate) const DEFAULT_PATH: &str = "/etc/saltship/saltship.toml";
 
-/// Keys that would hold a secret: the file takes the path of a file holding it instead.
+/// Keys that would hold a secret: the file takes the path of a file holding it instead. An
+/// OTLP header is often a token, so none goes in the file.
 const SECRET_KEYS: &[(&str, &str)] = &[
+    ("otlp-header", "otlp-header-file"),
     ("hec-token", "hec-token-file"),
     ("kafka-password", "kafka-password-file"),
     ("http-password", "http-password-file"),
@@ -72,12 +74,12 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed, String> {
         .any(|s| matches!(s, Some(ValueSource::CommandLine | ValueSource::EnvVariable)));
     let mut parsed_file = None;
     let mut warnings = Vec::new();
-    match std::fs::read_to_string(&path) {
+    match small_file::read(&path, small_file::CONFIG_MAX) {
         Ok(text) => {
             warnings.extend(writable_by_others(&path));
             parsed_file = Some(text);
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => {}
+        Err(e) if e.missing && !named => {}
         Err(e) => return Err(format!("config file {}: {e}", path.display())),
     }
     let given = argv.clone();
@@ -86,27 +88,41 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed, String> {
     if let Some(text) = &parsed_file {
         let known = known_options(&cmd);
         let entries = read_table(&path, text, &known)?;
+        if entries.iter().any(Entry::has_password) {
+            warnings.extend(small_file::readable_by_others(
+                &path,
+                "a target's password (config file)",
+            ));
+        }
         let sub_cmd = cmd
             .find_subcommand(sub_name)
             .expect("clap matched this subcommand");
         for entry in entries {
             let named = |a: &&Arg| a.get_long() == Some(entry.key.as_str());
-            let source = if let Some(arg) = sub_cmd.get_arguments().find(named) {
-                (
-                    arg.get_id().as_str(),
-                    sub.value_source(arg.get_id().as_str()),
-                )
+            // A global option (-q, -v) may be given before the command or after it.
+            let (owner, matches, arg) = if let Some(arg) = sub_cmd.get_arguments().find(named) {
+                (sub_cmd, vec![sub], arg)
             } else if let Some(arg) = cmd.get_arguments().find(named) {
-                (
-                    arg.get_id().as_str(),
-                    first.value_source(arg.get_id().as_str()),
-                )
+                (&cmd, vec![&first, sub], arg)
             } else {
                 continue; // another command's option: valid in the file, unused here
             };
-            let (id, source) = source;
-            let unset = matches!(source, None | Some(ValueSource::DefaultValue));
-            if unset {
+            let given = |id: &str| {
+                matches.iter().any(|m| {
+                    matches!(
+                        m.value_source(id),
+                        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                    )
+                })
+            };
+            let id = arg.get_id().as_str();
+            // A flag (or variable) wins over the file's key, and so over a key it cannot be
+            // used with: `-v` beats `quiet = true`.
+            let beaten = owner
+                .get_arguments()
+                .filter(|other| given(other.get_id().as_str()))
+                .any(|other| conflict(owner, arg, other));
+            if !given(id) && !beaten {
                 argv.extend(entry.args);
                 from_file.insert(id.to_owned(), entry.line);
             }
@@ -142,6 +158,16 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed, String> {
     })
 }
 
+/// Whether `a` and `b` cannot be used together (clap keeps a conflict on one side only).
+fn conflict(cmd: &clap::Command, a: &Arg, b: &Arg) -> bool {
+    let with = |x: &Arg, y: &Arg| {
+        cmd.get_arg_conflicts_with(x)
+            .iter()
+            .any(|c| c.get_id() == y.get_id())
+    };
+    with(a, b) || with(b, a)
+}
+
 impl Cli {
     fn parse_from_or_exit(argv: &[OsString]) {
         if let Err(e) = Cli::command().try_get_matches_from(argv) {
@@ -156,6 +182,17 @@ struct Entry {
     key: String,
     line: usize,
     args: Vec<OsString>,
+}
+
+impl Entry {
+    /// A target with a password (or a token as its user) in its URL.
+    fn has_password(&self) -> bool {
+        self.key == "target"
+            && self.args.iter().any(|a| {
+                let a = a.to_string_lossy();
+                crate::sink::secret::shown(&a) != a
+            })
+    }
 }
 
 /// Every long option of every subcommand (and the global ones), by name: what a key may be.
@@ -194,7 +231,8 @@ fn read_table(
     for (key, value) in keys {
         let (line, place) = at(key.span());
         let name = key.get_ref().as_ref();
-        let Some(arg) = known.get(name) else {
+        let secret = SECRET_KEYS.iter().any(|(k, _)| *k == name);
+        let Some(arg) = known.get(name).filter(|_| !secret) else {
             return Err(format!("config file {place}: {}", unknown(name, known)));
         };
         let args =
@@ -314,14 +352,12 @@ fn scalar(arg: &Arg, value: &DeValue<'_>) -> Result<String, String> {
         });
     }
     if arg.get_long() == Some("kafka-option") {
-        let key = text
-            .split('=')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if key.contains("password") || key.contains("secret") {
+        let key = text.split('=').next().unwrap_or_default().trim();
+        if crate::sink::kafka::is_secret_property(key) {
             return Err(format!(
-                "{key}: secrets do not go in the config file; use kafka-password-file"
+                "{key}: secrets do not go in the config file; put it in a file readable only \
+                 by saltship (mode 0600) and give its path as kafka-option-file (the SASL \
+                 password: kafka-password-file)"
             ));
         }
     }
@@ -387,6 +423,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_pair_of_options_can_be_asked_whether_they_conflict() {
+        let cmd = Cli::command();
+        let top: Vec<&Arg> = cmd.get_arguments().collect();
+        let verbose = top.iter().find(|a| a.get_id() == "verbose").expect("-v");
+        let quiet = top.iter().find(|a| a.get_id() == "quiet").expect("-q");
+        assert!(
+            conflict(&cmd, quiet, verbose),
+            "-q and -v, either way round"
+        );
+        for sub in cmd.get_subcommands() {
+            for a in sub.get_arguments() {
+                for b in sub.get_arguments() {
+                    conflict(sub, a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn distance_counts_edits() {
         assert_eq!(distance("cache-dir", "cache-dir"), 0);
         assert_eq!(distance("cache_dir", "cache-dir"), 1);
@@ -399,6 +454,7 @@ mod tests {
         let known = known_options(&Cli::command());
         assert!(unknown("cache_dir", &known).contains("did you mean 'cache-dir'"));
         assert!(unknown("hec-token", &known).contains("hec-token-file"));
+        assert!(unknown("otlp-header", &known).contains("otlp-header-file"));
         assert!(!unknown("zzzzzz", &known).contains("did you mean"));
     }
 

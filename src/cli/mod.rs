@@ -9,6 +9,7 @@ mod exit_status;
 pub(crate) mod file;
 pub(crate) mod parse;
 mod receivers;
+pub(crate) mod small_file;
 
 pub use args::Cli;
 pub(crate) use args::*;

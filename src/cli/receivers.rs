@@ -49,9 +49,23 @@ pub(crate) struct KafkaArgs {
 
     /// A librdkafka property for the producer, e.g. compression.type=zstd or linger.ms=20
     /// (repeatable, or several separated by ';'; applied last, so it can change saltship's own
-    /// settings)
-    #[arg(long, value_name = "KEY=VALUE", env = "SALTSHIP_KAFKA_OPTION", value_delimiter = ';')]
+    /// settings). The value of a secret one (sasl.*, ssl.key.*, any *password*, *secret* or
+    /// *token*) is never printed, but a command line is visible to every user of the
+    /// machine: put those in --kafka-option-file
+    #[arg(
+        long,
+        value_name = "KEY=VALUE",
+        env = "SALTSHIP_KAFKA_OPTION",
+        value_delimiter = ';',
+        hide_env_values = true
+    )]
     pub(crate) kafka_option: Vec<String>,
+
+    /// File of librdkafka properties, one KEY=VALUE a line, `#` comments, applied before
+    /// --kafka-option: for secrets such as sasl.oauthbearer.config or ssl.key.pem (mode 0600);
+    /// never printed
+    #[arg(long, value_name = "FILE", env = "SALTSHIP_KAFKA_OPTION_FILE")]
+    pub(crate) kafka_option_file: Option<PathBuf>,
 }
 
 /// The HTTP sinks: Splunk HEC and Elasticsearch / OpenSearch. Secrets come from files or the
@@ -169,7 +183,13 @@ pub(crate) struct OtlpArgs {
     /// A request header, KEY=VALUE, e.g. X-Scope-OrgID=tenant1 (repeatable, or several separated
     /// by ';'). Its value is never printed, but a command line is visible to every user of the
     /// machine: put tokens in --otlp-header-file
-    #[arg(long, value_name = "KEY=VALUE", env = "SALTSHIP_OTLP_HEADER", value_delimiter = ';')]
+    #[arg(
+        long,
+        value_name = "KEY=VALUE",
+        env = "SALTSHIP_OTLP_HEADER",
+        value_delimiter = ';',
+        hide_env_values = true
+    )]
     pub(crate) otlp_header: Vec<String>,
 
     /// File of request headers, one KEY=VALUE (or `Key: Value`) a line, `#` comments: for

@@ -8,6 +8,7 @@
 //! lock long enough to copy numbers out.
 
 pub(crate) mod census;
+pub(crate) mod file;
 pub(crate) mod fleet;
 pub(crate) mod rebuild;
 mod refresh;
@@ -15,8 +16,7 @@ pub(crate) mod serve;
 mod text;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
@@ -215,21 +215,6 @@ impl Metrics {
         );
         fleet_metrics(&registry, &fleet);
         registry
-    }
-
-    /// Writes every metric to `path` for node_exporter's textfile collector: a temp file
-    /// renamed over it, so the collector never reads half a file.
-    pub(crate) fn write_file(&self, path: &Path) -> std::io::Result<()> {
-        let text = self.render();
-        let tmp = path.with_extension("prom.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        // Readable by node_exporter's own user whatever the umask (the unit's UMask=0077): the
-        // numbers are no secret, and this file only.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
     }
 }
 

@@ -225,3 +225,26 @@ fn check_gives_a_dns_failure_the_dns_hint() {
     assert!(line.contains("does not resolve"), "{line}");
     assert!(!line.contains("firewall"), "{line}");
 }
+
+/// A pattern of only blanks (an `EnvironmentFile` line `SALTSHIP_MINION= `, or `--fun ' '`)
+/// would match nothing: refused with exit 2 and one line, as an empty one is.
+#[test]
+fn a_blank_glob_is_refused_like_an_empty_one() {
+    let (_tmp, jobs) = crate::common::cache_copy("jobs");
+    for (env, value, option) in [
+        ("SALTSHIP_MINION", " ", "--minion"),
+        ("SALTSHIP_MINION", "\t", "--minion"),
+        ("SALTSHIP_FUN", "  ", "--fun"),
+    ] {
+        let run = Saltship::dry_run(&jobs).env(env, value).run_text();
+        assert_eq!(run.code, 2, "{env}={value:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("bad {option}")),
+            "{}",
+            run.stderr
+        );
+    }
+    let run = Saltship::dry_run(&jobs).more(["--minion", " "]).run_text();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+}

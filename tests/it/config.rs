@@ -223,3 +223,191 @@ fn the_packaged_config_file_loads() {
     assert_eq!(from_file.count(), keys, "{}\n{}", run.stdout, run.stderr);
     assert!(!run.stderr.contains("config file"), "{}", run.stderr);
 }
+
+/// An OTLP header (often a token) and a secret Kafka option do not go in the file: exit 2, one
+/// line naming the key, its line and the file option to use instead, never the value.
+#[test]
+fn secret_bearing_keys_are_refused_and_point_to_their_file_option() {
+    let (tmp, jobs) = cache_copy("jobs");
+    for (text, want) in [
+        (
+            "otlp-header = [\"Authorization=Bearer hunter2\"]\n",
+            ":1: otlp-header: secrets do not go in the config file",
+        ),
+        (
+            "\nkafka-option = [\"linger.ms=5\", \"sasl.oauthbearer.config=hunter2\"]\n",
+            ":2: kafka-option: sasl.oauthbearer.config: secrets do not go in the config file",
+        ),
+        (
+            "kafka-option = \"ssl.key.pem=hunter2\"\n",
+            ":1: kafka-option: ssl.key.pem: secrets do not go in the config file",
+        ),
+    ] {
+        let config = write(tmp.path(), text);
+        let run = Saltship::dry_run(&jobs)
+            .arg("--config")
+            .arg(&config)
+            .run_text();
+        let line = usage_line(&run);
+        assert!(line.contains(want), "{text:?}: {line}");
+        let instead = if text.starts_with("otlp") {
+            "otlp-header-file"
+        } else {
+            "kafka-option-file"
+        };
+        assert!(line.contains(instead), "{line}");
+        assert!(
+            !line.contains("hunter2"),
+            "a secret is never repeated: {line}"
+        );
+    }
+}
+
+/// `--kafka-option-file` is where such options go: its lines reach librdkafka (which checks
+/// them, so an unknown property is exit 2), and a line without `=` is named, not shown.
+#[test]
+fn the_kafka_option_file_is_applied_and_its_bad_line_named_without_its_value() {
+    if !cfg!(feature = "kafka") {
+        return;
+    }
+    let (tmp, jobs) = cache_copy("jobs");
+    let options = tmp.path().join("kafka-options");
+    let kafka = |text: &str| {
+        crate::common::write_secret(&options, text);
+        Saltship::sync(&jobs)
+            .more(["--dry-run", "--sink", "kafka", "--target", "127.0.0.1:9"])
+            .arg("--kafka-option-file")
+            .arg(&options)
+            .run_text()
+    };
+    let ok = kafka("# comment\n\nlinger.ms = 5\n");
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let unknown = kafka("no.such.property=1\n");
+    assert!(
+        usage_line(&unknown).contains("no.such.property"),
+        "{}",
+        unknown.stderr
+    );
+    let bad = kafka("linger.ms=5\nhunter2\n");
+    let line = usage_line(&bad);
+    assert!(line.contains(&format!("{} line 2", p(&options))), "{line}");
+    assert!(!line.contains("hunter2"), "{line}");
+}
+
+/// `-q` or `-v` on the command line win over `verbose` or `quiet` in the file, as every flag
+/// wins over its key, instead of "cannot be used with".
+#[test]
+fn q_or_v_on_the_command_line_wins_over_the_file() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let quiet = write(tmp.path(), "quiet = true\n");
+    let run = Saltship::dry_run(&jobs)
+        .arg("--config")
+        .arg(&quiet)
+        .arg("-v")
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("events"),
+        "-v gives the summary: {}",
+        run.stderr
+    );
+    let verbose = tmp.path().join("verbose.toml");
+    std::fs::write(&verbose, "verbose = 2\n").expect("write config");
+    let run = Saltship::dry_run(&jobs)
+        .arg("--config")
+        .arg(&verbose)
+        .arg("-q")
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.is_empty(), "-q: errors only: {}", run.stderr);
+    // Before the command too.
+    for (flag, config) in [("-v", &quiet), ("-q", &verbose)] {
+        let run = Saltship::args([flag, "backfill", "--dry-run", "--cache-dir", p(&jobs)])
+            .arg("--config")
+            .arg(config)
+            .run();
+        assert_eq!(run.code, 0, "{flag}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.is_empty(),
+            flag == "-q",
+            "{flag}: {}",
+            run.stderr
+        );
+    }
+    // Without a flag, the file's key applies.
+    let run = Saltship::dry_run(&jobs).arg("--config").arg(&quiet).run();
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+}
+
+/// The commands.
+const COMMANDS: [&str; 5] = ["watch", "sync", "backfill", "check", "config"];
+
+/// The long options a command takes, as its `--help` lists them (the config file's keys).
+fn keys_of(command: &str) -> std::collections::BTreeSet<String> {
+    let help = Saltship::args([command, "--help"]).run_text();
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    help.stdout
+        .lines()
+        .filter_map(|l| {
+            l.trim_start()
+                .strip_prefix("--")
+                .or_else(|| l.trim_start().split_once(", --").map(|x| x.1))
+        })
+        .filter_map(|l| l.split([' ', '=', '[']).next())
+        .filter(|k| !matches!(*k, "help" | "version" | "config"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// docs/config.md's table of which command takes which key is the truth for every key of
+/// every command: a key each command that has it takes (so `start-at` is watch's too, and
+/// `keep-jobs`, which a backfill never used, is not backfill's).
+#[test]
+fn every_key_is_taken_by_exactly_the_commands_the_table_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/config.md")).expect("docs/config.md");
+    let (_, table) = doc
+        .split_once("### Which command takes which key")
+        .expect("the table");
+    let mut rows = std::collections::BTreeMap::new();
+    let mut every = None;
+    for line in table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let commands: Vec<&str> = cells[2]
+            .split([',', ' '])
+            .filter(|c| COMMANDS.contains(c))
+            .collect();
+        if cells[1] == "every other key" {
+            every = Some(commands);
+            continue;
+        }
+        for key in cells[1].split(',').map(|k| k.trim().trim_matches('`')) {
+            if !key.is_empty() && key != "key" && !key.starts_with("---") {
+                rows.insert(key.to_owned(), commands.clone());
+            }
+        }
+    }
+    assert_eq!(every.as_deref(), Some(&COMMANDS[..]), "{table}");
+    let taken: Vec<_> = COMMANDS.iter().map(|c| (*c, keys_of(c))).collect();
+    let all: std::collections::BTreeSet<&String> = taken.iter().flat_map(|(_, k)| k).collect();
+    assert!(all.len() > 50, "{all:?}");
+    for key in rows.keys() {
+        assert!(
+            all.contains(key),
+            "the table names {key}, which no command takes"
+        );
+    }
+    for key in all {
+        let want: Vec<&str> = rows.get(key).cloned().unwrap_or_else(|| COMMANDS.to_vec());
+        let got: Vec<&str> = taken
+            .iter()
+            .filter(|(_, keys)| keys.contains(key))
+            .map(|(c, _)| *c)
+            .collect();
+        assert_eq!(got, want, "the commands that take {key}");
+    }
+}

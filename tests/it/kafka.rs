@@ -178,7 +178,7 @@ fn a_missing_topic_and_bad_credentials_end_the_run_at_once() {
     tansu.require_auth("saltship", "right");
     let password = tmp.path().join("password");
     let sasl = |pw: &str| {
-        std::fs::write(&password, pw).expect("write password");
+        crate::common::write_secret(&password, pw);
         send("backfill", &jobs, &target)
             .more(slow)
             .more(["--kafka-sasl-mechanism", "SCRAM-SHA-256"])

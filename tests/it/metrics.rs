@@ -316,8 +316,10 @@ fn sync_writes_the_same_gauges_to_its_metrics_file() {
     let file = tmp.path().join("saltship.prom");
     let run = Saltship::dry_run(&jobs).run();
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // A real run: a dry run writes no metrics file.
+    let receiver = Receiver::start(Faults::default());
     let run = Saltship::sync(&jobs)
-        .arg("--dry-run")
+        .target(&receiver.target())
         .arg("--metrics-file")
         .arg(&file)
         .run();
@@ -327,7 +329,7 @@ fn sync_writes_the_same_gauges_to_its_metrics_file() {
     let diff = differences(&samples(&text), &want);
     assert!(diff.is_empty(), "{diff:#?}");
     let got = samples(&text);
-    assert_eq!(got["saltship_events_total"], run.events.len() as f64);
+    assert_eq!(got["saltship_events_total"], receiver.finish().len() as f64);
     promtool_accepts(&text);
 }
 
@@ -534,8 +536,9 @@ fn a_real_prometheus_scrapes_the_gauges() {
 fn exposed_names() -> Vec<String> {
     let (tmp, jobs) = cache_copy("jobs");
     let file = tmp.path().join("saltship.prom");
+    let receiver = Receiver::start(Faults::default());
     let run = Saltship::sync(&jobs)
-        .arg("--dry-run")
+        .target(&receiver.target())
         .arg("--metrics-file")
         .arg(&file)
         .arg("--pki-dir")
@@ -766,4 +769,115 @@ fn the_splunk_dashboard_is_well_formed_and_uses_event_fields() {
     }
     // HEC users see the dashboard too: its default sourcetype is in the base search.
     assert!(xml.contains("sourcetype=\"salt:state\""));
+}
+
+/// A dry run's numbers are not the live ones: `sync --dry-run` and `watch --dry-run` leave the
+/// metrics file as it was, whether it is named by the flag or by the environment (as from
+/// /etc/default/saltship).
+#[test]
+fn a_dry_run_never_writes_the_metrics_file() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let file = tmp.path().join("saltship.prom");
+    std::fs::write(&file, "saltship_events_total 7\n").expect("the live file");
+    for run in [
+        Saltship::sync(&jobs)
+            .arg("--dry-run")
+            .arg("--metrics-file")
+            .arg(&file),
+        Saltship::sync(&jobs)
+            .arg("--dry-run")
+            .env("SALTSHIP_METRICS_FILE", &file),
+        Saltship::watch(&jobs)
+            .arg("--dry-run")
+            .env("SALTSHIP_METRICS_FILE", &file),
+    ] {
+        let run = run.run();
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(!run.events.is_empty(), "{}", run.stderr);
+        let text = std::fs::read_to_string(&file).expect("metrics file");
+        assert_eq!(text, "saltship_events_total 7\n");
+    }
+}
+
+/// The file names under `dir`.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A metrics file that cannot be written (a folder in its place, a folder that is missing):
+/// `sync` warns once, leaves no `.prom.tmp` behind and exits 1 (docs/metrics.md).
+#[test]
+fn sync_with_an_unwritable_metrics_file_warns_once_leaves_no_litter_and_exits_1() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let jobs = tmp.path().join("jobs");
+    std::fs::create_dir(&jobs).expect("an empty cache");
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let folder = out.join("saltship.prom");
+    std::fs::create_dir(&folder).expect("a folder as the file");
+    for (file, why) in [
+        (folder.clone(), "is a folder"),
+        (out.join("missing/saltship.prom"), "No such file"),
+    ] {
+        let run = Saltship::sync(&jobs)
+            .target("127.0.0.1:9")
+            .arg("--metrics-file")
+            .arg(&file)
+            .run_text();
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let warnings: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("metrics file"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{}", run.stderr);
+        assert!(
+            warnings[0].contains(p(&file)) && warnings[0].contains(why),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(names(&out), ["saltship.prom"], "no temp file left");
+    }
+}
+
+/// Under `watch`, a metrics file that cannot be written is one warning (not one every 10 s),
+/// and one line when it is written again; no temp file is left behind meanwhile.
+#[test]
+fn watch_warns_once_about_an_unwritable_metrics_file_and_once_when_it_recovers() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let file = out.join("saltship.prom");
+    std::fs::create_dir(&file).expect("a folder as the file");
+    let receiver = Receiver::start(Faults::default());
+    let state = tmp.path().join("state");
+    let watch = Watch::start(
+        &jobs,
+        &state,
+        &receiver.target(),
+        &[("SALTSHIP_METRICS_FILE", p(&file))],
+    );
+    let within = |what: &str, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !watch.log().contains(what) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        watch.log().contains(what)
+    };
+    assert!(within("is a folder", 20), "{}", watch.log());
+    // Two more writes (every 10 s) fail the same way, unsaid.
+    std::thread::sleep(Duration::from_secs(21));
+    assert_eq!(names(&out), ["saltship.prom"], "no temp file left");
+    std::fs::remove_dir(&file).expect("rmdir");
+    assert!(within("written again", 15), "{}", watch.log());
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    let about: Vec<&str> = log.lines().filter(|l| l.contains(p(&file))).collect();
+    assert_eq!(about.len(), 2, "one warning, one recovery line: {log}");
+    assert!(std::fs::read_to_string(&file).is_ok_and(|t| t.contains("saltship_events_total")));
 }

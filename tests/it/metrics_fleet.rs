@@ -143,8 +143,9 @@ fn sync_counts_every_jobs_returns_and_misses_as_list_job_does_and_the_silent_min
     assert!(want["saltship_minion_consecutive_missed_jobs{minion=\"f-down\"}"] >= 3.0);
     let (tmp, jobs) = cache_copy("fleet/jobs");
     let file = tmp.path().join("saltship.prom");
+    let receiver = Receiver::start(Faults::default());
     let run = Saltship::sync(&jobs)
-        .arg("--dry-run")
+        .target(&receiver.target())
         .more(["--metrics-file", p(&file), "--pki-dir", p(&pki())])
         .run();
     assert_eq!(run.code, 0, "{}", run.stderr);

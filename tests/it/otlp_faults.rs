@@ -23,7 +23,7 @@ const TOKEN: &str = "s3cr3t-otlp-t0ken";
 fn ship(jobs: &Path, url: &str, extra: &[&str]) -> (Run, Duration) {
     let dir = tempfile::tempdir().expect("tempdir");
     let headers = dir.path().join("headers");
-    std::fs::write(&headers, format!("# the token\napi-key={TOKEN}\n")).expect("headers");
+    crate::common::write_secret(&headers, format!("# the token\napi-key={TOKEN}\n"));
     let start = Instant::now();
     let run = Saltship::backfill(jobs)
         .sink("otlp")

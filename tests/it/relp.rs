@@ -464,3 +464,31 @@ fn tcp_through_haproxy_with_its_backend_down_records_nothing() {
     let got = crate::common::receiver::event_ids(&receiver.finish());
     assert_eq!(got, all, "every event ships once the receiver is reachable");
 }
+
+/// A port that takes the connection and never answers `open` (not a RELP server, or a hung
+/// one) is reported as such, not as the delivery deadline passing.
+#[test]
+fn a_server_that_never_answers_open_is_named_as_such() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = listener.local_addr().expect("addr").to_string();
+    // Accepts, reads nothing, says nothing; the connections close with the listener.
+    let held = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().take(8) {
+            match conn {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+        held
+    });
+    let run = Saltship::sync(&jobs)
+        .sink("relp")
+        .target(&target)
+        .more(["--deliver-timeout", "2s"])
+        .run_text();
+    drop(held);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("no answer to open"), "{}", run.stderr);
+}

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::common::http_server::{json, Server};
-use crate::common::{cache_copy, free_port, Run, Saltship};
+use crate::common::{cache_copy, free_port, p, write_secret, Run, Saltship};
 use serde_json::json as j;
 
 const SECRET: &str = "hunter2-s3cret";
@@ -36,9 +36,9 @@ fn every_command(jobs: &Path, args: &[&str]) -> Vec<(&'static str, Run)> {
 fn a_secret_file_that_is_not_one_line_exits_2_without_showing_it() {
     let (tmp, jobs) = cache_copy("jobs");
     let two = tmp.path().join("two-lines");
-    std::fs::write(&two, format!("{SECRET}\n#c\n")).expect("write");
+    write_secret(&two, format!("{SECRET}\n#c\n"));
     let empty = tmp.path().join("empty");
-    std::fs::write(&empty, "\n \n").expect("write");
+    write_secret(&empty, "\n \n");
     let url = "http://127.0.0.1:9";
     for file in [&two, &empty] {
         let f = file.to_str().expect("UTF-8");
@@ -166,7 +166,7 @@ fn a_urls_user_info_is_basic_authentication_and_refused_beside_a_token() {
         );
     }
     let token = tmp.path().join("token");
-    std::fs::write(&token, "tok\n").expect("write");
+    write_secret(&token, "tok\n");
     let run = Saltship::sync(&jobs)
         .more(["--sink", "splunk-hec", "--target", target.as_str()])
         .arg("--hec-token-file")
@@ -234,4 +234,148 @@ fn malformed_urls_exit_2_at_start_and_a_path_still_works() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let bulk = server.to("/es/_bulk");
     assert!(!bulk.is_empty() && bulk.len() == server.requests().len());
+}
+
+/// `saltship config` shows an OTLP header (from a flag or the environment) as `NAME=***`, and
+/// so a secret Kafka option (OAUTHBEARER's config, a private key given inline); a plain Kafka
+/// option stays as it is.
+#[test]
+fn saltship_config_masks_headers_and_secret_kafka_options() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    let run = Saltship::on("config", &jobs)
+        .more(["--sink", "otlp", "--target", "http://127.0.0.1:9"])
+        .arg(format!("--otlp-header=Authorization=Bearer {SECRET}"))
+        .env(
+            "SALTSHIP_KAFKA_OPTION",
+            format!("sasl.oauthbearer.config=secret={SECRET};ssl.key.pem={SECRET};linger.ms=5"),
+        )
+        .run_text();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = &run.stdout;
+    assert!(!out.contains(SECRET), "a secret was printed:\n{out}");
+    for want in [
+        "otlp-header = [\"Authorization=***\"]  # flag",
+        "kafka-option = [\"sasl.oauthbearer.config=***\", \"ssl.key.pem=***\", \"linger.ms=5\"]  # env SALTSHIP_KAFKA_OPTION",
+    ] {
+        assert!(out.lines().any(|l| l == want), "lacks {want:?}:\n{out}");
+    }
+}
+
+/// `--help` and `-h` show no environment value of an option that may hold a secret (a target
+/// URL's password, an OTLP header, a Kafka option), while other options' values still show.
+#[test]
+fn help_never_shows_the_environment_value_of_a_secret_bearing_option() {
+    for command in ["sync", "watch", "backfill", "check", "config"] {
+        for help in ["--help", "-h"] {
+            let run = Saltship::args([command, help])
+                .env("SALTSHIP_TARGET", format!("http://u:{SECRET}@127.0.0.1:9"))
+                .env("SALTSHIP_OTLP_HEADER", format!("api-key={SECRET}"))
+                .env("SALTSHIP_KAFKA_OPTION", format!("sasl.password={SECRET}"))
+                .env("SALTSHIP_FORMAT", "ecs")
+                .run_text();
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            assert!(
+                !run.stdout.contains(SECRET),
+                "{command} {help} shows a secret:\n{}",
+                run.stdout
+            );
+            assert!(
+                run.stdout.contains("SALTSHIP_FORMAT=ecs"),
+                "{command} {help}:\n{}",
+                run.stdout
+            );
+        }
+    }
+}
+
+/// A token file others may read is warned about once (the docs ask for 0600), and so is a
+/// config file every user may read that holds a target's password; at 0600, no warning.
+#[test]
+fn a_secret_others_may_read_is_warned_about_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let (tmp, jobs) = cache_copy("jobs");
+    let token = tmp.path().join("token");
+    std::fs::write(&token, format!("{SECRET}\n")).expect("write");
+    let config = tmp.path().join("saltship.toml");
+    std::fs::write(
+        &config,
+        format!("sink = \"elasticsearch\"\ntarget = [\"http://u:{SECRET}@127.0.0.1:9\"]\n"),
+    )
+    .expect("write");
+    let warned = |run: &Run, what: &str| {
+        run.stderr
+            .lines()
+            .filter(|l| l.contains("readable by every user") && l.contains(what))
+            .count()
+    };
+    for mode in [0o644, 0o600] {
+        for f in [&token, &config] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        let hec = Saltship::sync(&jobs)
+            .more([
+                "--dry-run",
+                "--sink",
+                "splunk-hec",
+                "--target",
+                "http://127.0.0.1:9",
+            ])
+            .arg("--hec-token-file")
+            .arg(&token)
+            .run();
+        let es = Saltship::sync(&jobs)
+            .arg("--dry-run")
+            .arg("--config")
+            .arg(&config)
+            .run();
+        for run in [&hec, &es] {
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            assert!(!run.stderr.contains(SECRET), "{}", run.stderr);
+        }
+        let want = usize::from(mode == 0o644);
+        assert_eq!(warned(&hec, p(&token)), want, "{mode:o}: {}", hec.stderr);
+        assert_eq!(warned(&es, p(&config)), want, "{mode:o}: {}", es.stderr);
+    }
+}
+
+/// A FIFO, `/dev/zero` or a 125 MB file as the config, token or header file: exit 2 at once,
+/// one line naming the file and why, never a hang or a read until the memory runs out.
+#[test]
+fn a_fifo_a_device_or_a_huge_file_is_refused_in_one_line() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let fifo = tmp.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let huge = tmp.path().join("huge");
+    let file = std::fs::File::create(&huge).expect("create");
+    file.set_len(125 << 20).expect("a sparse 125 MB file");
+    let otlp = ["--sink", "otlp", "--target", "http://127.0.0.1:9"];
+    for (path, why) in [
+        (fifo.as_path(), "not a regular file (a FIFO)"),
+        (Path::new("/dev/zero"), "not a regular file (a device)"),
+        (huge.as_path(), "131072000 bytes, more than"),
+    ] {
+        let runs = [
+            Saltship::sync(&jobs).arg("--config").arg(path),
+            Saltship::check(&jobs)
+                .more(["--sink", "splunk-hec", "--target", "http://127.0.0.1:9"])
+                .arg("--hec-token-file")
+                .arg(path),
+            Saltship::sync(&jobs)
+                .more(otlp)
+                .arg("--otlp-header-file")
+                .arg(path),
+        ];
+        for run in runs {
+            let run = run.timeout(std::time::Duration::from_secs(20)).run_text();
+            let errors = lines(&run.stderr);
+            assert_eq!(run.code, 2, "{}: {}", path.display(), run.stderr);
+            assert_eq!(errors.len(), 1, "{}", run.stderr);
+            assert!(
+                errors[0].contains(p(path)) && errors[0].contains(why),
+                "{}",
+                run.stderr
+            );
+        }
+    }
 }

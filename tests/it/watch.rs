@@ -469,3 +469,50 @@ fn a_relative_cache_dir_ships_a_new_return_within_seconds() {
     assert!(took < Duration::from_secs(5), "took {took:?}: {log}");
     assert_eq!(code, 0, "{log}");
 }
+
+/// `start-at = "now"` in the config file means for watch what it means for sync: without a
+/// state file, what is in the cache at the start is recorded as done, and only jobs that land
+/// later ship.
+#[test]
+fn start_at_now_from_the_config_file_is_honoured_by_watch() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let config = tmp.path().join("saltship.toml");
+    std::fs::write(&config, "start-at = \"now\"\n").expect("config");
+    let receiver = Receiver::start(Faults::default());
+    let watch = Watch::start(
+        &jobs,
+        &state,
+        &receiver.target(),
+        &[("SALTSHIP_CONFIG", p(&config))],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !watch.log().contains("starting at now") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(watch.log().contains("starting at now"), "{}", watch.log());
+    let jid = "20991231235959000000";
+    land_job(
+        &jobs,
+        &source_job("twice-first-changes"),
+        jid,
+        Duration::ZERO,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.lines_so_far().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The catch-up had nothing to send: the first line is the new job's.
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    let got = receiver.finish();
+    assert!(!got.is_empty(), "the new job shipped: {log}");
+    for line in &got {
+        let event: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        assert_eq!(
+            event["jid"], jid,
+            "only what landed after the start: {line}"
+        );
+    }
+}

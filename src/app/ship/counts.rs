@@ -27,6 +27,8 @@ pub(crate) struct Totals {
     pub(crate) reconnects: u64,
     /// Events the receiver refused for good (a mapping error), their returns still recorded.
     pub(crate) rejected: u64,
+    /// `sync`'s `--metrics-file` could not be written (exit status 1).
+    pub(crate) metrics_unwritten: bool,
 }
 
 impl Totals {
@@ -125,6 +127,7 @@ mod tests {
             failed_files: 0,
             reconnects: 5,
             rejected: 0,
+            metrics_unwritten: false,
         };
         assert_eq!(
             totals.summary(),

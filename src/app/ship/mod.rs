@@ -91,9 +91,8 @@ pub(crate) fn run(
     shipper.report_jobs(mode);
     if let (Some(metrics), Some(path)) = (&shipper.metrics, &config.metrics_file) {
         metrics.set_own(shipper.own_metrics(0.0));
-        if let Err(e) = metrics.write_file(path) {
-            warn!("metrics file {}: {e}", path.display());
-        }
+        let mut file = crate::metrics::file::MetricsFile::new(path.clone());
+        shipper.totals.metrics_unwritten = !file.write(metrics);
     }
     shipper.finish(result)
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
+use log::{debug, error, info};
 
 use super::watches::Watches;
 use super::IDLE;
@@ -18,7 +18,6 @@ const CENSUS_EVERY: Duration = Duration::from_secs(2);
 
 /// The daemon's clocks: rescans, stats, metrics, the systemd watchdog.
 pub(super) struct Daemon<'c> {
-    pub(super) config: &'c Config,
     pub(super) options: &'c DaemonOptions,
     pub(super) next_rescan: Instant,
     pub(super) next_stats: Instant,
@@ -28,13 +27,14 @@ pub(super) struct Daemon<'c> {
     pub(super) last_pass: Instant,
     pub(super) events_seen: u64,
     pub(super) last_confirm: Option<std::time::SystemTime>,
+    /// `--metrics-file`, written every 10 s.
+    pub(super) metrics_file: Option<metrics::file::MetricsFile>,
 }
 
 impl<'c> Daemon<'c> {
     pub(super) fn new(config: &'c Config, options: &'c DaemonOptions) -> Daemon<'c> {
         let now = Instant::now();
         Daemon {
-            config,
             options,
             next_rescan: now + options.rescan_interval,
             next_stats: now + options.stats_interval,
@@ -44,6 +44,10 @@ impl<'c> Daemon<'c> {
             last_pass: now,
             events_seen: 0,
             last_confirm: None,
+            metrics_file: config
+                .metrics_file
+                .clone()
+                .map(metrics::file::MetricsFile::new),
         }
     }
 
@@ -126,16 +130,13 @@ impl<'c> Daemon<'c> {
                 watches: watches as u64,
                 ..shipper.own_metrics(lag)
             });
-            if let Some(path) = self
-                .config
+            if let Some(file) = self
                 .metrics_file
-                .as_ref()
+                .as_mut()
                 .filter(|_| now >= self.next_metrics)
             {
                 self.next_metrics = now + Duration::from_secs(10);
-                if let Err(e) = metrics.write_file(path) {
-                    warn!("metrics file {}: {e}", path.display());
-                }
+                file.write(metrics);
             }
         }
     }

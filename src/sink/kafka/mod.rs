@@ -20,6 +20,8 @@ mod producer;
 mod reports;
 
 pub(crate) use options::KafkaKey;
-pub(crate) use options::{sasl_properties, security_protocol, tls_properties, KafkaOptions};
+pub(crate) use options::{
+    is_secret_property, sasl_properties, security_protocol, tls_properties, KafkaOptions,
+};
 #[cfg(feature = "kafka")]
 pub(crate) use producer::Kafka;

@@ -140,9 +140,40 @@ pub(crate) fn security_protocol(tls: bool, sasl: bool) -> (String, String) {
     ("security.protocol".to_owned(), protocol.to_owned())
 }
 
+/// Whether a librdkafka property may carry a secret, so that its value is never printed and
+/// never taken from the config file: SASL's settings (OAUTHBEARER's config holds a client
+/// secret), a private key given inline (`ssl.key.pem`) or its password, and any name with a
+/// password, secret or token in it.
+pub(crate) fn is_secret_property(key: &str) -> bool {
+    let key = key.trim().to_ascii_lowercase().replace('_', ".");
+    key.starts_with("sasl.")
+        || key.starts_with("ssl.key.")
+        || ["password", "secret", "token", "oauthbearer", "keystore"]
+            .iter()
+            .any(|word| key.contains(word))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_bearing_properties_are_known_by_name() {
+        for secret in [
+            "sasl.password",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.client.secret",
+            "SSL.Key.Pem",
+            "ssl_key.password",
+            "ssl.keystore.password",
+            "my.token",
+        ] {
+            assert!(is_secret_property(secret), "{secret}");
+        }
+        for plain in ["compression.type", "linger.ms", "ssl.ca.location", "acks"] {
+            assert!(!is_secret_property(plain), "{plain}");
+        }
+    }
 
     #[test]
     #[cfg(feature = "kafka")]

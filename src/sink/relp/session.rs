@@ -68,7 +68,14 @@ impl<L: Link> Session<L> {
             closed: false,
         };
         let txnr = s.write("open", &frame::open_offers(), wait)?;
-        let rsp = s.answer_to(txnr, wait)?;
+        // Silence until the (capped) wait ends is not the deliver deadline passing: a port
+        // that takes connections and says nothing is not a RELP server, or a hung one.
+        let rsp = s.answer_to(txnr, wait).map_err(|e| match e {
+            SessionError::Retry(_) if wait.left().is_err() && !wait.stopped() => {
+                SessionError::Retry("no answer to open: not a RELP server, or a hung one".into())
+            }
+            e => e,
+        })?;
         if !rsp.ok() {
             return Err(SessionError::Refused(format!(
                 "refused the RELP session: {} {}",
@@ -356,6 +363,18 @@ mod tests {
             Session::open(&mut link, &mut wait()).err().unwrap(),
             SessionError::Retry(_)
         ));
+    }
+
+    #[test]
+    fn silence_until_the_wait_ends_is_no_answer_to_open() {
+        let mut link = script(&[]);
+        let mut over = Wait::new(Duration::from_millis(1), None);
+        std::thread::sleep(Duration::from_millis(5));
+        let err = Session::open(&mut link, &mut over).err().unwrap();
+        assert_eq!(
+            err,
+            SessionError::Retry("no answer to open: not a RELP server, or a hung one".into())
+        );
     }
 
     #[test]

@@ -246,7 +246,7 @@ pub fn ship(
     extra: &[&str],
 ) -> (crate::common::Run, Duration) {
     let token = state.with_extension("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+    crate::common::write_secret(&token, format!("{TOKEN}\n"));
     let cmd = crate::common::Saltship::backfill(jobs)
         .sink(sink)
         .target(url)

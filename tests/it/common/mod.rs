@@ -181,3 +181,11 @@ pub fn age_folders(dir: &Path) {
         .set_modified(old)
         .expect("set mtime");
 }
+
+/// Writes a token, password or header file as the docs ask: mode 0600 (saltship warns about
+/// one others may read).
+pub fn write_secret(path: &Path, text: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write a secret file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+}
