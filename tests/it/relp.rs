@@ -399,6 +399,54 @@ fn one_frame_refused_every_time_is_rejected_and_the_rest_stored_and_recorded() {
     assert_eq!(server.stored.lock().unwrap().len(), others.len());
 }
 
+/// A receiver that dies mid-run (answers 40 frames, then nothing until the deadline): the
+/// returns whose every frame it answered 200 are recorded all the same, so the next run sends
+/// only returns it had not stored whole.
+#[test]
+fn a_run_that_gives_up_records_the_returns_answered_before_the_receiver_died() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let events = Saltship::dry_run(&jobs).run().events;
+    let return_of = |id: &str| {
+        let e = events.iter().find(|e| e["event_id"] == id).expect("sent");
+        (e["jid"].to_string(), e["minion_id"].to_string())
+    };
+    let state = tmp.path().join("state");
+    let sync = |server: &FaultServer, timeout: &str| {
+        Saltship::sync(&jobs)
+            .sink("relp")
+            .target(&server.target())
+            .state_file(&state)
+            .more(["--deliver-timeout", timeout])
+            .run()
+    };
+    let dying = FaultServer::start(|_, i| match i < 40 {
+        true => Act::Ok,
+        false => Act::Hold,
+    });
+    let run = sync(&dying, "2s");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let first: HashSet<String> = dying.stored.lock().unwrap().iter().cloned().collect();
+    assert_eq!(first.len(), 40);
+    let good = FaultServer::start(|_, _| Act::Ok);
+    let run = sync(&good, "20s");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let second = good.stored.lock().unwrap().clone();
+    let all: HashSet<&String> = first.iter().chain(&second).collect();
+    assert_eq!(all.len(), events.len(), "every event stored");
+    // Sent again: only events of returns the dead receiver had not stored whole.
+    let unfinished: HashSet<(String, String)> = events
+        .iter()
+        .filter(|e| !first.contains(e["event_id"].as_str().expect("id")))
+        .map(|e| (e["jid"].to_string(), e["minion_id"].to_string()))
+        .collect();
+    let again: Vec<&String> = second.iter().filter(|id| first.contains(*id)).collect();
+    assert!(
+        again.iter().all(|id| unfinished.contains(&return_of(id))),
+        "a return recorded whole was sent again"
+    );
+    assert!(again.len() < first.len(), "{} sent twice", again.len());
+}
+
 #[test]
 fn a_session_the_proxy_closed_while_idle_is_reopened_without_a_fault() {
     let (Some(bin), Some(proxy)) = (rsyslogd_with_relp(), haproxy()) else {

@@ -89,10 +89,13 @@ pub(crate) struct Relp {
     stored: HashSet<Id>,
     /// Events whose frame was answered with another code: how often, and the last answer.
     refusals: HashMap<Id, (u32, String)>,
-    /// Some frame was answered 200 this run: the receiver works, so a frame it refuses again
-    /// and again is that frame's problem, not the receiver's (a full disk refuses them all,
-    /// and must not make every event rejected).
+    /// A frame was answered 200 since the last event was rejected: the receiver works, so a
+    /// frame it refuses again and again is that frame's problem, not the receiver's. A
+    /// receiver that goes bad and refuses them all costs one rejected event at most, then
+    /// waits for the deadline (exit 3) like one that is down.
     answered: bool,
+    /// `stored.len()` when last looked at, to see new answers.
+    seen: usize,
 }
 
 impl Relp {
@@ -104,6 +107,7 @@ impl Relp {
             stored: HashSet::new(),
             refusals: HashMap::new(),
             answered: false,
+            seen: 0,
         }
     }
 
@@ -111,15 +115,18 @@ impl Relp {
     /// warning each) the events refused [`REFUSALS`] times by a receiver that answers 200 to
     /// others: how many it rejected.
     fn sort_out(&mut self, batch: &mut Batch) -> u64 {
-        self.answered |= !self.stored.is_empty();
-        let (stored, refusals, working) = (&self.stored, &mut self.refusals, self.answered);
+        self.answered |= self.stored.len() > self.seen;
+        self.seen = self.stored.len();
+        let (stored, refusals) = (&self.stored, &mut self.refusals);
+        let working = &mut self.answered;
         let target = self.target.map_or("", |i| self.opts.targets[i].as_str());
         batch.retain(|_, k| {
             if stored.contains(&k.id) {
                 return Fate::Stored;
             }
             match refusals.get(&k.id) {
-                Some((n, answer)) if *n >= REFUSALS && working => {
+                Some((n, answer)) if *n >= REFUSALS && *working => {
+                    *working = false;
                     warn!(
                         "{}: event {} rejected: the receiver answered its frame \"{answer}\" {n} times",
                         crate::sink::secret::shown(target),
@@ -266,10 +273,20 @@ impl Protocol for Relp {
                 b.state = BatchState::Done;
             }
         }
-        self.answered |= !self.stored.is_empty();
+        self.answered |= self.stored.len() > self.seen;
         self.stored.clear();
+        self.seen = 0;
         self.refusals.clear();
         Ok(true)
+    }
+
+    /// A batch whose every frame was answered 200 is stored, confirmed or not.
+    fn settle(&mut self, batches: &mut VecDeque<Batch>) {
+        for b in batches.iter_mut() {
+            if b.keys.iter().all(|k| self.stored.contains(&k.id)) {
+                b.state = BatchState::Done;
+            }
+        }
     }
 
     fn disconnect(&mut self) {
