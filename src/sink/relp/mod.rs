@@ -10,7 +10,11 @@
 //! After a fault (another code, `serverclose`, a broken connection) the core sends every
 //! batch not yet confirmed again on a new session; the events of them already answered `200`
 //! are left out ([`Relp::stored`]), so only frames that were in flight unanswered can reach
-//! the receiver twice.
+//! the receiver twice. At the deadline the batches whose every frame was answered 200 are
+//! settled as stored, so a run that gives up still records them. A frame refused
+//! [`REFUSALS`] times by a receiver that stores others is rejected, never a block for the
+//! events after it. Events are cut to [`DEFAULT_MAX_EVENT_BYTES`] by default, which a stock
+//! imrelp stores whole.
 //!
 //! No RELP crate is well kept (the few on crates.io are unmaintained or server-only), so
 //! the framing is ours ([`frame`]), after librelp's.
