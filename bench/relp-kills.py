@@ -6,7 +6,11 @@ acknowledged is in its file when it is killed. Prints, per sink: exit status, ev
 event_ids stored, missing, duplicates.
 
     python3 bench/relp-kills.py [--copies 40] [--rate 4000] [--bin target/release/saltship]
-        [--sinks relp,tcp]
+        [--sinks relp,tcp] [--give-up]
+
+With --give-up, rsyslog stays down after each kill until `sync` gives up (--deliver-timeout
+5s, exit 3), and is started again for the next `sync` on the same checkpoint, until one exits
+0: the duplicates are then what runs that gave up left unrecorded.
 
 The cache is the state jobs of testdata/jobs copied COPIES times (as tests/relp.rs does).
 Needs rsyslog, rsyslog-relp and haproxy (Debian packages).
@@ -103,6 +107,28 @@ class Rsyslog:
             return collections.Counter()
 
 
+def give_up_runs(sink, a, jobs, want, rs, port, work):
+    """`sync` runs on one checkpoint, rsyslog killed (and left down) once each run is a sixth
+    further, until a run exits 0: (last exit, kills, runs)."""
+    kills, runs, code = 0, 0, 3
+    while code != 0 and runs < 8:
+        target = (kills + 1) * len(want) // 6
+        proc = subprocess.Popen([a.bin, "sync", "--cache-dir", jobs, "--master-id", "bench", "--sink", sink,
+                                 "--target", f"127.0.0.1:{port}", "--state-file", os.path.join(work, "state"),
+                                 "--max-rate", str(a.rate), "--deliver-timeout", "5s"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={k: v for k, v in os.environ.items() if not k.startswith("SALTSHIP_")})
+        while proc.poll() is None:
+            if kills < 5 and rs.lines() >= target and rs.proc.poll() is None:
+                rs.kill()
+                kills += 1
+            time.sleep(0.005)
+        code, runs = proc.returncode, runs + 1
+        if rs.proc.poll() is not None:
+            rs.start()
+    return code, kills, runs
+
+
 def run(sink, a, jobs, want):
     work = tempfile.mkdtemp(prefix=f"saltship-kills-{sink}-")
     try:
@@ -115,6 +141,19 @@ def run(sink, a, jobs, want):
                     f"backend be\n  server s1 127.0.0.1:{rs.port}\n")
         proxy = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(port)
+        if a.give_up:
+            started = time.monotonic()
+            code, kills, runs = give_up_runs(sink, a, jobs, want, rs, port, work)
+            took = time.monotonic() - started
+            time.sleep(0.5)
+            got = rs.ids()
+            missing = len(want - set(got))
+            dups = sum(n - 1 for n in got.values())
+            print(f"| `{sink}` | {code} ({runs} runs) | {kills} | {len(want)} | {len(want) - missing} | {missing} | {dups} | {took:.1f} s |", flush=True)
+            proxy.kill()
+            proxy.wait()
+            rs.kill()
+            return
         kills = []
         done = threading.Event()
 
@@ -157,6 +196,7 @@ def main():
     ap.add_argument("--rate", type=float, default=4000)
     ap.add_argument("--bin", default=os.path.join(REPO, "target", "release", "saltship"))
     ap.add_argument("--sinks", default="relp,tcp")
+    ap.add_argument("--give-up", action="store_true", help="leave rsyslog down until each sync gives up")
     a = ap.parse_args()
     top = tempfile.mkdtemp(prefix="saltship-kills-cache-")
     try:
@@ -165,7 +205,8 @@ def main():
         dry = subprocess.run([a.bin, "backfill", "--dry-run", "--cache-dir", jobs, "--master-id", "bench"],
                              capture_output=True, check=True)
         want = set(ID.findall(dry.stdout))
-        print(f"backfill through HAProxy, rsyslog (Direct queue) SIGKILLed and restarted 5 times, --max-rate {a.rate:g}:")
+        how = "left down until sync gives up" if a.give_up else "restarted"
+        print(f"through HAProxy, rsyslog (Direct queue) SIGKILLed and {how} 5 times, --max-rate {a.rate:g}:")
         print()
         print("| sink | exit | kills | events | stored | missing | duplicates | time |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")

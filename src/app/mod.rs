@@ -110,6 +110,7 @@ fn run(parsed: &crate::cli::file::Parsed) -> Result<Outcome, Failure> {
         Command::Backfill(args) => (Config::backfill(args, cli.quiet), Mode::Backfill),
         Command::Check(args) => {
             let config = Config::check(args, cli.quiet).map_err(Failure::Usage)?;
+            warn_receiver_limits(&config);
             return Ok(Outcome::Checked(check::run(&config, args.offline)));
         }
         Command::ShowConfig(args) => {
@@ -121,6 +122,7 @@ fn run(parsed: &crate::cli::file::Parsed) -> Result<Outcome, Failure> {
         }
     };
     let config = config.map_err(Failure::Usage)?;
+    warn_receiver_limits(&config);
     let mut checkpoint = match open_checkpoint(&config, mode) {
         Ok(cp) => cp,
         // The daemon holds the checkpoint: a backfill replays the history anyway (what it
@@ -154,6 +156,21 @@ fn run(parsed: &crate::cli::file::Parsed) -> Result<Outcome, Failure> {
         (_, checkpoint) => ship::run(&config, mode, checkpoint)?,
     };
     Ok(Outcome::Shipped(totals))
+}
+
+/// Warns once, at start and in `check`, when events may be larger than the receiver is known
+/// to take whole: rsyslog's imrelp cuts them and still answers 200.
+fn warn_receiver_limits(config: &Config) {
+    let relp = config
+        .delivery
+        .as_ref()
+        .is_some_and(|d| matches!(d.sink, crate::sink::SinkOptions::Relp(_)));
+    if let Some(warning) = relp
+        .then(|| crate::sink::relp::size_warning(config.encode.max_event_bytes))
+        .flatten()
+    {
+        warn!("{warning}");
+    }
 }
 
 /// `watch`'s configuration with the cache folder as an absolute path, taken once at start:

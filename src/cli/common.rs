@@ -63,7 +63,8 @@ pub(crate) struct CommonArgs {
     pub(crate) format: Option<Format>,
 
     /// Cut events longer than N bytes (biggest strings first, marked "truncated": true) [default:
-    /// 10000 when sending, which a stock Splunk TCP input keeps whole; no limit with --dry-run]
+    /// 10000 when sending, which a stock Splunk TCP input keeps whole; 8000 for --sink relp,
+    /// whose frames rsyslog's imrelp (maxDataSize 8096) then keeps whole; no limit with --dry-run]
     #[arg(long, value_name = "N", env = "SALTSHIP_MAX_EVENT_BYTES")]
     pub(crate) max_event_bytes: Option<usize>,
 
@@ -81,8 +82,9 @@ pub(crate) struct CommonArgs {
     #[arg(long, value_name = "DURATION", env = "SALTSHIP_LINGER", default_value = "50ms")]
     pub(crate) linger: String,
 
-    /// HTTP sinks: keep every request body within N bytes, envelopes counted [default: 524288
-    /// for splunk-hec, 1048576 for elasticsearch]; a 413 halves the batch
+    /// HTTP sinks: keep every request body within N bytes, envelopes counted (for otlp, the
+    /// attributes too, before compression) [default: 524288 for splunk-hec and otlp, 1048576
+    /// for elasticsearch]; a 413 halves the batch, down to one event, which is then rejected
     #[arg(long, value_name = "N", env = "SALTSHIP_MAX_REQUEST_BYTES")]
     pub(crate) max_request_bytes: Option<usize>,
 

@@ -206,6 +206,9 @@ impl Config {
         // A dry run shows everything Salt recorded unless a limit is asked for.
         let default_max = if args.dry_run {
             usize::MAX
+        } else if args.sink == crate::sink::SinkKind::Relp {
+            // rsyslog's imrelp cuts a frame's data past 8096 bytes and answers 200.
+            crate::sink::relp::DEFAULT_MAX_EVENT_BYTES
         } else {
             DEFAULT_MAX_EVENT_BYTES
         };

@@ -199,5 +199,10 @@ pub(crate) trait Sink {
     }
     /// Bytes sent but not yet confirmed.
     fn unconfirmed(&self) -> usize;
+    /// How many of the first `send` calls had every event acknowledged (or rejected), also
+    /// after a failed confirm: what the caller may record of a run that then gave up.
+    fn acknowledged(&self) -> u64 {
+        0
+    }
     fn stats(&self) -> SinkStats;
 }

@@ -12,6 +12,7 @@ mod cli;
 mod config;
 mod counts;
 mod delivery;
+mod faults;
 mod filters;
 mod fixtures;
 mod http_acks;

@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::http_server::{Answer, Request, Server};
-use crate::common::{cache_copy, dry_run_ids, Run, Saltship};
+use crate::common::http_server::{json, Answer, Request, Server};
+use crate::common::{cache_copy, dry_run_ids, multiplied_cache, Run, Saltship};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
-use serde_json::Value;
+use serde_json::{json as j, Value};
 
 const TOKEN: &str = "s3cr3t-otlp-t0ken";
 
@@ -68,6 +68,38 @@ fn body(r: &LogRecord) -> Value {
         Some(Any::StringValue(s)) => serde_json::from_str(s).expect("the body is the event"),
         other => panic!("body {other:?}"),
     }
+}
+
+/// The event ids of an OTLP/JSON request.
+fn json_ids(r: &Request) -> Vec<String> {
+    let req: Value = serde_json::from_slice(&r.body).expect("OTLP/JSON request");
+    let each = |v: &Value, k: &str| v[k].as_array().cloned().unwrap_or_default();
+    each(&req, "resourceLogs")
+        .iter()
+        .flat_map(|rl| each(rl, "scopeLogs"))
+        .flat_map(|sl| each(&sl, "logRecords"))
+        .map(|lr| {
+            let event: Value =
+                serde_json::from_str(lr["body"]["stringValue"].as_str().expect("body"))
+                    .expect("the body is the event");
+            event["event_id"].as_str().expect("id").to_owned()
+        })
+        .collect()
+}
+
+/// `sync` of `jobs` to `url`, recording into `state`.
+fn sync(jobs: &Path, state: &Path, url: &str) -> Run {
+    Saltship::sync(jobs)
+        .sink("otlp")
+        .target(url)
+        .state_file(state)
+        .more(["--deliver-timeout", "20s"])
+        .run()
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
 }
 
 fn ids(requests: &[Request]) -> Vec<String> {
@@ -233,4 +265,87 @@ fn refusals_and_redirects_stop_at_once_with_one_line() {
         );
     }
     assert!(elsewhere.requests().is_empty(), "the redirect was followed");
+}
+
+#[test]
+fn a_2xx_of_another_type_records_nothing_and_a_good_receiver_then_stores_everything() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let want = sorted(dry_run_ids(&jobs));
+    let state = tmp.path().join("state");
+    // "Accepted\n" parses as protobuf: only its Content-Type says it is a proxy's answer.
+    let text = vec![("Content-Type", "text/plain".to_owned())];
+    let proxy = Server::start(
+        move |_, _| Answer::Reply(200, text.clone(), "Accepted\n".into()),
+        |_| false,
+    );
+    let run = sync(&jobs, &state, &proxy.url());
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not an OTLP acknowledgement"),
+        "{}",
+        run.stderr
+    );
+    let good = Server::start(|_, _| ok(), |_| false);
+    let run = sync(&jobs, &state, &good.url());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(sorted(ids(&good.requests())), want, "nothing was recorded");
+}
+
+#[test]
+fn a_partial_success_in_protojsons_original_names_is_counted_as_rejected() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    let n = dry_run_ids::<Vec<String>>(&jobs).len();
+    let server = Server::start(
+        |r, _| {
+            let rejected = records(r).len();
+            let reply = j!({"partial_success": {"rejected_log_records": rejected, "error_message": "over quota"}});
+            json(200, reply)
+        },
+        |_| false,
+    );
+    let (run, _) = ship(&jobs, &server.url(), &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("over quota"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("{n} events rejected by the receiver")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn every_body_stays_within_max_request_bytes_and_a_413_halves_down_to_one_event() {
+    let (_tmp, jobs) = multiplied_cache(3);
+    let want = sorted(dry_run_ids(&jobs));
+    for encoding in ["protobuf", "json"] {
+        let server = Server::start(|_, _| ok(), |_| false);
+        let cap = ["--max-request-bytes", "20000", "--otlp-encoding", encoding];
+        let (run, _) = ship(&jobs, &server.url(), &cap);
+        assert_eq!(run.code, 0, "{encoding}: {}", run.stderr);
+        let requests = server.requests();
+        let most = requests.iter().map(|r| r.body.len()).max().unwrap_or(0);
+        assert!(most <= 20000, "{encoding}: a body of {most} bytes");
+        let got = match encoding {
+            "json" => requests.iter().flat_map(json_ids).collect(),
+            _ => ids(&requests),
+        };
+        assert_eq!(sorted(got), want, "{encoding}");
+    }
+    // A proxy that takes 30000 bytes at most: the batch is halved until it passes.
+    let server = Server::start(
+        |r, _| match r.body.len() > 30000 {
+            true => Answer::Reply(413, vec![], "Request Entity Too Large".into()),
+            false => ok(),
+        },
+        |_| false,
+    );
+    let (run, _) = ship(&jobs, &server.url(), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let taken: Vec<Request> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.body.len() <= 30000)
+        .collect();
+    assert_eq!(sorted(ids(&taken)), want);
 }

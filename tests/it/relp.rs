@@ -77,6 +77,46 @@ fn backfill_sync_and_watch_ship_every_event_to_imrelp() {
     assert_every_id_once_at_least(&imrelp, &want);
 }
 
+#[test]
+fn stock_imrelp_stores_every_event_whole_as_valid_json_by_default() {
+    let Some(bin) = rsyslogd_with_relp() else {
+        return;
+    };
+    let (tmp, jobs) = cache_copy("jobs");
+    let want: HashSet<String> = dry_run_ids(&jobs);
+    let imrelp = Rsyslogd::start(&bin, tmp.path(), Input::RelpStock);
+    let run = Saltship::backfill(&jobs)
+        .sink("relp")
+        .target(&imrelp.target())
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("maxDataSize"), "{}", run.stderr);
+    assert_every_id_once_at_least(&imrelp, &want);
+    let mut cut = 0;
+    for line in imrelp.lines() {
+        let event: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stored cut ({e}): {} bytes", line.len()));
+        cut += usize::from(event["truncated"] == true);
+    }
+    assert!(
+        cut > 0,
+        "the fixture's large event was cut, and stored whole"
+    );
+    // Asked for more than imrelp takes as it comes: said at start, and by `check`.
+    for command in ["backfill", "check"] {
+        let run = Saltship::on(command, &jobs)
+            .sink("relp")
+            .target(&imrelp.target())
+            .more(["--max-event-bytes", "10000"])
+            .run_text();
+        let warned = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("maxDataSize 8096"));
+        assert_eq!(warned.count(), 1, "{command}: {}", run.stderr);
+    }
+}
+
 /// What one run through HAProxy to a receiver killed 5 times did: its exit, and how often
 /// each event id reached the receiver.
 struct Survived {
@@ -304,6 +344,8 @@ fn a_receiver_that_never_answers_200_ends_the_run_unrecorded_by_the_deadline() {
         .run();
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("500 nope"), "{}", run.stderr);
+    // A receiver that refuses every frame is down, not refusing one event: none rejected.
+    assert!(!run.stderr.contains("rejected"), "{}", run.stderr);
     assert!(server.stored.lock().unwrap().is_empty());
     // Nothing was recorded: a dry sync still has every event to ship.
     let again = Saltship::sync(&jobs)
@@ -312,6 +354,97 @@ fn a_receiver_that_never_answers_200_ends_the_run_unrecorded_by_the_deadline() {
         .run();
     let want: Vec<String> = dry_run_ids(&jobs);
     assert_eq!(again.ids::<Vec<String>>(), want);
+}
+
+#[test]
+fn one_frame_refused_every_time_is_rejected_and_the_rest_stored_and_recorded() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let want: Vec<String> = dry_run_ids(&jobs);
+    let refused = want[3].clone();
+    let r = refused.clone();
+    let server = FaultServer::by_event(move |_, _, id| match id == r {
+        true => Act::AnswerAndClose("500 oversize (test)"),
+        false => Act::Ok,
+    });
+    let state = tmp.path().join("state");
+    let sync = || {
+        Saltship::sync(&jobs)
+            .sink("relp")
+            .target(&server.target())
+            .state_file(&state)
+            .more(["--deliver-timeout", "20s"])
+            .run()
+    };
+    let run = sync();
+    assert_eq!(run.code, 1, "rejected, not stuck: {}", run.stderr);
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("rejected") && l.contains(&refused))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(
+        warnings[0].contains("500 oversize (test)"),
+        "{}",
+        run.stderr
+    );
+    let mut others: Vec<String> = want.iter().filter(|id| **id != refused).cloned().collect();
+    let mut stored = server.stored.lock().unwrap().clone();
+    others.sort();
+    stored.sort();
+    assert_eq!(stored, others, "every other event stored, once");
+    // Recorded: the next sync has nothing left to send, and the receiver nothing more.
+    let again = sync();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(server.stored.lock().unwrap().len(), others.len());
+}
+
+/// A receiver that dies mid-run (answers 40 frames, then nothing until the deadline): the
+/// returns whose every frame it answered 200 are recorded all the same, so the next run sends
+/// only returns it had not stored whole.
+#[test]
+fn a_run_that_gives_up_records_the_returns_answered_before_the_receiver_died() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let events = Saltship::dry_run(&jobs).run().events;
+    let return_of = |id: &str| {
+        let e = events.iter().find(|e| e["event_id"] == id).expect("sent");
+        (e["jid"].to_string(), e["minion_id"].to_string())
+    };
+    let state = tmp.path().join("state");
+    let sync = |server: &FaultServer, timeout: &str| {
+        Saltship::sync(&jobs)
+            .sink("relp")
+            .target(&server.target())
+            .state_file(&state)
+            .more(["--deliver-timeout", timeout])
+            .run()
+    };
+    let dying = FaultServer::start(|_, i| match i < 40 {
+        true => Act::Ok,
+        false => Act::Hold,
+    });
+    let run = sync(&dying, "2s");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let first: HashSet<String> = dying.stored.lock().unwrap().iter().cloned().collect();
+    assert_eq!(first.len(), 40);
+    let good = FaultServer::start(|_, _| Act::Ok);
+    let run = sync(&good, "20s");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let second = good.stored.lock().unwrap().clone();
+    let all: HashSet<&String> = first.iter().chain(&second).collect();
+    assert_eq!(all.len(), events.len(), "every event stored");
+    // Sent again: only events of returns the dead receiver had not stored whole.
+    let unfinished: HashSet<(String, String)> = events
+        .iter()
+        .filter(|e| !first.contains(e["event_id"].as_str().expect("id")))
+        .map(|e| (e["jid"].to_string(), e["minion_id"].to_string()))
+        .collect();
+    let again: Vec<&String> = second.iter().filter(|id| first.contains(*id)).collect();
+    assert!(
+        again.iter().all(|id| unfinished.contains(&return_of(id))),
+        "a return recorded whole was sent again"
+    );
+    assert!(again.len() < first.len(), "{} sent twice", again.len());
 }
 
 #[test]

@@ -257,13 +257,11 @@ impl Shipper<'_> {
             }
         }
         // Recorded before sending: a failed send ends the run unconfirmed, unrecorded.
+        let sends = self.sends + u64::from(n > 0);
         self.jobs_in_flight
-            .push((dir.key.clone(), view.jid.to_owned(), Instant::now()));
+            .push((dir.key.clone(), view.jid.to_owned(), Instant::now(), sends));
         if n > 0 {
-            self.blocked.start();
-            let sent = self.sink.send(&out.bytes, &out.keys);
-            self.blocked.end();
-            sent?;
+            self.send(&out.bytes, &out.keys)?;
             self.totals.events += n;
         }
         if self.sink.unconfirmed() >= CONFIRM_BYTES {

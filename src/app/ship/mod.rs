@@ -72,6 +72,9 @@ struct Pending {
     minion: String,
     /// When it was read: the lag `watch` reports.
     seen: Instant,
+    /// The sink's `send` calls up to and with its events: it is delivered once the sink
+    /// acknowledged that many ([`Sink::acknowledged`]).
+    sends: u64,
 }
 
 /// Runs one pass of `mode` over the whole cache and confirms it: `backfill` and `sync`.
@@ -122,8 +125,11 @@ pub(crate) struct Shipper<'c> {
     pub(crate) metrics: Option<Metrics>,
     /// Jobs whose job events wait for their minions or their `--return-wait`.
     pending_jobs: jobs::PendingJobs,
-    /// Jobs whose job events were sent, waiting for the confirm: (folder key, jid, when).
-    jobs_in_flight: Vec<(String, String, Instant)>,
+    /// Jobs whose job events were sent, waiting for the confirm: (folder key, jid, when, the
+    /// sink's `send` calls up to and with its events).
+    jobs_in_flight: Vec<(String, String, Instant, u64)>,
+    /// The sink's `send` calls so far.
+    sends: u64,
     job_totals: jobs::JobTotals,
     /// The oldest job a failed pass left with returns unsent (jid); cleared by a full pass
     /// that sends everything. For `saltship_oldest_unshipped_return_age_seconds`.
@@ -170,6 +176,7 @@ impl<'c> Shipper<'c> {
             }),
             pending_jobs: jobs::PendingJobs::new(),
             jobs_in_flight: Vec::new(),
+            sends: 0,
             job_totals: jobs::JobTotals::default(),
             stuck: None,
             full_scan: false,
@@ -188,19 +195,68 @@ impl<'c> Shipper<'c> {
         self.blocked.start();
         let confirmed = self.sink.confirm();
         self.blocked.end();
-        confirmed?;
+        if let Err(e) = confirmed {
+            return Err(self.failed(e));
+        }
         let pending = std::mem::take(&mut self.pending);
         let jobs = std::mem::take(&mut self.jobs_in_flight);
+        self.record(&pending, &jobs)
+    }
+
+    /// Sends one return's (or job's) events, counting the call as the sink does.
+    fn send(&mut self, bytes: &[u8], keys: &[crate::sink::Keys]) -> Result<(), PassError> {
+        self.sends += 1;
+        self.blocked.start();
+        let sent = self.sink.send(bytes, keys);
+        self.blocked.end();
+        sent.map_err(|e| self.failed(e))
+    }
+
+    /// The sink gave up: the returns and jobs it acknowledged all the same (RELP frames
+    /// answered 200 before the receiver died) are recorded, so the next run does not send them
+    /// again; the rest stays unrecorded.
+    fn failed(&mut self, e: SinkError) -> PassError {
+        if !matches!(e, SinkError::Undelivered(_)) {
+            return PassError::Sink(e);
+        }
+        let acked = self.sink.acknowledged();
+        let (done, rest): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.sends <= acked);
+        let (jobs, other_jobs) = std::mem::take(&mut self.jobs_in_flight)
+            .into_iter()
+            .partition(|j| j.3 <= acked);
+        self.pending = rest;
+        self.jobs_in_flight = other_jobs;
+        if done.is_empty() && jobs.is_empty() {
+            return PassError::Sink(e);
+        }
+        debug!(
+            "{} returns acknowledged before the sink gave up: recording them",
+            done.len()
+        );
+        match self.record(&done, &jobs) {
+            Ok(()) => PassError::Sink(e),
+            Err(save) => save,
+        }
+    }
+
+    /// Records and saves `pending` and `jobs`, delivered.
+    fn record(
+        &mut self,
+        pending: &[Pending],
+        jobs: &[(String, String, Instant, u64)],
+    ) -> Result<(), PassError> {
         let Some(cp) = self.checkpoint.as_mut().filter(|_| !self.config.dry_run) else {
             return Ok(());
         };
-        for (key, jid, _) in &jobs {
+        for (key, jid, ..) in jobs {
             cp.record_job_shipped(key, jid);
         }
         if !pending.is_empty() {
             debug!("{} returns confirmed; saving the checkpoint", pending.len());
         }
-        for p in &pending {
+        for p in pending {
             cp.record(&p.key, &p.jid, &p.minion);
         }
         cp.save().map_err(|e| PassError::Save(format!("{e:#}")))

@@ -297,13 +297,11 @@ impl Shipper<'_> {
                             jid: dir.jid.clone(),
                             minion,
                             seen: Instant::now(),
+                            sends: self.sends + u64::from(n > 0),
                         });
                     }
                     if n > 0 {
-                        self.blocked.start();
-                        let sent = self.sink.send(&encoded.bytes, &encoded.keys);
-                        self.blocked.end();
-                        sent?;
+                        self.send(&encoded.bytes, &encoded.keys)?;
                         self.totals.events += n;
                     }
                     pool.give(encoded.bytes);

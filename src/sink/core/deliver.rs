@@ -60,6 +60,9 @@ pub(crate) struct Delivery<P: Protocol> {
     rate_next: Instant,
     rng: u64,
     stats: SinkStats,
+    /// `send` calls so far, and how many of the first were acknowledged in full.
+    sends: u64,
+    acked: u64,
 }
 
 impl<P: Protocol> Delivery<P> {
@@ -92,6 +95,8 @@ impl<P: Protocol> Delivery<P> {
             rate_next: Instant::now(),
             rng: seed | 1,
             stats: SinkStats::default(),
+            sends: 0,
+            acked: 0,
         }
     }
 
@@ -149,6 +154,16 @@ impl<P: Protocol> Delivery<P> {
         {
             self.batches.pop_front();
         }
+        self.acked = self.acked_prefix();
+    }
+
+    /// How many of the first `send` calls had every event acknowledged: all those before the
+    /// first event of the first batch not done.
+    fn acked_prefix(&self) -> u64 {
+        self.batches
+            .iter()
+            .find(|b| b.state != BatchState::Done)
+            .map_or(self.sends, |b| b.first_send.saturating_sub(1))
     }
 
     /// Connects to the first target that answers when there is no connection: which one.
@@ -252,6 +267,9 @@ impl<P: Protocol> Delivery<P> {
             self.opts.deliver_timeout.as_secs(),
             self.last_error
         ));
+        // What was stored is told before the rest is forgotten: the caller records it.
+        self.proto.settle(&mut self.batches);
+        self.acked = self.acked_prefix();
         self.batches.clear();
         if self.current.take().is_some() {
             self.proto.disconnect();
@@ -313,6 +331,7 @@ impl<P: Protocol> Delivery<P> {
 
 impl<P: Protocol> Sink for Delivery<P> {
     fn send(&mut self, bytes: &[u8], keys: &[Keys]) -> Result<(), SinkError> {
+        self.sends += 1;
         let events = keys.len() as u64;
         self.throttle(events)?;
         if self.batches.is_empty() {
@@ -359,6 +378,10 @@ impl<P: Protocol> Sink for Delivery<P> {
 
     fn stats(&self) -> SinkStats {
         self.stats
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.acked
     }
 }
 

@@ -17,6 +17,9 @@ pub(crate) struct Batch {
     /// One per event, in order; their `len`s add up to `bytes.len()`.
     pub(crate) keys: Vec<Keys>,
     pub(crate) state: BatchState,
+    /// The number of the [`crate::sink::Sink::send`] call its first event came with, or an
+    /// earlier one (after a split): every event of it came with this call or a later one.
+    pub(crate) first_send: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,7 @@ impl Batch {
             bytes: self.bytes.split_off(at),
             keys: self.keys.split_off(n),
             state: self.state,
+            first_send: self.first_send,
         }
     }
 
@@ -185,6 +189,10 @@ pub(crate) trait Protocol {
     fn confirm(&mut self, _i: usize, _: &mut VecDeque<Batch>, _: &mut Wait) -> Result<bool, Fault> {
         Ok(true)
     }
+    /// Marks `Done` the batches not confirmed whose every event is known stored all the same
+    /// (RELP: each answered 200), before the core forgets them at its deadline, so that the
+    /// caller records what was delivered. By default nothing is known beyond the replies.
+    fn settle(&mut self, _: &mut VecDeque<Batch>) {}
     /// Drops the connection, after a fault. By default there is none to drop.
     fn disconnect(&mut self) {}
     /// Checks target `i` without sending an event (`saltship check`): what it proved. By

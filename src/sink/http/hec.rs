@@ -351,6 +351,7 @@ mod tests {
             bytes: event.to_vec(),
             keys: vec![keys],
             state: BatchState::Unsent,
+            first_send: 1,
         };
         let body = hec("http://127.0.0.1:1", "t").envelopes(&batch);
         let text = String::from_utf8(body).expect("UTF-8");

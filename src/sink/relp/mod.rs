@@ -10,7 +10,11 @@
 //! After a fault (another code, `serverclose`, a broken connection) the core sends every
 //! batch not yet confirmed again on a new session; the events of them already answered `200`
 //! are left out ([`Relp::stored`]), so only frames that were in flight unanswered can reach
-//! the receiver twice.
+//! the receiver twice. At the deadline the batches whose every frame was answered 200 are
+//! settled as stored, so a run that gives up still records them. A frame refused
+//! [`REFUSALS`] times by a receiver that stores others is rejected, never a block for the
+//! events after it. Events are cut to [`DEFAULT_MAX_EVENT_BYTES`] by default, which a stock
+//! imrelp stores whole.
 //!
 //! No RELP crate is well kept (the few on crates.io are unmaintained or server-only), so
 //! the framing is ours ([`frame`]), after librelp's.
@@ -19,8 +23,10 @@ mod frame;
 mod link;
 mod session;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
+
+use log::warn;
 
 use self::link::Conn;
 use self::session::{Id, Session, SessionError};
@@ -30,6 +36,32 @@ use crate::sink::tls::Tls;
 
 /// librelp's default window: frames sent and not yet answered.
 pub(crate) const DEFAULT_WINDOW: usize = 128;
+
+/// rsyslog imrelp's default `maxDataSize`: the most a frame's data may hold. Over it, its
+/// default `oversizeMode="truncate"` stores the first 8096 bytes (cut JSON) and answers 200.
+pub(crate) const IMRELP_MAX_DATA: usize = 8096;
+
+/// `--max-event-bytes` for `--sink relp` when none is given: an event cut to this (still valid
+/// JSON) makes a frame, header and all, below [`IMRELP_MAX_DATA`].
+pub(crate) const DEFAULT_MAX_EVENT_BYTES: usize = 8000;
+
+/// The warning for a `--max-event-bytes` that rsyslog's imrelp, as it comes, would cut.
+pub(crate) fn size_warning(max_event_bytes: usize) -> Option<String> {
+    (max_event_bytes > IMRELP_MAX_DATA).then(|| {
+        format!(
+            "--max-event-bytes {max_event_bytes} is more than rsyslog's imrelp takes by default \
+             (maxDataSize {IMRELP_MAX_DATA}, oversizeMode truncate: a longer event is stored cut, \
+             as invalid JSON, and acknowledged): raise maxDataSize on the receiver to at least \
+             {max_event_bytes}, or leave --max-event-bytes at its default for --sink relp \
+             ({DEFAULT_MAX_EVENT_BYTES})"
+        )
+    })
+}
+
+/// An event whose frame was answered with another code than 200 this many times in a row is
+/// rejected (reported and counted): a receiver that refuses one frame for good (a filter, an
+/// `oversizeMode="abort"` it answers) must not block every event after it.
+const REFUSALS: u32 = 3;
 
 /// How long the polite `close` at the end may take.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -59,6 +91,15 @@ pub(crate) struct Relp {
     target: Option<usize>,
     /// Events answered `200` since the last confirm: not sent again after a fault.
     stored: HashSet<Id>,
+    /// Events whose frame was answered with another code: how often, and the last answer.
+    refusals: HashMap<Id, (u32, String)>,
+    /// A frame was answered 200 since the last event was rejected: the receiver works, so a
+    /// frame it refuses again and again is that frame's problem, not the receiver's. A
+    /// receiver that goes bad and refuses them all costs one rejected event at most, then
+    /// waits for the deadline (exit 3) like one that is down.
+    answered: bool,
+    /// `stored.len()` when last looked at, to see new answers.
+    seen: usize,
 }
 
 impl Relp {
@@ -68,7 +109,39 @@ impl Relp {
             session: None,
             target: None,
             stored: HashSet::new(),
+            refusals: HashMap::new(),
+            answered: false,
+            seen: 0,
         }
+    }
+
+    /// Leaves out of `batch` what was answered 200 before a fault, and rejects (with one
+    /// warning each) the events refused [`REFUSALS`] times by a receiver that answers 200 to
+    /// others: how many it rejected.
+    fn sort_out(&mut self, batch: &mut Batch) -> u64 {
+        self.answered |= self.stored.len() > self.seen;
+        self.seen = self.stored.len();
+        let (stored, refusals) = (&self.stored, &mut self.refusals);
+        let working = &mut self.answered;
+        let target = self.target.map_or("", |i| self.opts.targets[i].as_str());
+        batch.retain(|_, k| {
+            if stored.contains(&k.id) {
+                return Fate::Stored;
+            }
+            match refusals.get(&k.id) {
+                Some((n, answer)) if *n >= REFUSALS && *working => {
+                    *working = false;
+                    warn!(
+                        "{}: event {} rejected: the receiver answered its frame \"{answer}\" {n} times",
+                        crate::sink::secret::shown(target),
+                        k.id()
+                    );
+                    refusals.remove(&k.id);
+                    Fate::Rejected
+                }
+                _ => Fate::Again,
+            }
+        })
     }
 
     fn open(&self, i: usize, wait: &mut Wait) -> Result<Session<Conn>, Fault> {
@@ -164,14 +237,17 @@ impl Protocol for Relp {
     }
 
     fn send(&mut self, _i: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
-        // Sent again after a fault: what was answered 200 before it is not sent twice.
-        let stored = &self.stored;
-        batch.retain(|_, k| match stored.contains(&k.id) {
-            true => Fate::Stored,
-            false => Fate::Again,
-        });
+        // Sent again after a fault: what was answered 200 before it is not sent twice, and
+        // an event refused again and again is rejected; the rest goes at the next send.
+        let rejected = self.sort_out(batch);
         if batch.keys.is_empty() {
-            return Ok(Reply::Stored { rejected: 0 });
+            return Ok(Reply::Stored { rejected });
+        }
+        if rejected > 0 {
+            return Ok(Reply::Partly {
+                rejected,
+                after: None,
+            });
         }
         let format = self.opts.format;
         let events: Vec<(Id, &[u8])> = batch
@@ -201,11 +277,27 @@ impl Protocol for Relp {
                 b.state = BatchState::Done;
             }
         }
+        self.answered |= self.stored.len() > self.seen;
         self.stored.clear();
+        self.seen = 0;
+        self.refusals.clear();
         Ok(true)
     }
 
+    /// A batch whose every frame was answered 200 is stored, confirmed or not.
+    fn settle(&mut self, batches: &mut VecDeque<Batch>) {
+        for b in batches.iter_mut() {
+            if b.keys.iter().all(|k| self.stored.contains(&k.id)) {
+                b.state = BatchState::Done;
+            }
+        }
+    }
+
     fn disconnect(&mut self) {
+        if let Some((id, answer)) = self.session.as_mut().and_then(Session::take_refused) {
+            let n = self.refusals.entry(id).or_insert((0, String::new()));
+            *n = (n.0 + 1, answer);
+        }
         self.session = None;
         self.target = None;
     }

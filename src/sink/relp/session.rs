@@ -55,6 +55,8 @@ pub(crate) struct Session<L: Link> {
     unanswered: VecDeque<(u32, Id)>,
     /// The server said `serverclose` or closed the connection.
     closed: bool,
+    /// The event whose frame was answered with a code other than 200, and that answer.
+    refused: Option<(Id, String)>,
 }
 
 impl<L: Link> Session<L> {
@@ -66,6 +68,7 @@ impl<L: Link> Session<L> {
             next: 1,
             unanswered: VecDeque::new(),
             closed: false,
+            refused: None,
         };
         let txnr = s.write("open", &frame::open_offers(), wait)?;
         // Silence until the (capped) wait ends is not the deliver deadline passing: a port
@@ -88,6 +91,12 @@ impl<L: Link> Session<L> {
             ));
         }
         Ok(s)
+    }
+
+    /// The event whose frame the server answered with a code other than 200 (which ended the
+    /// session), and its answer.
+    pub(crate) fn take_refused(&mut self) -> Option<(Id, String)> {
+        self.refused.take()
     }
 
     /// Frames sent and not answered yet.
@@ -140,9 +149,11 @@ impl<L: Link> Session<L> {
                     )));
                 };
                 if !rsp.ok() {
+                    let answer = format!("{} {}", rsp.code, rsp.text);
+                    self.refused = Some((self.unanswered[at].1, answer.clone()));
                     return Err(SessionError::Retry(format!(
-                        "answered frame {} with {} {}",
-                        rsp.txnr, rsp.code, rsp.text
+                        "answered frame {} with {answer}",
+                        rsp.txnr
                     )));
                 }
                 let (_, id) = self.unanswered.remove(at).expect("found above");

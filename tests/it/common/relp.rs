@@ -50,8 +50,10 @@ pub struct RelpTls {
 
 /// The input a [`Rsyslogd`] listens with.
 pub enum Input<'a> {
-    /// imrelp, with TLS when given files for it.
+    /// imrelp, with TLS when given files for it (and room for 128 KiB messages).
     Relp(Option<&'a RelpTls>),
+    /// imrelp as rsyslog ships it: `maxDataSize` 8096, `oversizeMode` truncate.
+    RelpStock,
     /// imtcp, one message per line: what `--sink tcp` speaks.
     Tcp,
 }
@@ -70,7 +72,11 @@ impl Rsyslogd {
     /// Starts it in `dir` on a free port and waits until it listens.
     pub fn start(bin: &Path, dir: &Path, input: Input) -> Rsyslogd {
         let port = super::free_port();
+        let room = !matches!(input, Input::RelpStock);
         let input = match input {
+            Input::RelpStock => format!(
+                "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" port=\"{port}\")"
+            ),
             Input::Relp(tls) => {
                 // imrelp checks the client's certificate: `certvalid` takes any the CA signed.
                 let tls = tls.map_or(String::new(), |t| {
@@ -91,8 +97,13 @@ impl Rsyslogd {
             ),
         };
         let d = dir.display();
+        let room = if room {
+            r#" maxMessageSize="128k""#
+        } else {
+            ""
+        };
         let conf = format!(
-            r#"global(workDirectory="{d}" maxMessageSize="128k")
+            r#"global(workDirectory="{d}"{room})
 main_queue(queue.type="Direct")
 {input}
 template(name="raw" type="string" string="%rawmsg%\n")

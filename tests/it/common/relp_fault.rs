@@ -63,6 +63,11 @@ pub struct FaultServer {
 
 impl FaultServer {
     pub fn start(act: impl Fn(usize, usize) -> Act + Send + 'static) -> FaultServer {
+        FaultServer::by_event(move |session, i, _| act(session, i))
+    }
+
+    /// As [`FaultServer::start`], `act` also given the frame's `event_id`.
+    pub fn by_event(act: impl Fn(usize, usize, &str) -> Act + Send + 'static) -> FaultServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
@@ -124,7 +129,7 @@ fn close_politely(out: TcpStream, mut r: BufReader<TcpStream>) {
 fn serve(
     conn: TcpStream,
     session: usize,
-    act: &dyn Fn(usize, usize) -> Act,
+    act: &dyn Fn(usize, usize, &str) -> Act,
     sessions: &Mutex<Vec<Vec<Frame>>>,
     stored: &Mutex<Vec<String>>,
 ) {
@@ -147,9 +152,10 @@ fn serve(
             }
             "syslog" => {
                 sessions.lock().unwrap()[session].push((txnr, command, data.clone()));
-                match act(session, index) {
+                let id = event_id(&data);
+                match act(session, index, &id) {
                     Act::Ok => {
-                        stored.lock().unwrap().push(event_id(&data));
+                        stored.lock().unwrap().push(id);
                         rsp(&mut out, txnr, "200 OK");
                     }
                     Act::Hold => {}

@@ -22,6 +22,7 @@ impl<P: Protocol> Delivery<P> {
                 bytes: bytes.to_vec(),
                 keys: keys.to_vec(),
                 state: BatchState::Unsent,
+                first_send: self.sends,
             });
             return;
         }
@@ -42,7 +43,10 @@ impl<P: Protocol> Delivery<P> {
                 b.state == BatchState::Unsent && !b.keys.is_empty() && self.filled + size <= limit
             });
             if !room {
-                self.batches.push_back(Batch::default());
+                self.batches.push_back(Batch {
+                    first_send: self.sends,
+                    ..Batch::default()
+                });
                 self.filled = 0;
                 self.filling_since = Some(Instant::now());
             }

@@ -182,6 +182,35 @@ pub(crate) fn body(request: &ExportLogsServiceRequest, encoding: Encoding) -> Ve
     }
 }
 
+/// The bytes a request of `r` alone takes, before compression. An event's share of a request
+/// of many is never more (they share one envelope), so batches cut by this stay within
+/// `--max-request-bytes`, attributes and envelope included.
+pub(crate) fn alone_len(r: &Record<'_>, encoding: Encoding) -> usize {
+    // The largest observed time: its bytes are counted, as a real one's are.
+    let request = request(std::slice::from_ref(r), u64::MAX);
+    match encoding {
+        Encoding::Protobuf => request.encoded_len(),
+        Encoding::Json => {
+            let mut n = Counter(0);
+            serde_json::to_writer(&mut n, &request).expect("OTLP messages serialize");
+            n.0
+        }
+    }
+}
+
+/// A writer that only counts.
+struct Counter(usize);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// `bytes` gzipped (`Content-Encoding: gzip`).
 pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let out = Vec::with_capacity(bytes.len() / 4 + 64);
@@ -231,6 +260,28 @@ mod tests {
             Value::StringValue(s) => Some(s.clone()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_request_is_never_larger_than_its_records_alone() {
+        let event = br#"{"comment":"quote \" and \\ and \u00e9","changes":{}}"#;
+        let records: Vec<Record<'_>> = (0..50)
+            .map(|i| Record {
+                changed: Some(i % 2 == 0),
+                ..sample(event, Outcome::Succeeded)
+            })
+            .collect();
+        for encoding in [Encoding::Protobuf, Encoding::Json] {
+            let alone: usize = records.iter().map(|r| alone_len(r, encoding)).sum();
+            let one = body(&request(&records[..1], now()), encoding).len();
+            let all = body(&request(&records, now()), encoding).len();
+            assert!(alone_len(&records[0], encoding) >= one, "{encoding:?}");
+            assert!(all <= alone, "{encoding:?}: {all} > {alone}");
+        }
+    }
+
+    fn now() -> u64 {
+        1_765_000_000_000_000_000
     }
 
     #[test]

@@ -23,10 +23,9 @@ use crate::sink::secret::{shown, Secret};
 use encode::{Compression, Encoding, Record};
 use reply::{Response, Verdict};
 
-/// Requests carry at most this much of events (as `_bulk` does); the attributes add a few
-/// hundred bytes per event, well under the receivers' limits (Fluent Bit and Loki take 4 MiB
-/// or more, the Collector 20 MiB).
-const BATCH_BYTES: usize = 1 << 20;
+/// Request bodies (before compression, attributes included) stay within this by default,
+/// under nginx's default `client_max_body_size` and Fluent Bit's `buffer_max_size` (1 MiB).
+const BATCH_BYTES: usize = 512 << 10;
 
 #[derive(Debug, Clone)]
 pub(crate) struct OtlpOptions {
@@ -126,7 +125,12 @@ fn now_nanos() -> u64 {
 
 impl Protocol for Otlp {
     fn batch_bytes(&self) -> usize {
-        BATCH_BYTES
+        self.opts.http.max_request_bytes.unwrap_or(BATCH_BYTES)
+    }
+
+    /// A request of this event alone: never less than its share of a larger one.
+    fn framed_len(&self, keys: &Keys, event: &[u8]) -> usize {
+        encode::alone_len(&record(keys, event), self.opts.encoding)
     }
 
     fn send(&mut self, i: usize, batch: &mut Batch, wait: &mut Wait) -> Result<Reply, Fault> {
@@ -154,6 +158,7 @@ impl Protocol for Otlp {
                 }
                 Ok(Reply::Stored { rejected })
             }
+            Verdict::TooLarge => Ok(Reply::TooLarge),
             Verdict::Retry { why, after } => Err(Fault::Retry { why, after }),
             Verdict::Permanent(why) => Err(Fault::permanent(why)),
         }
@@ -171,6 +176,7 @@ impl Protocol for Otlp {
                 one_line(&why)
             )),
             Verdict::Permanent(why) => Err(Fault::permanent(why)),
+            Verdict::TooLarge => Err(Fault::permanent("HTTP 413 for an empty export")),
             Verdict::Retry { why, after } => Err(Fault::Retry { why, after }),
         }
     }

@@ -1,13 +1,17 @@
 //! What an OTLP/HTTP receiver's answer to `POST /v1/logs` proves, pure.
 //!
 //! Delivery is a 2xx whose `ExportLogsServiceResponse` (protobuf or JSON, as its
-//! `Content-Type` says; an empty body is the empty message) has
-//! `partial_success.rejected_log_records` 0. Rejected records are refused for good: counted and
+//! `Content-Type` says, or the request's encoding when it names none; an empty body is the
+//! empty message) has `partial_success.rejected_log_records` 0. A 2xx of any other type (a
+//! proxy's `200 text/plain "Accepted"`, which happens to parse as protobuf) proves nothing:
+//! a fault, never an acknowledgement. JSON is read in both of ProtoJSON's name forms
+//! (`partialSuccess` and `partial_success`), as the specification lets receivers send either. Rejected records are refused for good: counted and
 //! reported once with the receiver's `error_message`, the rest of the batch is stored (OTLP does
 //! not say which were refused). 429, 502, 503 and 504 are retriable after `Retry-After` (408 and
 //! the other 5xx too: a receiver restarting answers them); a redirect is never an
-//! acknowledgement; 400, 401, 403 and any other status are permanent for the target; a reply we
-//! cannot read proves nothing and is retried.
+//! acknowledgement; 413 halves the batch (the core's, as for HEC and `_bulk`); 400, 401, 403
+//! and any other status are permanent for the target; a reply we cannot read proves nothing
+//! and is retried.
 
 use std::time::Duration;
 
@@ -44,6 +48,8 @@ pub(crate) enum Verdict {
     },
     /// This target will not take it (a bad token, a wrong path, a redirect).
     Permanent(String),
+    /// HTTP 413: the request was too large (for the receiver or a proxy before it).
+    TooLarge,
 }
 
 /// `google.rpc.Status`, the body of an OTLP error answer in protobuf.
@@ -59,15 +65,17 @@ struct Status {
 /// serde form reads `rejectedLogRecords` only as a number where ProtoJSON writes an int64 as
 /// a string.
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
 struct JsonResponse {
+    #[serde(rename = "partialSuccess", alias = "partial_success")]
     partial_success: Option<JsonPartial>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(default)]
 struct JsonPartial {
+    #[serde(rename = "rejectedLogRecords", alias = "rejected_log_records")]
     rejected_log_records: JsonInt,
+    #[serde(rename = "errorMessage", alias = "error_message")]
     error_message: String,
 }
 
@@ -93,6 +101,7 @@ pub(crate) fn classify(r: &Response<'_>, sent: Encoding, records: u64) -> Verdic
             "HTTP {status}: redirected to {}; a redirect is not an acknowledgement: use that URL as --target",
             r.location.unwrap_or("?")
         )),
+        413 => Verdict::TooLarge,
         408 | 429 | 500..=599 => Verdict::Retry {
             why: format!("HTTP {status}: {}", error_text(r, sent)),
             after: r.retry_after,
@@ -101,8 +110,9 @@ pub(crate) fn classify(r: &Response<'_>, sent: Encoding, records: u64) -> Verdic
     }
 }
 
-/// The encoding of the answer's body: its `Content-Type`, else what we sent.
-fn encoding_of(r: &Response<'_>, sent: Encoding) -> Encoding {
+/// The encoding of the answer's body: its `Content-Type`, else what we sent; `Err` with the
+/// media type when it is neither protobuf nor JSON.
+fn encoding_of(r: &Response<'_>, sent: Encoding) -> Result<Encoding, String> {
     let media = r.content_type.map(|c| {
         c.split(';')
             .next()
@@ -111,9 +121,10 @@ fn encoding_of(r: &Response<'_>, sent: Encoding) -> Encoding {
             .to_ascii_lowercase()
     });
     match media.as_deref() {
-        Some("application/json") => Encoding::Json,
-        Some("application/x-protobuf" | "application/protobuf") => Encoding::Protobuf,
-        _ => sent,
+        None | Some("") => Ok(sent),
+        Some("application/json") => Ok(Encoding::Json),
+        Some("application/x-protobuf" | "application/protobuf") => Ok(Encoding::Protobuf),
+        Some(other) => Err(other.to_owned()),
     }
 }
 
@@ -125,10 +136,23 @@ fn stored(r: &Response<'_>, sent: Encoding, records: u64) -> Verdict {
         ),
         after: None,
     };
+    let encoding = match encoding_of(r, sent) {
+        Ok(encoding) => encoding,
+        // Not an OTLP receiver's answer (a proxy's, a web server's): it proves nothing, and
+        // sending again to the same URL will not make it one.
+        Err(media) => {
+            return Verdict::Permanent(format!(
+                "HTTP {}: a {media} body is not an OTLP acknowledgement ({}); is the target an \
+                 OTLP/HTTP receiver?",
+                r.status,
+                one_line(&String::from_utf8_lossy(r.body))
+            ))
+        }
+    };
     let (rejected, message) = if r.body.iter().all(u8::is_ascii_whitespace) {
         (0, String::new())
     } else {
-        match encoding_of(r, sent) {
+        match encoding {
             Encoding::Protobuf => match ExportLogsServiceResponse::decode(r.body) {
                 Ok(reply) => reply.partial_success.map_or((0, String::new()), |p| {
                     (p.rejected_log_records, p.error_message)
@@ -164,7 +188,7 @@ fn stored(r: &Response<'_>, sent: Encoding, records: u64) -> Verdict {
 
 /// What the receiver said about an error: the `google.rpc.Status` message, or the body's text.
 fn error_text(r: &Response<'_>, sent: Encoding) -> String {
-    let status = match encoding_of(r, sent) {
+    let status = match encoding_of(r, sent).unwrap_or(Encoding::Json) {
         Encoding::Protobuf => Status::decode(r.body).ok(),
         Encoding::Json => serde_json::from_slice::<serde_json::Value>(r.body)
             .ok()
@@ -294,6 +318,45 @@ mod tests {
             assert!(
                 matches!(&v, Verdict::Retry { after: None, why } if why.contains("unreadable")),
                 "{v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_success_of_another_type_is_not_an_acknowledgement() {
+        // "Accepted\n" parses as protobuf (field 8, fixed64): only its type tells.
+        for (ct, body) in [
+            ("text/plain", &b"Accepted\n"[..]),
+            ("text/html; charset=utf-8", b"<html>ok</html>"),
+            ("text/plain", b""),
+        ] {
+            for sent in [Encoding::Protobuf, Encoding::Json] {
+                let v = classify(&answer(200, Some(ct), body), sent, 138);
+                assert!(
+                    matches!(&v, Verdict::Permanent(why) if why.contains("not an OTLP acknowledgement")),
+                    "{ct}: {v:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn both_protojson_name_forms_are_read() {
+        for body in [
+            &br#"{"partial_success":{"rejected_log_records":138,"error_message":"full"}}"#[..],
+            br#"{"partialSuccess":{"rejectedLogRecords":"138","errorMessage":"full"}}"#,
+        ] {
+            let v = classify(
+                &answer(200, Some("application/json"), body),
+                Encoding::Protobuf,
+                138,
+            );
+            assert_eq!(
+                v,
+                Verdict::Stored {
+                    rejected: 138,
+                    message: Some("full".into())
+                }
             );
         }
     }
