@@ -13,6 +13,7 @@ mod config;
 mod counts;
 mod delivery;
 mod filters;
+mod first_run;
 mod fixtures;
 mod http_acks;
 mod http_faults;
