@@ -107,7 +107,7 @@ fn to_ship(opts: Opts<'_>, mode: Mode, checkpoint: Option<&Checkpoint>, dir: &Jo
         return 0;
     }
     let done = known.filter(|_| sync).map_or(0, Checkpoint::done_count);
-    let left = minion_folders(dir).saturating_sub(done as u64);
+    let left = dir.minion_count().saturating_sub(done as u64);
     let ranged = opts.filter.since.is_some() || opts.filter.until.is_some();
     if left > 0 && mode == Mode::Backfill && ranged {
         let jid = dir.read_jid(opts.cache.max_return_bytes).ok().flatten();
@@ -117,19 +117,4 @@ fn to_ship(opts: Opts<'_>, mode: Mode, checkpoint: Option<&Checkpoint>, dir: &Jo
         }
     }
     left
-}
-
-/// The minion folders of `dir`: as listed, or by its link count, or listed now where the file
-/// system keeps no count for folders.
-fn minion_folders(dir: &JobDir) -> u64 {
-    if !dir.minions.is_empty() {
-        return dir.minions.len() as u64;
-    }
-    if dir.subfolders > 0 {
-        return dir.subfolders as u64;
-    }
-    let entries = std::fs::read_dir(&dir.dir).into_iter().flatten().flatten();
-    entries
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .count() as u64
 }
