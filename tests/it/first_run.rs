@@ -133,8 +133,7 @@ fn last_frame(shown: &str) -> (u64, u64, f64, f64) {
     let plain = frames(shown);
     let frame = plain
         .lines()
-        .filter(|l| l.contains(" returns, ") && l.contains(" s]"))
-        .last()
+        .rfind(|l| l.contains(" returns, ") && l.contains(" s]"))
         .unwrap_or_else(|| panic!("no bar shown:\n{plain}"));
     let number = |after: &str, before: &str| -> f64 {
         let start = frame.find(after).map(|i| i + after.len()).unwrap_or(0);

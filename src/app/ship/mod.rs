@@ -157,7 +157,7 @@ impl<'c> Shipper<'c> {
             pool: BufferPool::default(),
             // A dry run printing on the terminal has its events there: a bar would draw
             // over them.
-            bars: !config.quiet && !(config.dry_run && std::io::stdout().is_terminal()),
+            bars: !(config.quiet || config.dry_run && std::io::stdout().is_terminal()),
             stop,
             warn_cleanup: true,
             blocked: progress::Blocked::default(),
