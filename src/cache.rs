@@ -211,6 +211,21 @@ impl JobDir {
         job.minions
     }
 
+    /// How many minion folders it holds: as listed, else by its link count, else counted now
+    /// where the file system keeps no count for folders (no names kept, none sorted).
+    pub(crate) fn minion_count(&self) -> u64 {
+        if !self.minions.is_empty() {
+            return self.minions.len() as u64;
+        }
+        if self.subfolders > 0 {
+            return self.subfolders as u64;
+        }
+        let entries = std::fs::read_dir(&self.dir).into_iter().flatten().flatten();
+        entries
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .count() as u64
+    }
+
     /// Lists the folder now, in place (a scan left it unlisted); a folder that cannot be read
     /// is warned about and has none.
     pub(crate) fn relist(&mut self) {

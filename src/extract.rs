@@ -288,6 +288,9 @@ fn message(v: &ValueRef<'_>) -> String {
 fn states<'a>(ctx: &Ctx<'a>, map: &'a ValueRef<'a>, out: &mut Vec<StateEvent<'a>>) {
     let ValueRef::Map(entries) = map else { return };
     let first = out.len();
+    // Nearly every entry is a state: growing the list an event at a time copied it a dozen
+    // times a return (5% of a dry run's instructions).
+    out.reserve(entries.len());
     for (key, state) in entries {
         if !is_state(key, state) {
             continue;

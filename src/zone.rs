@@ -4,13 +4,19 @@
 //! jid read as UTC minus its `.load.p` mtime is the master's UTC offset, give or take the
 //! moments between making the jid and writing the file. Zones are whole quarter hours.
 //!
-//! A copied cache (fresh mtimes) gives offsets that disagree from job to job, or no
-//! plausible offset at all: then UTC, with one warning saying how to set the zone.
+//! A copied cache (fresh mtimes, as a git clone of `testdata/` leaves them) gives offsets that
+//! disagree from job to job, or no plausible offset at all. Then the cache's shapes may still
+//! tell: a runner job's `.load.p` holding the runner's whole return is written only by Salt
+//! 3006.3 and later (`salt/utils/job.py` `store_job` saves the return load of a job the
+//! local cache has no load for; 3006.2 and 2019.2 leave runner jobs without `.load.p`), and
+//! jids are UTC since Salt 3000 (`gen_jid` uses `utcnow`). Otherwise UTC, with one warning
+//! saying how to set the zone: the jids could be a pre-3000 master's local time.
 
 use std::path::{Path, PathBuf};
 
 use chrono::FixedOffset;
 
+use crate::msgpack;
 use crate::time::{jid_instant, JidZone, SECOND};
 
 /// How many of the newest jobs are asked.
@@ -25,6 +31,10 @@ const QUARTER_HOUR: i64 = 900 * SECOND;
 const WIDEST: i64 = 14 * 3600 * SECOND;
 /// A jid this far ahead of its own `.load.p` is read in the wrong zone.
 const FUTURE: i64 = 60 * SECOND;
+/// How many jobs' `.load.p` are read for a sign of Salt 3006.3+, at most, and how big one
+/// may be: the sign is in any runner job, and a copied cache is read once.
+const PROOF_JOBS: usize = 1000;
+const PROOF_BYTES: u64 = 1 << 20;
 
 /// What the sampled jobs say about the master's zone.
 #[derive(Debug, PartialEq, Eq)]
@@ -61,7 +71,8 @@ pub(crate) fn verdict(samples: &[(i64, i64)]) -> Verdict {
 /// The zone to read jids in: `explicit` when given (warning when the newest jids then lie in
 /// the future of their files), otherwise what the cache's times say, logged once at `-v`.
 pub(crate) fn resolve(root: &Path, explicit: Option<JidZone>) -> JidZone {
-    let jobs = newest_jobs(root);
+    let loads = loads(root);
+    let jobs = newest_jobs(&loads);
     let utc: Vec<(i64, i64)> = jobs
         .iter()
         .filter_map(|(jid, mtime)| Some((jid_instant(jid, JidZone::Utc)?, *mtime)))
@@ -88,16 +99,27 @@ pub(crate) fn resolve(root: &Path, explicit: Option<JidZone>) -> JidZone {
                     _ => JidZone::Fixed(offset),
                 }
             }
-            Verdict::Unclear => {
-                log::warn!(
+            Verdict::Unclear => match utc_salt(&loads) {
+                Some(load) => {
+                    log::debug!(
+                        "jid zone: UTC, as Salt 3000 and later write jids: {} is a runner's return \
+                         load, which only Salt 3006.3 and later write (the times of the job \
+                         folders do not tell)",
+                        load.display()
+                    );
+                    JidZone::Utc
+                }
+                None => {
+                    log::warn!(
                     "{}: the job folders' times do not tell the zone of the jids (a copied cache?): \
                      reading them as UTC; set --jid-timezone (utc for Salt 3000 and later, local \
                      or an offset like +05:30 for a 2019.2 master)",
-                    root.display()
-                );
-                // One warning: the future check would only repeat it.
-                return JidZone::Utc;
-            }
+                        root.display()
+                    );
+                    // One warning: the future check would only repeat it.
+                    return JidZone::Utc;
+                }
+            },
         },
     };
     warn_future(root, &jobs, zone);
@@ -121,8 +143,33 @@ fn warn_future(root: &Path, jobs: &[(String, i64)], zone: JidZone) {
     }
 }
 
+/// A `.load.p` of the first [`PROOF_JOBS`] that only Salt 3006.3 or later writes: a runner's
+/// return load (`{id, tgt, jid, return, fun: "runner.…", user}`, testdata/FINDINGS.md 4).
+fn utc_salt(loads: &[(i64, PathBuf)]) -> Option<PathBuf> {
+    loads.iter().take(PROOF_JOBS).find_map(|(_, dir)| {
+        let path = dir.join(".load.p");
+        let buf = msgpack::read_file(&path, PROOF_BYTES).ok()?;
+        let load = msgpack::decode(&buf).ok()?;
+        let fun = msgpack::get(&load, "fun").and_then(msgpack::as_text)?;
+        let runner = fun.starts_with("runner.") && msgpack::get(&load, "return").is_some();
+        runner.then_some(path)
+    })
+}
+
 /// The jids and `.load.p` mtimes (µs) of the newest jobs, by `.load.p` mtime.
-fn newest_jobs(root: &Path) -> Vec<(String, i64)> {
+fn newest_jobs(loads: &[(i64, PathBuf)]) -> Vec<(String, i64)> {
+    loads
+        .iter()
+        .take(SAMPLES)
+        .filter_map(|(mtime, dir)| {
+            let text = std::fs::read_to_string(dir.join("jid")).ok()?;
+            Some((text.trim().to_owned(), *mtime))
+        })
+        .collect()
+}
+
+/// Every job folder with a `.load.p`, and that file's mtime (µs), newest first.
+fn loads(root: &Path) -> Vec<(i64, PathBuf)> {
     let mut loads: Vec<(i64, PathBuf)> = Vec::new();
     for prefix in dirs(root).filter(|p| {
         p.file_name()
@@ -137,13 +184,6 @@ fn newest_jobs(root: &Path) -> Vec<(String, i64)> {
     }
     loads.sort_unstable_by_key(|load| std::cmp::Reverse(load.0));
     loads
-        .into_iter()
-        .take(SAMPLES)
-        .filter_map(|(mtime, dir)| {
-            let text = std::fs::read_to_string(dir.join("jid")).ok()?;
-            Some((text.trim().to_owned(), mtime))
-        })
-        .collect()
 }
 
 fn dirs(dir: &Path) -> impl Iterator<Item = PathBuf> {

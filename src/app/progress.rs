@@ -30,8 +30,11 @@ pub(crate) fn counter(quiet: bool, what: &'static str) -> ProgressBar {
     bar
 }
 
-/// A bar over a known number of returns, with the event count as its message. While the run
-/// waits on the receiver (`blocked`) it says so instead of a stale rate and ETA.
+/// A bar over the returns a run ships, with the event count as its message. The rate is the
+/// returns done over the time since the bar started (an average: it holds over a run whose
+/// speed changes, where indicatif's moving estimate, which starts from zero, showed a quarter
+/// of the real one), and the ETA what is left at that rate. While the run waits on the
+/// receiver (`blocked`) it says so instead; once finished, the bar stays with the time taken.
 pub(crate) fn bar(quiet: bool, total: u64, blocked: Blocked) -> ProgressBar {
     if !shown(quiet) {
         return ProgressBar::hidden();
@@ -43,23 +46,35 @@ pub(crate) fn bar(quiet: bool, total: u64, blocked: Blocked) -> ProgressBar {
         .with_key(
             "status",
             move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = match blocked.since() {
-                    Some(t) if t >= WAITING_AFTER => {
-                        write!(w, "waiting for the receiver, {} s", t.as_secs())
-                    }
-                    _ => write!(
-                        w,
-                        "{:.0} returns/s, ETA {} s",
-                        state.per_sec(),
-                        state.eta().as_secs()
-                    ),
-                };
+                let _ = write_status(state, blocked.since(), w);
             },
         );
     bar.set_style(style);
     // Redrawn while nothing moves, so a wait shows.
     bar.enable_steady_tick(Duration::from_millis(500));
     bar
+}
+
+/// `N returns/s, ETA T s`, `waiting for the receiver, T s`, or at the end `N returns/s, in T s`.
+fn write_status(
+    state: &ProgressState,
+    waiting: Option<Duration>,
+    w: &mut dyn std::fmt::Write,
+) -> std::fmt::Result {
+    let secs = state.elapsed().as_secs_f64();
+    let rate = match secs > 0.0 {
+        true => state.pos() as f64 / secs,
+        false => 0.0,
+    };
+    let left = state.len().unwrap_or(0).saturating_sub(state.pos());
+    match waiting {
+        _ if state.is_finished() => write!(w, "{rate:.0} returns/s, in {secs:.2} s"),
+        Some(t) if t >= WAITING_AFTER => {
+            write!(w, "waiting for the receiver, {} s", t.as_secs())
+        }
+        _ if rate > 0.0 => write!(w, "{rate:.0} returns/s, ETA {:.0} s", left as f64 / rate),
+        _ => write!(w, "starting"),
+    }
 }
 
 /// A wait on the receiver longer than this shows on the bar.

@@ -204,6 +204,11 @@ impl Checkpoint {
         self.jobs.get(key)
     }
 
+    /// How many of `job`'s returns are done: what a progress bar need not count again.
+    pub(crate) fn done_count(job: &JobState) -> usize {
+        job.done.len()
+    }
+
     /// Whether `minion`'s return in `job` is done.
     pub(crate) fn is_done(&self, job: &JobState, minion: &str) -> bool {
         self.names

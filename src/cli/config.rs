@@ -109,14 +109,28 @@ pub(crate) struct DaemonOptions {
 
 impl Config {
     pub(crate) fn watch(args: &WatchArgs, quiet: bool) -> Result<Config> {
-        crate::cache::verify(&args.common.cache_dir)?;
-        Config::watch_options(args, quiet, false)
+        let mut config = Config::watch_options(args, quiet, false)?;
+        config.read_cache(&args.common, true)?;
+        Ok(config)
     }
 
     /// `saltship check`: the options checked as for `watch`, but the cache folder and a
     /// missing target are left to the checks themselves.
     pub(crate) fn check(args: &CheckArgs, quiet: bool) -> Result<Config> {
-        Config::watch_options(&args.watch, quiet, true)
+        let mut config = Config::watch_options(&args.watch, quiet, true)?;
+        config.read_cache(&args.watch.common, false)?;
+        Ok(config)
+    }
+
+    /// What needs the cache, once every option is checked: a usage error comes at once, never
+    /// after a line about the cache (the zone guess warns). `verify`: the folder must be a
+    /// job cache.
+    fn read_cache(&mut self, args: &CommonArgs, verify: bool) -> Result<()> {
+        if verify {
+            crate::cache::verify(&args.cache_dir)?;
+        }
+        self.cache.jid_zone = crate::zone::resolve(&args.cache_dir, explicit_zone(args)?);
+        Ok(())
     }
 
     fn watch_options(args: &WatchArgs, quiet: bool, checking: bool) -> Result<Config> {
@@ -151,25 +165,32 @@ impl Config {
     }
 
     pub(crate) fn sync(args: &SyncArgs, quiet: bool) -> Result<Config> {
-        let mut config = Config::common(&args.common, quiet)?;
+        let mut config = Config::options(&args.common, quiet, false)?;
         config.checkpoint(&args.state, true);
         config.start(&args.start)?;
         config.fleet(&args.fleet);
+        config.read_cache(&args.common, true)?;
         Ok(config)
     }
 
     pub(crate) fn backfill(args: &BackfillArgs, quiet: bool) -> Result<Config> {
-        let mut config = Config::common(&args.common, quiet)?;
+        let mut config = Config::options(&args.common, quiet, false)?;
         config.checkpoint(&args.state, !args.no_checkpoint);
         let now = chrono::Utc::now().timestamp_micros();
-        let point = |t: &Option<String>, what: &str| -> Result<Option<i64>> {
+        let point = |t: &Option<String>, what: &str, zone| -> Result<Option<i64>> {
             t.as_deref()
-                .map(|t| parse_point(t, now, config.cache.jid_zone).map_err(anyhow::Error::msg))
+                .map(|t| parse_point(t, now, zone).map_err(anyhow::Error::msg))
                 .transpose()
                 .with_context(|| format!("bad {what}"))
         };
-        config.filter.since = point(&args.since, "--since")?;
-        config.filter.until = point(&args.until, "--until")?;
+        // Checked before the cache is read; a jid given as a time is read again below in
+        // the zone the cache's jids are in.
+        point(&args.since, "--since", JidZone::Utc)?;
+        point(&args.until, "--until", JidZone::Utc)?;
+        config.read_cache(&args.common, true)?;
+        let zone = config.cache.jid_zone;
+        config.filter.since = point(&args.since, "--since", zone)?;
+        config.filter.until = point(&args.until, "--until", zone)?;
         if let (Some(s), Some(u)) = (config.filter.since, config.filter.until) {
             if s >= u {
                 bail!("--since must be before --until");
@@ -178,23 +199,11 @@ impl Config {
         Ok(config)
     }
 
-    fn common(args: &CommonArgs, quiet: bool) -> Result<Config> {
-        crate::cache::verify(&args.cache_dir)?;
-        Config::options(args, quiet, false)
-    }
-
     /// Every option of [`CommonArgs`] checked; `checking` keeps the targets even on a dry run
     /// and lets them be missing.
+    /// The zone is left at UTC until [`Config::read_cache`].
     fn options(args: &CommonArgs, quiet: bool, checking: bool) -> Result<Config> {
-        let explicit = match args.jid_timezone.as_str() {
-            "auto" => None,
-            text => Some(JidZone::parse(text).with_context(|| {
-                format!(
-                    "bad --jid-timezone '{text}': use auto, utc, local or an offset like +02:00"
-                )
-            })?),
-        };
-        let jid_zone = crate::zone::resolve(&args.cache_dir, explicit);
+        explicit_zone(args)?;
         // A dry run checks the delivery options as a real run does, so a config can be tried
         // with it; it only does not need a target.
         let format = check_targets(args)?;
@@ -236,7 +245,7 @@ impl Config {
                     || std::thread::available_parallelism().map_or(1, |n| n.get()),
                     usize::from,
                 ),
-                jid_zone,
+                jid_zone: JidZone::Utc,
             },
             filter: Filter {
                 minions: args.minion.clone(),
@@ -278,6 +287,16 @@ impl Config {
                 .daemon
                 .as_ref()
                 .is_some_and(|d| d.metrics_listen.is_some())
+    }
+}
+
+/// `--jid-timezone`: `None` for `auto`.
+fn explicit_zone(args: &CommonArgs) -> Result<Option<JidZone>> {
+    match args.jid_timezone.as_str() {
+        "auto" => Ok(None),
+        text => JidZone::parse(text).map(Some).with_context(|| {
+            format!("bad --jid-timezone '{text}': use auto, utc, local or an offset like +02:00")
+        }),
     }
 }
 

@@ -14,6 +14,7 @@ mod counts;
 mod delivery;
 mod faults;
 mod filters;
+mod first_run;
 mod fixtures;
 mod http_acks;
 mod http_faults;

@@ -62,16 +62,12 @@ impl Totals {
 #[derive(Debug, Default)]
 pub(crate) struct Seen(HashSet<u64>);
 
-/// The returns passed over with skipped job `dir`: its minion folders (of `minions` when it
-/// was listed, else listed now). Salt writes a return's `return.p` as it makes its folder, and
-/// a skipped job is never read: looking for each file cost a backfill more than the rest of
-/// such a job.
-pub(super) fn returns_in(dir: &JobDir, minions: &[String]) -> u64 {
-    if minions.is_empty() {
-        dir.list_minions().len() as u64
-    } else {
-        minions.len() as u64
-    }
+/// The returns passed over with skipped job `dir`: its minion folders. Salt writes a return's
+/// `return.p` as it makes its folder, and a skipped job is never read: looking for each file
+/// cost a backfill more than the rest of such a job, and so did listing and sorting its
+/// names (the folder's link count tells).
+pub(super) fn returns_in(dir: &JobDir) -> u64 {
+    dir.minion_count()
 }
 
 /// The jobs and returns in the cache, and the oldest and newest jid: what `check` reports.

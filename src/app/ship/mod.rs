@@ -9,9 +9,11 @@ mod job_files;
 mod jobs;
 mod pass;
 mod plan;
+mod tally;
 mod work;
 
 use std::collections::HashSet;
+use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,7 +161,9 @@ impl<'c> Shipper<'c> {
             totals: Totals::default(),
             seen: Seen::default(),
             pool: BufferPool::default(),
-            bars: !config.quiet,
+            // A dry run printing on the terminal has its events there: a bar would draw
+            // over them.
+            bars: !(config.quiet || config.dry_run && std::io::stdout().is_terminal()),
             stop,
             warn_cleanup: true,
             blocked: progress::Blocked::default(),

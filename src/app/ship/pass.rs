@@ -6,11 +6,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use indicatif::ProgressBar;
 use log::{debug, warn};
 
 use super::budget::{self, Budget};
 use super::plan::{groups, plan};
+use super::tally::Progress;
 use super::work::{load_job, work, BufferPool, Done, Loaded, Opts, Read, Step};
 use super::{Mode, PassError, Pending, Shipper, CHUNK, CONFIRM_BYTES};
 
@@ -36,11 +36,20 @@ impl Shipper<'_> {
         };
         let full = std::mem::take(&mut self.full_scan);
         let groups = self.groups(mode, dirs);
-        let bar = progress::bar(!self.bars || groups.is_empty(), 0, self.blocked.clone());
+        let mut progress = match self.bars && !groups.is_empty() {
+            true => Progress::counted(
+                Opts::of(config),
+                mode,
+                self.checkpoint.as_ref(),
+                groups.iter().flatten(),
+                self.blocked.clone(),
+            ),
+            false => Progress::hidden(),
+        };
         let mut first = None;
         let mut result = Ok(());
         for group in groups {
-            let (done, oldest) = self.pass_group(mode, group, &bar);
+            let (done, oldest) = self.pass_group(mode, group, &mut progress);
             if first.is_none() {
                 first = oldest;
             }
@@ -49,7 +58,7 @@ impl Shipper<'_> {
                 break;
             }
         }
-        bar.finish_and_clear();
+        progress.finish();
         match (&result, first) {
             (Ok(()), _) if full => self.stuck = None,
             // The oldest return sent since the last confirm, or else the pass's first job.
@@ -94,7 +103,7 @@ impl Shipper<'_> {
         &mut self,
         mode: Mode,
         dirs: Vec<JobDir>,
-        bar: &ProgressBar,
+        progress: &mut Progress,
     ) -> (Result<(), PassError>, Option<String>) {
         let config = self.config;
         let in_flight: HashSet<(&str, &str)> = self
@@ -121,14 +130,13 @@ impl Shipper<'_> {
             }
         }
         // A backfill lists each job when its turn comes: memory holds one job's minion names,
-        // not the whole cache's. Its bar counts the minion folders the folders' link counts tell.
+        // not the whole cache's. The link counts tell how many returns there are meanwhile.
         let lazy = mode == Mode::Backfill;
         let returns: usize = jobs
             .iter()
             .map(|(d, m)| if lazy { d.subfolders } else { m.len() })
             .sum();
-        bar.inc_length(returns as u64);
-        bar.set_message(self.bar_message());
+        progress.bar.set_message(self.bar_message());
         let pool = std::mem::take(&mut self.pool);
         // A pass of a chunk or less (most of watch's) is not worth starting threads for.
         let threads = if returns <= CHUNK {
@@ -157,7 +165,7 @@ impl Shipper<'_> {
                     Done::Returns(_, _, cost) => *cost,
                     Done::Job(..) => 0,
                 };
-                let taken = self.take(done, bar, &pool);
+                let taken = self.take(done, progress, &pool);
                 budget.give(cost);
                 if taken.is_err() {
                     budget.close();
@@ -170,16 +178,15 @@ impl Shipper<'_> {
         (result.and_then(|()| Ok(self.sink.flush()?)), first)
     }
 
-    /// The progress bar's message: events so far, "printed" on a dry run.
+    /// The progress bar's message: events so far, "printed" on a dry run (whose events carry
+    /// no keys for the sink to count).
     fn bar_message(&self) -> String {
-        let stats = self.sink.stats();
+        let events = self.totals.events;
         if self.config.dry_run {
-            format!("{} events printed", stats.events_sent)
+            format!("{events} events printed")
         } else {
-            format!(
-                "{} events sent, {} reconnects",
-                stats.events_sent, stats.reconnects
-            )
+            let reconnects = self.sink.stats().reconnects;
+            format!("{events} events sent, {reconnects} reconnects")
         }
     }
 
@@ -223,7 +230,7 @@ impl Shipper<'_> {
     fn take(
         &mut self,
         done: Done<'_>,
-        bar: &ProgressBar,
+        progress: &mut Progress,
         pool: &BufferPool,
     ) -> Result<(), PassError> {
         if self
@@ -236,6 +243,13 @@ impl Shipper<'_> {
         match done {
             Done::Job(dir, n, loaded, failed, passed_over) => {
                 self.totals.failed_files += u64::from(failed);
+                // The bar counts the returns the summary counts.
+                let taken_up = match &loaded {
+                    Loaded::Job(_) => n as u64,
+                    Loaded::NotYet => 0,
+                    Loaded::NonState | Loaded::Filtered => passed_over.unwrap_or(0),
+                };
+                progress.job(&dir.key, taken_up);
                 let skipped = match loaded {
                     Loaded::Job(_) => None,
                     Loaded::NonState => {
@@ -255,13 +269,11 @@ impl Shipper<'_> {
                     Loaded::NotYet => {
                         debug!("job {}: not complete yet, left for a later pass", dir.jid);
                         self.left_behind.get_or_insert(dir.jid.clone());
-                        bar.dec_length(n as u64);
                         return Ok(());
                     }
                 };
-                if skipped.is_some() {
-                    // The bar counts returns that ship.
-                    bar.dec_length(n as u64);
+                if let Some(returns) = skipped {
+                    progress.bar.inc(returns);
                 }
                 self.totals.take_job(&mut self.seen, &dir.key, skipped);
             }
@@ -277,12 +289,7 @@ impl Shipper<'_> {
                 {
                     self.totals.returns += part.returns;
                     self.totals.failed_files += part.failed_files;
-                    // The bar counts the returns the summary counts.
-                    if part.returns > 0 {
-                        bar.inc(1);
-                    } else {
-                        bar.dec_length(1);
-                    }
+                    progress.returned(part.returns > 0);
                     if let (Some(metrics), Some(seen)) = (&self.metrics, seen) {
                         metrics.observe(&dir.key, &dir.jid, seen);
                     }
@@ -309,7 +316,7 @@ impl Shipper<'_> {
                         self.confirm()?;
                     }
                 }
-                bar.set_message(self.bar_message());
+                progress.bar.set_message(self.bar_message());
             }
         }
         Ok(())

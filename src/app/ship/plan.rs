@@ -56,7 +56,7 @@ pub(super) fn plan(
         // A backfill's jobs are listed at their turn: `nocache` is found by its marker.
         if dir.nocache || (mode == Mode::Backfill && dir.dir.join("nocache").exists()) {
             debug!("job folder {}: nocache, nothing to ship", dir.key);
-            let returns = returns_in(&dir, &dir.minions);
+            let returns = returns_in(&dir);
             totals.take_job(seen, &dir.key, Some(returns));
             let jid = dir.read_jid(config.cache.max_return_bytes);
             nocache.push((dir.key, jid.ok().flatten().unwrap_or_default()));
