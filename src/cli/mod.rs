@@ -7,10 +7,11 @@ pub(crate) mod config;
 mod delivery;
 mod exit_status;
 pub(crate) mod file;
+pub(crate) mod master_conf;
 pub(crate) mod parse;
 mod receivers;
 
 pub use args::Cli;
 pub(crate) use args::*;
-pub(crate) use config::{CacheOptions, Config, DaemonOptions, EncodeOptions, Filter};
+pub(crate) use config::{CacheOptions, Config, DaemonOptions, Discovery, EncodeOptions, Filter};
 pub(crate) use receivers::*;
