@@ -184,7 +184,7 @@ def main():
         killed = time.monotonic()
         A.proc.kill()
         A.proc.wait()
-        took = B.wait_for("is ours", 30)
+        took = B.wait_for("took over the lease of", 30)
         check(took is not None and took - killed <= 5,
               f"B took over {took - killed if took else float('nan'):.1f} s after SIGKILL of A; target <= 5 s")
         n0 = land_for(5, n0)
@@ -197,7 +197,7 @@ def main():
         stopped = time.monotonic()
         B.proc.send_signal(signal.SIGSTOP)
         n0 = land_for(3, n0)
-        took = A.wait_for("is ours", 60)
+        took = A.wait_for("took over the lease of", 60)
         check(took is not None and took - stopped <= 30,
               f"A took over {took - stopped if took else float('nan'):.1f} s after SIGSTOP of B; target <= 30 s")
         n0 = land_for(3, n0)

@@ -121,7 +121,7 @@ fn run(parsed: &crate::cli::file::Parsed) -> Result<Outcome, Failure> {
         }
     };
     let config = config.map_err(Failure::Usage)?;
-    if config.cache.isolated && mode == Mode::Sync {
+    if config.cache.isolated {
         warn!("{}", isolated_advice(&config));
     }
     let opened = match (&cli.command, &config.daemon) {

@@ -87,6 +87,7 @@ mod tests {
         let conf = read(&master);
         assert_eq!(conf.cluster_id.as_deref(), Some("edge"));
         assert!(conf.isolated);
-        assert_eq!(read(&tmp.path().join("none")), MasterConf::default());
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        assert_eq!(read(&elsewhere.path().join("master")), MasterConf::default());
     }
 }

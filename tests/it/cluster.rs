@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,18 @@ fn until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// A watch on the shared state file, logging to a file of its own (`name.log`).
+fn start(jobs: &Path, state: &Path, target: &str, name: &str, env: &[(&str, &str)]) -> Watch {
+    let log = state.with_file_name(format!("{name}.log"));
+    let child = Saltship::watch(jobs)
+        .state_file(state)
+        .target(target)
+        .env("SALTSHIP_RESCAN_INTERVAL", "60s")
+        .envs(env)
+        .spawn(File::create(&log).expect("log"));
+    Watch::spawned(child, log)
+}
+
 fn signal(watch: &Watch, sig: &str) {
     let status = Command::new("kill")
         .args([sig, &watch.pid().to_string()])
@@ -39,7 +52,7 @@ fn a_standby_reports_ready_and_ships_within_5_s_of_the_holders_sigkill() {
     let state = tmp.path().join("state");
     let receiver = Receiver::start(Faults::default());
     let before: HashSet<String> = dry_run_ids(&jobs);
-    let a = Watch::start(&jobs, &state, &receiver.target(), &[]);
+    let a = start(&jobs, &state, &receiver.target(), "a", &[]);
     assert!(
         until(Duration::from_secs(20), || a.log().contains("following ")),
         "{}",
@@ -50,10 +63,11 @@ fn a_standby_reports_ready_and_ships_within_5_s_of_the_holders_sigkill() {
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    let b = Watch::start(
+    let b = start(
         &jobs,
         &state,
         &receiver.target(),
+        "b",
         &[("NOTIFY_SOCKET", p(&socket_path))],
     );
     let mut buf = [0u8; 512];
@@ -67,7 +81,7 @@ fn a_standby_reports_ready_and_ships_within_5_s_of_the_holders_sigkill() {
     signal(&a, "-KILL");
     let killed = Instant::now();
     assert!(
-        until(Duration::from_secs(5), || b.log().contains("is ours")),
+        until(Duration::from_secs(5), || b.log().contains("took over the lease of")),
         "no takeover within 5 s: {}",
         b.log()
     );
@@ -97,13 +111,13 @@ fn a_hung_holder_is_replaced_and_stops_before_writing_the_checkpoint_when_it_wak
     let (tmp, jobs) = cache_copy("jobs");
     let state = tmp.path().join("state");
     let receiver = Receiver::start(Faults::default());
-    let a = Watch::start(&jobs, &state, &receiver.target(), &[]);
+    let a = start(&jobs, &state, &receiver.target(), "a", &[]);
     assert!(
         until(Duration::from_secs(20), || a.log().contains("following ")),
         "{}",
         a.log()
     );
-    let b = Watch::start(&jobs, &state, &receiver.target(), &[]);
+    let b = start(&jobs, &state, &receiver.target(), "b", &[]);
     assert!(
         until(Duration::from_secs(10), || b.log().contains("standing by")),
         "{}",
@@ -112,13 +126,15 @@ fn a_hung_holder_is_replaced_and_stops_before_writing_the_checkpoint_when_it_wak
     signal(&a, "-STOP");
     let stopped = Instant::now();
     assert!(
-        until(Duration::from_secs(32), || b.log().contains("is ours")),
+        until(Duration::from_secs(32), || b.log().contains("took over the lease of")),
         "no takeover from a hung holder: {}",
         b.log()
     );
     assert!(stopped.elapsed() <= Duration::from_secs(30));
     assert!(
-        b.log().contains("stopped renewing its lease"),
+        b.log().contains("stopped renewing its lease")
+            && b.log().contains("took over the lease of")
+            && !b.log().contains("ERROR"),
         "{}",
         b.log()
     );
@@ -163,7 +179,7 @@ fn a_hung_holder_is_replaced_and_stops_before_writing_the_checkpoint_when_it_wak
 fn with_a_cluster_id_job_events_have_the_same_ids_from_every_master() {
     let (_tmp, jobs) = cache_copy("jobs");
     let ids = |master: &str, cluster: Option<&str>| -> Vec<String> {
-        let mut run = Saltship::dry_run(&jobs)
+        let mut run = Saltship::args(["backfill", "--dry-run", "--cache-dir", p(&jobs)])
             .more(["--events", "job,no-return", "--master-id", master]);
         if let Some(c) = cluster {
             run = run.more(["--cluster-id", c]);

@@ -194,14 +194,14 @@ fn discovery(config: &Config, options: &DaemonOptions) -> Option<Duration> {
     let dir = config.cache.dir.display();
     let every = options.poll_interval;
     let shared = poll::shared_filesystem(&config.cache.dir);
-    match (options.discovery, shared) {
+    match (options.discovery, &shared) {
         (Discovery::Inotify, Some(fs)) => {
             warn!("{dir} is on {fs}: inotify misses what other hosts or mounts write there, which waits for the rescan (--discovery inotify)");
             None
         }
         (Discovery::Inotify, None) | (Discovery::Auto, None) => None,
         (Discovery::Poll, _) | (Discovery::Auto, Some(_)) => {
-            let on = shared.map_or(String::new(), |fs| format!(" (on {fs})"));
+            let on = shared.as_ref().map_or(String::new(), |fs| format!(" (on {fs})"));
             info!(
                 "following {dir}{on} by polling its open folders every {} ms (--discovery)",
                 every.as_millis()

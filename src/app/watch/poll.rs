@@ -64,10 +64,6 @@ impl Poller {
         self.polled.contains_key(dir)
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.polled.len()
-    }
-
     /// Polls `dir` from now on, from its stamp now; `parent` folders (the cache folder, a
     /// two-hex folder) also remember what they hold. Whether the folder is there.
     pub(super) fn add(&mut self, dir: &Path, parent: bool) -> bool {
@@ -144,39 +140,59 @@ fn children(dir: &Path) -> BTreeSet<PathBuf> {
         .collect()
 }
 
-/// `f_type`s of filesystems whose changes inotify cannot see when another host (or another
-/// mount) makes them: FUSE (GlusterFS's client, sshfs), NFS, SMB/CIFS, Ceph, AFS, 9p,
-/// GFS2, OCFS2, Lustre (statfs(2), linux/magic.h).
-const SHARED: [(i64, &str); 11] = [
-    (0x6573_5546, "fuse"),
-    (0x6969, "nfs"),
-    (0x517b, "smb"),
-    (0xff53_4d42u32 as i64, "cifs"),
-    (0xfe53_4d42u32 as i64, "smb2"),
-    (0x00c3_6400, "ceph"),
-    (0x5346_414f, "afs"),
-    (0x0102_1997, "9p"),
-    (0x0116_1970, "gfs2"),
-    (0x7461_636f, "ocfs2"),
-    (0x0bd0_0bd0, "lustre"),
+/// Filesystems whose changes inotify cannot see when another host (or another mount) makes
+/// them: FUSE (GlusterFS's client, sshfs), NFS, SMB/CIFS, Ceph, AFS, 9p, GFS2, OCFS2, Lustre.
+const SHARED: [&str; 12] = [
+    "fuse", "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "afs", "9p", "gfs2", "ocfs2", "lustre",
 ];
 
-/// The name of the shared filesystem `dir` is on, or `None` for a local one (or when statfs
-/// fails: inotify then says itself whether it works).
-pub(super) fn shared_filesystem(dir: &Path) -> Option<&'static str> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: a valid NUL-terminated path and a zeroed out-struct statfs fills.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut fs) } != 0 {
-        return None;
+/// The type of the shared filesystem `dir` is on (`fuse.glusterfs`, `nfs4`), or `None` for a
+/// local one or when it cannot be told: inotify then says itself whether it works. Read from
+/// /proc/self/mountinfo (the mount whose point is the longest prefix of the real path), which
+/// names FUSE's subtype where statfs(2) only says "fuse".
+pub(super) fn shared_filesystem(dir: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(dir).ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let fstype = mount_type(&mounts, &real)?;
+    let base = fstype.split('.').next().unwrap_or_default();
+    SHARED.contains(&base).then_some(fstype)
+}
+
+/// The filesystem type of the mount holding `path`, from mountinfo's text.
+fn mount_type(mountinfo: &str, path: &Path) -> Option<String> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = unescape(left.split(' ').nth(4)?);
+            let fstype = right.split(' ').next()?;
+            path.starts_with(&point)
+                .then(|| (point.components().count(), fstype.to_owned()))
+        })
+        .max_by_key(|(depth, _)| *depth)
+        .map(|(_, fstype)| fstype)
+}
+
+/// mountinfo writes a space, tab, newline and backslash in a path as octal escapes.
+fn unescape(field: &str) -> PathBuf {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(char::from(c));
+                rest = &rest[at + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[at + 1..];
+            }
+        }
     }
-    #[allow(clippy::unnecessary_cast)]
-    let kind = fs.f_type as i64 & 0xffff_ffff;
-    SHARED
-        .iter()
-        .find(|(magic, _)| *magic == kind)
-        .map(|(_, name)| *name)
+    out.push_str(rest);
+    PathBuf::from(out)
 }
 
 #[cfg(test)]
@@ -206,8 +222,15 @@ mod tests {
     }
 
     #[test]
-    fn a_local_folder_is_not_shared() {
-        // The test's temp folder is local (tmpfs or a disk) on every CI host we use.
-        assert_eq!(shared_filesystem(Path::new("/proc")), None);
+    fn the_mount_holding_a_folder_is_the_deepest_one() {
+        let info = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                    40 22 0:50 / /srv/salt\\040shared rw - fuse.glusterfs 10.0.0.1:ssvol rw\n\
+                    41 22 0:51 / /srv/nfs rw - nfs4 h:/x rw\n";
+        let of = |p: &str| mount_type(info, Path::new(p));
+        assert_eq!(of("/srv/salt shared/jobs").as_deref(), Some("fuse.glusterfs"));
+        assert_eq!(of("/srv/nfs/jobs").as_deref(), Some("nfs4"));
+        assert_eq!(of("/var/cache/salt/master/jobs").as_deref(), Some("ext4"));
+        assert_eq!(of("/srv/nfsx").as_deref(), Some("ext4"), "a prefix, not a parent");
+        assert_eq!(shared_filesystem(Path::new("/proc")), None, "proc is local");
     }
 }

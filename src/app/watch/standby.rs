@@ -40,7 +40,7 @@ pub(crate) fn open(
     let mut status = |waiting: Waiting<'_>| {
         let line = waiting.to_string();
         if line != told {
-            info!("standing by: {line}; shipping once the lease is ours");
+            info!("standing by: {line}; shipping once it is free");
             notify(&format!("READY=1\nSTATUS=standby: {line}"));
             told = line;
             standing_by = true;
@@ -55,7 +55,7 @@ pub(crate) fn open(
     let opened = Checkpoint::open_waiting(path, config.state.reset, &stop, &mut status)
         .map_err(Failure::Usage)?;
     if opened.is_some() && standing_by {
-        info!("the lease of {} is ours: shipping", path.display());
+        info!("took over the lease of {}: shipping", path.display());
         notify("STATUS=active: catching up");
     }
     Ok(opened)
