@@ -101,14 +101,23 @@ class Watch:
 
 
 def populate(cache, n, sources):
-    """n jobs of one return each, their folders made an hour and a half old."""
+    """n jobs of one return each, their folders made an hour and a half old (8 writers: one
+    FUSE round trip at a time would take a quarter of an hour for 10,000)."""
+    from concurrent.futures import ThreadPoolExecutor
     old = time.time() - 5400
-    for i in range(n):
+
+    def one(i):
+        n = 10_000_000 + i
         load, minion, ret = sources[i % len(sources)]
-        key, _ = latency.land(cache, 10_000_000 + i, load, minion, ret)
-        d = os.path.join(cache, "%02x" % ((10_000_000 + i) % 256), "bench%016d" % (10_000_000 + i))
+        latency.land(cache, n, load, minion, ret)
+        d = os.path.join(cache, "%02x" % (n % 256), "bench%016d" % n)
         os.utime(os.path.join(d, minion), (old, old))
         os.utime(d, (old, old))
+
+    for i in range(256):
+        os.makedirs(os.path.join(cache, "%02x" % i), exist_ok=True)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(n)))
 
 
 def main():

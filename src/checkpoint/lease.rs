@@ -102,6 +102,13 @@ fn read(file: &File) -> Option<Record> {
     Record::parse(&buf[..n])
 }
 
+/// Writes `record` in place, through to the server: a network filesystem's client may hold a
+/// write back (GlusterFS's write-behind) and the other masters would never see it.
+fn write(file: &File, record: &Record) -> std::io::Result<()> {
+    file.write_all_at(&record.bytes(), 0)?;
+    file.sync_data()
+}
+
 /// Who the lease of the lock file at `path` names, if it can be read.
 pub(super) fn holder_of(path: &Path) -> Option<String> {
     File::open(path).ok().as_ref().and_then(read).map(|r| r.holder)
@@ -206,8 +213,7 @@ impl Lease {
             at_ms: now_ms(),
             flock: flocked,
         };
-        file.write_all_at(&record.bytes(), 0)
-            .map_err(|e| anyhow!("lock file {}: {e}", path.display()))?;
+        write(&file, &record).map_err(|e| anyhow!("lock file {}: {e}", path.display()))?;
         let shared = Arc::new(Shared {
             path: path.to_owned(),
             record: Mutex::new(record),
@@ -275,7 +281,7 @@ impl Shared {
             record.renewal += 1;
             record.at_ms = now_ms();
             record.flock = self.flocked.load(Ordering::SeqCst);
-            if let Err(e) = self.file.write_all_at(&record.bytes(), 0) {
+            if let Err(e) = write(&self.file, &record) {
                 log::warn!("renewing the lease in {}: {e}", self.path.display());
             }
         }

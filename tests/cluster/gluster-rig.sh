@@ -51,6 +51,16 @@ up() {
   local g=("${in[@]}" gluster --mode=script)
   for _ in $(seq 100); do "${g[@]}" volume info >/dev/null 2>&1 && break; sleep 0.1; done
   "${g[@]}" volume create ssvol "10.231.0.1:$W/brick/b" force >/dev/null
+  # Gluster's own "metadata-cache" profile (/var/lib/glusterd/groups/metadata-cache): each
+  # client caches attributes and the brick tells the others when one changes (upcall), so a
+  # stat costs no round trip and a write through one mount is seen at once through the other;
+  # without it a client trusts its attributes for 1 s (md-cache-timeout), the floor of any latency.
+  for kv in "features.cache-invalidation on" "features.cache-invalidation-timeout 600" \
+    "performance.stat-prefetch on" "performance.cache-invalidation on" \
+    "performance.md-cache-timeout 600" "network.inode-lru-limit 200000"; do
+    # shellcheck disable=SC2086 # key and value, two words
+    "${g[@]}" volume set ssvol $kv >/dev/null
+  done
   "${g[@]}" volume start ssvol >/dev/null
   for m in a b; do
     "${in[@]}" glusterfs --attribute-timeout=0 --entry-timeout=0 --negative-timeout=0 \

@@ -60,6 +60,10 @@ impl Poller {
         }
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.polled.len()
+    }
+
     pub(super) fn contains(&self, dir: &Path) -> bool {
         self.polled.contains_key(dir)
     }

@@ -129,6 +129,9 @@ impl Watches {
             return Vec::new();
         };
         let changed = p.poll();
+        if !changed.is_empty() {
+            log::debug!("polling {} folders: {} changed", p.len(), changed.len());
+        }
         let p = &*p;
         self.watched.retain(|d| p.contains(d));
         changed
