@@ -16,7 +16,7 @@ Checked and printed, each with the issue's target:
    stop without writing the checkpoint;
 5. no return missing at the receiver (duplicates counted, allowed only around a takeover).
 
-    sudo python3 bench/cluster.py [--bin target/release/saltship] [--jobs 10000] [--idle 60]
+    sudo python3 bench/cluster.py [--bin target/release/saltship] [--jobs 10000] [--idle 60] [--ci]
 
 Exit status 0 when every check passed, 1 otherwise, 77 when the rig cannot be made here.
 """
@@ -40,9 +40,15 @@ latency = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(latency)
 
 CHECKS = []
+# --ci: the latency and CPU targets are printed, not checked (a shared CI host's load is not
+# saltship's); takeover, the old holder's stop and nothing missing are checked always.
+TIMED_ONLY_SHOWN = False
 
 
-def check(ok, what):
+def check(ok, what, timed=False):
+    if timed and TIMED_ONLY_SHOWN:
+        print(f"  {'ok  ' if ok else 'over'} {what} (--ci: not checked)", flush=True)
+        return
     CHECKS.append(ok)
     print(f"  {'ok  ' if ok else 'FAIL'} {what}", flush=True)
 
@@ -128,7 +134,10 @@ def main():
     ap.add_argument("--rate", type=float, default=10, help="returns landed per second")
     ap.add_argument("--seconds", type=float, default=20, help="how long the latency run lands")
     ap.add_argument("--work", help="work folder (default: a temp folder, removed)")
+    ap.add_argument("--ci", action="store_true", help="print the latency and CPU, do not check them")
     a = ap.parse_args()
+    global TIMED_ONLY_SHOWN
+    TIMED_ONLY_SHOWN = a.ci
     work = a.work or tempfile.mkdtemp(prefix="saltship-cluster-")
     up = subprocess.run(["bash", RIG, "up", work])
     if up.returncode:
@@ -147,8 +156,8 @@ def main():
         A = Watch(a.bin, ma, "master-a", receiver.port)
         watches.append(A)
         t = time.monotonic()
-        check(A.wait_for("following ", 1800) is not None, "watch A caught up and follows")
-        print(f"  catch-up {time.monotonic() - t:.1f} s; {A.text().count('polling')} polling line", flush=True)
+        check(A.wait_for("shipped catching up", 1800) is not None, "watch A caught up and follows")
+        print(f"  catch-up {time.monotonic() - t:.1f} s", flush=True)
         B = Watch(a.bin, mb, "master-b", receiver.port)
         watches.append(B)
         check(B.wait_for("standing by", 10) is not None, "watch B stands by")
@@ -162,7 +171,7 @@ def main():
         used = {k: (cpu_ticks(p) - before[k]) / tick / a.idle * 100 for k, p in pids.items()}
         total = sum(used.values())
         parts = ", ".join(f"{k} {v:.2f}%" for k, v in sorted(used.items()))
-        check(total <= 2.0, f"idle on {a.jobs} jobs: {total:.2f}% of a core ({parts}); target <= 2%")
+        check(total <= 2.0, f"idle on {a.jobs} jobs: {total:.2f}% of a core ({parts}); target <= 2%", True)
 
         # 1. Latency through the other mount.
         cache_b = os.path.join(mb, "jobs")
@@ -187,7 +196,7 @@ def main():
         lat = sorted((receiver.first[k] - t) * 1000 for k, t in landed.items() if k in receiver.first)
         q = statistics.quantiles(lat, n=100)
         check(q[98] <= 1000, f"latency through the other mount, {len(lat)} returns at {a.rate:g}/s: "
-              f"p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, max {lat[-1]:.0f} ms; target p99 <= 1 s")
+              f"p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, max {lat[-1]:.0f} ms; target p99 <= 1 s", True)
 
         # 3. SIGKILL of the holder, returns landing throughout.
         killed = time.monotonic()

@@ -141,8 +141,10 @@ pub(crate) struct BackfillArgs {
 /// What only the daemon uses (and `check` checks).
 #[derive(Args, Debug)]
 pub(crate) struct DaemonArgs {
-    /// Scan the whole cache this often, for anything inotify missed
-    #[arg(long, value_name = "DURATION", env = "SALTSHIP_RESCAN_INTERVAL", default_value = "60s")]
+    /// Scan the whole cache this often, for anything inotify or polling missed; auto: 60s with
+    /// inotify, 10m when polling (a rescan of a shared filesystem costs a round trip per job
+    /// folder, and polling already finds what lands in the open ones)
+    #[arg(long, value_name = "DURATION", env = "SALTSHIP_RESCAN_INTERVAL", default_value = "auto")]
     pub(crate) rescan_interval: String,
 
     /// How new returns are found: inotify (a local cache), poll (the folders a return can

@@ -102,6 +102,8 @@ pub(crate) struct StateOptions {
 pub(crate) struct DaemonOptions {
     /// Full rescans and stats lines.
     pub(crate) rescan_interval: Duration,
+    /// `--rescan-interval auto`: [`RESCAN_POLLING`] instead when discovery polls.
+    pub(crate) rescan_auto: bool,
     pub(crate) stats_interval: Duration,
     /// Where to serve `GET /metrics`.
     pub(crate) metrics_listen: Option<SocketAddr>,
@@ -111,6 +113,11 @@ pub(crate) struct DaemonOptions {
     pub(crate) discovery: Discovery,
     pub(crate) poll_interval: Duration,
 }
+
+/// `--rescan-interval auto` with inotify.
+const RESCAN_INOTIFY: Duration = Duration::from_secs(60);
+/// `--rescan-interval auto` when polling a shared filesystem.
+pub(crate) const RESCAN_POLLING: Duration = Duration::from_secs(600);
 
 /// `--discovery`: how `watch` finds new returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +325,11 @@ fn daemon(args: &DaemonArgs) -> Result<DaemonOptions> {
     let ours =
         std::env::var("WATCHDOG_PID").map_or(true, |pid| pid == std::process::id().to_string());
     Ok(DaemonOptions {
-        rescan_interval: span(&args.rescan_interval, "--rescan-interval")?,
+        rescan_interval: match args.rescan_interval.as_str() {
+            "auto" => RESCAN_INOTIFY,
+            text => span(text, "--rescan-interval")?,
+        },
+        rescan_auto: args.rescan_interval == "auto",
         discovery: match args.discovery.as_str() {
             "inotify" => Discovery::Inotify,
             "poll" => Discovery::Poll,

@@ -64,6 +64,17 @@ pub(crate) fn run(
             .map_err(|e| Failure::Usage(anyhow::anyhow!("cannot handle signal {signal}: {e}")))?;
     }
     let (tx, events) = channel();
+    let poll = discovery(config, options);
+    let resolved;
+    let options = if options.rescan_auto && poll.is_some() {
+        resolved = DaemonOptions {
+            rescan_interval: crate::cli::config::RESCAN_POLLING,
+            ..options.clone()
+        };
+        &resolved
+    } else {
+        options
+    };
     let mut follow = Follow {
         watcher_ok: true,
         limit_warned: false,
@@ -71,7 +82,7 @@ pub(crate) fn run(
         rescan: false,
         later: Vec::new(),
         every: options.rescan_interval,
-        poll: discovery(config, options),
+        poll,
     };
     // Served once the fleet is rebuilt: the first scrape is right.
     let mut shipper = Shipper::new(config, Some(checkpoint), Some(stop.clone()));
