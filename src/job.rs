@@ -178,9 +178,7 @@ impl Target {
             tgt: json(get(load, "tgt")),
             tgt_type: get(load, "tgt_type").map_or_else(|| "list".into(), |v| json(Some(v))),
             user: user.map_or_else(|| "root".into(), |v| json(Some(v))),
-            from_return: get(load, "tgt").is_none()
-                && get(load, "id").is_some()
-                && inner.is_some(),
+            from_return: get(load, "tgt").is_none() && get(load, "id").is_some() && inner.is_some(),
         }
     }
 }

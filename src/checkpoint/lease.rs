@@ -111,7 +111,11 @@ fn write(file: &File, record: &Record) -> std::io::Result<()> {
 
 /// Who the lease of the lock file at `path` names, if it can be read.
 pub(super) fn holder_of(path: &Path) -> Option<String> {
-    File::open(path).ok().as_ref().and_then(read).map(|r| r.holder)
+    File::open(path)
+        .ok()
+        .as_ref()
+        .and_then(read)
+        .map(|r| r.holder)
 }
 
 /// What a standby is waiting for, for its status line.
@@ -174,7 +178,9 @@ impl Lease {
                 .as_ref()
                 .is_some_and(|r| !r.flock && r.holder != id && r.recent());
             match got {
-                Some(_) if !held_without_flock => return Lease::start(file, path, id, true).map(Some),
+                Some(_) if !held_without_flock => {
+                    return Lease::start(file, path, id, true).map(Some)
+                }
                 Some(_) => {
                     let _ = file.unlock();
                 }

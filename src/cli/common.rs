@@ -131,7 +131,12 @@ pub(crate) struct CommonArgs {
 
     /// The Salt master's config (and its master.d/*.conf beside it), read for `cluster_id`
     /// and `cluster_isolated_filesystem` only; a file that is not there sets nothing
-    #[arg(long, value_name = "PATH", env = "SALTSHIP_MASTER_CONFIG", default_value = "/etc/salt/master")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "SALTSHIP_MASTER_CONFIG",
+        default_value = "/etc/salt/master"
+    )]
     pub(crate) master_config: PathBuf,
 
     /// Zone of the jids: auto (read from the job folders' times: UTC for Salt 3000 and later,

@@ -55,7 +55,8 @@ impl MasterConf {
                 }
                 "cluster_id" => self.cluster_id = Some(value.to_owned()),
                 "cluster_isolated_filesystem" => {
-                    self.isolated = matches!(value.to_ascii_lowercase().as_str(), "true" | "yes" | "on")
+                    self.isolated =
+                        matches!(value.to_ascii_lowercase().as_str(), "true" | "yes" | "on")
                 }
                 _ => {}
             }
@@ -88,6 +89,9 @@ mod tests {
         assert_eq!(conf.cluster_id.as_deref(), Some("edge"));
         assert!(conf.isolated);
         let elsewhere = tempfile::tempdir().expect("tempdir");
-        assert_eq!(read(&elsewhere.path().join("master")), MasterConf::default());
+        assert_eq!(
+            read(&elsewhere.path().join("master")),
+            MasterConf::default()
+        );
     }
 }

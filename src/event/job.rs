@@ -90,7 +90,10 @@ pub(crate) fn job_event(v: &JobView<'_>) -> Map<String, Value> {
     let missing = v.missing();
     let mut m = Map::new();
     m.insert("timestamp".into(), instant(v.publish));
-    m.insert("event_id".into(), job_id(v.jid, &v.id_scope()).as_str().into());
+    m.insert(
+        "event_id".into(),
+        job_id(v.jid, &v.id_scope()).as_str().into(),
+    );
     m.insert("event_type".into(), "job".into());
     m.insert("master".into(), v.master.into());
     if let Some(c) = v.cluster {
@@ -283,8 +286,15 @@ mod tests {
         two.cluster = Some("prod");
         let (a, b) = (job_event(&one), job_event(&two));
         assert_eq!(a["event_id"], b["event_id"]);
-        assert_eq!((&a["master"], &a["cluster_id"]), (&json!("testmaster"), &json!("prod")));
-        assert_ne!(a["event_id"], job_id(one.jid, "prod").as_str(), "not a master's id");
+        assert_eq!(
+            (&a["master"], &a["cluster_id"]),
+            (&json!("testmaster"), &json!("prod"))
+        );
+        assert_ne!(
+            a["event_id"],
+            job_id(one.jid, "prod").as_str(),
+            "not a master's id"
+        );
         assert_eq!(
             no_return_events(&one)[0].1["event_id"],
             no_return_events(&two)[0].1["event_id"]

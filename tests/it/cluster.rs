@@ -81,7 +81,9 @@ fn a_standby_reports_ready_and_ships_within_5_s_of_the_holders_sigkill() {
     signal(&a, "-KILL");
     let killed = Instant::now();
     assert!(
-        until(Duration::from_secs(5), || b.log().contains("took over the lease of")),
+        until(Duration::from_secs(5), || b
+            .log()
+            .contains("took over the lease of")),
         "no takeover within 5 s: {}",
         b.log()
     );
@@ -126,7 +128,9 @@ fn a_hung_holder_is_replaced_and_stops_before_writing_the_checkpoint_when_it_wak
     signal(&a, "-STOP");
     let stopped = Instant::now();
     assert!(
-        until(Duration::from_secs(32), || b.log().contains("took over the lease of")),
+        until(Duration::from_secs(32), || b
+            .log()
+            .contains("took over the lease of")),
         "no takeover from a hung holder: {}",
         b.log()
     );
@@ -164,7 +168,10 @@ fn a_hung_holder_is_replaced_and_stops_before_writing_the_checkpoint_when_it_wak
     );
     let (code, _, log) = a.stop();
     assert_eq!(code, 3, "{log}");
-    assert!(log.contains("stopping before writing the checkpoint"), "{log}");
+    assert!(
+        log.contains("stopping before writing the checkpoint"),
+        "{log}"
+    );
     let (code, _, blog) = b.stop();
     assert_eq!(code, 0, "{blog}");
     let after = std::fs::read(&journal).unwrap_or_default();
@@ -178,27 +185,25 @@ fn a_hung_holder_is_replaced_and_stops_before_writing_the_checkpoint_when_it_wak
 #[test]
 fn with_a_cluster_id_job_events_have_the_same_ids_from_every_master() {
     let (_tmp, jobs) = cache_copy("jobs");
-    let ids = |master: &str, cluster: Option<&str>| -> Vec<String> {
-        let mut run = Saltship::args(["backfill", "--dry-run", "--cache-dir", p(&jobs)])
-            .more(["--events", "job,no-return", "--master-id", master]);
-        if let Some(c) = cluster {
-            run = run.more(["--cluster-id", c]);
-        }
-        let run = run.run();
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        if let Some(c) = cluster {
-            assert!(run.events.iter().all(|e| e["cluster_id"] == c));
-            assert!(run.events.iter().all(|e| e["master"] == master));
-        }
-        run.ids()
-    };
+    let ids =
+        |master: &str, cluster: Option<&str>| -> Vec<String> {
+            let mut run = Saltship::args(["backfill", "--dry-run", "--cache-dir", p(&jobs)])
+                .more(["--events", "job,no-return", "--master-id", master]);
+            if let Some(c) = cluster {
+                run = run.more(["--cluster-id", c]);
+            }
+            let run = run.run();
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            if let Some(c) = cluster {
+                assert!(run.events.iter().all(|e| e["cluster_id"] == c));
+                assert!(run.events.iter().all(|e| e["master"] == master));
+            }
+            run.ids()
+        };
     let (a, b) = (ids("master-a", None), ids("master-b", None));
     assert!(!a.is_empty());
     assert_ne!(a, b, "per master without a cluster id");
-    let (a, b) = (
-        ids("master-a", Some("prod")),
-        ids("master-b", Some("prod")),
-    );
+    let (a, b) = (ids("master-a", Some("prod")), ids("master-b", Some("prod")));
     assert_eq!(a, b);
 }
 

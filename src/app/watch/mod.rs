@@ -212,7 +212,9 @@ fn discovery(config: &Config, options: &DaemonOptions) -> Option<Duration> {
         }
         (Discovery::Inotify, None) | (Discovery::Auto, None) => None,
         (Discovery::Poll, _) | (Discovery::Auto, Some(_)) => {
-            let on = shared.as_ref().map_or(String::new(), |fs| format!(" (on {fs})"));
+            let on = shared
+                .as_ref()
+                .map_or(String::new(), |fs| format!(" (on {fs})"));
             info!(
                 "following {dir}{on} by polling its open folders every {} ms (--discovery)",
                 every.as_millis()

@@ -142,7 +142,10 @@ impl Poller {
             }
         }
         for dir in gone {
-            let parent = self.polled.remove(&dir).is_some_and(|p| p.children.is_some());
+            let parent = self
+                .polled
+                .remove(&dir)
+                .is_some_and(|p| p.children.is_some());
             // A two-hex folder Salt removed once empty, and made again since: a new one.
             if parent && self.add(&dir, true) {
                 changed.push((dir, true));
@@ -205,7 +208,9 @@ fn unescape(field: &str) -> PathBuf {
     let mut rest = field;
     while let Some(at) = rest.find('\\') {
         out.push_str(&rest[..at]);
-        let code = rest.get(at + 1..at + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest
+            .get(at + 1..at + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(c) => {
                 out.push(char::from(c));
@@ -253,10 +258,17 @@ mod tests {
                     40 22 0:50 / /srv/salt\\040shared rw - fuse.glusterfs 10.0.0.1:ssvol rw\n\
                     41 22 0:51 / /srv/nfs rw - nfs4 h:/x rw\n";
         let of = |p: &str| mount_type(info, Path::new(p));
-        assert_eq!(of("/srv/salt shared/jobs").as_deref(), Some("fuse.glusterfs"));
+        assert_eq!(
+            of("/srv/salt shared/jobs").as_deref(),
+            Some("fuse.glusterfs")
+        );
         assert_eq!(of("/srv/nfs/jobs").as_deref(), Some("nfs4"));
         assert_eq!(of("/var/cache/salt/master/jobs").as_deref(), Some("ext4"));
-        assert_eq!(of("/srv/nfsx").as_deref(), Some("ext4"), "a prefix, not a parent");
+        assert_eq!(
+            of("/srv/nfsx").as_deref(),
+            Some("ext4"),
+            "a prefix, not a parent"
+        );
         assert_eq!(shared_filesystem(Path::new("/proc")), None, "proc is local");
     }
 }

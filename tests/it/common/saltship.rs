@@ -100,7 +100,10 @@ impl Saltship {
             // fixtures' jids are UTC. Tests of `auto` remove this (`tests/it/salt2019.rs`).
             .env("SALTSHIP_JID_TIMEZONE", "utc")
             // A Salt master on the test host must not lend its cluster_id to the tests.
-            .env("SALTSHIP_MASTER_CONFIG", "/nonexistent/saltship-tests/master");
+            .env(
+                "SALTSHIP_MASTER_CONFIG",
+                "/nonexistent/saltship-tests/master",
+            );
         Saltship {
             cmd,
             timeout: TIMEOUT,
