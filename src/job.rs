@@ -156,6 +156,10 @@ pub(crate) struct Target {
     pub(crate) tgt: Value,
     pub(crate) tgt_type: Value,
     pub(crate) user: Value,
+    /// The load was built from a return, not from the publish: no `tgt`, but a minion's `id`
+    /// and `return` (Salt's store_job, on a cluster master with `cluster_isolated_filesystem`
+    /// that did not publish the job). Its null `tgt` is not Salt's target.
+    pub(crate) from_return: bool,
 }
 
 impl Target {
@@ -174,6 +178,7 @@ impl Target {
             tgt: json(get(load, "tgt")),
             tgt_type: get(load, "tgt_type").map_or_else(|| "list".into(), |v| json(Some(v))),
             user: user.map_or_else(|| "root".into(), |v| json(Some(v))),
+            from_return: get(load, "tgt").is_none() && get(load, "id").is_some() && inner.is_some(),
         }
     }
 }

@@ -116,6 +116,19 @@ fn state_check(config: &Config, lines: &mut Vec<Line>) {
     // Loads as a run would and tests the lock, without taking it or making a file.
     match Checkpoint::inspect(path) {
         Err(e) if e.is::<Busy>() => {
+            // Another master's saltship (its lease names another host): a cluster's standby.
+            let host = crate::cli::parse::hostname();
+            let other = e
+                .downcast_ref::<Busy>()
+                .and_then(Busy::holder)
+                .filter(|h| h.split(':').next() != Some(host.as_str()));
+            if let Some(holder) = other {
+                lines.push(ok(format!(
+                    "state file {shown}: its lease is held by {holder}, a saltship on another \
+                     master: watch stands by until it is free (a master cluster)"
+                )));
+                return;
+            }
             lines.push(fail(format!(
                 "{e}: a running watch? sync and watch would do nothing while it runs, and \
                  backfill ships without recording; stop it or give another --state-file"

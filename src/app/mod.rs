@@ -123,7 +123,20 @@ fn run(parsed: &crate::cli::file::Parsed) -> Result<Outcome, Failure> {
     };
     let config = config.map_err(Failure::Usage)?;
     warn_receiver_limits(&config);
-    let mut checkpoint = match open_checkpoint(&config, mode) {
+    if config.cache.isolated {
+        warn!("{}", isolated_advice(&config));
+    }
+    let opened = match (&cli.command, &config.daemon) {
+        // A standby waits for the lease instead of exiting (a master cluster's other masters).
+        (Command::Watch(_), Some(options)) if !config.dry_run && config.state.file.is_some() => {
+            match watch::stand_by(&config, options)? {
+                Some(cp) => Ok(Some(cp)),
+                None => return Ok(Outcome::Busy),
+            }
+        }
+        _ => open_checkpoint(&config, mode),
+    };
+    let mut checkpoint = match opened {
         Ok(cp) => cp,
         // The daemon holds the checkpoint: a backfill replays the history anyway (what it
         // sends is shipped regardless of the checkpoint), only without recording it.
@@ -171,6 +184,21 @@ fn warn_receiver_limits(config: &Config) {
     {
         warn!("{warning}");
     }
+}
+
+/// What to do on a cluster master with `cluster_isolated_filesystem`: every master's cache
+/// holds every job, so one shipper per master ships each once per master.
+fn isolated_advice(config: &Config) -> String {
+    let dedupe = match &config.encode.cluster_id {
+        Some(id) => format!("or keep --cluster-id {id} on every master's saltship, so a receiver can drop the copies by event_id"),
+        None => "or give every master's saltship the same --cluster-id, so a receiver can drop the copies by event_id".into(),
+    };
+    format!(
+        "the master config sets cluster_isolated_filesystem: every master of the cluster keeps \
+         every job and return in its own cache, so a saltship on each ships everything once per \
+         master. Run saltship on one master only (its cache holds every job), {dedupe}; the jobs \
+         another master published have no target in this cache (tgt_unknown)"
+    )
 }
 
 /// `watch`'s configuration with the cache folder as an absolute path, taken once at start:

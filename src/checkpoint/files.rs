@@ -1,5 +1,5 @@
-//! The files beside the state file: the lock (flock) that keeps two instances from shipping
-//! one cache, and the temp files of atomic writes (a dead instance's are removed at start).
+//! The files beside the state file: the lock file (flock, and the lease in it) that keeps two
+//! instances from shipping one cache, and the temp files of atomic writes (a dead instance's are removed at start).
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
@@ -19,8 +19,16 @@ impl std::fmt::Display for Busy {
 
 impl std::error::Error for Busy {}
 
-/// Takes the lock of the state file at `path` (creating its folder), held while the file lives.
-pub(super) fn lock(path: &Path) -> Result<File> {
+impl Busy {
+    /// The holder its lease names (`host:pid:start`), when it has one.
+    pub(crate) fn holder(&self) -> Option<String> {
+        super::lease::holder_of(&self.0)
+    }
+}
+
+/// Opens (creating it and its folder) the lock file of the state file at `path`, for the
+/// [`Lease`](super::lease::Lease) to take.
+pub(super) fn lock_file(path: &Path) -> Result<(File, PathBuf)> {
     let dir = parent(path);
     fs::create_dir_all(dir)
         .map_err(|e| what_to_do(e, format!("state folder {}", dir.display())))?;
@@ -28,16 +36,11 @@ pub(super) fn lock(path: &Path) -> Result<File> {
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&lock_path)
         .map_err(|e| what_to_do(e, format!("lock file {}", lock_path.display())))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(TryLockError::WouldBlock) => Err(Busy(lock_path).into()),
-        Err(TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("lock file {}", lock_path.display()))
-        }
-    }
+    Ok((lock, lock_path))
 }
 
 /// Ok when no other instance holds the lock of the state file at `path`, found without making

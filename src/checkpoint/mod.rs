@@ -15,6 +15,7 @@
 
 mod files;
 mod journal;
+mod lease;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -28,6 +29,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) use files::{journal_path, Busy};
 use files::{remove_temps, with_suffix, write_atomically};
 use journal::Op;
+use lease::Lease;
+pub(crate) use lease::Waiting;
 use snapshot::VERSION;
 
 /// The journal is compacted into the snapshot once it is larger than both this and the snapshot.
@@ -107,7 +110,8 @@ pub(crate) struct Checkpoint {
     /// A job was forgotten: the next save compacts (the journal only ever adds).
     compact: bool,
     stats: SaveStats,
-    _lock: Option<File>,
+    /// Held while the checkpoint lives; checked before every save.
+    lease: Option<Lease>,
 }
 
 impl Checkpoint {
@@ -116,14 +120,34 @@ impl Checkpoint {
     /// again silently would flood the receiver. `reset` starts over instead. Temp files left by
     /// an instance that died are removed (the lock says none is alive).
     pub(crate) fn open(path: &Path, reset: bool) -> Result<Checkpoint> {
-        let lock = files::lock(path)?;
+        let (file, lock_path) = files::lock_file(path)?;
+        let lease = Lease::take(file, &lock_path)?;
+        Checkpoint::opened(path, reset, lease)
+    }
+
+    /// [`Checkpoint::open`] for a standby: waits for the lease (telling `status` what for)
+    /// until `stop` is set, `None` then.
+    pub(crate) fn open_waiting(
+        path: &Path,
+        reset: bool,
+        stop: &std::sync::atomic::AtomicBool,
+        status: &mut dyn FnMut(Waiting<'_>),
+    ) -> Result<Option<Checkpoint>> {
+        let (file, lock_path) = files::lock_file(path)?;
+        match Lease::wait(file, &lock_path, stop, status)? {
+            Some(lease) => Checkpoint::opened(path, reset, lease).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn opened(path: &Path, reset: bool, lease: Lease) -> Result<Checkpoint> {
         remove_temps(path)?;
         let mut cp = if reset {
             Checkpoint::empty(path)
         } else {
             Checkpoint::load(path, true)?
         };
-        cp._lock = Some(lock);
+        cp.lease = Some(lease);
         Ok(cp)
     }
 
@@ -151,7 +175,7 @@ impl Checkpoint {
             snapshot_bytes: 0,
             compact: false,
             stats: SaveStats::default(),
-            _lock: None,
+            lease: None,
         }
     }
 
@@ -193,6 +217,12 @@ impl Checkpoint {
             }
         }
         Ok(cp)
+    }
+
+    /// Err once another saltship took the lease (it replaced this one while it hung): the
+    /// daemon stops, and writes nothing.
+    pub(crate) fn lease_lost(&self) -> Result<()> {
+        self.lease.as_ref().map_or(Ok(()), Lease::lost)
     }
 
     /// Whether there was a state file (a first run may start at "now" instead).
@@ -350,6 +380,9 @@ impl Checkpoint {
     pub(crate) fn save(&mut self) -> Result<()> {
         if self.unsaved.is_empty() && !self.compact {
             return Ok(());
+        }
+        if let Some(lease) = &self.lease {
+            lease.check()?;
         }
         let written = match &mut self.journal {
             Some((file, len))

@@ -46,8 +46,11 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
-    /// Catch up like sync, then follow the cache (inotify) and ship each state result as it
-    /// lands: the daemon for systemd (Type=notify) or any supervisor; stops cleanly on SIGTERM
+    /// Catch up like sync, then follow the cache (inotify, or polling on a shared filesystem)
+    /// and ship each state result as it lands: the daemon for systemd (Type=notify) or any
+    /// supervisor; stops cleanly on SIGTERM. While another saltship holds the state file's
+    /// lease (a master cluster's other master, one state file on the shared volume) it stands
+    /// by, reports READY with a STATUS line, and takes over when that one dies or hangs
     #[command(after_help = exit_status::WATCH)]
     Watch(WatchArgs),
     /// Ship every return the checkpoint does not hold yet, confirm delivery, record it, exit:
@@ -155,9 +158,22 @@ pub(crate) struct StartArgs {
 /// What only the daemon uses (and `check` checks).
 #[derive(Args, Debug)]
 pub(crate) struct DaemonArgs {
-    /// Scan the whole cache this often, for anything inotify missed
-    #[arg(long, value_name = "DURATION", env = "SALTSHIP_RESCAN_INTERVAL", default_value = "60s")]
+    /// Scan the whole cache this often, for anything inotify or polling missed; auto: 60s with
+    /// inotify, 10m when polling (a rescan of a shared filesystem costs a round trip per job
+    /// folder, and polling already finds what lands in the open ones)
+    #[arg(long, value_name = "DURATION", env = "SALTSHIP_RESCAN_INTERVAL", default_value = "auto")]
     pub(crate) rescan_interval: String,
+
+    /// How new returns are found: inotify (a local cache), poll (the folders a return can
+    /// still land in are looked at every --poll-interval: for a cache on a shared filesystem,
+    /// where inotify misses what other hosts write), or auto: poll on FUSE (GlusterFS), NFS,
+    /// CIFS and the like, inotify elsewhere
+    #[arg(long, value_name = "HOW", env = "SALTSHIP_DISCOVERY", default_value = "auto", value_parser = ["auto", "inotify", "poll"])]
+    pub(crate) discovery: String,
+
+    /// When polling (--discovery): how often the open folders are looked at
+    #[arg(long, value_name = "DURATION", env = "SALTSHIP_POLL_INTERVAL", default_value = "250ms")]
+    pub(crate) poll_interval: String,
 
     /// Log a one-line summary (returns, events, failures, reconnects, lag) this often
     #[arg(long, value_name = "DURATION", env = "SALTSHIP_STATS_INTERVAL", default_value = "5m")]

@@ -131,6 +131,22 @@ pub(crate) struct CommonArgs {
     #[arg(long, value_name = "ID", env = "SALTSHIP_MASTER_ID")]
     pub(crate) master_id: Option<String>,
 
+    /// A Salt master cluster's `cluster_id`: job and no_return events get the same `event_id`
+    /// whichever master's saltship ships them (state events have that anyway), and a
+    /// `cluster_id` field [default: `cluster_id` from --master-config, when it sets one]
+    #[arg(long, value_name = "ID", env = "SALTSHIP_CLUSTER_ID")]
+    pub(crate) cluster_id: Option<String>,
+
+    /// The Salt master's config (and its master.d/*.conf beside it), read for `cluster_id`
+    /// and `cluster_isolated_filesystem` only; a file that is not there sets nothing
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "SALTSHIP_MASTER_CONFIG",
+        default_value = "/etc/salt/master"
+    )]
+    pub(crate) master_config: PathBuf,
+
     /// Zone of the jids: auto (read from the job folders' times: UTC for Salt 3000 and later,
     /// the master's offset for 2019.2 and earlier), utc, local (this host's zone), or a fixed
     /// offset like +05:30

@@ -53,6 +53,9 @@ pub(crate) struct CacheOptions {
     pub(crate) memory_budget: u64,
     pub(crate) threads: usize,
     pub(crate) jid_zone: JidZone,
+    /// The master config sets `cluster_isolated_filesystem`: every master's cache holds
+    /// every job, so one shipper per master ships each twice.
+    pub(crate) isolated: bool,
 }
 
 /// What a run ships: the filters.
@@ -76,6 +79,8 @@ pub(crate) struct EncodeOptions {
     /// Keyword arguments masked in `fun_args` beyond the built-in secret names.
     pub(crate) mask_args: Vec<String>,
     pub(crate) master_id: String,
+    /// `--cluster-id` (or the master config's `cluster_id`): job and no_return ids per cluster.
+    pub(crate) cluster_id: Option<String>,
     /// The sink repeats a state's own fields beside the event (OTLP's attributes), so the
     /// encoder hands them over: the `state_id` costs an allocation an event otherwise.
     pub(crate) state_keys: bool,
@@ -99,12 +104,30 @@ pub(crate) struct StateOptions {
 pub(crate) struct DaemonOptions {
     /// Full rescans and stats lines.
     pub(crate) rescan_interval: Duration,
+    /// `--rescan-interval auto`: [`RESCAN_POLLING`] instead when discovery polls.
+    pub(crate) rescan_auto: bool,
     pub(crate) stats_interval: Duration,
     /// Where to serve `GET /metrics`.
     pub(crate) metrics_listen: Option<SocketAddr>,
     /// systemd's `$NOTIFY_SOCKET` and watchdog period (`$WATCHDOG_USEC`), when it set them.
     pub(crate) notify_socket: Option<PathBuf>,
     pub(crate) watchdog: Option<Duration>,
+    pub(crate) discovery: Discovery,
+    pub(crate) poll_interval: Duration,
+}
+
+/// `--rescan-interval auto` with inotify.
+const RESCAN_INOTIFY: Duration = Duration::from_secs(60);
+/// `--rescan-interval auto` when polling a shared filesystem.
+pub(crate) const RESCAN_POLLING: Duration = Duration::from_secs(600);
+
+/// `--discovery`: how `watch` finds new returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Discovery {
+    /// Poll on a shared filesystem, inotify elsewhere.
+    Auto,
+    Inotify,
+    Poll,
 }
 
 impl Config {
@@ -235,8 +258,10 @@ impl Config {
         let return_wait = parse_duration(&args.return_wait)
             .map_err(anyhow::Error::msg)
             .context("bad --return-wait")?;
+        let master = super::master_conf::read(&args.master_config);
         Ok(Config {
             cache: CacheOptions {
+                isolated: master.isolated,
                 dir: args.cache_dir.clone(),
                 max_return_bytes: parse_size(&args.max_return_bytes)
                     .context("bad --max-return-bytes")?,
@@ -260,6 +285,11 @@ impl Config {
                 show_pillar_args: args.show_pillar_args,
                 mask_args: args.mask_arg.clone(),
                 master_id: args.master_id.clone().unwrap_or_else(hostname),
+                cluster_id: args
+                    .cluster_id
+                    .clone()
+                    .or(master.cluster_id)
+                    .filter(|c| !c.is_empty()),
                 state_keys: args.sink == crate::sink::SinkKind::Otlp,
             },
             events: crate::event::Kinds::of(&args.events),
@@ -326,7 +356,17 @@ fn daemon(args: &DaemonArgs) -> Result<DaemonOptions> {
     let ours =
         std::env::var("WATCHDOG_PID").map_or(true, |pid| pid == std::process::id().to_string());
     Ok(DaemonOptions {
-        rescan_interval: span(&args.rescan_interval, "--rescan-interval")?,
+        rescan_interval: match args.rescan_interval.as_str() {
+            "auto" => RESCAN_INOTIFY,
+            text => span(text, "--rescan-interval")?,
+        },
+        rescan_auto: args.rescan_interval == "auto",
+        discovery: match args.discovery.as_str() {
+            "inotify" => Discovery::Inotify,
+            "poll" => Discovery::Poll,
+            _ => Discovery::Auto,
+        },
+        poll_interval: span(&args.poll_interval, "--poll-interval")?,
         stats_interval: span(&args.stats_interval, "--stats-interval")?,
         metrics_listen: args
             .metrics_listen

@@ -15,14 +15,15 @@ Exit status (each command's --help says its own):
 
 pub(super) const WATCH: &str = "\
 Exit status (watch runs until SIGTERM or SIGINT; a receiver that stays away does not end it):
-  0  stopped by SIGTERM or SIGINT after confirming what was sent and saving the checkpoint;
-     also at once when another saltship holds the state file's lock (it says so; -q silences
-     it), and after --dry-run printed the catch-up
+  0  stopped by SIGTERM or SIGINT after confirming what was sent and saving the checkpoint,
+     or while standing by (another saltship holds the state file's lease), and after --dry-run
+     printed the catch-up
   1  stopped as for 0, but some cache files could not be read meanwhile (each named in a warning)
   2  usage or configuration error at start (bad option, a cache folder that is missing or not
      a Salt job cache, unreadable state file)
   3  could not save the checkpoint (state folder full or read-only): watch stops rather than
-     ship again and again what it cannot record";
+     ship again and again what it cannot record; or another saltship took over its lease while
+     it hung: it stops before writing the checkpoint";
 
 pub(super) const SYNC: &str = "\
 Exit status:

@@ -79,7 +79,7 @@ pub(super) fn parse_size(text: &str) -> Result<u64> {
 }
 
 /// This host's name, the master's default `id`.
-pub(super) fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok())

@@ -15,11 +15,18 @@ use crate::time::{Rfc3339, SECOND};
 /// down must still make one event of sane size. The count is in `minions_missing_count`.
 pub(crate) const MISSING_CAP: usize = 1000;
 
+/// Why a job event's `tgt` is null when its load was built from a return.
+pub(crate) const TGT_UNKNOWN: &str = "this master's .load.p was built from a minion's return, \
+     not from the publish (a master cluster with cluster_isolated_filesystem: the job was \
+     published by another master): Salt's target is not known here";
+
 /// What a job event is made of, read by the command layer from the job folder.
 #[derive(Debug, Clone)]
 pub(crate) struct JobView<'a> {
     pub(crate) jid: &'a str,
     pub(crate) master: &'a str,
+    /// `--cluster-id`: the ids are the cluster's, the same from every master's saltship.
+    pub(crate) cluster: Option<&'a str>,
     /// The publish instant (from the jid), microseconds since the epoch.
     pub(crate) publish: Option<i64>,
     pub(crate) funs: &'a [String],
@@ -51,6 +58,15 @@ impl JobView<'_> {
             .collect()
     }
 
+    /// Whose job and no_return ids these are: the cluster's, or else this master's. NUL is
+    /// in no host name, so a cluster's ids never equal a master's of the same name.
+    pub(crate) fn id_scope(&self) -> std::borrow::Cow<'_, str> {
+        match self.cluster {
+            Some(c) => format!("cluster\0{c}").into(),
+            None => self.master.into(),
+        }
+    }
+
     /// `fun` as Salt stores it: a string, a list for a multi-function job, null when unknown.
     fn fun(&self) -> Value {
         match self.funs {
@@ -77,14 +93,23 @@ pub(crate) fn job_event(v: &JobView<'_>) -> Map<String, Value> {
     let missing = v.missing();
     let mut m = Map::new();
     m.insert("timestamp".into(), instant(v.publish));
-    m.insert("event_id".into(), job_id(v.jid, v.master).as_str().into());
+    m.insert(
+        "event_id".into(),
+        job_id(v.jid, &v.id_scope()).as_str().into(),
+    );
     m.insert("event_type".into(), "job".into());
     m.insert("master".into(), v.master.into());
+    if let Some(c) = v.cluster {
+        m.insert("cluster_id".into(), c.into());
+    }
     m.insert("jid".into(), v.jid.into());
     m.insert("fun".into(), v.fun());
     m.insert("fun_args".into(), v.args.clone());
     m.insert("tgt".into(), v.target.tgt.clone());
     m.insert("tgt_type".into(), v.target.tgt_type.clone());
+    if v.target.from_return {
+        m.insert("tgt_unknown".into(), TGT_UNKNOWN.into());
+    }
     m.insert("user".into(), v.target.user.clone());
     m.insert("minions_targeted".into(), v.targeted.len().into());
     m.insert("returns_cached".into(), v.returns_cached.into());
@@ -128,6 +153,7 @@ pub(crate) fn no_return_events(v: &JobView<'_>) -> Vec<(String, Map<String, Valu
         return Vec::new();
     }
     let at = v.publish.map(|p| p.saturating_add(v.wait));
+    let scope = v.id_scope();
     v.missing()
         .into_iter()
         .map(|minion| {
@@ -135,10 +161,13 @@ pub(crate) fn no_return_events(v: &JobView<'_>) -> Vec<(String, Map<String, Valu
             m.insert("timestamp".into(), instant(at));
             m.insert(
                 "event_id".into(),
-                no_return_id(v.jid, minion, v.master).as_str().into(),
+                no_return_id(v.jid, minion, &scope).as_str().into(),
             );
             m.insert("event_type".into(), "no_return".into());
             m.insert("master".into(), v.master.into());
+            if let Some(c) = v.cluster {
+                m.insert("cluster_id".into(), c.into());
+            }
             m.insert("minion_id".into(), minion.into());
             m.insert("jid".into(), v.jid.into());
             m.insert("fun".into(), v.fun());
@@ -226,6 +255,7 @@ mod tests {
         JobView {
             jid: "20261203103455028692",
             master: "testmaster",
+            cluster: None,
             publish: Some(1_796_294_095_028_692),
             funs: &[],
             args,
@@ -284,6 +314,34 @@ mod tests {
         assert_eq!(
             job_event(&view(&target, &targeted, &[], &args))["returns_cached"],
             true
+        );
+    }
+
+    #[test]
+    fn with_a_cluster_id_the_ids_are_the_same_from_every_master() {
+        let target = Target::default();
+        let (targeted, returned) = (names(&["a", "b"]), names(&["a"]));
+        let args = json!([]);
+        let mut one = view(&target, &targeted, &returned, &args);
+        let mut two = one.clone();
+        two.master = "othermaster";
+        assert_ne!(job_event(&one)["event_id"], job_event(&two)["event_id"]);
+        one.cluster = Some("prod");
+        two.cluster = Some("prod");
+        let (a, b) = (job_event(&one), job_event(&two));
+        assert_eq!(a["event_id"], b["event_id"]);
+        assert_eq!(
+            (&a["master"], &a["cluster_id"]),
+            (&json!("testmaster"), &json!("prod"))
+        );
+        assert_ne!(
+            a["event_id"],
+            job_id(one.jid, "prod").as_str(),
+            "not a master's id"
+        );
+        assert_eq!(
+            no_return_events(&one)[0].1["event_id"],
+            no_return_events(&two)[0].1["event_id"]
         );
     }
 

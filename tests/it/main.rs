@@ -9,6 +9,7 @@ mod bad_input;
 mod check;
 mod checkpoint;
 mod cli;
+mod cluster;
 mod config;
 mod counts;
 mod delivery;

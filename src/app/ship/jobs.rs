@@ -168,6 +168,7 @@ impl Shipper<'_> {
         let view = JobView {
             jid,
             master: &config.encode.master_id,
+            cluster: config.encode.cluster_id.as_deref(),
             publish,
             funs: &job.funs,
             args: &job.args,
@@ -230,7 +231,7 @@ impl Shipper<'_> {
         if config.events.job {
             let ev = job_event(view);
             if !config.filter.only_failures || ev["success"] == false {
-                let id = job_id(view.jid, view.master);
+                let id = job_id(view.jid, &view.id_scope());
                 push(
                     config,
                     &mut out,
@@ -250,7 +251,7 @@ impl Shipper<'_> {
                 if !glob::any(&config.filter.minions, &minion) {
                     continue;
                 }
-                let id = no_return_id(view.jid, &minion, view.master);
+                let id = no_return_id(view.jid, &minion, &view.id_scope());
                 push(config, &mut out, &ev, id.as_str(), at, &minion, view.jid);
                 self.job_totals.no_return_events += 1;
                 n += 1;

@@ -152,7 +152,7 @@ impl<'c> Daemon<'c> {
     }
 }
 
-fn sd_notify(socket: &Path, state: &str) -> std::io::Result<()> {
+pub(super) fn sd_notify(socket: &Path, state: &str) -> std::io::Result<()> {
     use std::os::unix::net::{SocketAddr, UnixDatagram};
     let text = socket.to_string_lossy();
     let addr = match text.strip_prefix('@') {

@@ -32,6 +32,8 @@ pub(super) struct Follow {
     pub(super) later: Vec<(Instant, PathBuf)>,
     /// `--rescan-interval`, for the warnings.
     pub(super) every: Duration,
+    /// Discovery by polling this often instead of inotify (a shared filesystem).
+    pub(super) poll: Option<Duration>,
 }
 
 impl Follow {
@@ -97,21 +99,27 @@ impl Follow {
         }
         let new_folder = matches!(event.kind, EventKind::Create(CreateKind::Folder));
         for path in &event.paths {
-            if let Some(dir) = affected(&config.cache.dir, path) {
-                // A new two-hex or job folder is watched right before it is listed, but what
-                // lands in it within the clock's grain does not change its mtime: list it
-                // again a little later. A new minion folder needs no such thing: its watch is
-                // added only while it has no return, which is looked for once it is watched.
-                let depth = path
-                    .strip_prefix(&config.cache.dir)
-                    .map_or(0, |r| r.components().count());
-                if new_folder && depth <= 2 {
-                    let now = Instant::now();
-                    self.later
-                        .extend(RELIST.iter().map(|d| (now + *d, dir.clone())));
-                }
-                self.dirty.insert(dir);
+            self.mark(config, path, new_folder);
+        }
+    }
+
+    /// A change at `path` (inotify's, or the poller's), `new_folder` when it is a folder just
+    /// made.
+    pub(super) fn mark(&mut self, config: &Config, path: &Path, new_folder: bool) {
+        if let Some(dir) = affected(&config.cache.dir, path) {
+            // A new two-hex or job folder is watched right before it is listed, but what
+            // lands in it within the clock's grain does not change its mtime: list it
+            // again a little later. A new minion folder needs no such thing: its watch is
+            // added only while it has no return, which is looked for once it is watched.
+            let depth = path
+                .strip_prefix(&config.cache.dir)
+                .map_or(0, |r| r.components().count());
+            if new_folder && depth <= 2 {
+                let now = Instant::now();
+                self.later
+                    .extend(RELIST.iter().map(|d| (now + *d, dir.clone())));
             }
+            self.dirty.insert(dir);
         }
     }
 

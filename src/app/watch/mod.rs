@@ -11,6 +11,8 @@
 
 mod daemon;
 mod follow;
+mod poll;
+mod standby;
 mod watches;
 
 use std::collections::BTreeSet;
@@ -27,11 +29,12 @@ use crate::app::ship::{Mode, PassError, Shipper, Totals};
 use crate::app::Failure;
 use crate::cache::JobDir;
 use crate::checkpoint::Checkpoint;
-use crate::cli::{Config, DaemonOptions};
+use crate::cli::{Config, DaemonOptions, Discovery};
 use crate::metrics;
 use crate::sink::SinkError;
 use daemon::Daemon;
 use follow::Follow;
+pub(crate) use standby::open as stand_by;
 use watches::{Events, Watches};
 
 /// Confirm once nothing was sent for this long.
@@ -61,6 +64,17 @@ pub(crate) fn run(
             .map_err(|e| Failure::Usage(anyhow::anyhow!("cannot handle signal {signal}: {e}")))?;
     }
     let (tx, events) = channel();
+    let poll = discovery(config, options);
+    let resolved;
+    let options = if options.rescan_auto && poll.is_some() {
+        resolved = DaemonOptions {
+            rescan_interval: crate::cli::config::RESCAN_POLLING,
+            ..options.clone()
+        };
+        &resolved
+    } else {
+        options
+    };
     let mut follow = Follow {
         watcher_ok: true,
         limit_warned: false,
@@ -68,6 +82,7 @@ pub(crate) fn run(
         rescan: false,
         later: Vec::new(),
         every: options.rescan_interval,
+        poll,
     };
     // Served once the fleet is rebuilt: the first scrape is right.
     let mut shipper = Shipper::new(config, Some(checkpoint), Some(stop.clone()));
@@ -112,6 +127,10 @@ pub(crate) fn run(
             .map_or(daemon.next_deadline(&shipper), |r| {
                 r.min(daemon.next_deadline(&shipper))
             });
+        let deadline = watches
+            .as_ref()
+            .and_then(Watches::next_poll)
+            .map_or(deadline, |p| p.min(deadline));
         let wait = deadline.saturating_duration_since(Instant::now());
         follow.collect(
             config,
@@ -119,6 +138,11 @@ pub(crate) fn run(
             wait.min(Duration::from_millis(200)),
             watches.as_mut(),
         );
+        if let Some(w) = watches.as_mut() {
+            for (path, new) in w.poll() {
+                follow.mark(config, &path, new);
+            }
+        }
         follow.due();
         let now = Instant::now();
         let result = if follow.rescan || now >= daemon.next_rescan {
@@ -159,6 +183,10 @@ pub(crate) fn run(
             daemon.last_pass = Instant::now();
         }
         unsaved = daemon.failed(&mut shipper, result);
+        if let Some(Err(e)) = shipper.checkpoint().map(Checkpoint::lease_lost) {
+            // Replaced while it hung: shipping on would only make duplicates.
+            unsaved.get_or_insert(PassError::Save(format!("{e:#}")));
+        }
         daemon.tick(&shipper, watches.as_ref());
     }
     daemon.notify("STOPPING=1");
@@ -169,6 +197,31 @@ pub(crate) fn run(
     daemon.next_metrics = Instant::now();
     daemon.tick(&shipper, watches.as_ref());
     shipper.finish(unsaved.map_or(last, Err))
+}
+
+/// How `watch` finds changes: `Some(interval)` to poll (a shared filesystem, or
+/// `--discovery poll`), `None` for inotify. Said once at start.
+fn discovery(config: &Config, options: &DaemonOptions) -> Option<Duration> {
+    let dir = config.cache.dir.display();
+    let every = options.poll_interval;
+    let shared = poll::shared_filesystem(&config.cache.dir);
+    match (options.discovery, &shared) {
+        (Discovery::Inotify, Some(fs)) => {
+            warn!("{dir} is on {fs}: inotify misses what other hosts or mounts write there, which waits for the rescan (--discovery inotify)");
+            None
+        }
+        (Discovery::Inotify, None) | (Discovery::Auto, None) => None,
+        (Discovery::Poll, _) | (Discovery::Auto, Some(_)) => {
+            let on = shared
+                .as_ref()
+                .map_or(String::new(), |fs| format!(" (on {fs})"));
+            info!(
+                "following {dir}{on} by polling its open folders every {} ms (--discovery)",
+                every.as_millis()
+            );
+            Some(every)
+        }
+    }
 }
 
 /// A pass over the whole cache with fresh watches: the two-hex folders watched before the
@@ -184,7 +237,7 @@ fn full_pass(
     watches: &mut Option<Watches>,
     follow: &mut Follow,
 ) -> Result<(), PassError> {
-    let mut fresh = match Watches::new(&config.cache.dir, tx) {
+    let mut fresh = match Watches::new(&config.cache.dir, tx, follow.poll) {
         Ok(fresh) => Some(fresh),
         Err(e) => {
             // Once, not at every rescan.

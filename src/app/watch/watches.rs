@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
+use super::poll::Poller;
 use crate::cache::{mtime_nanos, JobDir};
 use crate::checkpoint::Checkpoint;
 
@@ -29,27 +30,48 @@ pub(super) const YOUNG: Duration = Duration::from_secs(3600);
 
 pub(super) type Events = Sender<notify::Result<notify::Event>>;
 
-/// One notify watcher and the folders it watches.
+/// How changes are found: inotify, or polling on a shared filesystem ([`Poller`]).
+enum Backend {
+    Notify(RecommendedWatcher),
+    Poll(Poller),
+}
+
+/// One notify watcher (or poller) and the folders it watches.
 pub(super) struct Watches {
-    watcher: RecommendedWatcher,
+    backend: Backend,
+    root: PathBuf,
     watched: HashSet<PathBuf>,
     /// The first error adding a watch (the limit reached, most likely), for one warning.
     pub(super) error: Option<notify::Error>,
 }
 
 impl Watches {
-    /// A watcher sending to `tx`, on the cache folder `root` and its two-hex folders.
-    pub(super) fn new(root: &Path, tx: &Events) -> notify::Result<Watches> {
-        let tx = tx.clone();
-        let watcher = notify::recommended_watcher(move |e| {
-            let _ = tx.send(e);
-        })?;
+    /// A watcher sending to `tx` (or, with `poll`, a poller stating every so often), on the
+    /// cache folder `root` and its two-hex folders.
+    pub(super) fn new(root: &Path, tx: &Events, poll: Option<Duration>) -> notify::Result<Watches> {
+        let backend = match poll {
+            Some(every) => Backend::Poll(Poller::new(every)),
+            None => {
+                let tx = tx.clone();
+                Backend::Notify(notify::recommended_watcher(move |e| {
+                    let _ = tx.send(e);
+                })?)
+            }
+        };
         let mut watches = Watches {
-            watcher,
+            backend,
+            root: root.to_owned(),
             watched: HashSet::new(),
             error: None,
         };
-        watches.watcher.watch(root, RecursiveMode::NonRecursive)?;
+        match &mut watches.backend {
+            Backend::Notify(w) => w.watch(root, RecursiveMode::NonRecursive)?,
+            Backend::Poll(p) => {
+                if !p.add(root, true) {
+                    return Err(notify::Error::path_not_found().add_path(root.to_owned()));
+                }
+            }
+        }
         watches.watched.insert(root.to_owned());
         for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
             if is_hex_pair(&entry.file_name().to_string_lossy()) {
@@ -68,7 +90,19 @@ impl Watches {
         if self.watched.contains(dir) {
             return false;
         }
-        match self.watcher.watch(dir, RecursiveMode::NonRecursive) {
+        let parent = dir.parent() == Some(self.root.as_path())
+            && is_hex_pair(&dir.file_name().unwrap_or_default().to_string_lossy());
+        let added = match &mut self.backend {
+            Backend::Notify(w) => w.watch(dir, RecursiveMode::NonRecursive),
+            // A folder gone meanwhile is not an error.
+            Backend::Poll(p) => {
+                if !p.add(dir, parent) {
+                    return false;
+                }
+                Ok(())
+            }
+        };
+        match added {
             Ok(()) => self.watched.insert(dir.to_owned()),
             Err(e) if gone(&e) => false,
             Err(e) => {
@@ -80,8 +114,34 @@ impl Watches {
 
     pub(super) fn remove(&mut self, dir: &Path) {
         if self.watched.remove(dir) {
-            // Fails only when the folder went and the kernel dropped the watch itself.
-            let _ = self.watcher.unwatch(dir);
+            match &mut self.backend {
+                // Fails only when the folder went and the kernel dropped the watch itself.
+                Backend::Notify(w) => drop(w.unwatch(dir)),
+                Backend::Poll(p) => p.remove(dir),
+            }
+        }
+    }
+
+    /// Polling: the folders whose stamp changed (each flagged when it is new in its folder),
+    /// folders that went forgotten. Always empty under inotify, which sends its events.
+    pub(super) fn poll(&mut self) -> Vec<(PathBuf, bool)> {
+        let Backend::Poll(p) = &mut self.backend else {
+            return Vec::new();
+        };
+        let changed = p.poll();
+        if !changed.is_empty() {
+            log::debug!("polling {} folders: {} changed", p.len(), changed.len());
+        }
+        let p = &*p;
+        self.watched.retain(|d| p.contains(d));
+        changed
+    }
+
+    /// Polling: when the next folder is due.
+    pub(super) fn next_poll(&self) -> Option<std::time::Instant> {
+        match &self.backend {
+            Backend::Poll(p) => p.next_due(),
+            Backend::Notify(_) => None,
         }
     }
 

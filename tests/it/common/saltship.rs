@@ -98,7 +98,12 @@ impl Saltship {
             .env("TZ", "UTC")
             // A copy of a cache has fresh mtimes, so `auto` would warn on every run; the
             // fixtures' jids are UTC. Tests of `auto` remove this (`tests/it/salt2019.rs`).
-            .env("SALTSHIP_JID_TIMEZONE", "utc");
+            .env("SALTSHIP_JID_TIMEZONE", "utc")
+            // A Salt master on the test host must not lend its cluster_id to the tests.
+            .env(
+                "SALTSHIP_MASTER_CONFIG",
+                "/nonexistent/saltship-tests/master",
+            );
         Saltship {
             cmd,
             timeout: TIMEOUT,

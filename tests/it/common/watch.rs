@@ -32,6 +32,11 @@ impl Watch {
         Watch { child, log }
     }
 
+    /// Its process id, for a signal.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it logged so far.
     pub fn log(&self) -> String {
         super::unstamp(&std::fs::read_to_string(&self.log).unwrap_or_default())
