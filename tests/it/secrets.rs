@@ -385,6 +385,17 @@ fn a_fifo_a_device_or_a_huge_file_is_refused_in_one_line() {
                 .more(otlp)
                 .arg("--otlp-header-file")
                 .arg(path),
+            // The TLS files too: a FIFO as the key hung `check` (which has no start timeout).
+            Saltship::check(&jobs)
+                .more(["--sink", "tcp", "--tls", "--target", "127.0.0.1:9"])
+                .arg("--tls-ca")
+                .arg(path),
+            Saltship::check(&jobs)
+                .more(["--sink", "tcp", "--tls", "--target", "127.0.0.1:9"])
+                .arg("--tls-cert")
+                .arg(&huge)
+                .arg("--tls-key")
+                .arg(path),
         ];
         for run in runs {
             let run = run.timeout(std::time::Duration::from_secs(20)).run_text();
