@@ -242,6 +242,11 @@ fn secret_bearing_keys_are_refused_and_point_to_their_file_option() {
             "kafka-option = \"ssl.key.pem=hunter2\"\n",
             ":1: kafka-option: ssl.key.pem: secrets do not go in the config file",
         ),
+        // Several options in one value, separated by ';' as for the flag: each is looked at.
+        (
+            "kafka-option = [\"linger.ms=5;sasl.password=hunter2\"]\n",
+            ":1: kafka-option: sasl.password: secrets do not go in the config file",
+        ),
     ] {
         let config = write(tmp.path(), text);
         let run = Saltship::dry_run(&jobs)
