@@ -293,6 +293,11 @@ fn the_kafka_option_file_is_applied_and_its_bad_line_named_without_its_value() {
         "{}",
         unknown.stderr
     );
+    // librdkafka's own message quotes the value of the property it does not know.
+    let misspelled = kafka("sasl.passwrd=hunter2\n");
+    let line = usage_line(&misspelled);
+    assert!(line.contains("sasl.passwrd"), "{line}");
+    assert!(!line.contains("hunter2"), "{line}");
     let bad = kafka("linger.ms=5\nhunter2\n");
     let line = usage_line(&bad);
     assert!(line.contains(&format!("{} line 2", p(&options))), "{line}");
