@@ -304,6 +304,20 @@ fn kafka_option_file(path: &Path) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// librdkafka's complaint about a property, with the value of any secret one, and of the one
+/// it names (a misspelled `sasl.passwrd` is no less a secret), replaced by `***`.
+#[cfg(feature = "kafka")]
+fn kafka_error(e: &dyn std::fmt::Display, opts: &KafkaOptions) -> String {
+    let mut text = e.to_string();
+    for (key, value) in &opts.properties {
+        let named = text.contains(&format!("\"{key}\""));
+        if !value.is_empty() && (named || crate::sink::kafka::is_secret_property(key)) {
+            text = text.replace(value.as_str(), "***");
+        }
+    }
+    text
+}
+
 fn hec_token(args: &HttpArgs) -> Result<Option<Secret>> {
     let token = secret(
         args.hec_token_file.as_deref(),
@@ -398,7 +412,7 @@ fn kafka(args: &CommonArgs, deliver_timeout: Duration) -> Result<KafkaOptions> {
     #[cfg(feature = "kafka")]
     opts.client_config()
         .create_native_config()
-        .map_err(|e| anyhow::anyhow!("bad Kafka setting: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("bad Kafka setting: {}", kafka_error(&e, &opts)))?;
     Ok(opts)
 }
 

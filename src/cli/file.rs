@@ -352,8 +352,14 @@ fn scalar(arg: &Arg, value: &DeValue<'_>) -> Result<String, String> {
         });
     }
     if arg.get_long() == Some("kafka-option") {
-        let key = text.split('=').next().unwrap_or_default().trim();
-        if crate::sink::kafka::is_secret_property(key) {
+        // One value may hold several options separated by ';', as the flag does.
+        let keys = text
+            .split(';')
+            .map(|o| o.split('=').next().unwrap_or_default().trim());
+        if let Some(key) = keys
+            .into_iter()
+            .find(|k| crate::sink::kafka::is_secret_property(k))
+        {
             return Err(format!(
                 "{key}: secrets do not go in the config file; put it in a file readable only \
                  by saltship (mode 0600) and give its path as kafka-option-file (the SASL \

@@ -40,20 +40,34 @@ pub(crate) fn one_line(text: &str, source: &str) -> Result<String> {
 }
 
 /// `target` as messages show it: the password of a URL's user-info (or, without a password, the
-/// user-info itself, which may be a token) replaced by `***`:
-/// `http://admin:***@es:9200`. Everything that prints a target goes through here.
+/// user-info itself, which may be a token) replaced by `***`, and so is a query (which may hold
+/// an `api_key=`): `http://admin:***@es:9200`. A password with a `/`, `?` or `#` in it that
+/// was not percent-encoded still ends at its `@`: an `@` after the host part makes what comes
+/// before it user-info, so a path with an `@` in it may be masked too (never a secret shown).
+/// Everything that prints a target goes through here.
 pub(crate) fn shown(target: &str) -> String {
     let start = target.find("://").map_or(0, |i| i + 3);
     let rest = &target[start..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let Some(at) = authority.rfind('@') else {
-        return target.to_owned();
+    // The user-info ends at the last `@` before the first `/`, `?` or `#` after the first `@`.
+    let (masked, tail) = match rest.find('@') {
+        Some(first) => {
+            let end = rest[first..]
+                .find(['/', '?', '#'])
+                .map_or(rest.len(), |e| first + e);
+            let at = rest[..end].rfind('@').unwrap_or(first);
+            let masked = match rest[..at].split_once(':') {
+                Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:***"),
+                _ => "***".to_owned(),
+            };
+            (masked, &rest[at..])
+        }
+        None => (String::new(), rest),
     };
-    let masked = match authority[..at].split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None => "***".to_owned(),
+    let tail = match tail.find(['?', '#']) {
+        Some(q) => format!("{}***", &tail[..=q]),
+        None => tail.to_owned(),
     };
-    format!("{}{masked}{}", &target[..start], &rest[at..])
+    format!("{}{masked}{tail}", &target[..start])
 }
 
 #[cfg(test)]
@@ -91,8 +105,19 @@ mod tests {
             ("http://admin:pw@h:9200", "http://admin:***@h:9200"),
             ("https://u:p@ss@h/es/x@y", "https://u:***@h/es/x@y"),
             ("http://token@h:8088", "http://***@h:8088"),
-            ("http://h:8088/a@b", "http://h:8088/a@b"),
-            ("http://h:8088?x=@", "http://h:8088?x=@"),
+            ("http://h/a", "http://h/a"),
+            ("http://h:8088/a@b", "http://h:***@b"),
+            ("http://h:8088?x=@", "http://h:***@"),
+            ("https://h:9200/x?api_key=hunter2", "https://h:9200/x?***"),
+            ("https://h:9200/x#hunter2", "https://h:9200/x#***"),
+            ("https://u:hun#ter2@h:9200/x", "https://u:***@h:9200/x"),
+            ("https://u:hun/ter2@h:9200/x", "https://u:***@h:9200/x"),
+            (
+                "https://u:hun?ter2@h:9200/x?q=1",
+                "https://u:***@h:9200/x?***",
+            ),
+            ("https://tok/en@h/x", "https://***@h/x"),
+            ("https://u:p/a@ss@h/x@y", "https://u:***@h/x@y"),
             ("admin:pw@h:6000", "admin:***@h:6000"),
             ("127.0.0.1:6000", "127.0.0.1:6000"),
             ("[::1]:6000", "[::1]:6000"),

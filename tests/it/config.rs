@@ -242,6 +242,11 @@ fn secret_bearing_keys_are_refused_and_point_to_their_file_option() {
             "kafka-option = \"ssl.key.pem=hunter2\"\n",
             ":1: kafka-option: ssl.key.pem: secrets do not go in the config file",
         ),
+        // Several options in one value, separated by ';' as for the flag: each is looked at.
+        (
+            "kafka-option = [\"linger.ms=5;sasl.password=hunter2\"]\n",
+            ":1: kafka-option: sasl.password: secrets do not go in the config file",
+        ),
     ] {
         let config = write(tmp.path(), text);
         let run = Saltship::dry_run(&jobs)
@@ -288,6 +293,11 @@ fn the_kafka_option_file_is_applied_and_its_bad_line_named_without_its_value() {
         "{}",
         unknown.stderr
     );
+    // librdkafka's own message quotes the value of the property it does not know.
+    let misspelled = kafka("sasl.passwrd=hunter2\n");
+    let line = usage_line(&misspelled);
+    assert!(line.contains("sasl.passwrd"), "{line}");
+    assert!(!line.contains("hunter2"), "{line}");
     let bad = kafka("linger.ms=5\nhunter2\n");
     let line = usage_line(&bad);
     assert!(line.contains(&format!("{} line 2", p(&options))), "{line}");

@@ -142,6 +142,26 @@ fn a_urls_password_is_masked_in_every_line() {
     }
 }
 
+/// A password with a `#`, `/` or `?` in it that was not percent-encoded, and a token in a
+/// query, are masked too: in the one error line, and in what `saltship config` prints first.
+#[test]
+fn a_password_with_a_reserved_character_or_a_query_token_is_never_printed() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    for url in [
+        "https://admin:hun#ter2@127.0.0.1:9200/es".to_owned(),
+        "https://admin:hun/ter2@127.0.0.1:9200/es".to_owned(),
+        "https://admin:hun?ter2@127.0.0.1:9200/es".to_owned(),
+        "https://127.0.0.1:9200/es?api_key=hunter2".to_owned(),
+    ] {
+        let args = ["--sink", "elasticsearch", "--target", url.as_str()];
+        for (command, run) in every_command(&jobs, &args) {
+            let all = format!("{}{}", run.stdout, run.stderr);
+            assert_eq!(run.code, 2, "{command} {url}: {all}");
+            assert!(!all.contains("hun"), "{command} {url}: printed: {all}");
+        }
+    }
+}
+
 /// The URL's user and password are HTTP basic authentication, `%XX` escapes decoded; beside a
 /// HEC token (or an API key) they would be ignored, so such a target is refused at start.
 #[test]
@@ -364,6 +384,17 @@ fn a_fifo_a_device_or_a_huge_file_is_refused_in_one_line() {
             Saltship::sync(&jobs)
                 .more(otlp)
                 .arg("--otlp-header-file")
+                .arg(path),
+            // The TLS files too: a FIFO as the key hung `check` (which has no start timeout).
+            Saltship::check(&jobs)
+                .more(["--sink", "tcp", "--tls", "--target", "127.0.0.1:9"])
+                .arg("--tls-ca")
+                .arg(path),
+            Saltship::check(&jobs)
+                .more(["--sink", "tcp", "--tls", "--target", "127.0.0.1:9"])
+                .arg("--tls-cert")
+                .arg(&huge)
+                .arg("--tls-key")
                 .arg(path),
         ];
         for run in runs {

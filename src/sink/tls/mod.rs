@@ -167,9 +167,13 @@ fn roots(ca: Option<&Path>) -> Result<RootCertStore> {
 
 /// Our certificate chain and its key, checked to fit each other.
 fn client_key(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey> {
+    let source = format!("--tls-key {}", key.display());
+    let der = PrivateKeyDer::from_pem_slice(&pem_file(key).context(source.clone())?)
+        .context(source.clone())?;
+    if let Some(warning) = crate::cli::small_file::readable_by_others(key, "a private key") {
+        warn!("{warning}");
+    }
     let chain = pem_certs(cert).with_context(|| format!("--tls-cert {}", cert.display()))?;
-    let der = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("--tls-key {}", key.display()))?;
     CertifiedKey::from_der(chain, der, provider).with_context(|| {
         format!(
             "--tls-key {} with --tls-cert {}",
@@ -179,8 +183,20 @@ fn client_key(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Cert
     })
 }
 
+/// The most a PEM file may hold: a system CA bundle is about 200 KiB.
+const PEM_MAX: u64 = 4 << 20;
+
+/// A PEM file's bytes, read as the config and secret files are: a regular file only, without
+/// blocking (a FIFO would hang `check` and every start), and capped (`/dev/zero`, a huge file).
+fn pem_file(path: &Path) -> Result<Vec<u8>> {
+    crate::cli::small_file::read(path, PEM_MAX)
+        .map(String::into_bytes)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)?.collect::<Result<Vec<_>, _>>()?;
+    let pem = pem_file(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>()?;
     if certs.is_empty() {
         bail!("no PEM certificate in it");
     }
