@@ -341,6 +341,37 @@ mod tests {
     }
 
     #[test]
+    fn a_json_or_gzipped_body_labelled_protobuf_is_not_an_acknowledgement() {
+        // JSON read as protobuf must fail to decode, never decode as the empty message.
+        for body in [
+            &b"{}"[..],
+            b"{ }",
+            b"{\"partialSuccess\":{}}",
+            br#"{"partialSuccess":{"rejectedLogRecords":5}}"#,
+            b"[]",
+            b"\"ok\"",
+            b"null",
+        ] {
+            let v = classify(&answer(200, PROTO, body), Encoding::Protobuf, 5);
+            assert!(
+                !matches!(v, Verdict::Stored { rejected: 0, .. }),
+                "{:?}: {v:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Gzipped (a proxy that compresses answers): its magic is no protobuf field either,
+        // whatever case the type is written in.
+        let gzipped = super::super::encode::gzip(&proto_reply(5, "full"));
+        for ct in [PROTO, Some("APPLICATION/X-PROTOBUF; charset=binary")] {
+            let v = classify(&answer(200, ct, &gzipped), Encoding::Protobuf, 5);
+            assert!(
+                !matches!(v, Verdict::Stored { rejected: 0, .. }),
+                "{ct:?}: {v:?}"
+            );
+        }
+    }
+
+    #[test]
     fn both_protojson_name_forms_are_read() {
         for body in [
             &br#"{"partial_success":{"rejected_log_records":138,"error_message":"full"}}"#[..],
