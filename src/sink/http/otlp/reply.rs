@@ -159,7 +159,7 @@ fn stored(r: &Response<'_>, sent: Encoding, records: u64) -> Verdict {
                 }),
                 Err(e) => return unreadable(&e),
             },
-            Encoding::Json => match serde_json::from_slice::<JsonResponse>(r.body) {
+            Encoding::Json => match json_response(r.body) {
                 Ok(reply) => {
                     let p = reply.partial_success.unwrap_or_default();
                     let n = match p.rejected_log_records {
@@ -184,6 +184,22 @@ fn stored(r: &Response<'_>, sent: Encoding, records: u64) -> Verdict {
         rejected: rejected.min(records),
         message: (!message.is_empty()).then_some(message),
     }
+}
+
+/// The JSON answer, which must be an object whose `partialSuccess`, if any, is one too: serde
+/// would read a struct from an array as well (`[null]` as the empty answer), proving nothing.
+fn json_response(body: &[u8]) -> Result<JsonResponse, String> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let object = value.as_object().ok_or("not a JSON object")?;
+    let partial = ["partialSuccess", "partial_success"].map(|k| object.get(k));
+    if partial
+        .into_iter()
+        .flatten()
+        .any(|p| !p.is_object() && !p.is_null())
+    {
+        return Err("partialSuccess is not an object".into());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
 /// What the receiver said about an error: the `google.rpc.Status` message, or the body's text.
@@ -367,6 +383,28 @@ mod tests {
             assert!(
                 !matches!(v, Verdict::Stored { rejected: 0, .. }),
                 "{ct:?}: {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_json_array_is_not_an_export_response() {
+        // serde reads a struct from an array too: `[null]` would be the empty answer.
+        for body in [
+            &b"[null]"[..],
+            b"[{}]",
+            b" [null] ",
+            br#"{"partialSuccess":[]}"#,
+            br#"{"partial_success":[0, ""]}"#,
+        ] {
+            let v = classify(
+                &answer(200, Some("application/json"), body),
+                Encoding::Json,
+                5,
+            );
+            assert!(
+                matches!(&v, Verdict::Retry { why, .. } if why.contains("unreadable")),
+                "{v:?}"
             );
         }
     }
