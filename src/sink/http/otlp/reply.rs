@@ -159,7 +159,7 @@ fn stored(r: &Response<'_>, sent: Encoding, records: u64) -> Verdict {
                 }),
                 Err(e) => return unreadable(&e),
             },
-            Encoding::Json => match serde_json::from_slice::<JsonResponse>(r.body) {
+            Encoding::Json => match json_response(r.body) {
                 Ok(reply) => {
                     let p = reply.partial_success.unwrap_or_default();
                     let n = match p.rejected_log_records {
@@ -184,6 +184,22 @@ fn stored(r: &Response<'_>, sent: Encoding, records: u64) -> Verdict {
         rejected: rejected.min(records),
         message: (!message.is_empty()).then_some(message),
     }
+}
+
+/// The JSON answer, which must be an object whose `partialSuccess`, if any, is one too: serde
+/// would read a struct from an array as well (`[null]` as the empty answer), proving nothing.
+fn json_response(body: &[u8]) -> Result<JsonResponse, String> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let object = value.as_object().ok_or("not a JSON object")?;
+    let partial = ["partialSuccess", "partial_success"].map(|k| object.get(k));
+    if partial
+        .into_iter()
+        .flatten()
+        .any(|p| !p.is_object() && !p.is_null())
+    {
+        return Err("partialSuccess is not an object".into());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
 /// What the receiver said about an error: the `google.rpc.Status` message, or the body's text.
@@ -337,6 +353,59 @@ mod tests {
                     "{ct}: {v:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_json_or_gzipped_body_labelled_protobuf_is_not_an_acknowledgement() {
+        // JSON read as protobuf must fail to decode, never decode as the empty message.
+        for body in [
+            &b"{}"[..],
+            b"{ }",
+            b"{\"partialSuccess\":{}}",
+            br#"{"partialSuccess":{"rejectedLogRecords":5}}"#,
+            b"[]",
+            b"\"ok\"",
+            b"null",
+        ] {
+            let v = classify(&answer(200, PROTO, body), Encoding::Protobuf, 5);
+            assert!(
+                !matches!(v, Verdict::Stored { rejected: 0, .. }),
+                "{:?}: {v:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Gzipped (a proxy that compresses answers): its magic is no protobuf field either,
+        // whatever case the type is written in.
+        let gzipped = super::super::encode::gzip(&proto_reply(5, "full"));
+        for ct in [PROTO, Some("APPLICATION/X-PROTOBUF; charset=binary")] {
+            let v = classify(&answer(200, ct, &gzipped), Encoding::Protobuf, 5);
+            assert!(
+                !matches!(v, Verdict::Stored { rejected: 0, .. }),
+                "{ct:?}: {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_json_array_is_not_an_export_response() {
+        // serde reads a struct from an array too: `[null]` would be the empty answer.
+        for body in [
+            &b"[null]"[..],
+            b"[{}]",
+            b" [null] ",
+            br#"{"partialSuccess":[]}"#,
+            br#"{"partial_success":[0, ""]}"#,
+        ] {
+            let v = classify(
+                &answer(200, Some("application/json"), body),
+                Encoding::Json,
+                5,
+            );
+            assert!(
+                matches!(&v, Verdict::Retry { why, .. } if why.contains("unreadable")),
+                "{v:?}"
+            );
         }
     }
 
