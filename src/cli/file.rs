@@ -74,7 +74,14 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed, String> {
         .any(|s| matches!(s, Some(ValueSource::CommandLine | ValueSource::EnvVariable)));
     let mut parsed_file = None;
     let mut warnings = Vec::new();
-    match small_file::read(&path, small_file::CONFIG_MAX) {
+    // `--config /dev/null` is the usual way to run without the config file; it is a device,
+    // which every other config path must not be.
+    let read = if path == Path::new("/dev/null") {
+        Ok(String::new())
+    } else {
+        small_file::read(&path, small_file::CONFIG_MAX)
+    };
+    match read {
         Ok(text) => {
             warnings.extend(writable_by_others(&path));
             parsed_file = Some(text);

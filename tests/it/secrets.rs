@@ -410,3 +410,16 @@ fn a_fifo_a_device_or_a_huge_file_is_refused_in_one_line() {
         }
     }
 }
+
+/// `--config /dev/null` runs without the config file, as it did before files were read as
+/// regular files only (the attack on that found it refused as a device).
+#[test]
+fn config_dev_null_means_no_config_file() {
+    let (_tmp, jobs) = cache_copy("jobs");
+    let run = Saltship::dry_run(&jobs)
+        .arg("--config")
+        .arg("/dev/null")
+        .run_text();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.is_empty(), "{}", run.stderr);
+}
