@@ -332,3 +332,81 @@ fn minion_ids_that_are_not_utf8_are_one_name_in_the_cache_the_pki_folder_and_the
         assert!(text.lines().any(|l| l == series), "{series}: {text}");
     }
 }
+
+/// A master of masters' `.load.p` (`order_masters` puts the publish timeout `to` in it).
+fn syndicated(job: &Publisher) {
+    let path = job.dir.join(".load.p");
+    let mut load =
+        rmpv::decode::read_value(&mut &std::fs::read(&path).expect("load")[..]).expect("a .load.p");
+    if let Mp::Map(entries) = &mut load {
+        entries.push(("to".into(), 5.into()));
+    }
+    std::fs::write(&path, pack(&load)).expect("load");
+}
+
+#[test]
+fn a_master_of_masters_job_waits_for_its_syndics_minions() {
+    // Salt's two marks of such a master: `to` in `.load.p`, its `syndics/` folder.
+    for by_load in [true, false] {
+        master_of_masters_job(by_load);
+    }
+}
+
+fn master_of_masters_job(by_load: bool) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some((_rsyslog, target)) = json_receiver(tmp.path()) else {
+        return;
+    };
+    let jobs = tmp.path().join("jobs");
+    // Its direct minions all returned; a syndic's `.minions.<id>.p` is not there yet.
+    let job = Publisher::new(&jobs, "test-ping", &jid_now(3));
+    job.publish(&[], &mut Gaps::none());
+    if by_load {
+        syndicated(&job);
+    } else {
+        std::fs::create_dir(tmp.path().join("syndics")).expect("syndics");
+        std::fs::write(tmp.path().join("syndics/syndicmaster"), "").expect("marker");
+    }
+    let state = tmp.path().join("state");
+    let sync = |wait: &str| {
+        Saltship::sync(&jobs)
+            .state_file(&state)
+            .target(&target)
+            .more(["--events", "all", "--return-wait", wait])
+            .run()
+    };
+    let early = sync("1h");
+    assert_eq!(early.code, 0, "{}", early.stderr);
+    assert!(
+        early
+            .stderr
+            .contains("1 jobs are younger than --return-wait"),
+        "by_load {by_load}: shipped final before its syndics told their minions: {}",
+        early.stderr
+    );
+    // The syndic's list lands, one of its minions never returns: after the wait it is
+    // targeted, and missing.
+    std::fs::write(
+        job.dir.join(".minions.syndic1.p"),
+        pack(&Mp::Array(vec!["deep-minion".into()])),
+    )
+    .expect("syndic minions");
+    std::thread::sleep(Duration::from_secs(2));
+    let late = sync("1s");
+    assert_eq!(late.code, 0, "{}", late.stderr);
+    let events = wait_for(tmp.path(), |e| {
+        e["jid"] == job.jid.as_str() && e["minion_id"] == "deep-minion"
+    });
+    let (_, targeted, _) = job.expected(&[]);
+    let ev = events
+        .iter()
+        .find(|e| e["jid"] == job.jid.as_str() && e.get("minions_targeted").is_some())
+        .expect("the job event");
+    assert_eq!(ev["minions_targeted"], targeted.len() + 1, "{ev}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["jid"] == job.jid.as_str() && e["minion_id"] == "deep-minion"),
+        "no no_return event for the syndic's minion: {events:?}"
+    );
+}

@@ -61,3 +61,25 @@ pub(super) fn failed(path: &Path, max: u64) -> bool {
         .and_then(|buf| msgpack::decode(&buf).ok().map(|v| return_failed(&v)))
         .unwrap_or(false)
 }
+
+/// Whether the job was published by a master of masters (`order_masters`), which learns each
+/// syndic's minions only when that syndic forwards them, into a `.minions.<syndic>.p` that
+/// may land after the direct minions (often none: `.minions.p` is `[]`) all returned, so that
+/// only the wait makes it final. Salt's marks: the `syndics/` folder beside `jobs/` (a file
+/// per syndic, from its first return on), the publish timeout `to` that the client puts in
+/// `.load.p` on such a master, a syndic's `.minions.<id>.p` in the folder.
+pub(super) fn syndicated(jobs: &Path, dir: &Path, load: &Option<rmpv::ValueRef<'_>>) -> bool {
+    let has_entry = |d: &Path| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some());
+    load.as_ref()
+        .is_some_and(|l| msgpack::get(l, "to").is_some())
+        || jobs.parent().is_some_and(|c| has_entry(&c.join("syndics")))
+        || std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with(".minions.") && name.ends_with(".p") && name != ".minions.p"
+            })
+}

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use log::{debug, info, warn};
 
-use super::job_files::{failed, publish_file, returned, written};
+use super::job_files::{failed, publish_file, returned, syndicated, written};
 use super::{Mode, PassError, Shipper, CONFIRM_BYTES};
 use crate::cache::{scan, targeted, JobDir, TargetsError};
 use crate::event::job::{job_event, job_id, no_return_events, no_return_id, JobView};
@@ -150,7 +150,8 @@ impl Shipper<'_> {
             Some(t) => t.iter().all(|m| returned.binary_search(m).is_ok()),
             None => false,
         };
-        let is_final = waited || (load.is_some() && complete);
+        let is_final = waited
+            || (load.is_some() && complete && !syndicated(&config.cache.dir, &dir.dir, &load));
         if !is_final {
             return self.wait_for(dir, due, now);
         }
