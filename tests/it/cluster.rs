@@ -254,3 +254,28 @@ fn check_passes_a_lease_held_by_another_masters_saltship() {
         out.stdout
     );
 }
+
+/// Found by the attack: a cluster's saltships each given a local state file each ship the
+/// whole cache, the lease never seeing the others; now said at start.
+#[test]
+fn a_cluster_id_with_a_local_state_file_is_warned_about() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state/saltship.state");
+    let run = |cluster: Option<&str>| {
+        let mut run = Saltship::args(["sync", "--dry-run", "--cache-dir", p(&jobs)])
+            .more(["--state-file", p(&state)]);
+        if let Some(c) = cluster {
+            run = run.more(["--cluster-id", c]);
+        }
+        let run = run.run();
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stderr
+    };
+    let said = run(Some("prod"));
+    assert!(
+        said.contains("is on a local filesystem while the cache is shared (cluster id prod)")
+            && said.contains("put --state-file on the shared volume"),
+        "{said}"
+    );
+    assert!(!run(None).contains("local filesystem"), "a lone master");
+}
