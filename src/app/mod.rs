@@ -125,6 +125,8 @@ fn run(parsed: &crate::cli::file::Parsed) -> Result<Outcome, Failure> {
     warn_receiver_limits(&config);
     if config.cache.isolated {
         warn!("{}", isolated_advice(&config));
+    } else if let Some(advice) = local_state_advice(&config) {
+        warn!("{advice}");
     }
     let opened = match (&cli.command, &config.daemon) {
         // A standby waits for the lease instead of exiting (a master cluster's other masters).
@@ -199,6 +201,25 @@ fn isolated_advice(config: &Config) -> String {
          master. Run saltship on one master only (its cache holds every job), {dedupe}; the jobs \
          another master published have no target in this cache (tgt_unknown)"
     )
+}
+
+/// A master cluster (a cluster id: Salt's cluster mode needs one) with the state file on a
+/// local filesystem: the lease only works when every master's saltship shares the state file,
+/// so with one each, every master ships the whole cache (the attack on issue 31 found this
+/// silent). Not for isolated caches, whose advice says the rest.
+fn local_state_advice(config: &Config) -> Option<String> {
+    let state = config.state.file.as_ref()?;
+    let id = config.encode.cluster_id.as_ref()?;
+    if watch::poll::on_shared_filesystem(state) != Some(false) {
+        return None;
+    }
+    Some(format!(
+        "the state file {} is on a local filesystem while the cache is shared (cluster id \
+         {id}): its lock and lease only keep other masters' saltships from shipping this cache \
+         when they use the same state file, so put --state-file on the shared volume \
+         (docs/operations.md, \"Master cluster\"), or every master ships every return",
+        state.display(),
+    ))
 }
 
 /// `watch`'s configuration with the cache folder as an absolute path, taken once at start:

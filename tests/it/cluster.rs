@@ -254,3 +254,91 @@ fn check_passes_a_lease_held_by_another_masters_saltship() {
         out.stdout
     );
 }
+
+/// Found by the attack: a cluster's saltships each given a local state file each ship the
+/// whole cache, the lease never seeing the others; now said at start.
+#[test]
+fn a_cluster_id_with_a_local_state_file_is_warned_about() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state/saltship.state");
+    let run = |cluster: Option<&str>| {
+        let mut run = Saltship::args(["sync", "--dry-run", "--cache-dir", p(&jobs)])
+            .more(["--state-file", p(&state)]);
+        if let Some(c) = cluster {
+            run = run.more(["--cluster-id", c]);
+        }
+        let run = run.run();
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stderr
+    };
+    let said = run(Some("prod"));
+    assert!(
+        said.contains("is on a local filesystem while the cache is shared (cluster id prod)")
+            && said.contains("put --state-file on the shared volume"),
+        "{said}"
+    );
+    assert!(!run(None).contains("local filesystem"), "a lone master");
+}
+
+/// A standby stopped (SIGTERM: a master taken out of the cluster) exits 0 at once, and leaves
+/// the holder's lease and the checkpoint alone; a foreign record written over a live holder's
+/// lease makes that holder stop before its next save (exit 3), never ship on beside it.
+#[test]
+fn a_standby_stops_at_sigterm_without_touching_the_lease_and_a_forged_lease_stops_the_holder() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let lock = tmp.path().join("state.lock");
+    let receiver = Receiver::start(Faults::default());
+    let a = start(&jobs, &state, &receiver.target(), "a", &[]);
+    assert!(
+        until(Duration::from_secs(20), || a.log().contains("following ")),
+        "{}",
+        a.log()
+    );
+    let b = start(&jobs, &state, &receiver.target(), "b", &[]);
+    assert!(
+        until(Duration::from_secs(10), || b.log().contains("standing by")),
+        "{}",
+        b.log()
+    );
+    let holder = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let before = holder(&std::fs::read(&lock).expect("lock file"));
+    assert!(before.contains(&format!(":{}:", a.pid())), "{before}");
+    let (code, took, log) = b.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(took <= Duration::from_secs(3), "{took:?}: {log}");
+    assert!(!log.contains("took over"), "{log}");
+    assert_eq!(holder(&std::fs::read(&lock).expect("lock file")), before);
+
+    // Someone else's record (another cluster's saltship on the same state file, a hand edit).
+    let forged = format!("{:<199}\n", "saltship-lease 1 intruder:1:1 5 1 flock");
+    File::options()
+        .write(true)
+        .open(&lock)
+        .expect("lock")
+        .write_all_at(forged.as_bytes(), 0)
+        .expect("forge");
+    land_job(
+        &jobs,
+        &source_job("failures"),
+        "20990101000000000003",
+        Duration::from_millis(10),
+    );
+    assert!(
+        until(Duration::from_secs(15), || a
+            .log()
+            .contains("stopping before writing")),
+        "the holder shipped on beside a lease it does not hold: {}",
+        a.log()
+    );
+    let (code, _, log) = a.stop();
+    assert_eq!(code, 3, "{log}");
+    assert!(log.contains("intruder:1:1 took over the lease"), "{log}");
+    drop(receiver.finish());
+}

@@ -11,7 +11,7 @@
 
 mod daemon;
 mod follow;
-mod poll;
+pub(crate) mod poll;
 mod standby;
 mod watches;
 

@@ -175,6 +175,17 @@ const SHARED: [&str; 12] = [
     "fuse", "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "afs", "9p", "gfs2", "ocfs2", "lustre",
 ];
 
+/// Whether `path` (or, when it does not exist yet, the nearest folder above it that does) is on
+/// a shared filesystem; `None` when that cannot be told.
+pub(crate) fn on_shared_filesystem(path: &Path) -> Option<bool> {
+    let real = path
+        .ancestors()
+        .find_map(|a| std::fs::canonicalize(a).ok())?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let fstype = mount_type(&mounts, &real)?;
+    Some(SHARED.contains(&fstype.split('.').next().unwrap_or_default()))
+}
+
 /// The type of the shared filesystem `dir` is on (`fuse.glusterfs`, `nfs4`), or `None` for a
 /// local one or when it cannot be told: inotify then says itself whether it works. Read from
 /// /proc/self/mountinfo (the mount whose point is the longest prefix of the real path), which
