@@ -336,6 +336,36 @@ fn watches_follow_the_jobs_in_flight() {
     assert!(receiver.finish().len() > shipped);
 }
 
+/// Polling (a shared filesystem): once the catch-up is confirmed, old jobs whose returns are
+/// all shipped are polled no more, not until the next rescan (10 min when polling): each
+/// poll of a folder is a stat through the network.
+#[test]
+fn polling_drops_old_shipped_jobs_once_the_catch_up_is_confirmed() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    age_folders(&jobs);
+    let receiver = Receiver::start(Faults::default());
+    let hex = std::fs::read_dir(&jobs).expect("jobs").count();
+    let watch = Watch::start(
+        &jobs,
+        &state,
+        &receiver.target(),
+        &[
+            ("SALTSHIP_STATS_INTERVAL", "1s"),
+            ("SALTSHIP_DISCOVERY", "poll"),
+        ],
+    );
+    assert_eq!(
+        wait_for_watches(&watch, 1 + hex, Duration::from_secs(30)),
+        Some(1 + hex),
+        "{}",
+        watch.log()
+    );
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(!receiver.finish().is_empty());
+}
+
 /// SIGTERM ends watch within 5 s while it is stuck writing to a receiver that never reads.
 #[test]
 fn sigterm_ends_watch_stuck_on_a_receiver_that_never_reads() {

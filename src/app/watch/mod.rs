@@ -83,6 +83,7 @@ pub(crate) fn run(
         later: Vec::new(),
         every: options.rescan_interval,
         poll,
+        resettle: Vec::new(),
     };
     // Served once the fleet is rebuilt: the first scrape is right.
     let mut shipper = Shipper::new(config, Some(checkpoint), Some(stop.clone()));
@@ -178,6 +179,12 @@ pub(crate) fn run(
         } else {
             Ok(())
         };
+        if let (Ok(()), Some(w)) = (&result, watches.as_mut()) {
+            if !follow.resettle.is_empty() && shipper.oldest_unconfirmed().is_none() {
+                let dirs = std::mem::take(&mut follow.resettle);
+                follow.dirty.extend(w.follow(&dirs, shipper.checkpoint()));
+            }
+        }
         if shipper.totals.events != daemon.events_seen {
             daemon.events_seen = shipper.totals.events;
             daemon.last_pass = Instant::now();
@@ -255,6 +262,9 @@ fn full_pass(
         debug!("{} inotify watches", w.count());
     }
     *watches = fresh;
+    if follow.poll.is_some() {
+        follow.resettle = dirs.clone();
+    }
     shipper
         .pass(Mode::Sync, Some(dirs))
         .and_then(|()| shipper.job_pass(Mode::Sync, None))

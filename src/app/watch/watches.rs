@@ -169,8 +169,13 @@ impl Watches {
                 .is_some_and(|m| now.saturating_sub(m) < YOUNG.as_nanos() as i64);
             // Settled: every return in it done; or none came at all (a job never recorded
             // is listed, so its minions are all there is).
+            // Or, once confirmed, every minion folder it has done (the settled mark itself is
+            // written by the pass after).
             let settled = match known {
-                Some((_, j)) => j.settled.is_some() && j.settled == dir.mtime,
+                Some((cp, j)) => {
+                    (j.settled.is_some() && j.settled == dir.mtime)
+                        || (!dir.minions.is_empty() && dir.minions.iter().all(|m| cp.is_done(j, m)))
+                }
                 None => dir.minions.is_empty(),
             };
             let wanted =
