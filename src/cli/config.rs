@@ -103,6 +103,23 @@ pub(crate) struct DaemonOptions {
     /// systemd's `$NOTIFY_SOCKET` and watchdog period (`$WATCHDOG_USEC`), when it set them.
     pub(crate) notify_socket: Option<PathBuf>,
     pub(crate) watchdog: Option<Duration>,
+    /// `sync --follow`: exit once nothing landed and nothing waits for this long.
+    pub(crate) idle_exit: Option<Duration>,
+}
+
+impl DaemonOptions {
+    /// `sync --follow IDLE`: watch's loop, no stats lines, no systemd notifications (a
+    /// oneshot unit), ending after `idle` of quiet.
+    fn following(idle: Duration) -> DaemonOptions {
+        DaemonOptions {
+            rescan_interval: Duration::from_secs(60),
+            stats_interval: Duration::from_secs(24 * 3600),
+            metrics_listen: None,
+            notify_socket: None,
+            watchdog: None,
+            idle_exit: Some(idle),
+        }
+    }
 }
 
 impl Config {
@@ -146,6 +163,9 @@ impl Config {
         config.checkpoint(&args.state, true)?;
         config.state.start_at_now = args.start_at == "now";
         config.fleet(&args.fleet);
+        if let Some(idle) = &args.follow {
+            config.daemon = Some(DaemonOptions::following(span(idle, "--follow")?));
+        }
         Ok(config)
     }
 
@@ -282,15 +302,6 @@ impl Filter {
 
 /// The options only `watch` uses, and what systemd told it.
 fn daemon(args: &DaemonArgs) -> Result<DaemonOptions> {
-    let span = |text: &str, what: &str| -> Result<Duration> {
-        let micros = parse_duration(text)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("bad {what}"))?;
-        if micros <= 0 {
-            bail!("bad {what}: must be more than zero");
-        }
-        Ok(Duration::from_micros(micros as u64))
-    };
     // WATCHDOG_PID, when set, names the process systemd means.
     let ours =
         std::env::var("WATCHDOG_PID").map_or(true, |pid| pid == std::process::id().to_string());
@@ -309,5 +320,17 @@ fn daemon(args: &DaemonArgs) -> Result<DaemonOptions> {
             .and_then(|u| u.parse::<u64>().ok())
             .filter(|u| *u > 0 && ours)
             .map(Duration::from_micros),
+        idle_exit: None,
     })
+}
+
+/// A duration option that must be more than zero.
+fn span(text: &str, what: &str) -> Result<Duration> {
+    let micros = parse_duration(text)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("bad {what}"))?;
+    if micros <= 0 {
+        bail!("bad {what}: must be more than zero");
+    }
+    Ok(Duration::from_micros(micros as u64))
 }
