@@ -35,7 +35,7 @@ make_root() {
     mkdir -p "$(dirname "$cache")"
     say "making the Debian 12 root in $cache (once)"
     mmdebstrap --variant=minbase --quiet \
-        --include=systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates,procps,apt-utils \
+        --include=systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates,procps,apt-utils,gcc,libc6-dev,python3-dev \
         bookworm "$tmp"
     mount -t proc proc "$tmp/proc"
     # pip inside the root trusts what this host trusts (a proxy's CA, say), for this step only.
@@ -258,10 +258,11 @@ for _ in $(seq 150); do
     sleep 0.2
 done
 silent=$(in_c grep '^saltship_minion_silent{' "$prom" 2>/dev/null | tr '\n' ' ')
-case $silent in
-    'saltship_minion_silent{minion="silent-one"} 1 ') ok "the silent minion gauge under the unit: $silent" ;;
-    *) fail "silent minion gauge: '$silent'; $(in_c journalctl -u saltship-watch -o cat | grep -i pki | head -2)" ;;
-esac
+if grep -q 'minion="silent-one"} 1' <<<"$silent" && ! grep -q 'minion="web1"' <<<"$silent"; then
+    ok "the silent minion gauge under the unit: $silent"
+else
+    fail "silent minion gauge: '$silent'; $(in_c journalctl -u saltship-watch -o cat | grep -i pki | head -2)"
+fi
 
 # --- restart right after a job (item 4) ----------------------------------------------------
 total=$want

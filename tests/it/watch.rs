@@ -134,7 +134,10 @@ fn sigterm_right_after_a_job_confirms_it_and_the_restart_sends_nothing_twice() {
     // Within milliseconds of the job's events, before the idle confirmation is due.
     let (code, took, log) = watch.stop();
     assert_eq!(code, 0, "{log}");
-    assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}: {log}");
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM took {took:?}: {log}"
+    );
     let again = Watch::start(&jobs, &state, &receiver.target(), &[]);
     std::thread::sleep(Duration::from_secs(2));
     let (code, _, log) = again.stop();
