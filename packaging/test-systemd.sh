@@ -14,7 +14,7 @@
 # As root; needs mmdebstrap, systemd-nspawn, nsenter, cargo-deb, and Debian's and PyPI's
 # registries for the root, which is made once and kept (SALTSHIP_SYSTEMD_ROOT, default
 # ~/.cache/saltship/systemd-root; a few minutes). Each run boots an overlay over it, so the
-# kept root stays pristine. Usage: bash packaging/test-systemd.sh
+# kept root stays pristine. Usage: [NO_BUILD=1] bash packaging/test-systemd.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -72,7 +72,8 @@ make_root() {
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 work=$(mktemp -d /tmp/saltship-systemd.XXXXXX)
 rm -f target/debian/saltship_*.deb
-cargo deb -q > "$work/deb.log" 2>&1 || { cat "$work/deb.log" >&2; exit 1; }
+# NO_BUILD=1: package target/release/saltship as it is (CI has just built it).
+cargo deb -q ${NO_BUILD:+--no-build} > "$work/deb.log" 2>&1 || { cat "$work/deb.log" >&2; exit 1; }
 first=$(ls target/debian/saltship_*.deb)
 cargo deb -q --no-build --deb-revision 2 > "$work/deb.log" 2>&1 || { cat "$work/deb.log" >&2; exit 1; }
 second=$(ls target/debian/saltship_*-2_*.deb)
