@@ -14,7 +14,7 @@
 # As root; needs mmdebstrap, systemd-nspawn, nsenter, cargo-deb, and Debian's and PyPI's
 # registries for the root, which is made once and kept (SALTSHIP_SYSTEMD_ROOT, default
 # ~/.cache/saltship/systemd-root; a few minutes). Each run boots an overlay over it, so the
-# kept root stays pristine. Usage: [NO_BUILD=1] bash packaging/test-systemd.sh
+# kept root stays pristine. Usage: [NO_BUILD=1] [SALTSHIP_DEB=x.deb] bash packaging/test-systemd.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -68,16 +68,23 @@ make_root() {
 }
 [ "$(cat "$cache/.saltship-recipe" 2>/dev/null)" = "$recipe" ] || make_root
 
-# --- Two packages: the version of Cargo.toml, and the same with the revision bumped ----------
-command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+# --- Two packages: this tree's (or SALTSHIP_DEB), and the same with the revision bumped ------
 work=$(mktemp -d /tmp/saltship-systemd.XXXXXX)
-rm -f target/debian/saltship_*.deb
-# NO_BUILD=1: package target/release/saltship as it is (CI has just built it).
-cargo deb -q ${NO_BUILD:+--no-build} > "$work/deb.log" 2>&1 || { cat "$work/deb.log" >&2; exit 1; }
-first=$(ls target/debian/saltship_*.deb)
-cargo deb -q --no-build --deb-revision 2 > "$work/deb.log" 2>&1 || { cat "$work/deb.log" >&2; exit 1; }
-second=$(ls target/debian/saltship_*-2_*.deb)
-v1=$(dpkg-deb -f "$first" Version) v2=$(dpkg-deb -f "$second" Version)
+if [ -n "${SALTSHIP_DEB:-}" ]; then
+    first=$SALTSHIP_DEB
+else
+    command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+    rm -f target/debian/saltship_*.deb
+    # NO_BUILD=1: package target/release/saltship as it is (CI has just built it).
+    cargo deb -q ${NO_BUILD:+--no-build} > "$work/deb.log" 2>&1 || { cat "$work/deb.log" >&2; exit 1; }
+    first=$(ls target/debian/saltship_*.deb)
+fi
+v1=$(dpkg-deb -f "$first" Version)
+v2=${v1%-*}-$((${v1##*-} + 1))
+dpkg-deb -R "$first" "$work/repack"
+sed -i "s/^Version: .*/Version: $v2/" "$work/repack/DEBIAN/control"
+second=$work/saltship_${v2}_amd64.deb
+dpkg-deb -b "$work/repack" "$second" > /dev/null
 
 # --- Boot ---------------------------------------------------------------------------------
 root=$work/root nspawn= leader=
@@ -150,7 +157,9 @@ nspawn=$!
 # The container's PID 1: the process below nspawn whose own pid namespace calls it 1.
 for _ in $(seq 100); do
     for pid in $(pgrep -P "$nspawn") $(pgrep -P "$(pgrep -P "$nspawn" | head -1)" 2>/dev/null); do
-        if awk '/^NSpid:/ { exit !($NF == 1) }' "/proc/$pid/status" 2>/dev/null; then
+        # Once it is systemd: before its exec it is still nspawn's child, not yet in the root.
+        if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = systemd ] \
+            && awk '/^NSpid:/ { exit !($NF == 1) }' "/proc/$pid/status" 2>/dev/null; then
             leader=$pid
             break 2
         fi
@@ -159,10 +168,14 @@ for _ in $(seq 100); do
 done
 [ -n "$leader" ] || { cat "$work/nspawn.log" >&2; echo "the container did not start" >&2; exit 1; }
 in_c() { nsenter --target "$leader" --all -- /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 "$@"; }
-state=$(in_c timeout 60 systemctl is-system-running --wait 2>/dev/null || true)
+for _ in $(seq 120); do
+    state=$(in_c timeout 30 systemctl is-system-running --wait 2>/dev/null || true)
+    case $state in running | degraded) break ;; esac
+    sleep 0.5
+done
 case $state in
     running | degraded) ok "booted: systemd $(in_c systemctl --version | head -1 | cut -d' ' -f2) as PID 1, $state" ;;
-    *) echo "the container did not boot: '$state'" >&2; exit 1 ;;
+    *) tail -20 "$work/nspawn.log" >&2; echo "the container did not boot: '$state'" >&2; exit 1 ;;
 esac
 
 # --- Helpers inside -----------------------------------------------------------------------
@@ -208,18 +221,22 @@ main_pid() { in_c systemctl show -p MainPID --value saltship-watch.service; }
 
 # --- Install from a local repository ------------------------------------------------------
 in_c sh -c 'cd /srv/repo && apt-ftparchive packages . > Packages'
-echo 'deb [trusted=yes] file:/srv/repo ./' > "$root/etc/apt/sources.list.d/saltship.list"
+# The container has no network: the local repository is its only source (the root holds
+# every dependency already).
+echo 'deb [trusted=yes] file:/srv/repo ./' > "$root/etc/apt/sources.list"
 in_c apt-get update -qq -o APT::Update::Error-Mode=any > "$work/apt.log" 2>&1 || { cat "$work/apt.log" >&2; exit 1; }
 if in_c env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq saltship > "$work/apt.log" 2>&1; then
     ok "apt-get install saltship ($v1) from a local repository"
 else
     cat "$work/apt.log" >&2; exit 1
 fi
-in_c systemctl preset-all >/dev/null 2>&1 || true
+# Presets of these units only: preset-all would also enable the root's own units (among
+# them systemd-networkd-wait-online, which holds network-online.target for two minutes).
+in_c systemctl preset saltship-watch.service saltship-sync.service saltship-sync.timer saltship-sync.path >/dev/null 2>&1 || true
 enabled=$(in_c systemctl is-enabled saltship-watch.service saltship-sync.service saltship-sync.timer saltship-sync.path 2>/dev/null | tr '\n' ' ')
 [ "$enabled" = "disabled static disabled disabled " ] || [ "$enabled" = "disabled disabled disabled disabled " ] \
-    && ok "systemctl preset-all enables no saltship unit ($enabled)" \
-    || fail "after preset-all: $enabled"
+    && ok "systemctl preset enables no saltship unit ($enabled)" \
+    || fail "after systemctl preset: $enabled"
 
 # A master's cache and keys as Salt's packages leave them.
 in_c sh -c 'groupadd --system salt && useradd --system -g salt salt'
@@ -240,7 +257,8 @@ echo "target = [\"127.0.0.1:$port\"]" >> "$root/etc/saltship/saltship.toml"
 # --- watch ----------------------------------------------------------------------------------
 sink_up
 t0=$SECONDS
-in_c timeout 60 systemctl enable --now saltship-watch.service > /dev/null 2>&1 || fail "enable --now saltship-watch"
+in_c timeout 60 systemctl enable --now saltship-watch.service > "$work/enable.log" 2>&1 \
+    || { fail "enable --now saltship-watch: $(tail -3 "$work/enable.log")"; }
 wait_received "$want" 30 && ok "watch ships everything: $(received) of $want events ($((SECONDS - t0)) s)" \
     || fail "watch: $(received) of $want events"
 for unit in saltship-watch.service saltship-sync.service; do
