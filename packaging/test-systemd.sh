@@ -239,7 +239,7 @@ enabled=$(in_c systemctl is-enabled saltship-watch.service saltship-sync.service
     || fail "after systemctl preset: $enabled"
 
 # A master's cache and keys as Salt's packages leave them.
-in_c sh -c 'groupadd --system salt && useradd --system -g salt salt'
+in_c sh -c 'groupadd --system salt && useradd --system -g salt salt && install -o salt -g salt -m 0644 /dev/null /var/log/landed.log'
 mkdir -p "$root/var/cache/salt/master"
 cp -a testdata/jobs "$root$jobs"
 in_c chown -R salt:salt /var/cache/salt/master
