@@ -361,7 +361,7 @@ first = {}
 for line in open(sys.argv[2]):
     t, event = line.split(" ", 1)
     e = json.loads(event)
-    key = (e["jid"], e["minion"])
+    key = (e["jid"], e["minion_id"])
     first.setdefault(key, float(t))
 late = [first[k] - landed[k] if k in first else float("inf") for k in landed]
 print(f"{len(landed)} {sum(k in first for k in landed)} {max(late):.2f}")
