@@ -15,7 +15,7 @@
 # registries for the root, which is made once and kept (SALTSHIP_SYSTEMD_ROOT, default
 # ~/.cache/saltship/systemd-root; a few minutes). Each run boots an overlay over it, so the
 # kept root stays pristine. Usage: [NO_BUILD=1] [SALTSHIP_DEB=x.deb] bash packaging/test-systemd.sh
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 cache=${SALTSHIP_SYSTEMD_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/saltship/systemd-root}
@@ -24,7 +24,8 @@ recipe=1
 salt_version=3008.5
 
 fails=0
-# A command that fails outside a check ends the run (set -e): say where, not silently.
+# A command that fails outside a check ends the run (set -e): say where, not silently (-E:
+# in the helpers too).
 trap 'echo "FAIL line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
 ok() { echo "ok   $*"; }
 fail() { echo "FAIL $*" >&2; fails=$((fails + 1)); }
@@ -310,6 +311,17 @@ took=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9
 active=$(in_c systemctl is-active saltship-watch.service || true)
 [ "$status" = 0 ] && [ "$active" = active ] && ok "systemctl start with the receiver down and a backlog: returned in ${took} s, $active" \
     || fail "systemctl start with the receiver down: exit $status (124: still waiting after 30 s), $active"
+# kill -9 while the catch-up waits for the receiver: Restart=on-failure starts it again in 5 s.
+dead=$(main_pid)
+in_c kill -KILL "$dead"
+for _ in $(seq 100); do
+    again=$(main_pid)
+    [ "$again" != 0 ] && [ "$again" != "$dead" ] && [ "$(in_c systemctl is-active saltship-watch.service || true)" = active ] && break
+    sleep 0.2
+done
+[ "$again" != 0 ] && [ "$again" != "$dead" ] \
+    && ok "kill -9 of watch mid catch-up (receiver down): Restart= started it again (pid $dead -> $again)" \
+    || fail "after kill -9: watch is $(in_c systemctl is-active saltship-watch.service || true), pid $again"
 sleep 2
 sink_up
 wait_received "$total" 60 && ok "the backlog ships once the receiver is up: $(received) events" \
@@ -394,6 +406,34 @@ quiet=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e
 awk -v w="$quiet" 'BEGIN { exit !(w <= 5) }' && [ "$(received)" = $((before + per_job)) ] \
     && ok "after a quiet spell (sync exited), a job in an existing two-hex folder shipped in $quiet s" \
     || fail "after a quiet spell: $(( $(received) - before )) of $per_job events in $quiet s (want <= 5 s)"
+# watch and the sync units both enabled: sync never stands by (it exits at once while watch
+# holds the lock) and nothing ships twice. Watch first: started while a sync follows, its
+# start check fails (the lock is held on this host) and Restart= retries it every 5 s.
+in_c systemctl disable --now saltship-sync.timer saltship-sync.path > /dev/null 2>&1
+in_c systemctl stop saltship-sync.service
+in_c systemctl enable --now saltship-watch.service > /dev/null 2>&1 || fail "enable --now watch with the sync units stopped"
+for _ in $(seq 100); do
+    [ "$(in_c systemctl is-active saltship-watch.service || true)" = active ] && break
+    sleep 0.2
+done
+t0=$(date +%s%N)
+in_c timeout 20 systemctl start saltship-sync.service && status=0 || status=$?
+took=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
+[ "$status" = 0 ] && awk -v w="$took" 'BEGIN { exit !(w <= 5) }' \
+    && ok "sync started while watch runs: exits 0 in $took s (it does not stand by)" \
+    || fail "sync while watch runs: exit $status after $took s (124: still running at 20 s)"
+in_c systemctl enable --now saltship-sync.timer saltship-sync.path > /dev/null 2>&1
+before=$(received)
+land 3 1
+total=$((before + 3 * per_job))
+wait_received "$total" 15 || true
+starts=$(in_c journalctl -u saltship-sync.service -o cat --since=-20s 2>/dev/null | grep -c '^Finished' || true)
+[ "$(received)" = "$total" ] && [ "$(in_c systemctl is-active saltship-watch.service)" = active ] \
+    && ok "watch with the sync units enabled too: 3 jobs shipped once by watch, sync started and exited $starts time(s) in 20 s" \
+    || fail "watch with the sync units too: $(received) of $total events, watch $(in_c systemctl is-active saltship-watch.service || true)"
+[ "$(distinct)" = "$(received)" ] || fail "both modes: $(received) lines, $(distinct) events"
+in_c systemctl disable --now saltship-watch.service saltship-sync.timer saltship-sync.path > /dev/null 2>&1
+in_c systemctl stop saltship-sync.service
 in_c systemctl disable --now saltship-sync.timer saltship-sync.path > /dev/null 2>&1
 in_c systemctl stop saltship-sync.service
 
