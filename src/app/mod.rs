@@ -164,10 +164,15 @@ fn run(parsed: &crate::cli::file::Parsed) -> Result<Outcome, Failure> {
         }
     }
     let totals = match (&cli.command, checkpoint) {
-        (Command::Watch(_), Some(cp)) if !config.dry_run => match &config.daemon {
-            Some(options) => watch::run(&absolute_cache(config.clone())?, options, cp)?,
-            None => unreachable!("Config::watch sets the daemon options"),
-        },
+        // watch, and sync --follow.
+        (Command::Watch(_) | Command::Sync(_), Some(cp))
+            if !config.dry_run && config.daemon.is_some() =>
+        {
+            match &config.daemon {
+                Some(options) => watch::run(&absolute_cache(config.clone())?, options, cp)?,
+                None => unreachable!("Config::watch sets the daemon options"),
+            }
+        }
         (_, checkpoint) => ship::run(&config, mode, checkpoint)?,
     };
     Ok(Outcome::Shipped(totals))

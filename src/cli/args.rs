@@ -109,6 +109,13 @@ pub(crate) struct SyncArgs {
     #[command(flatten)]
     pub(crate) start: StartArgs,
 
+    /// After shipping, follow the cache (inotify, as watch does) and ship each return as it
+    /// lands, until nothing landed and nothing waits for confirmation for DURATION (at most an
+    /// hour in all); then exit. For a path or timer unit: each return ships within a second
+    /// while the master is busy, and nothing runs while it is quiet
+    #[arg(long, value_name = "DURATION", env = "SALTSHIP_FOLLOW")]
+    pub(crate) follow: Option<String>,
+
     #[command(flatten)]
     pub(crate) fleet: FleetArgs,
 

@@ -114,6 +114,26 @@ pub(crate) struct DaemonOptions {
     pub(crate) watchdog: Option<Duration>,
     pub(crate) discovery: Discovery,
     pub(crate) poll_interval: Duration,
+    /// `sync --follow`: exit once nothing landed and nothing waits for this long.
+    pub(crate) idle_exit: Option<Duration>,
+}
+
+impl DaemonOptions {
+    /// `sync --follow IDLE`: watch's loop, no stats lines, no systemd notifications (a
+    /// oneshot unit), ending after `idle` of quiet.
+    fn following(idle: Duration) -> DaemonOptions {
+        DaemonOptions {
+            rescan_interval: RESCAN_INOTIFY,
+            rescan_auto: true,
+            stats_interval: Duration::from_secs(24 * 3600),
+            metrics_listen: None,
+            notify_socket: None,
+            watchdog: None,
+            discovery: Discovery::Auto,
+            poll_interval: Duration::from_millis(250),
+            idle_exit: Some(idle),
+        }
+    }
 }
 
 /// `--rescan-interval auto` with inotify.
@@ -192,6 +212,9 @@ impl Config {
         config.checkpoint(&args.state, true);
         config.start(&args.start)?;
         config.fleet(&args.fleet);
+        if let Some(idle) = &args.follow {
+            config.daemon = Some(DaemonOptions::following(span(idle, "--follow")?));
+        }
         config.read_cache(&args.common, true)?;
         Ok(config)
     }
@@ -343,15 +366,6 @@ impl Filter {
 
 /// The options only `watch` uses, and what systemd told it.
 fn daemon(args: &DaemonArgs) -> Result<DaemonOptions> {
-    let span = |text: &str, what: &str| -> Result<Duration> {
-        let micros = parse_duration(text)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("bad {what}"))?;
-        if micros <= 0 {
-            bail!("bad {what}: must be more than zero");
-        }
-        Ok(Duration::from_micros(micros as u64))
-    };
     // WATCHDOG_PID, when set, names the process systemd means.
     let ours =
         std::env::var("WATCHDOG_PID").map_or(true, |pid| pid == std::process::id().to_string());
@@ -380,5 +394,17 @@ fn daemon(args: &DaemonArgs) -> Result<DaemonOptions> {
             .and_then(|u| u.parse::<u64>().ok())
             .filter(|u| *u > 0 && ours)
             .map(Duration::from_micros),
+        idle_exit: None,
     })
+}
+
+/// A duration option that must be more than zero.
+fn span(text: &str, what: &str) -> Result<Duration> {
+    let micros = parse_duration(text)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("bad {what}"))?;
+    if micros <= 0 {
+        bail!("bad {what}: must be more than zero");
+    }
+    Ok(Duration::from_micros(micros as u64))
 }

@@ -374,3 +374,64 @@ fn settled_jobs_still_see_late_returns() {
     assert!(expected > 0);
     assert_eq!(new.len(), expected, "exactly the two late returns' events");
 }
+
+/// `sync --follow` (what saltship-sync.service runs, issue 30 item 1): once caught up it ships
+/// a job that lands while it follows within a second, not at the next timer tick, and exits 0
+/// after the idle time with nothing sent twice.
+#[test]
+fn sync_follow_ships_what_lands_then_exits_when_quiet() {
+    use crate::common::watch::{land_job, source_job};
+    use std::collections::HashSet;
+    use std::time::Instant;
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let receiver = Receiver::start(Faults::default());
+    let before: HashSet<String> = crate::common::dry_run_ids(&jobs);
+    let mut child = Saltship::sync(&jobs)
+        .state_file(&state)
+        .target(&receiver.target())
+        .more(["--follow", "3s"])
+        .spawn(File::create(tmp.path().join("sync.log")).expect("log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.lines_so_far().len() < before.len() {
+        assert!(Instant::now() < deadline, "catch-up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    land_job(
+        &jobs,
+        &source_job("failures"),
+        "20990101000000000088",
+        Duration::ZERO,
+    );
+    let landed = Instant::now();
+    let all: HashSet<String> = crate::common::dry_run_ids(&jobs);
+    while receiver.lines_so_far().len() < all.len() {
+        assert!(
+            landed.elapsed() < Duration::from_secs(2),
+            "the job that landed while following did not ship within 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            landed.elapsed() < Duration::from_secs(15),
+            "still following"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(tmp.path().join("sync.log")).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        landed.elapsed() >= Duration::from_secs(3),
+        "exited before 3 s of quiet"
+    );
+    let lines = receiver.finish();
+    assert_eq!(lines.len(), all.len(), "each event once");
+    // All of it recorded: a plain sync has nothing to send (port 9 takes nothing).
+    let again = sync(&jobs, &state, "127.0.0.1:9", &["--deliver-timeout", "2s"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+}

@@ -111,6 +111,46 @@ fn sigterm_mid_stream_then_restart_loses_nothing() {
     );
 }
 
+/// A stop right after a job shipped (issue 30 item 4: every config change restarts the unit):
+/// SIGTERM confirms what was sent and saves it, so the next start sends nothing twice.
+#[test]
+fn sigterm_right_after_a_job_confirms_it_and_the_restart_sends_nothing_twice() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let receiver = Receiver::start(Faults::default());
+    let watch = Watch::start(&jobs, &state, &receiver.target(), &[]);
+    let before: HashSet<String> = dry_run_ids(&jobs);
+    wait_for(&receiver, &before, Duration::from_secs(20));
+    // Caught up and confirmed: a second of quiet.
+    std::thread::sleep(Duration::from_millis(1500));
+    land_job(
+        &jobs,
+        &source_job("failures"),
+        "20990101000000000077",
+        Duration::ZERO,
+    );
+    let all: HashSet<String> = dry_run_ids(&jobs);
+    wait_for(&receiver, &all, Duration::from_secs(20));
+    // Within milliseconds of the job's events, before the idle confirmation is due.
+    let (code, took, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM took {took:?}: {log}"
+    );
+    let again = Watch::start(&jobs, &state, &receiver.target(), &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, _, log) = again.stop();
+    assert_eq!(code, 0, "{log}");
+    let lines = receiver.finish();
+    assert_eq!(
+        lines.len(),
+        all.len(),
+        "{} events sent twice after the restart",
+        lines.len() - all.len().min(lines.len())
+    );
+}
+
 #[test]
 fn a_job_folder_removed_while_watching_is_no_error() {
     let (tmp, jobs) = cache_copy("jobs");
@@ -210,6 +250,49 @@ fn tells_systemd_through_notify_socket() {
         }
     }
     drop(receiver.finish());
+}
+
+/// A receiver down at start (issue 30 item 2): READY=1 does not wait for the catch-up's
+/// deliveries (up to --deliver-timeout), so boot and `systemctl start` do not either; the
+/// watchdog is fed while the catch-up waits, and the backlog ships once the receiver is up.
+#[test]
+fn ready_comes_before_a_catch_up_that_waits_for_a_receiver() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let state = tmp.path().join("state");
+    let socket_path = tmp.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let port = crate::common::free_port();
+    let started = Instant::now();
+    let watch = Watch::start(
+        &jobs,
+        &state,
+        &format!("127.0.0.1:{port}"),
+        &[
+            ("NOTIFY_SOCKET", p(&socket_path)),
+            ("WATCHDOG_USEC", "400000"),
+            ("SALTSHIP_DELIVER_TIMEOUT", "60s"),
+        ],
+    );
+    let mut buf = [0u8; 256];
+    let mut said = Vec::new();
+    while said.iter().filter(|s| *s == "WATCHDOG=1").count() < 4 {
+        let n = socket.recv(&mut buf).unwrap_or_else(|e| {
+            panic!("{e} after {said:?}: {}", watch.log());
+        });
+        said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(said[0], "READY=1", "{said:?}");
+    // Four pings 200 ms apart, all within the catch-up's 60 s wait for the receiver.
+    assert!(started.elapsed() < Duration::from_secs(10), "{said:?}");
+    let receiver = Receiver::start_on(port, Faults::default());
+    let want: HashSet<String> = dry_run_ids(&jobs);
+    let got = wait_for(&receiver, &want, Duration::from_secs(30));
+    let (code, _, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(want.is_subset(&got), "{log}");
 }
 
 /// A receiver away for longer than --deliver-timeout: watch keeps running, says so once per

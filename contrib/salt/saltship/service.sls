@@ -1,11 +1,7 @@
 {#- Run saltship: the watch daemon, or the sync timer and path units (not both: they share the
     checkpoint's lock). The other mode's units are stopped and disabled first. Restarted when
-    the configuration or a secret changes. #}
-{%- from "saltship/map.jinja" import saltship with context %}
-{%- set units = {
-      'watch': ['saltship-watch.service'],
-      'sync': ['saltship-sync.timer', 'saltship-sync.path'],
-      'none': []} %}
+    the configuration or a secret changes, and (from init.sls) when the package changes. #}
+{%- from "saltship/map.jinja" import saltship, units with context %}
 {%- if saltship.service not in units %}
 {{ raise('saltship:service must be watch, sync or none, not ' ~ saltship.service) }}
 {%- endif %}

@@ -74,7 +74,7 @@ impl<'c> Daemon<'c> {
     /// How a pass ended, for the daemon. A receiver that stayed away past `--deliver-timeout`
     /// is not the end: the returns sent but not confirmed are not recorded, so a later pass
     /// ships them again. A checkpoint that could not be saved is: it comes back.
-    pub(super) fn failed(
+    fn failed(
         &mut self,
         shipper: &mut Shipper<'_>,
         result: Result<(), PassError>,
@@ -89,6 +89,33 @@ impl<'c> Daemon<'c> {
             }
             Err(save @ PassError::Save(_)) => Some(save),
         }
+    }
+
+    /// How a pass ended, for the loop: `Some` stops it. `sync --follow` gives up on a receiver
+    /// as `sync` does (exit 3; the next start tries again); the daemon goes on.
+    pub(super) fn ended(
+        &mut self,
+        shipper: &mut Shipper<'_>,
+        result: Result<(), PassError>,
+    ) -> Option<PassError> {
+        match result {
+            Err(e @ PassError::Sink(SinkError::Undelivered(_)))
+                if self.options.idle_exit.is_some() =>
+            {
+                Some(e)
+            }
+            result => self.failed(shipper, result),
+        }
+    }
+
+    /// `sync --follow`: nothing landed since `last_change`, nothing was sent, and nothing waits
+    /// (confirmation, a job's --return-wait), for the idle time.
+    pub(super) fn idle_for(&self, shipper: &Shipper<'_>, last_change: Instant) -> bool {
+        self.options.idle_exit.is_some_and(|idle| {
+            last_change.max(self.last_pass).elapsed() >= idle
+                && shipper.oldest_unconfirmed().is_none()
+                && shipper.next_job_due().is_none()
+        })
     }
 
     /// `watches`: `None` while inotify could not be started (rescans only).
@@ -141,6 +168,25 @@ impl<'c> Daemon<'c> {
         }
     }
 
+    /// Pings the watchdog from a thread until the guard is dropped: for the catch-up, which
+    /// runs before the loop that pings it.
+    pub(super) fn feed_watchdog(&self) -> Option<Feeding> {
+        let (socket, every) = (self.options.notify_socket.clone()?, self.options.watchdog?);
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(every / 2)
+            {
+                if let Err(e) = sd_notify(&socket, "WATCHDOG=1") {
+                    debug!("sd_notify WATCHDOG=1: {e}");
+                }
+            }
+        });
+        Some(Feeding {
+            done: Some(done),
+            thread: Some(thread),
+        })
+    }
+
     /// Tells systemd (Type=notify) how we are, through `$NOTIFY_SOCKET`, without libsystemd.
     pub(super) fn notify(&self, state: &str) {
         let Some(socket) = &self.options.notify_socket else {
@@ -165,4 +211,19 @@ pub(super) fn sd_notify(socket: &Path, state: &str) -> std::io::Result<()> {
     UnixDatagram::unbound()?
         .send_to_addr(state.as_bytes(), &addr)
         .map(|_| ())
+}
+
+/// The watchdog fed by a thread; dropped, the thread stops.
+pub(super) struct Feeding {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Feeding {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

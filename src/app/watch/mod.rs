@@ -39,6 +39,12 @@ use watches::{Events, Watches};
 
 /// Confirm once nothing was sent for this long.
 pub(super) const IDLE: Duration = Duration::from_secs(1);
+/// How long a stop waits for the receiver to confirm what was sent (within systemd's
+/// TimeoutStopSec=30s).
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// `sync --follow` exits after this long even while the master stays busy: its timer starts
+/// the next one.
+const FOLLOW_MAX: Duration = Duration::from_secs(3600);
 
 /// Runs until SIGTERM or SIGINT; then confirms what was sent, saves the checkpoint and
 /// returns. `Err` when the daemon cannot start (a usage error), or when the checkpoint could
@@ -94,6 +100,13 @@ pub(crate) fn run(
         }
     }
     let mut watches = None;
+    // Ready before the catch-up: it takes as long as the backlog, or --deliver-timeout when
+    // no receiver answers, and boot, `systemctl start` and Salt's service.running must not
+    // wait for a receiver (the cache is the buffer). The watchdog is fed meanwhile by a
+    // thread: every wait of the catch-up ends by a deadline of its own.
+    let mut daemon = Daemon::new(config, options);
+    daemon.notify("READY=1");
+    let feeding = daemon.feed_watchdog();
     let mut catch_up = full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
         .and_then(|()| shipper.confirm());
     if catch_up.is_ok() && shipper.totals.returns > 0 {
@@ -102,12 +115,12 @@ pub(crate) fn run(
         catch_up = full_pass(config, &tx, &mut shipper, &mut watches, &mut follow)
             .and_then(|()| shipper.confirm());
     }
+    drop(feeding);
     shipper.bars = false;
-    let mut daemon = Daemon::new(config, options);
     let receiver_down = matches!(catch_up, Err(PassError::Sink(SinkError::Undelivered(_))));
-    // Set when the checkpoint could not be saved: the daemon stops.
-    let mut unsaved = daemon.failed(&mut shipper, catch_up);
-    daemon.notify("READY=1");
+    // Set when the checkpoint could not be saved (or sync --follow could not deliver): the
+    // run stops.
+    let mut unsaved = daemon.ended(&mut shipper, catch_up);
     if receiver_down {
         // "0 events shipped" would read like success.
         warn!(
@@ -122,7 +135,13 @@ pub(crate) fn run(
             shipper.totals.events
         );
     }
+    let started = Instant::now();
+    let mut last_change = started;
     while !stop.load(Ordering::SeqCst) && unsaved.is_none() {
+        if daemon.idle_for(&shipper, last_change) || started.elapsed() >= FOLLOW_MAX {
+            debug!("--follow: quiet for long enough; exiting");
+            break;
+        }
         let deadline = follow
             .next_relist()
             .map_or(daemon.next_deadline(&shipper), |r| {
@@ -146,6 +165,9 @@ pub(crate) fn run(
         }
         follow.due();
         let now = Instant::now();
+        if !follow.dirty.is_empty() || follow.rescan {
+            last_change = now;
+        }
         let result = if follow.rescan || now >= daemon.next_rescan {
             debug!("full rescan (overflow: {})", follow.rescan);
             follow.dirty.clear();
@@ -189,7 +211,7 @@ pub(crate) fn run(
             daemon.events_seen = shipper.totals.events;
             daemon.last_pass = Instant::now();
         }
-        unsaved = daemon.failed(&mut shipper, result);
+        unsaved = daemon.ended(&mut shipper, result);
         if let Some(Err(e)) = shipper.checkpoint().map(Checkpoint::lease_lost) {
             // Replaced while it hung: shipping on would only make duplicates.
             unsaved.get_or_insert(PassError::Save(format!("{e:#}")));
@@ -198,8 +220,17 @@ pub(crate) fn run(
     }
     daemon.notify("STOPPING=1");
     info!("stopping: confirming what was sent");
-    // A stop during an outage must not wait for the receiver: the checkpoint holds what was
-    // confirmed, and the rest is shipped again on the next start.
+    // What was sent is confirmed and recorded before exit, or a restart (every config change
+    // makes one) ships the last second again. The sink's waits end at once while the stop flag
+    // is set, so it is cleared for STOP_GRACE at most: a second signal, or the grace running
+    // out during an outage, ends the wait (the checkpoint holds what was confirmed, and the
+    // rest is shipped again at the next start).
+    stop.store(false, Ordering::SeqCst);
+    let grace = stop.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(STOP_GRACE);
+        grace.store(true, Ordering::SeqCst);
+    });
     let last = shipper.confirm();
     daemon.next_metrics = Instant::now();
     daemon.tick(&shipper, watches.as_ref());
