@@ -231,3 +231,19 @@ fn the_bar_shows_the_whole_run_and_ends_on_its_total_at_its_real_rate() {
         );
     }
 }
+
+/// A terminal that says it cannot move the cursor (`TERM=dumb`: Emacs shells, some CI logs)
+/// gets no bar, so no escape sequences: only the summary.
+#[test]
+fn a_dumb_terminal_gets_no_bar() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let events = tmp.path().join("events");
+    let run = Saltship::dry_run(&jobs)
+        .env("TERM", "dumb")
+        .under(&["python3", "-c", ON_A_PTY, crate::common::p(&events)])
+        .run_text();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains('\x1b'), "{:?}", run.stdout);
+    assert!(!run.stdout.contains("returns/s"), "{:?}", run.stdout);
+    assert!(run.stdout.contains("saltship: "), "{:?}", run.stdout);
+}
