@@ -14,8 +14,12 @@ pub(crate) fn bars() -> &'static MultiProgress {
     BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
 }
 
+/// On a terminal that can move the cursor: `TERM=dumb` (Emacs shells, some CI logs) would
+/// show the bar's redraws as escape codes.
 fn shown(quiet: bool) -> bool {
-    !quiet && std::io::stderr().is_terminal()
+    !quiet
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
 /// A counter for discovery, whose total is not known yet.

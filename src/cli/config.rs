@@ -231,17 +231,20 @@ impl Config {
         };
         // Checked before the cache is read; a jid given as a time is read again below in
         // the zone the cache's jids are in.
-        point(&args.since, "--since", JidZone::Utc)?;
-        point(&args.until, "--until", JidZone::Utc)?;
+        let ordered = |since: Option<i64>, until: Option<i64>| match (since, until) {
+            (Some(s), Some(u)) if s >= u => bail!("--since must be before --until"),
+            _ => Ok(()),
+        };
+        ordered(
+            point(&args.since, "--since", JidZone::Utc)?,
+            point(&args.until, "--until", JidZone::Utc)?,
+        )?;
         config.read_cache(&args.common, true)?;
         let zone = config.cache.jid_zone;
         config.filter.since = point(&args.since, "--since", zone)?;
         config.filter.until = point(&args.until, "--until", zone)?;
-        if let (Some(s), Some(u)) = (config.filter.since, config.filter.until) {
-            if s >= u {
-                bail!("--since must be before --until");
-            }
-        }
+        // Again in the cache's zone: a jid and a time on either side may swap only now.
+        ordered(config.filter.since, config.filter.until)?;
         Ok(config)
     }
 

@@ -85,6 +85,25 @@ fn a_bad_option_is_one_line_before_anything_about_the_cache() {
     }
 }
 
+/// A range the wrong way round is a usage error too, checked before the zone guess warns.
+#[test]
+fn a_range_the_wrong_way_round_is_one_line_before_anything_about_the_cache() {
+    let (_tmp, jobs) = cache_copy("salt2019/jobs");
+    let run = Saltship::on("backfill", &jobs)
+        .env_remove("SALTSHIP_JID_TIMEZONE")
+        .target("127.0.0.1:9")
+        .more(["--since", "2021-01-01", "--until", "2020-01-01"])
+        .run();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].contains("--since must be before --until"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// Runs `run` with stderr (and stdin) on a pseudo-terminal of 160 columns and stdout into the
 /// file `stdout`; the test's stdout is what the terminal showed.
 const ON_A_PTY: &str = r#"
@@ -211,4 +230,20 @@ fn the_bar_shows_the_whole_run_and_ends_on_its_total_at_its_real_rate() {
             "{rate}/s for {secs} s is not {pos} returns"
         );
     }
+}
+
+/// A terminal that says it cannot move the cursor (`TERM=dumb`: Emacs shells, some CI logs)
+/// gets no bar, so no escape sequences: only the summary.
+#[test]
+fn a_dumb_terminal_gets_no_bar() {
+    let (tmp, jobs) = cache_copy("jobs");
+    let events = tmp.path().join("events");
+    let run = Saltship::dry_run(&jobs)
+        .env("TERM", "dumb")
+        .under(&["python3", "-c", ON_A_PTY, crate::common::p(&events)])
+        .run_text();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains('\x1b'), "{:?}", run.stdout);
+    assert!(!run.stdout.contains("returns/s"), "{:?}", run.stdout);
+    assert!(run.stdout.contains("saltship: "), "{:?}", run.stdout);
 }
