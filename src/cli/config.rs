@@ -116,6 +116,9 @@ pub(crate) struct DaemonOptions {
     pub(crate) poll_interval: Duration,
     /// `sync --follow`: exit once nothing landed and nothing waits for this long.
     pub(crate) idle_exit: Option<Duration>,
+    /// `sync --follow`: exit after this long even while the master stays busy (its timer
+    /// starts the next one). `None` for `watch`, which runs until it is stopped.
+    pub(crate) follow_max: Option<Duration>,
 }
 
 impl DaemonOptions {
@@ -132,6 +135,7 @@ impl DaemonOptions {
             discovery: Discovery::Auto,
             poll_interval: Duration::from_millis(250),
             idle_exit: Some(idle),
+            follow_max: Some(Duration::from_secs(3600)),
         }
     }
 }
@@ -398,6 +402,7 @@ fn daemon(args: &DaemonArgs) -> Result<DaemonOptions> {
             .filter(|u| *u > 0 && ours)
             .map(Duration::from_micros),
         idle_exit: None,
+        follow_max: None,
     })
 }
 
@@ -410,4 +415,39 @@ fn span(text: &str, what: &str) -> Result<Duration> {
         bail!("bad {what}: must be more than zero");
     }
     Ok(Duration::from_micros(micros as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    use super::*;
+
+    fn daemon_of(args: &[&str]) -> DaemonOptions {
+        let jobs = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/jobs");
+        let mut argv = vec!["saltship"];
+        argv.extend_from_slice(args);
+        argv.extend(["--cache-dir", jobs, "--target", "127.0.0.1:9"]);
+        let cli = Cli::try_parse_from(argv).expect("valid arguments");
+        let config = match &cli.command {
+            Command::Watch(a) => Config::watch(a, true),
+            Command::Sync(a) => Config::sync(a, true),
+            _ => unreachable!("watch or sync"),
+        };
+        config
+            .expect("a valid config")
+            .daemon
+            .expect("daemon options")
+    }
+
+    #[test]
+    fn only_sync_follow_ends_by_itself_the_daemon_runs_until_stopped() {
+        let watch = daemon_of(&["watch"]);
+        assert_eq!((watch.idle_exit, watch.follow_max), (None, None));
+        let follow = daemon_of(&["sync", "--follow", "1m"]);
+        assert_eq!(follow.idle_exit, Some(Duration::from_secs(60)));
+        assert_eq!(follow.follow_max, Some(Duration::from_secs(3600)));
+    }
 }

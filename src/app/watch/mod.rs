@@ -42,9 +42,6 @@ pub(super) const IDLE: Duration = Duration::from_secs(1);
 /// How long a stop waits for the receiver to confirm what was sent (within systemd's
 /// TimeoutStopSec=30s).
 const STOP_GRACE: Duration = Duration::from_secs(3);
-/// `sync --follow` exits after this long even while the master stays busy: its timer starts
-/// the next one.
-const FOLLOW_MAX: Duration = Duration::from_secs(3600);
 
 /// Runs until SIGTERM or SIGINT; then confirms what was sent, saves the checkpoint and
 /// returns. `Err` when the daemon cannot start (a usage error), or when the checkpoint could
@@ -138,7 +135,12 @@ pub(crate) fn run(
     let started = Instant::now();
     let mut last_change = started;
     while !stop.load(Ordering::SeqCst) && unsaved.is_none() {
-        if daemon.idle_for(&shipper, last_change) || started.elapsed() >= FOLLOW_MAX {
+        // Only `sync --follow` ends by itself; the daemon runs until it is stopped.
+        if daemon.idle_for(&shipper, last_change)
+            || options
+                .follow_max
+                .is_some_and(|max| started.elapsed() >= max)
+        {
             debug!("--follow: quiet for long enough; exiting");
             break;
         }
